@@ -1,0 +1,30 @@
+"""Pure statistics: always-valid (sequential) checks and a fixed-horizon Mann-Whitney mode.
+
+Nothing here does I/O, logging or configuration: numbers and numpy arrays in, frozen dataclasses out.
+"""
+
+from analyzer.stats.confidence import RateBounds, rate_bounds
+from analyzer.stats.histogram import Exceedance, exceedance, quantile, quantile_bucket_bound
+from analyzer.stats.outcome import Outcome
+from analyzer.stats.ratio import (
+    ComparisonResult,
+    GateResult,
+    compare_rates,
+    requests_needed_below,
+    slo_gate,
+)
+
+__all__ = [
+    "ComparisonResult",
+    "Exceedance",
+    "GateResult",
+    "Outcome",
+    "RateBounds",
+    "compare_rates",
+    "exceedance",
+    "quantile",
+    "quantile_bucket_bound",
+    "rate_bounds",
+    "requests_needed_below",
+    "slo_gate",
+]

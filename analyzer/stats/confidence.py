@@ -1,0 +1,135 @@
+"""Always-valid confidence sequences for a rate (a fraction of requests).
+
+Formula (Robbins' mixture martingale; Howard, Ramdas, McAuliffe & Sekhon, "Time-uniform,
+nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49(2), 2021, §3, beta-binomial
+mixture; Waudby-Smith & Ramdas' prior-posterior-ratio form):
+
+For S bad requests out of n and a candidate rate p, mix the likelihood ratio over a prior G that is
+fixed before any data is seen:
+
+    M_n(p) = ∫ q^S (1-q)^(n-S) dG(q)  /  ( p^S (1-p)^(n-S) )
+
+Under rate p this is a nonnegative martingale with mean 1, so Ville's inequality gives
+P(there is a look n with M_n(p) >= 1/alpha) <= alpha, and
+
+    C_n = { p : M_n(p) < 1/alpha }
+
+covers the true rate at every look at once, however often one looks. With G a mixture of Beta
+distributions the numerator is a sum of beta functions, B(a + S, b + n - S) / B(a, b), independent of
+p, and since the log-likelihood is concave in p, C_n is one interval [lower, upper]. The bounds are
+exact for any counts (no normal approximation), so they stay honest at zero or few events.
+
+G is a mixture of Beta(1, b_k) whose means `prior_rates` are set where the decision is made: the
+SLO bound for an SLO gate, and by default a scale mixture (0.01 %, 0.1 %, 1 %, 10 %) that stays
+sensible whatever the service's rate is. Because the estimate S/n maximises the likelihood, it
+always lies inside the interval.
+
+All functions are vectorised: they take numpy arrays (or floats) of counts and return arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import betaln, logsumexp, xlog1py, xlogy
+
+SCALE_FREE_PRIOR: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+_TINY = 1e-15
+_BISECTION_STEPS = 60
+
+ArrayLike = npt.ArrayLike
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class RateBounds:
+    """An always-valid confidence interval for a rate at one look (or arrays of them)."""
+
+    rate: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+
+
+def log_marginal(
+    bad: ArrayLike, total: ArrayLike, prior_rates: Sequence[float] = SCALE_FREE_PRIOR
+) -> FloatArray:
+    """log ∫ q^S (1-q)^(n-S) dG(q) for G an equal-weight mixture of Beta(1, (1-m)/m), m in prior_rates."""
+    s = np.asarray(bad, dtype=np.float64)[..., None]
+    n = np.asarray(total, dtype=np.float64)[..., None]
+    means = np.asarray(prior_rates, dtype=np.float64)
+    if np.any((means <= 0) | (means >= 1)):
+        raise ValueError("prior rates must lie in (0, 1)")
+    b = (1.0 - means) / means
+    terms = betaln(1.0 + s, b + n - s) - betaln(1.0, b)
+    return np.asarray(logsumexp(terms, axis=-1) - np.log(len(means)), dtype=np.float64)
+
+
+def log_mixture_martingale(
+    bad: ArrayLike,
+    total: ArrayLike,
+    p: ArrayLike,
+    prior_rates: Sequence[float] = SCALE_FREE_PRIOR,
+) -> FloatArray:
+    """log M_n(p), the mixture martingale of the module docstring."""
+    s = np.asarray(bad, dtype=np.float64)
+    n = np.asarray(total, dtype=np.float64)
+    return np.asarray(log_marginal(s, n, prior_rates) - _log_likelihood(s, n, p), dtype=np.float64)
+
+
+def _log_likelihood(s: FloatArray, n: FloatArray, p: ArrayLike) -> FloatArray:
+    pp = np.clip(np.asarray(p, dtype=np.float64), _TINY, 1.0 - _TINY)
+    return np.asarray(xlogy(s, pp) + xlog1py(n - s, -pp), dtype=np.float64)
+
+
+def _validate(bad: ArrayLike, total: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    s = np.atleast_1d(np.asarray(bad, dtype=np.float64))
+    n = np.atleast_1d(np.asarray(total, dtype=np.float64))
+    if np.any(~np.isfinite(s)) or np.any(~np.isfinite(n)):
+        raise ValueError("counts must be finite numbers (NaN or Inf is missing data)")
+    if np.any(s < 0) or np.any(n < 0):
+        raise ValueError("counts must not be negative")
+    # Prometheus' increase() extrapolates, so a bad count may exceed its total by a hair.
+    return np.minimum(s, n), n
+
+
+def rate_bounds(
+    bad: ArrayLike,
+    total: ArrayLike,
+    alpha: float,
+    prior_rates: Sequence[float] = SCALE_FREE_PRIOR,
+) -> RateBounds:
+    """Two-sided always-valid bounds for the rate bad/total; miscoverage <= alpha over all looks.
+
+    Bounds are found by bisection on the log-odds scale and rounded outwards. With total == 0 the
+    bounds are [0, 1]: no data, no knowledge.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError("alpha must lie in (0, 1)")
+    s, n = _validate(bad, total)
+    level = log_marginal(s, n, prior_rates) + np.log(alpha)  # log L(p) <= level  <=>  p outside
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(n > 0, s / np.where(n > 0, n, 1.0), 0.0)
+    upper = _bisect(s, n, rate, level, upward=True)
+    lower = _bisect(s, n, rate, level, upward=False)
+    upper = np.where(n > 0, np.where(s >= n, 1.0, upper), 1.0)
+    lower = np.where((n > 0) & (s > 0), lower, 0.0)
+    return RateBounds(rate=rate, lower=lower, upper=upper)
+
+
+def _bisect(
+    s: FloatArray, n: FloatArray, rate: FloatArray, level: FloatArray, *, upward: bool
+) -> FloatArray:
+    """Where the log-likelihood falls to `level`, between the estimate and the edge of (0, 1)."""
+    clipped = np.clip(rate, _TINY, 1.0 - _TINY)
+    lo = np.log(clipped / (1.0 - clipped))  # inside the interval
+    edge = np.log((1.0 - _TINY) / _TINY)
+    hi = np.full_like(lo, edge if upward else -edge)  # outside (or at the edge)
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        outside = _log_likelihood(s, n, 1.0 / (1.0 + np.exp(-mid))) <= level
+        hi = np.where(outside, mid, hi)
+        lo = np.where(outside, lo, mid)
+    return np.asarray(1.0 / (1.0 + np.exp(-hi)), dtype=np.float64)

@@ -1,0 +1,94 @@
+"""PromQL building: label escaping, selectors and the built-in query templates.
+
+Every label value that reaches PromQL goes through `escape_label_value`, so a value such as
+`a"} or vector(1) #` stays one string literal and cannot change the query. Label names are checked
+against Prometheus' grammar `[a-zA-Z_][a-zA-Z0-9_]*`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from metrics.errors import QueryError
+from metrics.source import MetricKind, MetricQuery
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SELECTOR_PLACEHOLDER = re.compile(r"\{\{\s*selector\s*\}\}")
+_DURATION_UNITS = (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0))
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a string for a double-quoted PromQL string literal (backslash, quote, newline)."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+
+
+def selector(matchers: Mapping[str, str]) -> str:
+    """Render equality matchers as `a="x",b="y"` (no braces), escaping every value."""
+    parts = []
+    for name, value in sorted(matchers.items()):
+        if not _LABEL_NAME.match(name):
+            raise QueryError(f"invalid label name {name!r}: must match [a-zA-Z_][a-zA-Z0-9_]*")
+        parts.append(f'{name}="{escape_label_value(str(value))}"')
+    return ",".join(parts)
+
+
+def render(template: str, matchers: Mapping[str, str]) -> str:
+    """Put the version's matchers in place of `{{ selector }}` in a counter selector template."""
+    if not _SELECTOR_PLACEHOLDER.search(template):
+        raise QueryError(f"query {template!r} has no {{{{ selector }}}} placeholder")
+    rendered_selector = selector(matchers)
+    if not rendered_selector:
+        # drop a separating comma next to the empty placeholder
+        template = re.sub(r",\s*\{\{\s*selector\s*\}\}|\{\{\s*selector\s*\}\}\s*,?", "", template)
+        return template
+    return _SELECTOR_PLACEHOLDER.sub(lambda _: rendered_selector, template)
+
+
+def promql_duration(seconds: float) -> str:
+    """A PromQL range duration such as `30s` or `1m30s` (whole milliseconds at worst)."""
+    if seconds <= 0:
+        raise ValueError("a PromQL duration must be positive")
+    ms = round(seconds * 1000)
+    if ms % 1000:
+        return f"{ms}ms"
+    rest = ms // 1000
+    out = ""
+    for unit, size in _DURATION_UNITS:
+        count, rest = divmod(rest, int(size))
+        if count:
+            out += f"{count}{unit}"
+    return out
+
+
+def increase_query(counter_selector: str, step_seconds: float, *, by_le: bool = False) -> str:
+    """Sum of the counters' increase per interval (increase() handles counter resets)."""
+    grouping = " by (le)" if by_le else ""
+    return f"sum{grouping}(increase({counter_selector}[{promql_duration(step_seconds)}]))"
+
+
+_ISTIO_REQUESTS = 'istio_requests_total{reporter="destination",{{ selector }}}'
+_ISTIO_5XX = 'istio_requests_total{reporter="destination",response_code=~"5..",{{ selector }}}'
+_ISTIO_NOT_5XX = 'istio_requests_total{reporter="destination",response_code!~"5..",{{ selector }}}'
+_ISTIO_DURATION = 'istio_request_duration_milliseconds_bucket{reporter="destination",{{ selector }}}'
+
+BUILTIN_TEMPLATES: dict[str, MetricQuery] = {
+    "istio-error-rate": MetricQuery(
+        name="istio-error-rate", kind=MetricKind.RATIO, total=_ISTIO_REQUESTS, bad=_ISTIO_5XX
+    ),
+    "istio-success-rate": MetricQuery(
+        name="istio-success-rate",
+        kind=MetricKind.RATIO,
+        total=_ISTIO_REQUESTS,
+        good=_ISTIO_NOT_5XX,
+    ),
+    "istio-latency": MetricQuery(
+        name="istio-latency", kind=MetricKind.HISTOGRAM, buckets=_ISTIO_DURATION, unit_seconds=0.001
+    ),
+}
