@@ -76,7 +76,9 @@ def increase_query(counter_selector: str, step_seconds: float, *, by_le: bool = 
 _ISTIO_REQUESTS = 'istio_requests_total{reporter="destination",{{ selector }}}'
 _ISTIO_5XX = 'istio_requests_total{reporter="destination",response_code=~"5..",{{ selector }}}'
 _ISTIO_NOT_5XX = 'istio_requests_total{reporter="destination",response_code!~"5..",{{ selector }}}'
-_ISTIO_DURATION = 'istio_request_duration_milliseconds_bucket{reporter="destination",{{ selector }}}'
+_ISTIO_DURATION = (
+    'istio_request_duration_milliseconds_bucket{reporter="destination",{{ selector }}}'
+)
 
 BUILTIN_TEMPLATES: dict[str, MetricQuery] = {
     "istio-error-rate": MetricQuery(

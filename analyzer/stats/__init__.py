@@ -5,6 +5,7 @@ Nothing here does I/O, logging or configuration: numbers and numpy arrays in, fr
 
 from analyzer.stats.confidence import RateBounds, rate_bounds
 from analyzer.stats.histogram import Exceedance, exceedance, quantile, quantile_bucket_bound
+from analyzer.stats.mann_whitney import MannWhitneyResult, mann_whitney_compare
 from analyzer.stats.outcome import Outcome
 from analyzer.stats.ratio import (
     ComparisonResult,
@@ -18,10 +19,12 @@ __all__ = [
     "ComparisonResult",
     "Exceedance",
     "GateResult",
+    "MannWhitneyResult",
     "Outcome",
     "RateBounds",
     "compare_rates",
     "exceedance",
+    "mann_whitney_compare",
     "quantile",
     "quantile_bucket_bound",
     "rate_bounds",

@@ -83,11 +83,10 @@ def exceedance(threshold: float, bounds: FloatArray, counts: FloatArray) -> Exce
     k_hi = int(np.searchsorted(bounds, threshold, side="left"))
     exact = bool(k_hi < len(bounds) and bounds[k_hi] == threshold)
     certain = total - float(cumulative[k_hi]) if k_hi < len(bounds) else 0.0
-    if exact:
-        possible = certain
-    else:
-        possible = total - (float(cumulative[k_hi - 1]) if k_hi >= 1 else 0.0)
-    return Exceedance(certain=max(certain, 0.0), possible=max(possible, 0.0), total=total, exact=exact)
+    possible = certain if exact else total - (float(cumulative[k_hi - 1]) if k_hi >= 1 else 0.0)
+    return Exceedance(
+        certain=max(certain, 0.0), possible=max(possible, 0.0), total=total, exact=exact
+    )
 
 
 def quantile_bucket_bound(q: float, bounds: FloatArray, counts: FloatArray) -> float:

@@ -56,7 +56,9 @@ class ComparisonResult:
     baseline_upper: float
     allowed_rate: float  # baseline estimate * (1 + tolerance) + margin, for display
     fail_threshold: float  # Ub * (1 + tolerance) + margin: the canary lower bound must exceed it
-    pass_threshold: float  # Lb * (1 + tolerance) + margin: the canary upper bound must not exceed it
+    pass_threshold: (
+        float  # Lb * (1 + tolerance) + margin: the canary upper bound must not exceed it
+    )
     tolerance: float
     margin: float
     canary_bad: float
@@ -67,12 +69,22 @@ class ComparisonResult:
     more_requests_needed: int | None
 
 
-def slo_gate(bad: float, total: float, max_rate: float, alpha: float) -> GateResult:
-    """Always-valid test of `rate <= max_rate` on cumulative counts (see module docstring)."""
+def slo_gate(
+    bad: float, total: float, max_rate: float, alpha: float, *, bad_at_most: float | None = None
+) -> GateResult:
+    """Always-valid test of `rate <= max_rate` on cumulative counts (see module docstring).
+
+    `bad_at_most` is for counts known only within a range (a latency threshold between two bucket
+    bounds): the lower bound is then computed from `bad` (certainly bad) and the upper bound from
+    `bad_at_most` (possibly bad), which keeps both FAIL and PASS conservative.
+    """
     if not 0.0 <= max_rate <= 1.0:
         raise ValueError("max_rate must lie in [0, 1]")
     b = rate_bounds(bad, total, alpha)
     lower, upper, rate = float(b.lower[0]), float(b.upper[0]), float(b.rate[0])
+    if bad_at_most is not None and bad_at_most > bad:
+        possible = rate_bounds(bad_at_most, total, alpha)
+        upper, rate = float(possible.upper[0]), float(possible.rate[0])
     if lower > max_rate:
         outcome = Outcome.FAIL
     elif upper <= max_rate:

@@ -1,0 +1,44 @@
+"""Durations as users write them: `30s`, `500ms`, `1m30s`, `2h`, or a bare number of seconds."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_seconds(value: object) -> float:
+    """Seconds in `value`; raises ValueError with a readable message on anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30s or 500ms, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        pos, seconds = 0, 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"expected a duration such as 30s, 500ms or 1m30s, got {value!r}")
+    else:
+        raise ValueError(f"expected a duration such as 30s or 500ms, got {value!r}")
+    if seconds != seconds or seconds < 0:
+        raise ValueError(f"a duration must not be negative, got {value!r}")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """A short human form: `450ms`, `30s`, `2m30s`."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s" if rest else f"{minutes}m"

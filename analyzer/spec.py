@@ -1,0 +1,348 @@
+"""The analysis file: pydantic models, YAML loading and readable validation errors.
+
+The keys documented in the README (and DESIGN.md) are the user contract: they keep working.
+Unknown keys are errors, so a typo never silently drops a check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from analyzer.durations import parse_seconds
+from metrics.promql import BUILTIN_TEMPLATES
+from metrics.source import MetricKind, MetricQuery
+
+Seconds = Annotated[float, BeforeValidator(parse_seconds)]
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+DEFAULT_STEPS = (5, 10, 50, 100)
+
+
+class SpecError(Exception):
+    """An analysis file that cannot be used; the message names the file, the key and the problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PrometheusSpec(_Model):
+    url: str | None = None
+    timeout: Seconds = Field(default=5.0, gt=0, description="per-query timeout")
+    retries: int = Field(default=2, ge=0, le=10)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class SloSpec(_Model):
+    max: float | str | None = None
+    min: float | str | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> SloSpec:
+        if (self.max is None) == (self.min is None):
+            raise ValueError("give exactly one of max or min")
+        return self
+
+
+class CompareSpec(_Model):
+    direction: Literal["increase", "decrease"] | None = None  # default: the way that is worse
+    tolerance: float = Field(
+        default=0.5, ge=0, description="relative: 0.5 allows 1.5x the baseline"
+    )
+    margin: float = Field(default=0.001, ge=0, le=1, description="absolute, in rate units")
+
+
+class QuerySpec(_Model):
+    """A custom query: counter selectors with a `{{ selector }}` placeholder."""
+
+    total: str | None = None
+    bad: str | None = None
+    good: str | None = None
+    buckets: str | None = None
+    unit: Literal["s", "ms"] = "s"
+
+    @model_validator(mode="after")
+    def _shape(self) -> QuerySpec:
+        if self.buckets:
+            if self.total or self.bad or self.good:
+                raise ValueError("a histogram query has only `buckets` (and `unit`)")
+        elif not self.total or not (self.bad or self.good) or (self.bad and self.good):
+            raise ValueError("a ratio query needs `total` and one of `bad` or `good`")
+        for text in (self.total, self.bad, self.good, self.buckets):
+            if text and "{{" not in text:
+                raise ValueError(f"query {text!r} has no {{{{ selector }}}} placeholder")
+        return self
+
+
+class MetricSpec(_Model):
+    name: str
+    template: Literal["istio-error-rate", "istio-success-rate", "istio-latency"] | None = None
+    query: QuerySpec | None = None
+    quantile: float | None = Field(default=None, gt=0, lt=1)
+    slo: SloSpec | None = None
+    compare: CompareSpec | None = None
+    critical: bool = False
+    weight: float = Field(default=1.0, ge=0)
+    test: Literal["sequential", "mann-whitney"] = "sequential"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricSpec:
+        if (self.template is None) == (self.query is None):
+            raise ValueError("give exactly one of `template` or `query`")
+        if self.slo is None and self.compare is None:
+            raise ValueError("nothing to check: add `slo`, `compare` or both")
+        kind = self.kind
+        if self.slo is not None:
+            for label, bound in (("max", self.slo.max), ("min", self.slo.min)):
+                if bound is None:
+                    continue
+                if kind is MetricKind.RATIO:
+                    _rate(bound, f"slo.{label}")
+                else:
+                    if label == "min":
+                        raise ValueError("slo.min: a latency SLO is an upper bound: use slo.max")
+                    try:
+                        parse_seconds(bound)
+                    except ValueError as error:
+                        raise ValueError(f"slo.max: {error}") from None
+        if self.compare is not None and self.compare.direction is not None:
+            worse = "decrease" if self.higher_is_better else "increase"
+            if self.compare.direction != worse:
+                raise ValueError(
+                    f"compare.direction: this metric gets worse when it {worse}s; "
+                    f"use direction: {worse} (or leave it out)"
+                )
+        if kind is MetricKind.RATIO and self.quantile is not None:
+            raise ValueError("`quantile` applies to latency (histogram) metrics only")
+        return self
+
+    @property
+    def kind(self) -> MetricKind:
+        return self.metric_query.kind
+
+    @property
+    def metric_query(self) -> MetricQuery:
+        if self.template is not None:
+            return BUILTIN_TEMPLATES[self.template]
+        assert self.query is not None
+        q = self.query
+        if q.buckets:
+            return MetricQuery(
+                name=self.name,
+                kind=MetricKind.HISTOGRAM,
+                buckets=q.buckets,
+                unit_seconds=0.001 if q.unit == "ms" else 1.0,
+            )
+        return MetricQuery(
+            name=self.name,
+            kind=MetricKind.RATIO,
+            total=q.total or "",
+            bad=q.bad or "",
+            good=q.good or "",
+        )
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Success-rate style metrics: the displayed rate is the good fraction."""
+        if self.template == "istio-success-rate":
+            return True
+        return bool(self.query and self.query.good and not self.query.bad)
+
+    @property
+    def effective_quantile(self) -> float:
+        return self.quantile if self.quantile is not None else 0.99
+
+    def max_bad_rate(self) -> float | None:
+        """The SLO as an upper bound on the bad fraction (ratio metrics)."""
+        if self.slo is None:
+            return None
+        if self.slo.max is not None:
+            value = _rate(self.slo.max, "slo.max")
+            return 1.0 - value if self.higher_is_better else value
+        assert self.slo.min is not None
+        value = _rate(self.slo.min, "slo.min")
+        return value if not self.higher_is_better else 1.0 - value
+
+    def latency_threshold(self) -> float | None:
+        """The latency SLO in seconds (histogram metrics)."""
+        if self.slo is None or self.slo.max is None:
+            return None
+        return parse_seconds(self.slo.max)
+
+
+def _rate(value: float | str, key: str) -> float:
+    """A rate in [0, 1], written as 0.005 or `0.5%`."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            rate = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(
+                f"{key}: expected a rate such as 0.005 or 0.5%, got {value!r}"
+            ) from None
+    else:
+        rate = float(value)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{key}: a rate must lie between 0 and 1 (or 0% and 100%), got {value!r}")
+    return rate
+
+
+class ScoringSpec(_Model):
+    mode: Literal["all", "score"] = "all"
+    pass_threshold: float = Field(default=75.0, ge=0, le=100)
+
+
+class AnalysisSpec(_Model):
+    name: str
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
+    canary: dict[str, str]
+    baseline: dict[str, str]
+    interval: Seconds = Field(default=30.0, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    metrics: list[MetricSpec] = Field(min_length=1)
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "use lower-case letters, digits, '.', '_' or '-' (like a Kubernetes name)"
+            )
+        return value
+
+    @field_validator("canary", "baseline")
+    @classmethod
+    def _matchers(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("give at least one label matcher, e.g. {destination_service_name: x}")
+        for label in value:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", label):
+                raise ValueError(f"invalid label name {label!r}")
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[int]) -> list[int]:
+        if not value or any(not 0 < w <= 100 for w in value) or value != sorted(set(value)):
+            raise ValueError(
+                "steps are increasing canary weights between 1 and 100, e.g. [5, 10, 50, 100]"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AnalysisSpec:
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metric names must be unique: {', '.join(dupes)}")
+        return self
+
+    def placeholders(self) -> set[str]:
+        """Names used as `{{ name }}` in the canary and baseline matchers."""
+        found: set[str] = set()
+        for value in (*self.canary.values(), *self.baseline.values()):
+            found.update(_PLACEHOLDER.findall(value))
+        return found
+
+    def matchers(
+        self, params: dict[str, str] | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Canary and baseline matchers with `{{ name }}` placeholders filled from `params`."""
+        params = params or {}
+        missing = sorted(self.placeholders() - params.keys())
+        if missing:
+            raise SpecError(
+                f"analysis {self.name!r} needs values for {', '.join(missing)} "
+                "(placeholders in its canary/baseline matchers)"
+            )
+
+        def fill(m: dict[str, str]) -> dict[str, str]:
+            return {k: _PLACEHOLDER.sub(lambda g: params[g.group(1)], v) for k, v in m.items()}
+
+        return fill(self.canary), fill(self.baseline)
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: `file: metrics[0].slo.max: problem`."""
+    lines = []
+    for item in error.errors():
+        path = ""
+        for part in item["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part in _TAG_NAMES:
+                continue
+            else:
+                path += f".{part}" if path else str(part)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the README for the keys)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{source}: {path or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+_TAG_NAMES = {"float", "str", "int", "function-after[_one_bound(), SloSpec]"}
+
+
+def parse_analysis(data: Any, source: str = "<analysis>") -> AnalysisSpec:
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{source}: expected a mapping of keys (name, canary, baseline, metrics, ...)"
+        )
+    try:
+        return AnalysisSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error, source)) from None
+
+
+def load_analysis(path: str | os.PathLike[str]) -> AnalysisSpec:
+    """Read and validate one analysis file; every problem becomes a `SpecError`."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(
+            f"{file}: cannot read the analysis file: {error.strerror or error}"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError(
+            f"{file}: not valid YAML{where}: {getattr(error, 'problem', error)}"
+        ) from None
+    return parse_analysis(data, str(file))
+
+
+def load_analyses(path: str | os.PathLike[str]) -> dict[str, AnalysisSpec]:
+    """One analysis file, or every *.yaml / *.yml file of a folder, by analysis name."""
+    root = Path(path)
+    files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if root.is_dir() else [root]
+    if not files:
+        raise SpecError(f"{root}: no analysis files (*.yaml) in this folder")
+    analyses: dict[str, AnalysisSpec] = {}
+    for file in files:
+        spec = load_analysis(file)
+        if spec.name in analyses:
+            raise SpecError(f"{file}: analysis name {spec.name!r} is used by another file too")
+        analyses[spec.name] = spec
+    return analyses

@@ -1,0 +1,54 @@
+"""Plain result types shared by the checks, the judge, the CLI and the API."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class MetricStatus(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    NO_DATA = "no data"
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """One check of one metric: an SLO gate, a comparison, or a Mann-Whitney judgement."""
+
+    check: str  # "slo" | "compare" | "mann-whitney"
+    outcome: str  # pass | fail | inconclusive
+    reason: str
+    statistic: dict[str, Any] = field(default_factory=dict)
+    more_requests_needed: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricReport:
+    name: str
+    kind: str  # ratio | histogram
+    status: MetricStatus
+    reason: str
+    critical: bool
+    weight: float
+    canary: dict[str, Any]
+    baseline: dict[str, Any]
+    checks: list[CheckReport]
+    alpha: float
+    failed_at_look: int | None = None
+    more_requests_needed: int | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    score: float
+    reason: str
