@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.looks import FAIL as FAIL_CODE
+from analyzer.looks import look_statuses
 from analyzer.spec import MetricSpec
 from analyzer.stats import (
     Outcome,
@@ -63,14 +65,12 @@ def evaluate_metric(
         raise ValueError("looks must lie between 1 and the number of intervals")
     checks_count = (spec.slo is not None) + (spec.compare is not None)
     check_alpha = alpha / max(checks_count, 1)
-    failed_at: int | None = None
+    failed_at = _first_failure(spec, canary, baseline, alpha, look_list, check_alpha)
     failed_checks: list[CheckReport] = []
-    report: list[CheckReport] = []
-    for look in look_list:
-        report = _checks_at(spec, canary, baseline, look, check_alpha)
-        if failed_at is None and any(c.outcome == Outcome.FAIL for c in report):
-            failed_at = look
-            failed_checks = [c for c in report if c.outcome == Outcome.FAIL]
+    if failed_at is not None:
+        at_failure = _checks_at(spec, canary, baseline, failed_at, check_alpha)
+        failed_checks = [c for c in at_failure if c.outcome == Outcome.FAIL]
+    report = _checks_at(spec, canary, baseline, look_list[-1], check_alpha)
     last = look_list[-1]
     canary_fig = _figures(spec, canary, last)
     baseline_fig = _figures(spec, baseline, last) if baseline is not None else {}
@@ -115,6 +115,29 @@ def evaluate_metric(
         alpha=alpha,
         more_requests_needed=more,
     )
+
+
+def _first_failure(
+    spec: MetricSpec,
+    canary: Series,
+    baseline: Series | None,
+    alpha: float,
+    look_list: list[int],
+    check_alpha: float,
+) -> int | None:
+    """The first look (1-based) in `look_list` at which any check of the metric failed."""
+    statuses = look_statuses(spec, canary, baseline, alpha)
+    if statuses is not None:
+        for look in look_list:
+            if statuses[look - 1] == FAIL_CODE:
+                return look
+        return None
+    for look in look_list:
+        if any(
+            c.outcome == Outcome.FAIL for c in _checks_at(spec, canary, baseline, look, check_alpha)
+        ):
+            return look
+    return None
 
 
 def _no_data(spec: MetricSpec, alpha: float, reason: str) -> MetricReport:

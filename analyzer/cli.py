@@ -118,9 +118,8 @@ def analyze(
             "no Prometheus URL: give --prometheus-url, VERDICT_PROMETHEUS_URL or prometheus.url",
             EXIT_BAD_INPUT,
         )
-    from metrics.prometheus import PrometheusSource
-
     from analyzer.analysis import run_analysis
+    from metrics.prometheus import PrometheusSource
 
     source = PrometheusSource(
         url,

@@ -28,47 +28,78 @@ def score(metrics: Sequence[MetricReport]) -> float:
     return round(100.0 * passed / total, 2)
 
 
+def decide(
+    statuses: Sequence[MetricStatus],
+    critical: Sequence[bool],
+    weights: Sequence[float],
+    scoring: ScoringSpec | None = None,
+) -> Verdict:
+    """The verdict alone, from metric statuses: the rules of `judge` without the prose.
+
+    Cheap enough to run at every look of thousands of simulated canaries (benchmarks).
+    """
+    scoring = scoring or ScoringSpec()
+    if not statuses:
+        return Verdict.INCONCLUSIVE
+    failed = [s is MetricStatus.FAIL for s in statuses]
+    if any(f and c for f, c in zip(failed, critical, strict=True)):
+        return Verdict.FAIL
+    if scoring.mode == "all":
+        if any(failed):
+            return Verdict.FAIL
+        if all(s is MetricStatus.PASS for s in statuses):
+            return Verdict.PASS
+        return Verdict.INCONCLUSIVE
+    total = sum(weights) or 1.0
+    value = (
+        100.0
+        * sum(w for s, w in zip(statuses, weights, strict=True) if s is MetricStatus.PASS)
+        / total
+    )
+    best = 100.0 * (1.0 - sum(w for f, w in zip(failed, weights, strict=True) if f) / total)
+    if round(value, 2) >= scoring.pass_threshold:
+        return Verdict.PASS
+    if best < scoring.pass_threshold:
+        return Verdict.FAIL
+    return Verdict.INCONCLUSIVE
+
+
 def judge(metrics: Sequence[MetricReport], scoring: ScoringSpec | None = None) -> Judgement:
     scoring = scoring or ScoringSpec()
     if not metrics:
         return Judgement(Verdict.INCONCLUSIVE, 0.0, "No metrics to judge.")
+    verdict = decide(
+        [m.status for m in metrics],
+        [m.critical for m in metrics],
+        [m.weight for m in metrics],
+        scoring,
+    )
+    return Judgement(verdict, score(metrics), _reason(verdict, metrics, scoring))
+
+
+def _reason(verdict: Verdict, metrics: Sequence[MetricReport], scoring: ScoringSpec) -> str:
     value = score(metrics)
     failed = [m for m in metrics if m.status is MetricStatus.FAIL]
     critical = [m for m in failed if m.critical]
-    if critical:
-        m = critical[0]
-        return Judgement(Verdict.FAIL, value, f"Critical metric {m.name} failed: {m.reason}.")
-    if scoring.mode == "all":
-        if failed:
-            m = failed[0]
+    if verdict is Verdict.FAIL:
+        if critical:
+            return f"Critical metric {critical[0].name} failed: {critical[0].reason}."
+        if scoring.mode == "all":
             others = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            return Judgement(Verdict.FAIL, value, f"Metric {m.name} failed{others}: {m.reason}.")
-        if all(m.status is MetricStatus.PASS for m in metrics):
-            return Judgement(Verdict.PASS, value, _all_pass(metrics))
-        return Judgement(Verdict.INCONCLUSIVE, value, _undecided(metrics))
-    total_weight = sum(m.weight for m in metrics) or 1.0
-    failed_weight = sum(m.weight for m in failed)
-    best_possible = 100.0 * (1.0 - failed_weight / total_weight)
-    if value >= scoring.pass_threshold:
-        note = f" ({len(failed)} non-critical metric(s) failed)" if failed else ""
-        return Judgement(
-            Verdict.PASS,
-            value,
-            f"Score {value:g} reaches the pass threshold {scoring.pass_threshold:g}{note}.",
-        )
-    if best_possible < scoring.pass_threshold:
+            return f"Metric {failed[0].name} failed{others}: {failed[0].reason}."
         names = ", ".join(m.name for m in failed)
-        return Judgement(
-            Verdict.FAIL,
-            value,
+        return (
             f"Score cannot reach the pass threshold {scoring.pass_threshold:g} "
-            f"(at most {best_possible:.4g}) because {names} failed.",
+            f"because {names} failed (score {value:g})."
         )
-    return Judgement(
-        Verdict.INCONCLUSIVE,
-        value,
-        f"Score {value:g} is below {scoring.pass_threshold:g} so far: " + _undecided(metrics),
-    )
+    if verdict is Verdict.PASS:
+        if scoring.mode == "all":
+            return _all_pass(metrics)
+        note = f" ({len(failed)} non-critical metric(s) failed)" if failed else ""
+        return f"Score {value:g} reaches the pass threshold {scoring.pass_threshold:g}{note}."
+    if scoring.mode == "score":
+        return f"Score {value:g} is below {scoring.pass_threshold:g} so far: " + _undecided(metrics)
+    return _undecided(metrics)
 
 
 def _all_pass(metrics: Sequence[MetricReport]) -> str:
