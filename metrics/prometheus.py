@@ -1,0 +1,362 @@
+"""The Prometheus metric source: range queries of counter increases, one point per interval.
+
+For a window cut into intervals of `step`, every query is a `query_range` evaluated at the end
+of each interval (start + step, ..., start + step * intervals) over `increase(...[step])`, so
+point i is the increase of the counters during interval i. Prometheus extrapolates
+`increase()` to the range bounds, so counts are floats and need not be whole numbers.
+
+Ratio metrics become bad/total counts per interval, histograms per-bucket counts per interval.
+Every failure becomes one of the named errors of `metrics.errors`: `SourceUnavailable` (cannot
+reach Prometheus, timeout, server error), `QueryError` (Prometheus rejected the query) or
+`BadData` (an answer Verdict cannot use); no requests/urllib3 exception escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import requests
+import structlog
+import urllib3.exceptions
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from metrics.errors import BadData, QueryError, SourceUnavailable
+from metrics.promql import increase_query, promql_duration, render
+from metrics.source import (
+    FloatArray,
+    HistogramSeries,
+    MetricKind,
+    MetricQuery,
+    RatioSeries,
+    Series,
+    Version,
+    Window,
+)
+
+_RETRY_STATUSES = (502, 503, 504)
+_QUERY_REJECTED_STATUSES = (400, 422)
+_MAX_ERROR_TEXT = 500
+
+BoolArray = npt.NDArray[np.bool_]
+
+_log = structlog.get_logger()
+
+
+class _HTTPFailure(Exception):
+    """A non-200 answer, raised from the session's response hook with the body kept."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+        self.text = text
+
+
+def _raise_on_failure(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Response hook: turn any non-200 answer into `_HTTPFailure` with Prometheus' error text."""
+    if response.status_code == 200:
+        return
+    text = response.text.strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        kind = body.get("errorType")
+        text = f"{kind}: {body['error']}" if kind else str(body["error"])
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[:_MAX_ERROR_TEXT] + "..."
+    raise _HTTPFailure(response.status_code, text or response.reason or "no error text")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (urllib3 reasons, args, causes, contexts)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                stack.append(linked)
+
+
+class PrometheusSource:
+    """A `MetricSource` reading counters from a Prometheus server's HTTP API.
+
+    `timeout` bounds each HTTP attempt (connect and read); connection errors, timeouts and
+    HTTP 502/503/504 answers are retried `retries` times with a short backoff, so one call
+    takes at most about (retries + 1) * timeout seconds plus backoff.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        retries: int = 2,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self.retries = retries
+        session = requests.Session()
+        session.hooks["response"].append(_raise_on_failure)
+        retry = Retry(
+            total=retries,
+            backoff_factor=0.2,
+            status_forcelist=_RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "POST"}),
+        )
+        self._client = PrometheusConnect(
+            self.url,
+            headers=dict(headers) if headers else None,
+            retry=retry,
+            timeout=self.timeout,
+            session=session,
+        )
+        self._session = session
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self._session.close()
+
+    def __repr__(self) -> str:
+        return f"PrometheusSource({self.url!r}, timeout={self.timeout}, retries={self.retries})"
+
+    # --- MetricSource ------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Run `vector(1)`; raise `SourceUnavailable` if Prometheus cannot answer it."""
+        try:
+            result = self._call(lambda: self._client.custom_query("vector(1)"), "vector(1)")
+        except QueryError as exc:
+            raise SourceUnavailable(f"{self._where} cannot run queries: {exc}") from exc
+        if not isinstance(result, list):
+            raise SourceUnavailable(f"{self._where} answered vector(1) with {result!r}")
+
+    def fetch(
+        self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
+    ) -> Series | None:
+        """Observations of one metric for one version per interval of `window`, or None when
+        the version has no series (see `MetricSource.fetch`)."""
+        log = _log.bind(metric=query.name, version=str(version), prometheus=self.url)
+        if query.kind is MetricKind.RATIO:
+            return self._fetch_ratio(query, matchers, window, log)
+        if query.kind is MetricKind.HISTOGRAM:
+            return self._fetch_histogram(query, matchers, window, log)
+        raise QueryError(f"metric {query.name!r}: unknown kind {query.kind!r}")
+
+    # --- ratio ---------------------------------------------------------------------------
+
+    def _fetch_ratio(
+        self, query: MetricQuery, matchers: dict[str, str], window: Window, log: Any
+    ) -> RatioSeries | None:
+        if not query.total or not (query.bad or query.good):
+            raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
+        step = window.step.total_seconds()
+        total_result = self._query_range(
+            increase_query(render(query.total, matchers), step), window
+        )
+        if not total_result:
+            return None
+        part_promql = increase_query(render(query.bad or query.good, matchers), step)
+        total = _Aligned.of(total_result, window)
+        part = _Aligned.of(self._query_range(part_promql, window), window)
+
+        broken = total.non_finite | part.non_finite
+        if broken.any():
+            log.warning(
+                "non-finite values from Prometheus; intervals treated as missing",
+                intervals=np.flatnonzero(broken).tolist(),
+            )
+        usable = total.present & ~broken
+        if not usable.any():
+            log.warning("no usable total in the window", intervals=window.intervals)
+            return None
+        total_counts = np.where(usable, np.maximum(total.values, 0.0), 0.0)
+        part_counts = np.where(usable, np.maximum(part.values, 0.0), 0.0)
+        bad = part_counts if query.bad else total_counts - part_counts
+        # extrapolation can push one series a little past the other: bad stays within total
+        bad = np.clip(bad, 0.0, total_counts)
+        return RatioSeries(
+            bad=np.asarray(bad, dtype=np.float64), total=np.asarray(total_counts, dtype=np.float64)
+        )
+
+    # --- histogram ---------------------------------------------------------------------
+
+    def _fetch_histogram(
+        self, query: MetricQuery, matchers: dict[str, str], window: Window, log: Any
+    ) -> HistogramSeries | None:
+        if not query.buckets:
+            raise QueryError(f"histogram metric {query.name!r} needs `buckets`")
+        step = window.step.total_seconds()
+        promql = increase_query(render(query.buckets, matchers), step, by_le=True)
+        result = self._query_range(promql, window)
+        if not result:
+            return None
+
+        by_bound: dict[float, list[dict[str, Any]]] = {}
+        for series in result:
+            le = series.get("metric", {}).get("le")
+            try:
+                bound = float(le) if isinstance(le, str) else math.nan
+            except ValueError:
+                bound = math.nan
+            if math.isnan(bound):
+                raise BadData(
+                    f"histogram metric {query.name!r}: a series of {promql} has "
+                    f"{'no `le` label' if le is None else f'the `le` value {le!r}'}"
+                )
+            by_bound.setdefault(bound, []).append(series)
+        if math.inf not in by_bound:
+            raise BadData(
+                f'histogram metric {query.name!r}: {promql} has no le="+Inf" bucket; '
+                "every Prometheus histogram must have one"
+            )
+
+        raw_bounds = sorted(by_bound)
+        buckets = [_Aligned.of(by_bound[b], window) for b in raw_bounds]
+        broken = np.logical_or.reduce([b.non_finite for b in buckets])
+        if broken.any():
+            log.warning(
+                "non-finite values from Prometheus; intervals treated as missing",
+                intervals=np.flatnonzero(broken).tolist(),
+            )
+        usable = np.logical_or.reduce([b.present for b in buckets]) & ~broken
+        if not usable.any():
+            log.warning("no usable histogram counts in the window", intervals=window.intervals)
+            return None
+        cumulative = np.column_stack([np.maximum(b.values, 0.0) for b in buckets])
+        cumulative[~usable] = 0.0
+        # cumulative counts never decrease with `le`; extrapolation noise can make them
+        cumulative = np.maximum.accumulate(cumulative, axis=1)
+        counts = np.diff(cumulative, axis=1, prepend=0.0)
+        bounds = np.asarray(
+            [b * query.unit_seconds if math.isfinite(b) else b for b in raw_bounds],
+            dtype=np.float64,
+        )
+        return HistogramSeries(bounds=bounds, counts=np.asarray(counts, dtype=np.float64))
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return f"Prometheus at {self.url}"
+
+    def _query_range(self, promql: str, window: Window) -> list[dict[str, Any]]:
+        start: datetime = window.start + window.step
+        end: datetime = window.start + window.step * window.intervals
+        step = promql_duration(window.step.total_seconds())
+        result = self._call(
+            lambda: self._client.custom_query_range(
+                promql, start_time=start, end_time=end, step=step
+            ),
+            promql,
+        )
+        if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
+            raise SourceUnavailable(
+                f"{self._where} answered {promql!r} with something that is not a range result"
+            )
+        return result
+
+    def _call(self, send: Callable[[], Any], promql: str) -> Any:
+        """Run one client call, turning every failure into a `metrics.errors` error."""
+        try:
+            return send()
+        except _HTTPFailure as exc:
+            if exc.status in _QUERY_REJECTED_STATUSES:
+                raise QueryError(
+                    f"{self._where} rejected the query {promql!r}: {exc.text}"
+                ) from None
+            raise SourceUnavailable(
+                f"{self._where} answered HTTP {exc.status}: {exc.text}"
+            ) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise SourceUnavailable(f"{self._where} {self._describe(exc)}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceUnavailable(
+                f"{self._where} answered with something that is not the Prometheus API ({exc!r})"
+            ) from exc
+
+    def _describe(self, exc: BaseException) -> str:
+        """What went wrong, in words, for a transport-level failure."""
+        attempts = self.retries + 1
+        after = f" ({attempts} attempts)" if attempts > 1 else ""
+        causes = list(_causes(exc))
+        # refused and DNS first: urllib3's NewConnectionError subclasses ConnectTimeoutError
+        for cause in causes:
+            if isinstance(cause, urllib3.exceptions.NameResolutionError | socket.gaierror):
+                host = urllib3.util.parse_url(self.url).host
+                return f"is unreachable: cannot resolve host name {host!r}{after}"
+            if isinstance(cause, ConnectionRefusedError):
+                return f"is unreachable: connection refused{after}"
+        for cause in causes:
+            if isinstance(cause, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+                return f"did not answer within {self.timeout} s{after}"
+        for cause in causes:
+            if isinstance(cause, requests.exceptions.RetryError | urllib3.exceptions.ResponseError):
+                return f"kept answering with server errors{after}: {cause}"
+            if isinstance(cause, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+                return f"is unreachable: TLS failed: {cause}"
+        for cause in causes:
+            if isinstance(cause, ConnectionResetError | urllib3.exceptions.ProtocolError):
+                return f"dropped the connection{after}: {cause}"
+        if isinstance(exc, requests.exceptions.JSONDecodeError):
+            return "answered with something that is not JSON; is this the Prometheus base URL?"
+        return f"is unreachable: {exc}"
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    """Range-query points summed over series, one slot per interval of the window.
+
+    `values[i]` sums the finite points of interval i (0 when none); `present[i]` says whether
+    any series had a point there; `non_finite[i]` whether any of those points was NaN or ±Inf.
+    """
+
+    values: FloatArray
+    present: BoolArray
+    non_finite: BoolArray
+
+    @classmethod
+    def of(cls, result: list[dict[str, Any]], window: Window) -> _Aligned:
+        values = np.zeros(window.intervals, dtype=np.float64)
+        present = np.zeros(window.intervals, dtype=np.bool_)
+        non_finite = np.zeros(window.intervals, dtype=np.bool_)
+        origin = window.start.timestamp()
+        step = window.step.total_seconds()
+        for series in result:
+            for point in series.get("values", []):
+                try:
+                    timestamp, value = float(point[0]), float(point[1])
+                except (TypeError, ValueError, IndexError) as exc:
+                    raise BadData(f"unreadable point {point!r} in a Prometheus answer") from exc
+                index = round((timestamp - origin) / step) - 1
+                if not 0 <= index < window.intervals:
+                    continue
+                present[index] = True
+                if math.isfinite(value):
+                    values[index] += value
+                else:
+                    non_finite[index] = True
+        return cls(values=values, present=present, non_finite=non_finite)
