@@ -1,9 +1,14 @@
-"""The Prometheus metric source: range queries of counter increases, one point per interval.
+"""The Prometheus metric source: cumulative counter increases since the window's start.
 
-For a window cut into intervals of `step`, every query is a `query_range` evaluated at the end
-of each interval (start + step, ..., start + step * intervals) over `increase(...[step])`, so
-point i is the increase of the counters during interval i. Prometheus extrapolates
-`increase()` to the range bounds, so counts are floats and need not be whole numbers.
+For a window cut into intervals of `step`, the source asks, at the end of each interval k, for
+`sum(increase(<selector>[k * step]))`: the increase of the counters since the window's start.
+Interval k's count is the difference of two consecutive answers. Cumulative ranges matter:
+with per-interval ranges (`increase(x[step])`) the increment between the last scrape of one
+interval and the first of the next is never seen and Prometheus extrapolates each interval to
+make up for it, which inflates the apparent number of requests (by 4/3 with 15 s scrapes and
+1-minute intervals, by 2 with 30-second intervals) and would make any count-based bound too
+narrow. Cumulative ranges extrapolate only at the window's edges. The instant queries run a few
+at a time. `increase()` handles counter resets; Prometheus extrapolates, so counts are floats.
 
 Ratio metrics become bad/total counts per interval, histograms per-bucket counts per interval.
 Every failure becomes one of the named errors of `metrics.errors`: `SourceUnavailable` (cannot
@@ -17,6 +22,7 @@ import json
 import math
 import socket
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +36,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from metrics.errors import BadData, QueryError, SourceUnavailable
-from metrics.promql import increase_query, promql_duration, render
+from metrics.promql import increase_query, render
 from metrics.source import (
     FloatArray,
     HistogramSeries,
@@ -45,6 +51,7 @@ from metrics.source import (
 _RETRY_STATUSES = (502, 503, 504)
 _QUERY_REJECTED_STATUSES = (400, 422)
 _MAX_ERROR_TEXT = 500
+_PARALLEL_QUERIES = 4
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -173,15 +180,12 @@ class PrometheusSource:
     ) -> RatioSeries | None:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
-        step = window.step.total_seconds()
-        total_result = self._query_range(
-            increase_query(render(query.total, matchers), step), window
-        )
+        total_result = self._query_cumulative(render(query.total, matchers), window)
         if not total_result:
             return None
-        part_promql = increase_query(render(query.bad or query.good, matchers), step)
+        part_result = self._query_cumulative(render(query.bad or query.good, matchers), window)
         total = _Aligned.of(total_result, window)
-        part = _Aligned.of(self._query_range(part_promql, window), window)
+        part = _Aligned.of(part_result, window)
 
         broken = total.non_finite | part.non_finite
         if broken.any():
@@ -209,9 +213,9 @@ class PrometheusSource:
     ) -> HistogramSeries | None:
         if not query.buckets:
             raise QueryError(f"histogram metric {query.name!r} needs `buckets`")
-        step = window.step.total_seconds()
-        promql = increase_query(render(query.buckets, matchers), step, by_le=True)
-        result = self._query_range(promql, window)
+        selector_text = render(query.buckets, matchers)
+        promql = increase_query(selector_text, window.step.total_seconds(), by_le=True)
+        result = self._query_cumulative(selector_text, window, by_le=True)
         if not result:
             return None
 
@@ -263,19 +267,70 @@ class PrometheusSource:
     def _where(self) -> str:
         return f"Prometheus at {self.url}"
 
-    def _query_range(self, promql: str, window: Window) -> list[dict[str, Any]]:
-        start: datetime = window.start + window.step
-        end: datetime = window.start + window.step * window.intervals
-        step = promql_duration(window.step.total_seconds())
+    def _query_cumulative(
+        self, selector_text: str, window: Window, *, by_le: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per-interval increases, as differences of cumulative increases since window.start.
+
+        Returns range-query shaped series (`{"metric": ..., "values": [[t, v], ...]}`) whose point
+        at the end of interval k is the increase during interval k. A series absent from an
+        answer has no point there; a non-finite cumulative value spoils its two neighbours.
+        """
+        ends = window.interval_ends()
+        step = window.step.total_seconds()
+        queries = [
+            (increase_query(selector_text, step * (k + 1), by_le=by_le), end)
+            for k, end in enumerate(ends)
+        ]
+        # The whole window first: it fails fast when Prometheus is down, and an empty answer
+        # means the version has no series at all, so there is nothing more to ask.
+        last = self._instant(*queries[-1])
+        if not last:
+            return []
+        with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
+            answers = [*pool.map(lambda q: self._instant(q[0], q[1]), queries[:-1]), last]
+        cumulative: dict[tuple[tuple[str, str], ...], dict[int, float]] = {}
+        labels: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        for k, answer in enumerate(answers):
+            for series in answer:
+                metric = series.get("metric", {})
+                key = tuple(sorted(metric.items()))
+                labels[key] = metric
+                try:
+                    cumulative.setdefault(key, {})[k] = float(series["value"][1])
+                except (KeyError, TypeError, ValueError, IndexError) as exc:
+                    raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+        out: list[dict[str, Any]] = []
+        for key, by_look in cumulative.items():
+            values: list[list[float]] = []
+            previous = 0.0
+            previous_finite = True
+            for k in range(len(ends)):
+                if k not in by_look:
+                    continue
+                value = by_look[k]
+                finite = math.isfinite(value)
+                if finite and previous_finite:
+                    # cumulative counts never decrease; extrapolation noise could make them
+                    increment = max(value - previous, 0.0)
+                    previous = max(value, previous)
+                else:
+                    increment = math.nan
+                    if finite:
+                        previous = max(value, previous)
+                previous_finite = finite
+                values.append([ends[k].timestamp(), increment])
+            out.append({"metric": labels[key], "values": values})
+        return out
+
+    def _instant(self, promql: str, at: datetime) -> list[dict[str, Any]]:
         result = self._call(
-            lambda: self._client.custom_query_range(
-                promql, start_time=start, end_time=end, step=step
-            ),
+            lambda: self._client.custom_query(promql, params={"time": f"{at.timestamp():.3f}"}),
             promql,
         )
         if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
             raise SourceUnavailable(
-                f"{self._where} answered {promql!r} with something that is not a range result"
+                f"{self._where} answered {promql!r} with something that is not a vector"
             )
         return result
 

@@ -1,0 +1,34 @@
+"""Small shared helpers for tests (no fixtures here; see conftest.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "analyzer" / "examples" / "checkout.yaml"
+
+
+def run_verdict(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the `verdict` command line as a user would, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "analyzer.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def example_analysis() -> dict[str, object]:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def write_analysis(path: Path, data: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -1,0 +1,98 @@
+"""The command line as a user runs it: exit codes, JSON, readable errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import EXAMPLE, example_analysis, run_verdict, write_analysis
+
+WINDOW = ["--start", "2026-11-26T10:00:00Z", "--end", "2026-11-26T10:40:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "decision", "code"),
+    [("healthy", "promoted", 0), ("error-spike", "aborted", 1), ("latency-regression", "aborted", 1)],
+)
+def test_demo_decides_each_scenario(scenario: str, decision: str, code: int) -> None:
+    result = run_verdict("demo", "--scenario", scenario, "--output", "json")
+    assert result.returncode == code, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["decision"] == decision
+    assert doc["steps"], "every analysed step is reported"
+    assert doc["looks"][0]["weight"] == 5
+    assert doc["final"]["verdict"] == ("pass" if decision == "promoted" else "fail")
+
+
+def test_demo_error_spike_aborts_at_the_first_step_on_the_critical_metric() -> None:
+    doc = json.loads(run_verdict("demo", "--scenario", "error-spike", "--output", "json").stdout)
+    assert doc["steps"][-1]["weight"] == 5
+    assert "Critical metric error-rate failed" in doc["reason"]
+
+
+def test_demo_text_output_shows_progress_and_decision() -> None:
+    result = run_verdict("demo", "--output", "text", "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    assert "step 1 (  5 %)  look  1" in result.stdout
+    assert "PROMOTED" in result.stdout
+
+
+def test_demo_unknown_scenario_is_a_usage_error() -> None:
+    result = run_verdict("demo", "--scenario", "meteor")
+    assert result.returncode == 2
+    assert "choose one of healthy, error-spike, latency-regression" in result.stderr
+
+
+def test_analyze_bad_file_exit_2_names_the_key(tmp_path: Path) -> None:
+    data = example_analysis()
+    data["metrics"][0]["slo"] = {"max": "lots"}  # type: ignore[index]
+    path = write_analysis(tmp_path / "bad.yaml", data)
+    result = run_verdict("analyze", "--config", str(path), *WINDOW, "--prometheus-url", "http://127.0.0.1:1")
+    assert result.returncode == 2
+    assert "metrics[0]: slo.max: expected a rate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_analyze_missing_file_exit_2(tmp_path: Path) -> None:
+    result = run_verdict("analyze", "--config", str(tmp_path / "none.yaml"), *WINDOW)
+    assert result.returncode == 2
+    assert "cannot read the analysis file" in result.stderr
+
+
+def test_analyze_bad_time_exit_2() -> None:
+    result = run_verdict("analyze", "--config", str(EXAMPLE), "--start", "yesterday")
+    assert result.returncode == 2
+    assert "--start: expected an RFC 3339 time" in result.stderr
+
+
+def test_analyze_end_before_start_exit_2() -> None:
+    result = run_verdict("analyze", "--config", str(EXAMPLE), "--start", "2026-11-26T10:00:00Z",
+                         "--end", "2026-11-26T09:00:00Z")
+    assert result.returncode == 2
+    assert "--end must be after --start" in result.stderr
+
+
+def test_analyze_missing_required_flag_is_usage_error() -> None:
+    result = run_verdict("analyze", "--config", str(EXAMPLE))
+    assert result.returncode == 2
+    assert "--start" in result.stderr
+
+
+def test_analyze_unreachable_prometheus_exit_4() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_verdict("analyze", "--config", str(EXAMPLE), *WINDOW,
+                         "--prometheus-url", f"http://127.0.0.1:{port}", "--output", "json")
+    assert result.returncode == 4, result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr and "unreachable" in result.stderr
+    assert result.stdout == ""
+
+
+def test_analyze_bad_param_exit_2() -> None:
+    result = run_verdict("analyze", "--config", str(EXAMPLE), *WINDOW, "--param", "novalue")
+    assert result.returncode == 2
+    assert "--param: expected name=value" in result.stderr
