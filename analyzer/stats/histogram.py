@@ -74,6 +74,9 @@ def quantile(q: float, bounds: FloatArray, counts: FloatArray) -> float:
 
 def exceedance(threshold: float, bounds: FloatArray, counts: FloatArray) -> Exceedance:
     """Requests slower than `threshold` (seconds), conservatively bracketed by bucket bounds."""
+    if np.isnan(threshold):
+        # searchsorted puts NaN past +Inf, which would report "no request is slower".
+        raise ValueError("threshold must be a number (NaN: e.g. a quantile of an empty histogram)")
     bounds = np.asarray(bounds, dtype=np.float64)
     counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
     _check(bounds, counts)
