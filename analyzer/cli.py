@@ -41,6 +41,11 @@ class Output(StrEnum):
     json = "json"
 
 
+def _console() -> Console:
+    """Rich console; wide when not a terminal so that piped tables do not wrap names."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def _default_output(output: Output | None) -> Output:
     if output is not None:
         return output
@@ -139,7 +144,7 @@ def analyze(
     if out is Output.json:
         print(json.dumps(report_json(report), indent=2))
     else:
-        print_report(report, Console())
+        print_report(report, _console())
     raise typer.Exit(EXIT_CODES[str(report.verdict)])
 
 
@@ -161,7 +166,7 @@ def demo(
         _fail(f"--scenario: choose one of {', '.join(SCENARIOS)}, got {scenario!r}", EXIT_BAD_INPUT)
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
-    console = Console()
+    console = _console()
 
     def show(look: Look) -> None:
         r = look.report

@@ -84,10 +84,10 @@ class Scenario:
     name: str
     start: datetime
     end: datetime
-    canary_rps: float = 2.0
-    baseline_rps: float = 18.0
-    canary_error_probability: float = 0.001
-    baseline_error_probability: float = 0.001
+    canary_rps: float = 20.0
+    baseline_rps: float = 60.0
+    canary_error_probability: float = 0.0002
+    baseline_error_probability: float = 0.0002
     canary_latency_median_ms: float = 80.0
     canary_latency_sigma: float = 0.5
     baseline_latency_median_ms: float = 80.0
@@ -392,7 +392,7 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
     """The shared scenarios, all over the same 40-minute window ending 30 minutes before `now`
     (aligned to the minute).
 
-    * `healthy`: canary 2 rps, baseline 18 rps, 0.1 % errors, latency median 80 ms sigma 0.5;
+    * `healthy`: canary 20 rps, baseline 60 rps, 0.02 % errors, latency median 80 ms sigma 0.5;
     * `error-regression`: as healthy, canary errors 5 %;
     * `latency-regression`: as healthy, canary latency x2.5;
     * `low-traffic`: as healthy, canary 0.02 rps (a few dozen requests in the window);

@@ -1,0 +1,160 @@
+"""`verdict analyze` end to end against a real Prometheus over generated scenarios."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PrometheusServer
+from tests.helpers import example_analysis, run_verdict, write_analysis
+
+pytestmark = pytest.mark.prometheus
+
+
+def _analyze(prometheus: PrometheusServer, tmp_path: Path, scenario_name: str, *extra: str,
+             url: str | None = None, edit: Any = None) -> tuple[int, dict[str, Any], str]:
+    scenario = prometheus.scenarios[scenario_name]
+    data = example_analysis()
+    data["canary"] = dict(scenario.canary_matchers)
+    data["baseline"] = dict(scenario.baseline_matchers)
+    if edit is not None:
+        edit(data)
+    path = write_analysis(tmp_path / f"{scenario_name}.yaml", data)
+    result = run_verdict(
+        "analyze", "--config", str(path), "--prometheus-url", url or prometheus.url,
+        "--start", scenario.start.isoformat(), "--end", scenario.end.isoformat(),
+        "--output", "json", *extra,
+    )
+    doc = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.returncode, doc, result.stderr
+
+
+def _metric(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(m for m in doc["metrics"] if m["name"] == name)
+
+
+def test_healthy_canary_passes(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    code, doc, err = _analyze(prometheus, tmp_path, "healthy")
+    assert code == 0, (err, doc.get("reason"))
+    assert doc["verdict"] == "pass" and doc["score"] == 100
+    assert doc["window"]["looks"] == 80
+    error_rate = _metric(doc, "error-rate")
+    assert error_rate["canary"]["requests"] == pytest.approx(48000, rel=0.05)
+    assert error_rate["baseline"]["requests"] == pytest.approx(144000, rel=0.05)
+    assert {c["check"] for c in error_rate["checks"]} == {"slo", "compare"}
+    latency = _metric(doc, "latency-p99")
+    assert 0.15 < latency["canary"]["seconds"] < 0.5
+
+
+def test_error_regression_fails_on_the_critical_metric(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    code, doc, _ = _analyze(prometheus, tmp_path, "error-regression")
+    assert code == 1
+    assert doc["verdict"] == "fail"
+    assert doc["reason"].startswith("Critical metric error-rate failed")
+    m = _metric(doc, "error-rate")
+    assert m["verdict"] == "fail" and m["failedAtLook"] <= 3
+    assert m["canary"]["rate"] == pytest.approx(0.05, rel=0.2)
+    # the statistic that decided it is in the answer
+    slo = next(c for c in m["checks"] if c["check"] == "slo")
+    assert slo["statistic"]["lower"] > slo["statistic"]["max"] == 0.005
+
+
+def test_latency_regression_fails_on_p99(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    code, doc, _ = _analyze(prometheus, tmp_path, "latency-regression")
+    assert code == 1
+    m = _metric(doc, "latency-p99")
+    assert m["verdict"] == "fail"
+    assert m["canary"]["seconds"] > 0.5
+    assert _metric(doc, "error-rate")["verdict"] != "fail"
+
+
+def test_low_traffic_is_inconclusive_and_says_how_much_more(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    code, doc, _ = _analyze(prometheus, tmp_path, "low-traffic")
+    assert code == 3
+    assert doc["verdict"] == "inconclusive"
+    assert "more canary requests" in doc["reason"]
+    assert _metric(doc, "success-rate")["moreRequestsNeeded"] > 0
+
+
+def test_canary_without_series_is_no_data_never_pass(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    code, doc, _ = _analyze(prometheus, tmp_path, "no-canary")
+    assert code == 3
+    assert all(m["verdict"] == "no data" for m in doc["metrics"])
+    assert doc["reason"].startswith("No data for error-rate, latency-p99, success-rate")
+
+
+def test_counter_reset_mid_window_is_still_a_healthy_pass(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    code, doc, _ = _analyze(prometheus, tmp_path, "counter-reset")
+    assert code == 0, doc.get("reason")
+    requests = _metric(doc, "error-rate")["canary"]["requests"]
+    assert requests == pytest.approx(48000, rel=0.05)  # no negative or doubled counts
+
+
+def test_text_output_is_a_table(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    scenario = prometheus.scenarios["error-regression"]
+    data = example_analysis()
+    data["canary"], data["baseline"] = dict(scenario.canary_matchers), dict(scenario.baseline_matchers)
+    path = write_analysis(tmp_path / "a.yaml", data)
+    result = run_verdict("analyze", "-c", str(path), "--prometheus-url", prometheus.url, "--start",
+                         scenario.start.isoformat(), "--end", scenario.end.isoformat(), "--output", "text")
+    assert result.returncode == 1
+    assert "verdict FAIL" in result.stdout and "error-rate (critical)" in result.stdout
+
+
+def test_environment_variable_sets_the_url(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    scenario = prometheus.scenarios["healthy"]
+    data = example_analysis()
+    data["canary"], data["baseline"] = dict(scenario.canary_matchers), dict(scenario.baseline_matchers)
+    data["prometheus"] = {"url": "http://127.0.0.1:1"}
+    path = write_analysis(tmp_path / "a.yaml", data)
+    result = subprocess.run(
+        [sys.executable, "-m", "analyzer.cli", "analyze", "-c", str(path), "--start",
+         scenario.start.isoformat(), "--end", scenario.end.isoformat(), "--output", "json"],
+        capture_output=True, text=True, env={**os.environ, "VERDICT_PROMETHEUS_URL": prometheus.url},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_injected_label_value_matches_nothing(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    def inject(data: dict[str, Any]) -> None:
+        data["canary"] = {"destination_service_name": 'healthy-canary"} or vector(1) #'}
+
+    code, doc, _ = _analyze(prometheus, tmp_path, "healthy", edit=inject)
+    assert code == 3
+    assert all(m["verdict"] == "no data" for m in doc["metrics"])
+
+
+def test_unreachable_prometheus_exits_4(prometheus: PrometheusServer, tmp_path: Path, unreachable_url: str) -> None:
+    code, doc, err = _analyze(prometheus, tmp_path, "healthy", url=unreachable_url)
+    assert code == 4 and doc == {}
+    assert "is unreachable: connection refused" in err
+
+
+def test_slow_prometheus_timeout_is_honoured(prometheus: PrometheusServer, tmp_path: Path, slow_prometheus: Any) -> None:
+    started = time.monotonic()
+    code, _, err = _analyze(prometheus, tmp_path, "healthy", "--timeout", "0.5", url=slow_prometheus.url)
+    elapsed = time.monotonic() - started
+    assert code == 4
+    assert "did not answer within 0.5 s" in err
+    # three attempts of 0.5 s plus backoff and interpreter start, far below the 3 s delay x 3
+    assert elapsed < 8.5
+
+
+def test_param_placeholders_select_the_canary(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    def templated(data: dict[str, Any]) -> None:
+        data["canary"] = {"destination_service_name": "{{ service }}-canary"}
+
+    code, doc, err = _analyze(prometheus, tmp_path, "healthy", "--param", "service=error-regression",
+                              edit=templated)
+    assert code == 1, err
+    code, _, err = _analyze(prometheus, tmp_path, "healthy", edit=templated)
+    assert code == 2 and "needs values for service" in err
