@@ -15,8 +15,14 @@ from tests.helpers import example_analysis, run_verdict, write_analysis
 pytestmark = pytest.mark.prometheus
 
 
-def _analyze(prometheus: PrometheusServer, tmp_path: Path, scenario_name: str, *extra: str,
-             url: str | None = None, edit: Any = None) -> tuple[int, dict[str, Any], str]:
+def _analyze(
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+    scenario_name: str,
+    *extra: str,
+    url: str | None = None,
+    edit: Any = None,
+) -> tuple[int, dict[str, Any], str]:
     scenario = prometheus.scenarios[scenario_name]
     data = example_analysis()
     data["canary"] = dict(scenario.canary_matchers)
@@ -25,9 +31,18 @@ def _analyze(prometheus: PrometheusServer, tmp_path: Path, scenario_name: str, *
         edit(data)
     path = write_analysis(tmp_path / f"{scenario_name}.yaml", data)
     result = run_verdict(
-        "analyze", "--config", str(path), "--prometheus-url", url or prometheus.url,
-        "--start", scenario.start.isoformat(), "--end", scenario.end.isoformat(),
-        "--output", "json", *extra,
+        "analyze",
+        "--config",
+        str(path),
+        "--prometheus-url",
+        url or prometheus.url,
+        "--start",
+        scenario.start.isoformat(),
+        "--end",
+        scenario.end.isoformat(),
+        "--output",
+        "json",
+        *extra,
     )
     doc = json.loads(result.stdout) if result.stdout.strip() else {}
     return result.returncode, doc, result.stderr
@@ -50,7 +65,9 @@ def test_healthy_canary_passes(prometheus: PrometheusServer, tmp_path: Path) -> 
     assert 0.15 < latency["canary"]["seconds"] < 0.5
 
 
-def test_error_regression_fails_on_the_critical_metric(prometheus: PrometheusServer, tmp_path: Path) -> None:
+def test_error_regression_fails_on_the_critical_metric(
+    prometheus: PrometheusServer, tmp_path: Path
+) -> None:
     code, doc, _ = _analyze(prometheus, tmp_path, "error-regression")
     assert code == 1
     assert doc["verdict"] == "fail"
@@ -72,7 +89,9 @@ def test_latency_regression_fails_on_p99(prometheus: PrometheusServer, tmp_path:
     assert _metric(doc, "error-rate")["verdict"] != "fail"
 
 
-def test_low_traffic_is_inconclusive_and_says_how_much_more(prometheus: PrometheusServer, tmp_path: Path) -> None:
+def test_low_traffic_is_inconclusive_and_says_how_much_more(
+    prometheus: PrometheusServer, tmp_path: Path
+) -> None:
     code, doc, _ = _analyze(prometheus, tmp_path, "low-traffic")
     assert code == 3
     assert doc["verdict"] == "inconclusive"
@@ -80,14 +99,18 @@ def test_low_traffic_is_inconclusive_and_says_how_much_more(prometheus: Promethe
     assert _metric(doc, "success-rate")["moreRequestsNeeded"] > 0
 
 
-def test_canary_without_series_is_no_data_never_pass(prometheus: PrometheusServer, tmp_path: Path) -> None:
+def test_canary_without_series_is_no_data_never_pass(
+    prometheus: PrometheusServer, tmp_path: Path
+) -> None:
     code, doc, _ = _analyze(prometheus, tmp_path, "no-canary")
     assert code == 3
     assert all(m["verdict"] == "no data" for m in doc["metrics"])
     assert doc["reason"].startswith("No data for error-rate, latency-p99, success-rate")
 
 
-def test_counter_reset_mid_window_is_still_a_healthy_pass(prometheus: PrometheusServer, tmp_path: Path) -> None:
+def test_counter_reset_mid_window_is_still_a_healthy_pass(
+    prometheus: PrometheusServer, tmp_path: Path
+) -> None:
     code, doc, _ = _analyze(prometheus, tmp_path, "counter-reset")
     assert code == 0, doc.get("reason")
     requests = _metric(doc, "error-rate")["canary"]["requests"]
@@ -97,10 +120,24 @@ def test_counter_reset_mid_window_is_still_a_healthy_pass(prometheus: Prometheus
 def test_text_output_is_a_table(prometheus: PrometheusServer, tmp_path: Path) -> None:
     scenario = prometheus.scenarios["error-regression"]
     data = example_analysis()
-    data["canary"], data["baseline"] = dict(scenario.canary_matchers), dict(scenario.baseline_matchers)
+    data["canary"], data["baseline"] = (
+        dict(scenario.canary_matchers),
+        dict(scenario.baseline_matchers),
+    )
     path = write_analysis(tmp_path / "a.yaml", data)
-    result = run_verdict("analyze", "-c", str(path), "--prometheus-url", prometheus.url, "--start",
-                         scenario.start.isoformat(), "--end", scenario.end.isoformat(), "--output", "text")
+    result = run_verdict(
+        "analyze",
+        "-c",
+        str(path),
+        "--prometheus-url",
+        prometheus.url,
+        "--start",
+        scenario.start.isoformat(),
+        "--end",
+        scenario.end.isoformat(),
+        "--output",
+        "text",
+    )
     assert result.returncode == 1
     assert "verdict FAIL" in result.stdout and "error-rate (critical)" in result.stdout
 
@@ -112,13 +149,30 @@ def test_environment_variable_sets_the_url(prometheus: PrometheusServer, tmp_pat
 
     scenario = prometheus.scenarios["healthy"]
     data = example_analysis()
-    data["canary"], data["baseline"] = dict(scenario.canary_matchers), dict(scenario.baseline_matchers)
+    data["canary"], data["baseline"] = (
+        dict(scenario.canary_matchers),
+        dict(scenario.baseline_matchers),
+    )
     data["prometheus"] = {"url": "http://127.0.0.1:1"}
     path = write_analysis(tmp_path / "a.yaml", data)
     result = subprocess.run(
-        [sys.executable, "-m", "analyzer.cli", "analyze", "-c", str(path), "--start",
-         scenario.start.isoformat(), "--end", scenario.end.isoformat(), "--output", "json"],
-        capture_output=True, text=True, env={**os.environ, "VERDICT_PROMETHEUS_URL": prometheus.url},
+        [
+            sys.executable,
+            "-m",
+            "analyzer.cli",
+            "analyze",
+            "-c",
+            str(path),
+            "--start",
+            scenario.start.isoformat(),
+            "--end",
+            scenario.end.isoformat(),
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VERDICT_PROMETHEUS_URL": prometheus.url},
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -133,15 +187,21 @@ def test_injected_label_value_matches_nothing(prometheus: PrometheusServer, tmp_
     assert all(m["verdict"] == "no data" for m in doc["metrics"])
 
 
-def test_unreachable_prometheus_exits_4(prometheus: PrometheusServer, tmp_path: Path, unreachable_url: str) -> None:
+def test_unreachable_prometheus_exits_4(
+    prometheus: PrometheusServer, tmp_path: Path, unreachable_url: str
+) -> None:
     code, doc, err = _analyze(prometheus, tmp_path, "healthy", url=unreachable_url)
     assert code == 4 and doc == {}
     assert "is unreachable: connection refused" in err
 
 
-def test_slow_prometheus_timeout_is_honoured(prometheus: PrometheusServer, tmp_path: Path, slow_prometheus: Any) -> None:
+def test_slow_prometheus_timeout_is_honoured(
+    prometheus: PrometheusServer, tmp_path: Path, slow_prometheus: Any
+) -> None:
     started = time.monotonic()
-    code, _, err = _analyze(prometheus, tmp_path, "healthy", "--timeout", "0.5", url=slow_prometheus.url)
+    code, _, err = _analyze(
+        prometheus, tmp_path, "healthy", "--timeout", "0.5", url=slow_prometheus.url
+    )
     elapsed = time.monotonic() - started
     assert code == 4
     assert "did not answer within 0.5 s" in err
@@ -153,8 +213,9 @@ def test_param_placeholders_select_the_canary(prometheus: PrometheusServer, tmp_
     def templated(data: dict[str, Any]) -> None:
         data["canary"] = {"destination_service_name": "{{ service }}-canary"}
 
-    code, doc, err = _analyze(prometheus, tmp_path, "healthy", "--param", "service=error-regression",
-                              edit=templated)
+    code, _, err = _analyze(
+        prometheus, tmp_path, "healthy", "--param", "service=error-regression", edit=templated
+    )
     assert code == 1, err
     code, _, err = _analyze(prometheus, tmp_path, "healthy", edit=templated)
     assert code == 2 and "needs values for service" in err

@@ -16,10 +16,17 @@ from metrics.simulated import SimulatedSource, TrafficModel
 from metrics.source import HistogramSeries, RatioSeries, Version, Window
 from tests.helpers import example_analysis
 
-CODES = {PASS: MetricStatus.PASS, FAIL: MetricStatus.FAIL, INCONCLUSIVE: MetricStatus.INCONCLUSIVE,
-         NO_DATA: MetricStatus.NO_DATA}
-WINDOW = Window(datetime(2026, 11, 26, 10, tzinfo=UTC), datetime(2026, 11, 26, 10, 40, tzinfo=UTC),
-                timedelta(seconds=30))
+CODES = {
+    PASS: MetricStatus.PASS,
+    FAIL: MetricStatus.FAIL,
+    INCONCLUSIVE: MetricStatus.INCONCLUSIVE,
+    NO_DATA: MetricStatus.NO_DATA,
+}
+WINDOW = Window(
+    datetime(2026, 11, 26, 10, tzinfo=UTC),
+    datetime(2026, 11, 26, 10, 40, tzinfo=UTC),
+    timedelta(seconds=30),
+)
 
 
 def spec() -> AnalysisSpec:
@@ -28,19 +35,28 @@ def spec() -> AnalysisSpec:
     return parse_analysis(data)
 
 
-def series(model: TrafficModel, seed: int, weight: float = 10.0) -> dict[str, tuple[object, object]]:
+def series(
+    model: TrafficModel, seed: int, weight: float = 10.0
+) -> dict[str, tuple[object, object]]:
     source = SimulatedSource(model, lambda _t: weight, seed=seed)
     out = {}
     for m in spec().metrics:
         q = m.metric_query
-        out[m.name] = (source.fetch(q, Version.CANARY, {}, WINDOW), source.fetch(q, Version.BASELINE, {}, WINDOW))
+        out[m.name] = (
+            source.fetch(q, Version.CANARY, {}, WINDOW),
+            source.fetch(q, Version.BASELINE, {}, WINDOW),
+        )
     return out
 
 
 @pytest.mark.parametrize(
     "model",
-    [TrafficModel(), TrafficModel(canary_error_rate=0.01), TrafficModel(canary_latency_factor=2.0),
-     TrafficModel(requests_per_second=2.0)],
+    [
+        TrafficModel(),
+        TrafficModel(canary_error_rate=0.01),
+        TrafficModel(canary_latency_factor=2.0),
+        TrafficModel(requests_per_second=2.0),
+    ],
     ids=["healthy", "errors", "latency", "low-traffic"],
 )
 def test_vectorised_looks_agree_with_readable_checks(model: TrafficModel) -> None:
@@ -107,9 +123,19 @@ def test_low_traffic_is_inconclusive_with_requests_needed() -> None:
 
 
 def test_latency_slo_between_bucket_bounds_is_conservative() -> None:
-    m = parse_analysis(dict(example_analysis(), metrics=[
-        {"name": "p99", "template": "istio-latency", "quantile": 0.99, "slo": {"max": "400ms"}}
-    ])).metrics[0]
+    m = parse_analysis(
+        dict(
+            example_analysis(),
+            metrics=[
+                {
+                    "name": "p99",
+                    "template": "istio-latency",
+                    "quantile": 0.99,
+                    "slo": {"max": "400ms"},
+                }
+            ],
+        )
+    ).metrics[0]
     bounds = np.array([0.1, 0.25, 0.5, 1.0, np.inf])
     # 3 % of requests in (250ms, 500ms]: may or may not be slower than 400ms -> never a fail
     counts = np.array([[9000.0, 700.0, 300.0, 0.0, 0.0]] * 10)

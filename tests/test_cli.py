@@ -15,7 +15,11 @@ WINDOW = ["--start", "2026-11-26T10:00:00Z", "--end", "2026-11-26T10:40:00Z"]
 
 @pytest.mark.parametrize(
     ("scenario", "decision", "code"),
-    [("healthy", "promoted", 0), ("error-spike", "aborted", 1), ("latency-regression", "aborted", 1)],
+    [
+        ("healthy", "promoted", 0),
+        ("error-spike", "aborted", 1),
+        ("latency-regression", "aborted", 1),
+    ],
 )
 def test_demo_decides_each_scenario(scenario: str, decision: str, code: int) -> None:
     result = run_verdict("demo", "--scenario", scenario, "--output", "json")
@@ -50,7 +54,9 @@ def test_analyze_bad_file_exit_2_names_the_key(tmp_path: Path) -> None:
     data = example_analysis()
     data["metrics"][0]["slo"] = {"max": "lots"}  # type: ignore[index]
     path = write_analysis(tmp_path / "bad.yaml", data)
-    result = run_verdict("analyze", "--config", str(path), *WINDOW, "--prometheus-url", "http://127.0.0.1:1")
+    result = run_verdict(
+        "analyze", "--config", str(path), *WINDOW, "--prometheus-url", "http://127.0.0.1:1"
+    )
     assert result.returncode == 2
     assert "metrics[0]: slo.max: expected a rate" in result.stderr
     assert "Traceback" not in result.stderr
@@ -69,8 +75,15 @@ def test_analyze_bad_time_exit_2() -> None:
 
 
 def test_analyze_end_before_start_exit_2() -> None:
-    result = run_verdict("analyze", "--config", str(EXAMPLE), "--start", "2026-11-26T10:00:00Z",
-                         "--end", "2026-11-26T09:00:00Z")
+    result = run_verdict(
+        "analyze",
+        "--config",
+        str(EXAMPLE),
+        "--start",
+        "2026-11-26T10:00:00Z",
+        "--end",
+        "2026-11-26T09:00:00Z",
+    )
     assert result.returncode == 2
     assert "--end must be after --start" in result.stderr
 
@@ -85,8 +98,16 @@ def test_analyze_unreachable_prometheus_exit_4() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_verdict("analyze", "--config", str(EXAMPLE), *WINDOW,
-                         "--prometheus-url", f"http://127.0.0.1:{port}", "--output", "json")
+    result = run_verdict(
+        "analyze",
+        "--config",
+        str(EXAMPLE),
+        *WINDOW,
+        "--prometheus-url",
+        f"http://127.0.0.1:{port}",
+        "--output",
+        "json",
+    )
     assert result.returncode == 4, result.stderr
     assert f"127.0.0.1:{port}" in result.stderr and "unreachable" in result.stderr
     assert result.stdout == ""

@@ -9,15 +9,30 @@ from analyzer.spec import ScoringSpec
 from analyzer.verdicts import MetricReport, MetricStatus, Verdict
 
 
-def metric(name: str, status: MetricStatus, *, critical: bool = False, weight: float = 1.0,
-           needed: int | None = None) -> MetricReport:
+def metric(
+    name: str,
+    status: MetricStatus,
+    *,
+    critical: bool = False,
+    weight: float = 1.0,
+    needed: int | None = None,
+) -> MetricReport:
     return MetricReport(
-        name=name, kind="ratio", status=status, reason=f"{name} is {status}", critical=critical,
-        weight=weight, canary={}, baseline={}, checks=[], alpha=0.01, more_requests_needed=needed,
+        name=name,
+        kind="ratio",
+        status=status,
+        reason=f"{name} is {status}",
+        critical=critical,
+        weight=weight,
+        canary={},
+        baseline={},
+        checks=[],
+        alpha=0.01,
+        more_requests_needed=needed,
     )
 
 
-P, F, I, N = MetricStatus.PASS, MetricStatus.FAIL, MetricStatus.INCONCLUSIVE, MetricStatus.NO_DATA
+P, F, U, N = MetricStatus.PASS, MetricStatus.FAIL, MetricStatus.INCONCLUSIVE, MetricStatus.NO_DATA
 
 
 def test_all_metrics_pass_is_a_pass_with_full_score() -> None:
@@ -27,7 +42,7 @@ def test_all_metrics_pass_is_a_pass_with_full_score() -> None:
 
 
 def test_any_failing_metric_fails_by_default() -> None:
-    j = judge([metric("a", P), metric("b", F), metric("c", I)])
+    j = judge([metric("a", P), metric("b", F), metric("c", U)])
     assert j.verdict is Verdict.FAIL
     assert j.reason.startswith("Metric b failed")
     assert j.score == pytest.approx(33.33)
@@ -59,14 +74,14 @@ def test_score_mode_accepts_a_light_non_critical_failure() -> None:
 
 
 def test_score_mode_fails_once_the_threshold_is_out_of_reach() -> None:
-    metrics = [metric("a", I, weight=1), metric("b", F, weight=1)]
+    metrics = [metric("a", U, weight=1), metric("b", F, weight=1)]
     j = judge(metrics, ScoringSpec(mode="score", pass_threshold=75))
     assert j.verdict is Verdict.FAIL
     assert "cannot reach the pass threshold" in j.reason
 
 
 def test_inconclusive_reason_says_how_many_more_requests() -> None:
-    j = judge([metric("a", P), metric("b", I, needed=1200)])
+    j = judge([metric("a", P), metric("b", U, needed=1200)])
     assert j.verdict is Verdict.INCONCLUSIVE
     assert "1,200 more canary requests" in j.reason
 
@@ -81,12 +96,17 @@ def test_score_is_weighted() -> None:
     [
         ([P, P], [False, False], Verdict.PASS),
         ([P, F], [False, False], Verdict.FAIL),
-        ([P, I], [False, False], Verdict.INCONCLUSIVE),
+        ([P, U], [False, False], Verdict.INCONCLUSIVE),
         ([P, N], [False, True], Verdict.INCONCLUSIVE),
         ([F, P], [True, False], Verdict.FAIL),
     ],
 )
-def test_decide_matches_judge(statuses: list[MetricStatus], critical: list[bool], expected: Verdict) -> None:
+def test_decide_matches_judge(
+    statuses: list[MetricStatus], critical: list[bool], expected: Verdict
+) -> None:
     assert decide(statuses, critical, [1.0] * len(statuses)) is expected
-    reports = [metric(f"m{i}", s, critical=c) for i, (s, c) in enumerate(zip(statuses, critical, strict=True))]
+    reports = [
+        metric(f"m{i}", s, critical=c)
+        for i, (s, c) in enumerate(zip(statuses, critical, strict=True))
+    ]
     assert judge(reports).verdict is expected

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.durations import parse_seconds
-from analyzer.spec import SpecError, load_analysis, load_analyses, parse_analysis
+from analyzer.spec import SpecError, load_analyses, load_analysis, parse_analysis
 from metrics.source import MetricKind
 from tests.helpers import EXAMPLE, example_analysis, write_analysis
 
@@ -24,7 +24,9 @@ def test_design_example_file_loads_with_every_documented_key() -> None:
     assert error.max_bad_rate() == pytest.approx(0.005)
     assert error.compare is not None and error.compare.tolerance == 0.5
     assert error.compare.margin == 0.001 and error.critical
-    assert latency.kind is MetricKind.HISTOGRAM and latency.latency_threshold() == pytest.approx(0.5)
+    assert latency.kind is MetricKind.HISTOGRAM and latency.latency_threshold() == pytest.approx(
+        0.5
+    )
     assert success.higher_is_better and success.max_bad_rate() == pytest.approx(0.005)
     assert spec.steps == [5, 10, 50, 100]
 
