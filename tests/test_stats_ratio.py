@@ -224,15 +224,19 @@ def test_identical_data_never_fails_and_passes_with_enough_traffic(n: int) -> No
 def test_more_canary_requests_needed_at_the_current_rate_make_the_comparison_pass(
     cb: float, ct: float, bb: float, bt: float
 ) -> None:
+    # The estimate assumes both rates stay as they are and the baseline keeps its share of traffic.
     r = _compare(cb, ct, bb, bt)
     assert r.outcome is Outcome.INCONCLUSIVE
     needed = r.more_requests_needed
     assert needed is not None and needed > 0
     n = ct + needed
-    again = _compare(r.canary_rate * n, n, bb, bt)
+    grow = n / ct
+    again = _compare(r.canary_rate * n, n, bb * grow, bt * grow)
     assert again.outcome is Outcome.PASS, again
     fewer = n - 1
-    assert _compare(r.canary_rate * fewer, fewer, bb, bt).outcome is Outcome.INCONCLUSIVE
+    shrink = fewer / ct
+    before = _compare(r.canary_rate * fewer, fewer, bb * shrink, bt * shrink)
+    assert before.outcome is Outcome.INCONCLUSIVE
 
 
 def test_comparison_requests_needed_is_none_when_canary_rate_exceeds_the_pass_threshold() -> None:

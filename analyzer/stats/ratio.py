@@ -136,7 +136,15 @@ def compare_rates(
         outcome = Outcome.INCONCLUSIVE
     needed = None
     if outcome is Outcome.INCONCLUSIVE and baseline_total > 0:
-        needed = requests_needed_below(float(c.rate[0]), canary_total, pass_threshold, alpha / 2)
+        needed = comparison_requests_needed(
+            float(c.rate[0]),
+            canary_total,
+            float(b.rate[0]),
+            baseline_total,
+            tolerance=tolerance,
+            margin=margin,
+            alpha=alpha,
+        )
     return ComparisonResult(
         outcome=outcome,
         canary_rate=float(c.rate[0]),
@@ -187,3 +195,50 @@ def requests_needed_below(rate: float, total: float, bound: float, alpha: float)
         else:
             lo = mid
     return int(np.ceil(hi - total))
+
+
+def comparison_requests_needed(
+    canary_rate: float,
+    canary_total: float,
+    baseline_rate: float,
+    baseline_total: float,
+    *,
+    tolerance: float,
+    margin: float,
+    alpha: float,
+) -> int | None:
+    """More canary requests until the comparison would pass, if both rates stay as they are and the
+    baseline keeps growing in proportion (its share of traffic unchanged).
+
+    None when the canary's current rate is not inside the allowance (more data would not pass it).
+    """
+    factor = 1.0 + tolerance
+    if canary_rate >= baseline_rate * factor + margin or baseline_total <= 0:
+        return None
+    if canary_total <= 0:  # no traffic split to extrapolate: hold the baseline as it is
+        b = rate_bounds(baseline_rate * baseline_total, baseline_total, alpha / 2)
+        return requests_needed_below(
+            canary_rate, 0.0, float(b.lower[0]) * factor + margin, alpha / 2
+        )
+    ratio = baseline_total / canary_total
+
+    def passes(n: float) -> bool:
+        c = rate_bounds(canary_rate * n, n, alpha / 2)
+        b = rate_bounds(baseline_rate * n * ratio, n * ratio, alpha / 2)
+        return float(c.upper[0]) <= float(b.lower[0]) * factor + margin
+
+    if passes(canary_total):
+        return 0
+    hi = max(canary_total * 2.0, 16.0)
+    while not passes(hi):
+        hi *= 2.0
+        if hi > _MAX_REQUESTS:
+            return None
+    lo = canary_total
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return int(np.ceil(hi - canary_total))
