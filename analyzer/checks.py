@@ -31,6 +31,10 @@ from analyzer.stats.mann_whitney import mann_whitney_compare
 from analyzer.verdicts import CheckReport, MetricReport, MetricStatus
 from metrics.source import HistogramSeries, RatioSeries, Series
 
+_NO_BASELINE = CheckReport(
+    "compare", str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with"
+)
+
 
 def _pct(rate: float) -> str:
     return f"{rate * 100:.3g}%"
@@ -225,13 +229,7 @@ def _ratio_checks(
         out.append(CheckReport("slo", str(g.outcome), why, _rounded(stat), g.more_requests_needed))
     if spec.compare is not None:
         if baseline is None:
-            out.append(
-                CheckReport(
-                    "compare",
-                    str(Outcome.INCONCLUSIVE),
-                    "the baseline has no series to compare with",
-                )
-            )
+            out.append(_NO_BASELINE)
         elif spec.test == "mann-whitney":
             out.append(_mann_whitney_ratio(spec, canary, baseline, look))
         else:
@@ -365,13 +363,7 @@ def _latency_checks(
         out.append(CheckReport("slo", str(g.outcome), why, _rounded(stat), g.more_requests_needed))
     if spec.compare is not None:
         if baseline is None:
-            out.append(
-                CheckReport(
-                    "compare",
-                    str(Outcome.INCONCLUSIVE),
-                    "the baseline has no series to compare with",
-                )
-            )
+            out.append(_NO_BASELINE)
             return out
         if spec.test == "mann-whitney":
             out.append(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 from scipy.stats import norm
 
 from metrics.source import (
@@ -135,18 +136,26 @@ class SimulatedSource:
         m = self._model
         factor = m.canary_latency_factor if regressed else 1.0
         tail = m.canary_tail_fraction if regressed else 0.0
-        cdf = _lognormal_cdf(self._bounds, m.latency_median * factor, m.latency_sigma)
+        median = m.latency_median * factor
+        probs = lognormal_bucket_probabilities(self._bounds, median, m.latency_sigma)
         if tail > 0:
-            slow = _lognormal_cdf(
-                self._bounds, m.latency_median * factor * m.canary_tail_factor, m.latency_sigma
+            slow = lognormal_bucket_probabilities(
+                self._bounds, median * m.canary_tail_factor, m.latency_sigma
             )
-            cdf = (1 - tail) * cdf + tail * slow
-        probs = np.diff(np.concatenate([[0.0], cdf]))
-        probs = np.clip(probs, 0.0, None)
-        return np.asarray(probs / probs.sum(), dtype=np.float64)
+            probs = (1 - tail) * probs + tail * slow
+        return probs
 
 
-def _lognormal_cdf(bounds: np.ndarray, median: float, sigma: float) -> np.ndarray:
+def lognormal_bucket_probabilities(
+    bounds: npt.ArrayLike, median: float, sigma: float
+) -> npt.NDArray[np.float64]:
+    """Probability that a log-normal latency falls in each bucket (`bounds` ascending, last +Inf).
+
+    Units are the caller's: `median` in the same unit as `bounds`.
+    """
+    upper = np.asarray(bounds, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        z = (np.log(bounds) - math.log(median)) / sigma
-    return np.asarray(norm.cdf(z), dtype=np.float64)
+        z = (np.log(upper) - math.log(median)) / sigma
+    cdf = np.where(np.isposinf(upper), 1.0, norm.cdf(z))
+    probs = np.clip(np.diff(cdf, prepend=0.0), 0.0, None)
+    return np.asarray(probs / probs.sum(), dtype=np.float64)

@@ -36,6 +36,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
+from metrics.simulated import lognormal_bucket_probabilities
 from metrics.source import Version, Window
 
 FloatArray = npt.NDArray[np.float64]
@@ -197,14 +198,8 @@ class ScenarioData:
 
 
 def _lognormal_bucket_probabilities(median_ms: float, sigma: float) -> FloatArray:
-    """Probability that a lognormal latency falls in each Istio bucket."""
-    cdf = [
-        1.0 if math.isinf(b) else 0.5 * (1.0 + math.erf(math.log(b / median_ms) / (sigma * 2**0.5)))
-        for b in ISTIO_BUCKETS_MS
-    ]
-    probabilities = np.diff(np.asarray(cdf, dtype=np.float64), prepend=0.0)
-    probabilities = np.clip(probabilities, 0.0, None)
-    return np.asarray(probabilities / probabilities.sum(), dtype=np.float64)
+    """Probability that a lognormal latency falls in each Istio bucket (the simulated source's law)."""
+    return lognormal_bucket_probabilities(ISTIO_BUCKETS_MS, median_ms, sigma)
 
 
 def _generate_version(
