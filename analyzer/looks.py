@@ -12,10 +12,17 @@ import numpy.typing as npt
 
 from analyzer.spec import MetricSpec
 from analyzer.stats import rate_bounds
+from analyzer.verdicts import MetricStatus
 from metrics.source import HistogramSeries, RatioSeries, Series
 
 # Status codes per look.
 INCONCLUSIVE, PASS, FAIL, NO_DATA = 0, 1, 2, 3
+CODES_TO_STATUS = {
+    INCONCLUSIVE: MetricStatus.INCONCLUSIVE,
+    PASS: MetricStatus.PASS,
+    FAIL: MetricStatus.FAIL,
+    NO_DATA: MetricStatus.NO_DATA,
+}
 IntArray = npt.NDArray[np.int8]
 FloatArray = npt.NDArray[np.float64]
 
