@@ -1,0 +1,188 @@
+"""Runs of the web provider: one canary's analysis across many calls, with its evidence kept.
+
+A run is identified by (analysis, namespace, rollout, canary hash). The first call starts it; each
+later call is one more **look** on the data accumulated since the run's start: one window from
+`started_at` to now, judged once (one cumulative query per series). The checks are valid at
+every look at once, so looking at every call costs no extra false aborts, and a metric that
+failed at any look stays failed for the run (the engine's sticky-failure rule,
+`analyzer.canary._with_sticky_failures`).
+
+This module is pure: a run's stored state and a fresh report in, the new state and the answer
+out. The store (`analyzer.store`) keeps the state, the HTTP app (`analyzer.api`) fetches and
+serialises looks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from analyzer.analysis import AnalysisReport
+from analyzer.canary import _with_sticky_failures
+from analyzer.judge import judge
+from analyzer.render import metric_json
+from analyzer.spec import AnalysisSpec
+from analyzer.verdicts import CheckReport, MetricReport, MetricStatus, Verdict
+from metrics.source import Window
+
+MIN_WINDOW = timedelta(seconds=1)
+"""A look needs at least this much time since the run's start; before that it has no data."""
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What identifies a run: one canary (pod template hash) of one rollout, for one analysis."""
+
+    analysis: str
+    namespace: str
+    rollout: str
+    canary_hash: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's stored state.
+
+    `params` are the placeholder values fixed at the first call (the selectors of a run never
+    change, so its cumulative data stay comparable). `failed` holds the metrics that failed at
+    some look (sticky), as plain dicts (`metric_to_dict`). `answer` is the last answer's
+    `result` document.
+    """
+
+    id: str
+    key: RunKey
+    stable_hash: str
+    params: dict[str, str]
+    started_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    looks: int = 0
+    verdict: str | None = None
+    score: float | None = None
+    reason: str = ""
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answer: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Look:
+    """The outcome of one look: the run's new state and the report that was answered."""
+
+    run: Run
+    report: AnalysisReport
+
+
+def new_run(
+    key: RunKey, *, stable_hash: str, params: dict[str, str], started_at: datetime, now: datetime
+) -> Run:
+    """A run that has not looked yet."""
+    return Run(
+        id=uuid.uuid4().hex[:16],
+        key=key,
+        stable_hash=stable_hash,
+        params=dict(params),
+        started_at=started_at,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def look_window(run: Run, now: datetime) -> Window | None:
+    """The window of a look at `now`: one interval from the run's start, or None while too short.
+
+    One interval means one cumulative `increase()` query per series, whatever the run's age.
+    """
+    if now - run.started_at < MIN_WINDOW:
+        return None
+    return Window(start=run.started_at, end=now, step=now - run.started_at)
+
+
+def advance(spec: AnalysisSpec, run: Run, report: AnalysisReport | None, now: datetime) -> Look:
+    """One more look: merge the fresh report with the run's sticky failures and count the look.
+
+    `report` judges the data since the run's start (`analyzer.analysis.judge_observations` over
+    `look_window`); None means the window is still too short to hold data.
+    """
+    look = run.looks + 1
+    failed = {name: metric_from_dict(data) for name, data in run.failed.items()}
+    fresh = report if report is not None else _no_data_yet(spec, run, now)
+    merged = _with_sticky_failures(spec, fresh, failed, look)
+    merged = replace(merged, looks=look)
+    state = replace(
+        run,
+        looks=look,
+        updated_at=now,
+        verdict=str(merged.verdict),
+        score=merged.score,
+        reason=merged.reason,
+        failed={name: metric_to_dict(m) for name, m in failed.items()},
+    )
+    state = replace(state, answer=answer_json(state, merged))
+    return Look(run=state, report=merged)
+
+
+def answer_json(run: Run, report: AnalysisReport) -> dict[str, Any]:
+    """The `result` document of an answer: small, since Argo stores it in every measurement."""
+    return {
+        "verdict": str(report.verdict),
+        "score": report.score,
+        "reason": report.reason,
+        "metrics": [metric_json(m, compact=True) for m in report.metrics],
+        "run": {"id": run.id, "startedAt": format_time(run.started_at), "looks": run.looks},
+    }
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as the answers and the CLI show times."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def metric_to_dict(metric: MetricReport) -> dict[str, Any]:
+    """A metric report as plain JSON-able data (for the store)."""
+    return asdict(metric)
+
+
+def metric_from_dict(data: dict[str, Any]) -> MetricReport:
+    """The inverse of `metric_to_dict`."""
+    values = dict(data)
+    values["status"] = MetricStatus(values["status"])
+    values["checks"] = [CheckReport(**c) for c in values.get("checks", [])]
+    return MetricReport(**values)
+
+
+def _no_data_yet(spec: AnalysisSpec, run: Run, now: datetime) -> AnalysisReport:
+    reason = "the run has just started: no data yet"
+    alpha = spec.alpha / len(spec.metrics)
+    metrics = [
+        MetricReport(
+            name=m.name,
+            kind=str(m.kind),
+            status=MetricStatus.NO_DATA,
+            reason=f"{m.name}: {reason}",
+            critical=m.critical,
+            weight=m.weight,
+            canary={},
+            baseline={},
+            checks=[],
+            alpha=alpha,
+        )
+        for m in spec.metrics
+    ]
+    judgement = judge(metrics, spec.scoring)
+    return AnalysisReport(
+        name=spec.name,
+        verdict=Verdict.INCONCLUSIVE,
+        score=judgement.score,
+        reason=(
+            f"Run started at {format_time(run.started_at)}: no data yet; "
+            "the next call looks at the traffic since then."
+        ),
+        metrics=metrics,
+        start=run.started_at,
+        end=max(now, run.started_at),
+        interval_seconds=0.0,
+        looks=0,
+        alpha=spec.alpha,
+    )

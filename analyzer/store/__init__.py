@@ -1,0 +1,15 @@
+"""Where runs live: the `RunStore` protocol, SQLite (default) and PostgreSQL stores."""
+
+from analyzer.store.base import RunStore
+from analyzer.store.errors import RunNotFound, StoreConfigError, StoreError, StoreUnavailable
+from analyzer.store.factory import DEFAULT_STORE_URL, open_store
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "RunNotFound",
+    "RunStore",
+    "StoreConfigError",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+]

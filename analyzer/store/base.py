@@ -1,0 +1,194 @@
+"""The `RunStore` protocol and what its implementations share: the table, rows, a small pool.
+
+Every implementation keeps one table, `verdict_runs`, one row per run, unique on the run's key
+(analysis, namespace, rollout, canary_hash). Looks are serialised per run: `update` reads the
+row under a write lock (SQLite `BEGIN IMMEDIATE`, PostgreSQL `SELECT ... FOR UPDATE`), applies
+a pure change to the state it read, and writes the result in the same transaction, so two
+looks of one run committed at the same time (two threads, two replicas) are both counted and
+neither overwrites the other.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from analyzer.runs import Run, RunKey
+
+TABLE = "verdict_runs"
+
+COLUMNS = (
+    "id",
+    "analysis",
+    "namespace",
+    "rollout",
+    "canary_hash",
+    "stable_hash",
+    "params",
+    "started_at",
+    "created_at",
+    "updated_at",
+    "looks",
+    "verdict",
+    "score",
+    "reason",
+    "failed",
+    "answer",
+)
+
+
+class RunStore(Protocol):
+    """Where runs live between calls (and across restarts and replicas)."""
+
+    @property
+    def description(self) -> str:
+        """The store's URL without secrets, for messages."""
+        ...
+
+    def start(self, run: Run) -> Run:
+        """Store `run` unless a run with the same key exists; return the stored run (atomic)."""
+        ...
+
+    def get(self, run_id: str) -> Run | None:
+        """The run with this id, or None."""
+        ...
+
+    def find(self, key: RunKey) -> Run | None:
+        """The run with this key, or None."""
+        ...
+
+    def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
+        """Atomically replace the run's state by `change(current state)` and return it.
+
+        `change` runs while the run is locked; it must be pure and quick. Raises `RunNotFound`.
+        """
+        ...
+
+    def runs(self, *, limit: int = 100) -> list[Run]:
+        """The most recently updated runs first."""
+        ...
+
+    def count(self) -> int:
+        """How many runs are stored (not yet expired)."""
+        ...
+
+    def expire(self, before: datetime) -> int:
+        """Delete runs whose last look (or start) is older than `before`; return how many."""
+        ...
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the store can be read."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON for a stored column (numpy scalars become plain numbers)."""
+    return json.dumps(value, separators=(",", ":"), default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
+
+
+def row_values(run: Run, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The run as column values, in `COLUMNS` order; `time` converts datetimes for the database."""
+    return (
+        run.id,
+        run.key.analysis,
+        run.key.namespace,
+        run.key.rollout,
+        run.key.canary_hash,
+        run.stable_hash,
+        json_text(run.params),
+        time(run.started_at),
+        time(run.created_at),
+        time(run.updated_at),
+        run.looks,
+        run.verdict,
+        run.score,
+        run.reason,
+        json_text(run.failed),
+        None if run.answer is None else json_text(run.answer),
+    )
+
+
+def run_from_row(row: tuple[Any, ...], time: Callable[[Any], datetime]) -> Run:
+    """The inverse of `row_values`."""
+    values = dict(zip(COLUMNS, row, strict=True))
+    return Run(
+        id=values["id"],
+        key=RunKey(
+            analysis=values["analysis"],
+            namespace=values["namespace"],
+            rollout=values["rollout"],
+            canary_hash=values["canary_hash"],
+        ),
+        stable_hash=values["stable_hash"],
+        params=json.loads(values["params"]),
+        started_at=time(values["started_at"]),
+        created_at=time(values["created_at"]),
+        updated_at=time(values["updated_at"]),
+        looks=int(values["looks"]),
+        verdict=values["verdict"],
+        score=None if values["score"] is None else float(values["score"]),
+        reason=values["reason"] or "",
+        failed=json.loads(values["failed"] or "{}"),
+        answer=None if values["answer"] is None else json.loads(values["answer"]),
+    )
+
+
+Connection = TypeVar("Connection")
+
+
+class Pool(Generic[Connection]):
+    """A few open connections reused across calls (one user at a time per connection).
+
+    `connect` opens one; a connection that raised during use is closed, not reused.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        close: Callable[[Connection], None],
+        *,
+        keep: int = 8,
+    ) -> None:
+        self._connect = connect
+        self._close = close
+        self._keep = keep
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        except BaseException:
+            self._close(conn)
+            raise
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(conn)
+                return
+        self._close(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._close(conn)

@@ -1,0 +1,211 @@
+"""The run store in PostgreSQL: for several `verdict serve` replicas sharing their runs.
+
+URL: `postgresql://user:password@host:5432/database` (any libpq URL; `postgres://` too). Verdict
+creates its table, `verdict_runs`, on first use (the user needs CREATE on the schema once, then
+SELECT, INSERT, UPDATE and DELETE on the table).
+
+Looks are serialised per run with a row lock (`SELECT ... FOR UPDATE` inside the transaction
+that writes the look), so replicas looking at the same run at once both count and neither
+overwrites the other. Statements and lock waits are bounded (`timeout`, 5 s by default) so a
+stuck database turns into a 503, not a hung call. Needs the `postgres` extra (psycopg 3).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from analyzer.runs import Run, RunKey
+from analyzer.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
+from analyzer.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
+
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+_INSERT = (
+    f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('%s' for _ in COLUMNS)}) "
+    "ON CONFLICT (analysis, namespace, rollout, canary_hash) DO NOTHING"
+)
+_UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = %s' for c in COLUMNS[1:])} WHERE id = %s"
+_BY_KEY = " WHERE analysis = %s AND namespace = %s AND rollout = %s AND canary_hash = %s"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    id text PRIMARY KEY,
+    analysis text NOT NULL,
+    namespace text NOT NULL,
+    rollout text NOT NULL,
+    canary_hash text NOT NULL,
+    stable_hash text NOT NULL,
+    params text NOT NULL,
+    started_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    looks integer NOT NULL,
+    verdict text,
+    score double precision,
+    reason text NOT NULL,
+    failed text NOT NULL,
+    answer text,
+    UNIQUE (analysis, namespace, rollout, canary_hash)
+);
+CREATE INDEX IF NOT EXISTS {TABLE}_updated_at ON {TABLE} (updated_at);
+"""
+_SCHEMA_LOCK_ID = 0x76657264  # advisory lock: replicas starting together create the table once
+
+
+def _to_db(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _from_db(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a timestamp, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _describe(error: psycopg.Error, where: str) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, pg_errors.InsufficientPrivilege | pg_errors.ReadOnlySqlTransaction):
+        return f"the run store {where} is read-only for Verdict ({text}): looks cannot be recorded"
+    if isinstance(error, pg_errors.DiskFull | pg_errors.OutOfMemory):
+        return f"the run store {where} is full ({text})"
+    if isinstance(error, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
+        return f"the run store {where} did not answer in time ({text})"
+    if isinstance(error, psycopg.OperationalError):
+        return f"the run store {where} is unreachable: {text}"
+    return f"the run store {where} failed: {text}"
+
+
+class PostgresStore:
+    """A `RunStore` in a PostgreSQL database (see the module docstring)."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise StoreConfigError(f"not a PostgreSQL URL: {redact(url)!r}")
+        if timeout <= 0:
+            raise StoreConfigError("the store timeout must be positive")
+        self.url = url
+        self.timeout = timeout
+        self._description = redact(url)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._pool: Pool[psycopg.Connection[Any]] = Pool(self._connect, lambda c: c.close())
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    # --- connections -------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        millis = int(self.timeout * 1000)
+        return psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=max(1, round(self.timeout)),
+            options=f"-c statement_timeout={millis} -c lock_timeout={millis}",
+            application_name="verdict",
+        )
+
+    @contextmanager
+    def _db(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            self._ensure_schema()
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as error:
+            raise StoreUnavailable(_describe(error, self._description)) from error
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self._pool.connection() as conn:
+                exists = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
+                if exists is None or exists[0] is None:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                        conn.execute(_SCHEMA)
+            self._schema_ready = True
+
+    # --- RunStore ----------------------------------------------------------------------
+
+    def start(self, run: Run) -> Run:
+        key = _key(run.key)
+        with self._db() as conn:
+            row = conn.execute(_SELECT + _BY_KEY, key).fetchone()
+            if row is None:
+                with conn.transaction():
+                    conn.execute(_INSERT, row_values(run, _to_db))
+                    row = conn.execute(_SELECT + _BY_KEY, key).fetchone()
+        if row is None:  # deleted between the insert and the read: vanishingly rare
+            raise StoreUnavailable(f"the run store {self._description} lost a run being started")
+        return run_from_row(tuple(row), _from_db)
+
+    def get(self, run_id: str) -> Run | None:
+        with self._db() as conn:
+            row = conn.execute(_SELECT + " WHERE id = %s", (run_id,)).fetchone()
+        return None if row is None else run_from_row(tuple(row), _from_db)
+
+    def find(self, key: RunKey) -> Run | None:
+        with self._db() as conn:
+            row = conn.execute(_SELECT + _BY_KEY, _key(key)).fetchone()
+        return None if row is None else run_from_row(tuple(row), _from_db)
+
+    def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
+        with self._db() as conn, conn.transaction():
+            row = conn.execute(_SELECT + " WHERE id = %s FOR UPDATE", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            new = change(run_from_row(tuple(row), _from_db))
+            if new.id != run_id:
+                raise ValueError("a change must keep the run's id")
+            values = row_values(new, _to_db)
+            conn.execute(_UPDATE, (*values[1:], run_id))
+        return new
+
+    def runs(self, *, limit: int = 100) -> list[Run]:
+        with self._db() as conn:
+            rows = conn.execute(
+                _SELECT + " ORDER BY updated_at DESC LIMIT %s", (max(limit, 0),)
+            ).fetchall()
+        return [run_from_row(tuple(r), _from_db) for r in rows]
+
+    def count(self) -> int:
+        with self._db() as conn:
+            row = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+        return int(row[0]) if row else 0
+
+    def expire(self, before: datetime) -> int:
+        with self._db() as conn:
+            cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < %s", (_to_db(before),))
+            return int(cursor.rowcount)
+
+    def ping(self) -> None:
+        with self._db() as conn:
+            conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _key(key: RunKey) -> tuple[str, str, str, str]:
+    return (key.analysis, key.namespace, key.rollout, key.canary_hash)
