@@ -67,10 +67,25 @@ def promql_duration(seconds: float) -> str:
     return out
 
 
-def increase_query(counter_selector: str, step_seconds: float, *, by_le: bool = False) -> str:
-    """Sum of the counters' increase per interval (increase() handles counter resets)."""
+def increase_query(counter_selector: str, range_seconds: float, *, by_le: bool = False) -> str:
+    """The counters' total increase over the last `range_seconds`, summed (by `le` for buckets).
+
+    `increase()` handles counter resets, but it never counts the first sample of a series that
+    begins inside the range (a new pod, or the first 5xx of a version: Istio creates a series at
+    its first request). Those first values are added back: `min_over_time` of every series absent
+    at the range's start is its first value. Without this, rare errors of a fresh canary would be
+    undercounted, a bias towards promotion.
+    """
     grouping = " by (le)" if by_le else ""
-    return f"sum{grouping}(increase({counter_selector}[{promql_duration(step_seconds)}]))"
+    matching = " on (le)" if by_le else ""
+    window = f"[{promql_duration(range_seconds)}]"
+    offset = f"offset {promql_duration(range_seconds)}"
+    grown = f"sum{grouping}(increase({counter_selector}{window}))"
+    born = (
+        f"sum{grouping}(min_over_time({counter_selector}{window})"
+        f" unless {counter_selector} {offset})"
+    )
+    return f"({grown} +{matching} {born}) or {grown}"
 
 
 _ISTIO_REQUESTS = 'istio_requests_total{reporter="destination",{{ selector }}}'

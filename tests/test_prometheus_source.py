@@ -425,3 +425,24 @@ def test_server_errors_and_foreign_answers_are_source_unavailable(
 
     assert url in str(raised.value)
     assert handler.calls == calls
+
+
+@pytest.mark.parametrize(
+    "name", ["healthy", "error-regression", "latency-regression", "low-traffic"]
+)
+def test_errors_of_series_born_inside_the_window_are_all_counted(
+    prometheus: PrometheusServer, name: str
+) -> None:
+    # Istio creates a version's 503 series at its first 5xx: increase() alone never counts that
+    # first error, which would undercount the rare errors of a fresh canary.
+    window = prometheus.scenarios[name].window()
+    for version in (Version.CANARY, Version.BASELINE):
+        truth = _truth(prometheus, name, version)
+        series = _ratio(prometheus, name, version)
+        assert series is not None
+        assert series.bad.sum() == pytest.approx(
+            truth.errors_between(window.start, window.end), abs=1e-6
+        )
+        assert series.total.sum() == pytest.approx(
+            truth.requests_between(window.start, window.end), abs=1e-6
+        )
