@@ -394,7 +394,9 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
     * `no-canary`: as healthy, the canary has no series at all;
     * `counter-reset`: as healthy, the canary's counters restart from 0 mid-window;
     * `scrape-offset`: as healthy, scrapes 7 s off the interval bounds (Prometheus extrapolates);
-    * `nan-sample`: as healthy, the canary's 200 counter reads NaN once, 10 minutes in.
+    * `nan-sample`: as healthy, the canary's 200 counter reads NaN once, 10 minutes in;
+    * `fresh-canary`: as healthy with 0.05 % errors, but every series starts with the window
+      (pods that just started): each version's 503 series is born inside the window.
     """
     end = now.replace(second=0, microsecond=0) - timedelta(minutes=30)
     start = end - timedelta(minutes=40)
@@ -408,5 +410,13 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
         Scenario("counter-reset", start, end, counter_reset_at=middle),
         Scenario("scrape-offset", start, end, scrape_offset_s=7.0),
         Scenario("nan-sample", start, end, nan_at=start + timedelta(minutes=10)),
+        Scenario(
+            "fresh-canary",
+            start,
+            end,
+            warmup=timedelta(0),
+            canary_error_probability=0.0005,
+            baseline_error_probability=0.0005,
+        ),
     ]
     return {s.name: s for s in scenarios}

