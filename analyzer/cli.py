@@ -4,6 +4,7 @@ Exit codes (documented in the README):
   0 pass / promoted   1 fail / aborted   3 inconclusive / paused
   2 bad input or usage (invalid analysis file, bad flag, bad query)
   4 metrics source unreachable (Prometheus down, timing out, or answering errors)
+  5 run store unavailable (`verdict runs`)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -189,6 +191,225 @@ def demo(
         )
         console.print(f"[{style}]{result.decision.upper()}[/{style}]: {result.reason}")
     raise typer.Exit(DECISION_EXIT_CODES[result.decision])
+
+
+EXIT_STORE_UNAVAILABLE = 5
+
+runs_app = typer.Typer(
+    help="Runs remembered by `verdict serve` (its run store).", no_args_is_help=True
+)
+app.add_typer(runs_app, name="runs")
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        str, typer.Option("--config", "-c", help="An analysis file, or a folder of them (*.yaml).")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    store: Annotated[
+        str,
+        typer.Option(help="Run store: sqlite:///path.db (default) or postgresql://user@host/db."),
+    ] = "sqlite:///verdict-runs.sqlite",
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(help="Prometheus base URL for every analysis. Env: VERDICT_PROMETHEUS_URL."),
+    ] = None,
+    look_budget: Annotated[
+        float, typer.Option(help="Seconds a look may take (keep it under Argo's timeoutSeconds).")
+    ] = 8.0,
+    run_ttl: Annotated[
+        str, typer.Option(help="Delete a run this long after its last look (e.g. 24h, 90m).")
+    ] = "24h",
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            help="File holding the bearer token the API requires. Env: VERDICT_API_TOKEN."
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
+    from analyzer.durations import parse_seconds
+    from analyzer.spec import load_analyses
+    from analyzer.store import StoreConfigError, StoreUnavailable, open_store
+
+    logs.configure(json=True, level=log_level)
+    try:
+        analyses = load_analyses(config)
+    except SpecError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    if not 0 < look_budget <= 60:
+        _fail("--look-budget: give seconds between 0 and 60, e.g. 8", EXIT_BAD_INPUT)
+    try:
+        ttl = timedelta(seconds=parse_seconds(run_ttl))
+    except ValueError as error:
+        _fail(f"--run-ttl: {error}", EXIT_BAD_INPUT)
+    if ttl <= timedelta(0):
+        _fail("--run-ttl must be positive", EXIT_BAD_INPUT)
+    url = prometheus_url or os.environ.get("VERDICT_PROMETHEUS_URL") or None
+    missing = sorted(name for name, spec in analyses.items() if not (url or spec.prometheus.url))
+    if missing:
+        _fail(
+            f"no Prometheus URL for {', '.join(missing)}: give --prometheus-url, "
+            "VERDICT_PROMETHEUS_URL or prometheus.url in the file",
+            EXIT_BAD_INPUT,
+        )
+    token = _read_token(token_file)
+    try:
+        run_store = open_store(store)
+    except StoreConfigError as error:
+        _fail(f"--store: {error}", EXIT_BAD_INPUT)
+    import structlog
+    import uvicorn
+
+    from analyzer.api import PrometheusSources, ServeSettings, create_app
+
+    log = structlog.get_logger()
+    try:
+        run_store.ping()
+    except StoreUnavailable as error:
+        log.error(
+            "run store unavailable at start; /readyz says so until it is back", error=str(error)
+        )
+    sources = PrometheusSources(look_budget=look_budget, url=url)
+    settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
+    web = create_app(analyses=analyses, store=run_store, sources=sources, settings=settings)
+    log.info(
+        "verdict serve starting",
+        host=host,
+        port=port,
+        analyses=sorted(analyses),
+        store=run_store.description,
+        auth=token is not None,
+        look_budget=look_budget,
+        run_ttl=str(ttl),
+    )
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        sources.close()
+        run_store.close()
+
+
+def _read_token(token_file: str | None) -> str | None:
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            _fail(f"--token-file: cannot read {token_file}: {error.strerror}", EXIT_BAD_INPUT)
+        if not token:
+            _fail(f"--token-file: {token_file} is empty", EXIT_BAD_INPUT)
+        return token
+    return os.environ.get("VERDICT_API_TOKEN", "").strip() or None
+
+
+def _open_run_store(url: str) -> Any:
+    from analyzer.store import StoreConfigError, open_store
+
+    try:
+        return open_store(url)
+    except StoreConfigError as error:
+        _fail(f"--store: {error}", EXIT_BAD_INPUT)
+
+
+@runs_app.command("list")
+def runs_list(
+    store: Annotated[
+        str, typer.Option(help="Run store URL (as given to verdict serve).")
+    ] = "sqlite:///verdict-runs.sqlite",
+    limit: Annotated[int, typer.Option(help="At most this many, latest looks first.")] = 50,
+    output: Annotated[
+        Output | None, typer.Option(help="text (default on a terminal) or json.")
+    ] = None,
+) -> None:
+    """The runs in the store, latest looks first."""
+    from rich.table import Table
+
+    from analyzer.api import run_json
+    from analyzer.store import StoreUnavailable
+
+    out = _default_output(output)
+    logs.configure(json=out is Output.json, level="error")
+    try:
+        runs = _open_run_store(store).runs(limit=limit)
+    except StoreUnavailable as error:
+        _fail(str(error), EXIT_STORE_UNAVAILABLE)
+    docs = [run_json(r, full=False) for r in runs]
+    if out is Output.json:
+        print(json.dumps({"runs": docs}, indent=2))
+        return
+    table = Table()
+    for column in (
+        "id",
+        "analysis",
+        "rollout",
+        "canary",
+        "looks",
+        "verdict",
+        "started",
+        "last look",
+    ):
+        table.add_column(column, overflow="fold")
+    for d in docs:
+        table.add_row(
+            d["id"],
+            d["analysis"],
+            f"{d['namespace']}/{d['rollout']}",
+            d["canaryHash"],
+            str(d["looks"]),
+            str(d["verdict"] or "-"),
+            d["startedAt"],
+            d["updatedAt"],
+        )
+    _console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="The run's id (see `verdict runs list`).")],
+    store: Annotated[
+        str, typer.Option(help="Run store URL (as given to verdict serve).")
+    ] = "sqlite:///verdict-runs.sqlite",
+    output: Annotated[
+        Output | None, typer.Option(help="text (default on a terminal) or json.")
+    ] = None,
+) -> None:
+    """One run: identity, looks, sticky failures and the last answer."""
+    from analyzer.api import run_json
+    from analyzer.store import StoreUnavailable
+
+    out = _default_output(output)
+    logs.configure(json=out is Output.json, level="error")
+    try:
+        run = _open_run_store(store).get(run_id)
+    except StoreUnavailable as error:
+        _fail(str(error), EXIT_STORE_UNAVAILABLE)
+    if run is None:
+        _fail(f"no run with id {run_id!r} in {store}", EXIT_BAD_INPUT)
+    doc = run_json(run, full=True)
+    if out is Output.json:
+        print(json.dumps(doc, indent=2))
+        return
+    console = _console()
+    console.print(
+        f"[bold]run {doc['id']}[/bold]  {doc['analysis']}  {doc['namespace']}/{doc['rollout']}  "
+        f"canary {doc['canaryHash']}  stable {doc['stableHash']}",
+        highlight=False,
+    )
+    console.print(
+        f"started {doc['startedAt']}  last look {doc['updatedAt']}  looks {doc['looks']}  "
+        f"verdict {doc['verdict'] or '-'}  score {doc['score'] if doc['score'] is not None else '-'}",
+        highlight=False,
+    )
+    for name, failure in doc["failedMetrics"].items():
+        console.print(
+            f"failed: {name} at look {failure['failedAtLook']}: {failure['reason']}",
+            highlight=False,
+        )
+    if doc["reason"]:
+        console.print(doc["reason"], highlight=False)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -1,0 +1,357 @@
+"""The web provider's HTTP app: Argo Rollouts asks `/api/v1/verdict`, Verdict answers JSON.
+
+Thin: parse the request, call `LookService`, render. Every answer is JSON, errors included
+(`{"error": {"code", "message", "field"}}`): 4xx for bad input, 503 when Verdict cannot judge
+right now (Argo records an Error and asks again in 10 s), 200 with the verdict otherwise.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from analyzer.api.looks import (
+    Clock,
+    LookRequest,
+    LookService,
+    ServeSettings,
+    SourceFactory,
+    SystemClock,
+)
+from analyzer.api.models import (
+    ANALYSIS_DOC,
+    CANARY_DOC,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    LABEL_VALUE,
+    MAX_VALUE_LENGTH,
+    NAMESPACE_DOC,
+    ROLLOUT_DOC,
+    STABLE_DOC,
+    START_DOC,
+    ApiError,
+    ErrorBody,
+    VerdictAnswer,
+    VerdictRequest,
+)
+from analyzer.api.telemetry import Telemetry
+from analyzer.runs import Look, Run, format_time
+from analyzer.spec import AnalysisSpec
+from analyzer.store import RunStore, StoreUnavailable
+
+_log = structlog.get_logger()
+_KNOWN_QUERY_KEYS = {"analysis", "namespace", "rollout", "canaryHash", "stableHash", "start"}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Malformed request (e.g. a body that is not JSON)."),
+        (401, "Missing or wrong bearer token."),
+        (404, "No analysis with this name."),
+        (422, "A field is missing or invalid; `error.field` names it."),
+        (503, "Verdict cannot judge right now (Prometheus or the run store); ask again."),
+    )
+}
+
+
+class CompactJSON(JSONResponse):
+    """JSON without spaces: Argo stores the answer in every measurement."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _error(error: ApiError) -> CompactJSON:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return CompactJSON(error.body(), status_code=error.status, headers=headers)
+
+
+def create_app(
+    *,
+    analyses: Mapping[str, AnalysisSpec],
+    store: RunStore,
+    sources: SourceFactory,
+    clock: Clock | None = None,
+    settings: ServeSettings | None = None,
+) -> FastAPI:
+    """The HTTP app over the given parts (nothing global: tests hand in real ones)."""
+    settings = settings or ServeSettings()
+    telemetry = Telemetry(store.count)
+    service = LookService(
+        analyses=analyses,
+        store=store,
+        sources=sources,
+        clock=clock or SystemClock(),
+        settings=settings,
+        telemetry=telemetry,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Verdict",
+        summary="Always-valid canary verdicts for Argo Rollouts (web metric provider).",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service
+    bearer = HTTPBearer(auto_error=False, description="`--token-file` / VERDICT_API_TOKEN")
+
+    def authenticated(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> None:
+        if settings.token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode("utf-8"), settings.token.encode("utf-8")):
+            raise ApiError(
+                401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer ...)"
+            )
+
+    protected = [Depends(authenticated)]
+
+    def answer(request: LookRequest) -> CompactJSON:
+        look: Look = service.look(request)
+        assert look.run.answer is not None
+        return CompactJSON({"result": look.run.answer}, headers={"Cache-Control": "no-store"})
+
+    @app.post(
+        "/api/v1/verdict",
+        response_model=VerdictAnswer,
+        responses=_ERRORS,
+        dependencies=protected,
+        tags=["verdict"],
+        summary="Look once more at a run and answer its verdict (JSON body)",
+    )
+    def verdict_post(body: VerdictRequest) -> Response:
+        extras = dict(body.model_extra or {})
+        return answer(
+            LookRequest(
+                analysis=body.analysis,
+                namespace=body.namespace,
+                rollout=body.rollout,
+                canary_hash=body.canary_hash,
+                stable_hash=body.stable_hash,
+                start=body.start,
+                extras=extras,
+            )
+        )
+
+    @app.get(
+        "/api/v1/verdict",
+        response_model=VerdictAnswer,
+        responses=_ERRORS,
+        dependencies=protected,
+        tags=["verdict"],
+        summary="Look once more at a run and answer its verdict (query string)",
+    )
+    def verdict_get(
+        request: Request,
+        analysis: Annotated[
+            str, Query(min_length=1, max_length=MAX_VALUE_LENGTH, description=ANALYSIS_DOC)
+        ],
+        namespace: Annotated[
+            str, Query(max_length=63, pattern=DNS_LABEL, description=NAMESPACE_DOC)
+        ],
+        rollout: Annotated[
+            str, Query(max_length=253, pattern=DNS_SUBDOMAIN, description=ROLLOUT_DOC)
+        ],
+        canary_hash: Annotated[
+            str,
+            Query(alias="canaryHash", max_length=63, pattern=LABEL_VALUE, description=CANARY_DOC),
+        ],
+        stable_hash: Annotated[
+            str,
+            Query(alias="stableHash", max_length=63, pattern=LABEL_VALUE, description=STABLE_DOC),
+        ],
+        start: Annotated[str | None, Query(max_length=64, description=START_DOC)] = None,
+    ) -> Response:
+        extras = {k: v for k, v in request.query_params.items() if k not in _KNOWN_QUERY_KEYS}
+        return answer(
+            LookRequest(
+                analysis=analysis,
+                namespace=namespace,
+                rollout=rollout,
+                canary_hash=canary_hash,
+                stable_hash=stable_hash,
+                start=start,
+                extras=extras,
+            )
+        )
+
+    @app.get(
+        "/api/v1/runs",
+        dependencies=protected,
+        responses=_ERRORS,
+        tags=["runs"],
+        summary="The most recently looked-at runs",
+    )
+    def list_runs(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+        try:
+            runs = store.runs(limit=limit)
+        except StoreUnavailable as error:
+            raise ApiError(503, "store_unavailable", str(error)) from None
+        return CompactJSON({"runs": [run_json(r, full=False) for r in runs]})
+
+    @app.get(
+        "/api/v1/runs/{run_id}",
+        dependencies=protected,
+        responses=_ERRORS,
+        tags=["runs"],
+        summary="One run: its identity, looks, sticky failures and last answer",
+    )
+    def show_run(run_id: Annotated[str, Path(max_length=64)]) -> Response:
+        try:
+            run = store.get(run_id)
+        except StoreUnavailable as error:
+            raise ApiError(503, "store_unavailable", str(error)) from None
+        if run is None:
+            raise ApiError(404, "unknown_run", f"no run with id {run_id!r}", field="run_id")
+        return CompactJSON(run_json(run, full=True))
+
+    @app.get("/healthz", tags=["operations"], summary="Alive (no dependencies checked)")
+    def healthz() -> Response:
+        return CompactJSON({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Ready: the run store and every Prometheus answer",
+        responses={503: {"model": ErrorBody, "description": "A dependency is not reachable."}},
+    )
+    def readyz() -> Response:
+        checks = service.readiness()
+        broken = {name: state for name, state in checks.items() if state != "ok"}
+        if not broken:
+            return CompactJSON({"status": "ready", "checks": checks})
+        message = "not ready: " + "; ".join(f"{name}: {state}" for name, state in broken.items())
+        return CompactJSON(
+            {"error": {"code": "not_ready", "message": message}, "checks": checks},
+            status_code=503,
+        )
+
+    @app.get("/metrics", dependencies=protected, tags=["operations"], summary="Verdict's metrics")
+    def metrics() -> Response:
+        return Response(
+            telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    _install_error_handlers(app)
+    _document_analyses(app, sorted(analyses))
+    return app
+
+
+def run_json(run: Run, *, full: bool) -> dict[str, Any]:
+    """A run as the API and `verdict runs` show it."""
+    out: dict[str, Any] = {
+        "id": run.id,
+        "analysis": run.key.analysis,
+        "namespace": run.key.namespace,
+        "rollout": run.key.rollout,
+        "canaryHash": run.key.canary_hash,
+        "stableHash": run.stable_hash,
+        "startedAt": format_time(run.started_at),
+        "updatedAt": format_time(run.updated_at),
+        "looks": run.looks,
+        "verdict": run.verdict,
+        "score": run.score,
+    }
+    if full:
+        out["createdAt"] = format_time(run.created_at)
+        out["reason"] = run.reason
+        out["params"] = run.params
+        out["failedMetrics"] = {
+            name: {"failedAtLook": m.get("failed_at_look"), "reason": m.get("reason")}
+            for name, m in run.failed.items()
+        }
+        out["lastAnswer"] = run.answer
+    return out
+
+
+def _field_of(location: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) if parts else None
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error answer is JSON with `error.code` and `error.message` (FastAPI's default
+    handlers answer `{"detail": ...}`)."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> Response:
+        return _error(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        problems = list(error.errors())
+        first = problems[0] if problems else {"loc": (), "msg": "invalid request", "type": ""}
+        field = _field_of(tuple(first.get("loc", ())))
+        kind = str(first.get("type", ""))
+        message = str(first.get("msg", "invalid"))
+        if kind == "json_invalid":
+            return _error(ApiError(400, "bad_json", f"the body is not valid JSON: {message}"))
+        if kind == "missing":
+            if field is None:
+                return _error(ApiError(422, "missing_body", "a JSON object body is required"))
+            return _error(ApiError(422, "missing_field", f"{field}: required", field=field))
+        if field is None:
+            return _error(ApiError(422, "invalid_body", f"the body: {message}"))
+        return _error(ApiError(422, "invalid_field", f"{field}: {message}", field=field))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(error.status_code, f"http_{error.status_code}")
+        message = str(error.detail) if error.detail else "error"
+        if error.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        return CompactJSON(
+            {"error": {"code": code, "message": message}},
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        _log.exception("unexpected error", path=request.url.path)
+        return CompactJSON(
+            {"error": {"code": "internal", "message": "internal error; see Verdict's log"}},
+            status_code=500,
+        )
+
+
+def _document_analyses(app: FastAPI, names: list[str]) -> None:
+    """List the loaded analyses as the `analysis` field's values in the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        if names:
+            body = schema.get("components", {}).get("schemas", {}).get("VerdictRequest", {})
+            prop = body.get("properties", {}).get("analysis")
+            if isinstance(prop, dict):
+                prop["enum"] = names
+            get = schema.get("paths", {}).get("/api/v1/verdict", {}).get("get", {})
+            for parameter in get.get("parameters", []):
+                if parameter.get("name") == "analysis":
+                    parameter.setdefault("schema", {})["enum"] = names
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

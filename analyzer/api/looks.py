@@ -1,0 +1,506 @@
+"""One verdict call: find or start the run, look once within the budget, record the look.
+
+The HTTP app parses and renders; this module does the work, with every dependency handed in:
+the analyses, the run store, a factory of metric sources, a clock and the settings.
+
+Concurrency. Calls for the same run are serialised: in this process by a lock per run (held
+while Prometheus is asked and the look is written), across replicas by the store's row lock
+around the read-change-write of the look. A call that arrives while a look of its run is in
+flight waits for it (within its own budget), then makes its own look on fresher data; every
+successful call counts exactly one look, and no look is lost. A call that cannot get the run
+within its budget answers 503 and counts nothing.
+
+Budget. A look never waits on Prometheus longer than `look_budget` seconds: each query gets a
+quarter of the budget (or the analysis file's `prometheus.timeout` if shorter) and at most one
+retry; the whole fetch-and-judge runs against a deadline and answers 503 when it passes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.api.models import MAX_VALUE_LENGTH, PLACEHOLDER_NAME, ApiError
+from analyzer.api.telemetry import Telemetry
+from analyzer.runs import Look, Run, RunKey, advance, look_window, new_run
+from analyzer.spec import AnalysisSpec, SpecError
+from analyzer.store import RunNotFound, RunStore, StoreUnavailable
+from metrics.errors import BadData, QueryError, SourceUnavailable
+from metrics.source import MetricQuery, MetricSource, Series, Version, Window
+
+_log = structlog.get_logger()
+_PLACEHOLDER = re.compile(PLACEHOLDER_NAME)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The real time, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+SourceFactory = Callable[[AnalysisSpec], MetricSource]
+"""Gives the metric source to ask for one analysis (the same object may be shared)."""
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How `verdict serve` behaves (CLI flags)."""
+
+    look_budget: float = 8.0
+    """Seconds a look may spend on Prometheus and judging, well inside Argo's 10 s timeout."""
+    run_ttl: timedelta = timedelta(hours=24)
+    """A run is deleted this long after its last look (finished and abandoned runs alike)."""
+    token: str | None = None
+    """Bearer token required on the API (None: no authentication)."""
+    cleanup_every: timedelta = timedelta(minutes=1)
+    """Expired runs are deleted by the first call after this much time since the last cleanup."""
+    max_start_age: timedelta = timedelta(days=7)
+    """A new run's `start` may not lie further back than this."""
+    clock_skew: timedelta = timedelta(seconds=30)
+    """A `start` this far in the future is taken as now (clocks differ a little)."""
+
+
+def query_limits(spec: AnalysisSpec, look_budget: float) -> tuple[float, int]:
+    """Per-query timeout and retries for a look within `look_budget` seconds."""
+    return min(spec.prometheus.timeout, look_budget / 4), min(spec.prometheus.retries, 1)
+
+
+class PrometheusSources:
+    """The default `SourceFactory`: one `PrometheusSource` per server, reused across looks
+    (its HTTP connections stay open), with timeouts derived from the look budget."""
+
+    def __init__(self, *, look_budget: float, url: str | None = None) -> None:
+        self.look_budget = look_budget
+        self.url = url
+        self._sources: dict[tuple[Any, ...], MetricSource] = {}
+        self._lock = threading.Lock()
+
+    def url_for(self, spec: AnalysisSpec) -> str | None:
+        return self.url or spec.prometheus.url
+
+    def __call__(self, spec: AnalysisSpec) -> MetricSource:
+        from metrics.prometheus import PrometheusSource
+
+        url = self.url_for(spec)
+        if not url:
+            raise SourceUnavailable(
+                f"analysis {spec.name!r} has no Prometheus URL: set prometheus.url, "
+                "--prometheus-url or VERDICT_PROMETHEUS_URL"
+            )
+        timeout, retries = query_limits(spec, self.look_budget)
+        headers = tuple(sorted(spec.prometheus.headers.items()))
+        key = (url, headers, timeout, retries)
+        with self._lock:
+            source = self._sources.get(key)
+            if source is None:
+                source = PrometheusSource(
+                    url, timeout=timeout, retries=retries, headers=dict(headers) or None
+                )
+                self._sources[key] = source
+        return source
+
+    def close(self) -> None:
+        with self._lock:
+            sources, self._sources = list(self._sources.values()), {}
+        for source in sources:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+
+
+@dataclass(frozen=True)
+class LookRequest:
+    """A verdict call, parsed: the run's identity, an optional start, placeholder values."""
+
+    analysis: str
+    namespace: str
+    rollout: str
+    canary_hash: str
+    stable_hash: str
+    start: str | None = None
+    extras: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> RunKey:
+        return RunKey(self.analysis, self.namespace, self.rollout, self.canary_hash)
+
+    def params(self) -> dict[str, str]:
+        """Placeholder values: the extras, then the four identity values (which win)."""
+        return {
+            **self.extras,
+            "namespace": self.namespace,
+            "rollout": self.rollout,
+            "canaryHash": self.canary_hash,
+            "stableHash": self.stable_hash,
+        }
+
+
+class LookBudgetExceeded(SourceUnavailable):
+    """The look's deadline passed before every metric was fetched."""
+
+
+class _Budgeted:
+    """A `MetricSource` that refuses to start a fetch after the deadline and times each fetch."""
+
+    def __init__(self, inner: MetricSource, deadline: float, telemetry: Telemetry) -> None:
+        self._inner = inner
+        self._deadline = deadline
+        self._telemetry = telemetry
+
+    def fetch(
+        self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
+    ) -> Series | None:
+        if time.monotonic() >= self._deadline:
+            raise LookBudgetExceeded("the look budget ran out before every metric was fetched")
+        started = time.perf_counter()
+        try:
+            return self._inner.fetch(query, version, matchers, window)
+        finally:
+            self._telemetry.query_seconds.observe(time.perf_counter() - started)
+
+    def check(self) -> None:
+        self._inner.check()
+
+
+class _RunLocks:
+    """One lock per run id, created on demand and dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, run_id: str, timeout: float) -> Iterator[bool]:
+        with self._guard:
+            lock, users = self._locks.get(run_id, (threading.Lock(), 0))
+            self._locks[run_id] = (lock, users + 1)
+        acquired = lock.acquire(timeout=max(timeout, 0.0))
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                lock.release()
+            with self._guard:
+                lock, users = self._locks[run_id]
+                if users <= 1:
+                    del self._locks[run_id]
+                else:
+                    self._locks[run_id] = (lock, users - 1)
+
+
+def parse_start(value: str) -> datetime:
+    """An RFC 3339 time (with `Z` or an offset); raises ValueError otherwise."""
+    text = value.strip()
+    if not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}", text):
+        raise ValueError("expected an RFC 3339 time such as 2026-11-26T10:00:00Z")
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError("the time needs a zone: end it with Z or an offset such as +01:00")
+    return parsed.astimezone(UTC)
+
+
+class LookService:
+    """Answers verdict calls (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        analyses: Mapping[str, AnalysisSpec],
+        store: RunStore,
+        sources: SourceFactory,
+        clock: Clock,
+        settings: ServeSettings,
+        telemetry: Telemetry,
+    ) -> None:
+        if settings.look_budget <= 0:
+            raise ValueError("the look budget must be positive")
+        self.analyses = dict(analyses)
+        self.store = store
+        self.sources = sources
+        self.clock = clock
+        self.settings = settings
+        self.telemetry = telemetry
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="verdict-look")
+        self._locks = _RunLocks()
+        self._cleanup_lock = threading.Lock()
+        self._last_cleanup: datetime | None = None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- the call ----------------------------------------------------------------------
+
+    def look(self, request: LookRequest) -> Look:
+        """One look for the request's run. Raises `ApiError` (4xx bad input, 5xx cannot judge)."""
+        started = time.monotonic()
+        deadline = started + self.settings.look_budget
+        try:
+            result = self._look(request, deadline)
+        except ApiError as error:
+            self.telemetry.errors.labels(request.analysis, error.code).inc()
+            raise
+        verdict = result.run.verdict or "inconclusive"
+        self.telemetry.looks.labels(request.analysis).inc()
+        self.telemetry.verdicts.labels(request.analysis, verdict).inc()
+        self.telemetry.look_seconds.observe(time.monotonic() - started)
+        return result
+
+    def _look(self, request: LookRequest, deadline: float) -> Look:
+        spec = self.analyses.get(request.analysis)
+        if spec is None:
+            known = ", ".join(sorted(self.analyses)) or "none"
+            raise ApiError(
+                404,
+                "unknown_analysis",
+                f"no analysis named {request.analysis!r} (known: {known})",
+                field="analysis",
+            )
+        params = self._params(spec, request)
+        now = self.clock.now()
+        started_at = self._start(request.start, now)
+        try:
+            run = self.store.start(
+                new_run(
+                    request.key,
+                    stable_hash=request.stable_hash,
+                    params=params,
+                    started_at=started_at,
+                    now=now,
+                )
+            )
+        except StoreUnavailable as error:
+            raise _store_error(error) from None
+        with structlog.contextvars.bound_contextvars(
+            run=run.id,
+            analysis=spec.name,
+            namespace=request.namespace,
+            rollout=request.rollout,
+            canary=request.canary_hash,
+        ):
+            if run.params != params:
+                _log.warning(
+                    "placeholder values differ from the run's first call; the run keeps its own",
+                    kept=run.params,
+                    given=params,
+                )
+            with self._locks.hold(run.id, deadline - time.monotonic()) as acquired:
+                if not acquired:
+                    raise ApiError(
+                        503,
+                        "run_busy",
+                        f"another look of run {run.id} took the whole look budget "
+                        f"({self.settings.look_budget:g} s); ask again",
+                    )
+                result = self._locked_look(spec, run, deadline)
+            _log.info(
+                "look answered",
+                look=result.run.looks,
+                verdict=result.run.verdict,
+                score=result.run.score,
+                seconds=round(time.monotonic() - (deadline - self.settings.look_budget), 4),
+            )
+        self._cleanup(self.clock.now())
+        return result
+
+    def _locked_look(self, spec: AnalysisSpec, run: Run, deadline: float) -> Look:
+        now = self.clock.now()
+        report = self._report(spec, run, now, deadline)
+        outcome: list[Look] = []
+
+        def change(current: Run) -> Run:
+            look = advance(spec, current, report, now)
+            outcome.append(look)
+            return look.run
+
+        try:
+            self.store.update(run.id, change)
+        except StoreUnavailable as error:
+            raise _store_error(error) from None
+        except RunNotFound:
+            raise ApiError(
+                503, "run_expired", f"run {run.id} expired during the look; ask again"
+            ) from None
+        return outcome[-1]
+
+    def _report(
+        self, spec: AnalysisSpec, run: Run, now: datetime, deadline: float
+    ) -> AnalysisReport | None:
+        window = look_window(run, now)
+        if window is None:
+            return None
+        try:
+            source = _Budgeted(self.sources(spec), deadline, self.telemetry)
+            context = contextvars.copy_context()
+            future = self._executor.submit(
+                context.run, _fetch_and_judge, spec, source, window, run.params
+            )
+            remaining = deadline - time.monotonic()
+            try:
+                return future.result(timeout=max(remaining, 0.0))
+            except TimeoutError:
+                future.cancel()
+                raise LookBudgetExceeded(
+                    f"Prometheus and the judge did not finish within the look budget "
+                    f"({self.settings.look_budget:g} s)"
+                ) from None
+        except LookBudgetExceeded as error:
+            _log.warning("look budget exceeded", error=str(error))
+            raise ApiError(503, "look_budget_exceeded", str(error)) from None
+        except SourceUnavailable as error:
+            _log.warning("prometheus unavailable", error=str(error))
+            raise ApiError(503, "prometheus_unavailable", str(error)) from None
+        except BadData as error:
+            _log.warning("unusable data from prometheus", error=str(error))
+            raise ApiError(503, "prometheus_bad_data", str(error)) from None
+        except QueryError as error:
+            _log.error("prometheus rejected a query", error=str(error))
+            raise ApiError(
+                500, "query_rejected", f"the analysis' query was rejected: {error}"
+            ) from None
+        except SpecError as error:
+            raise ApiError(422, "missing_placeholder", str(error)) from None
+
+    # --- input -------------------------------------------------------------------------
+
+    def _params(self, spec: AnalysisSpec, request: LookRequest) -> dict[str, str]:
+        for name, value in request.extras.items():
+            if not _PLACEHOLDER.match(name):
+                raise ApiError(
+                    422,
+                    "invalid_field",
+                    f"{name[:80]!r}: extra fields are placeholder values; their names are "
+                    "letters, digits and '_' (not starting with a digit)",
+                    field=name[:80],
+                )
+            if len(value) > MAX_VALUE_LENGTH or _CONTROL.search(value):
+                raise ApiError(
+                    422,
+                    "invalid_field",
+                    f"{name}: a placeholder value has at most {MAX_VALUE_LENGTH} characters "
+                    "and no control characters",
+                    field=name,
+                )
+        params = request.params()
+        missing = sorted(spec.placeholders() - params.keys())
+        if missing:
+            raise ApiError(
+                422,
+                "missing_placeholder",
+                f"analysis {spec.name!r} needs a value for {', '.join(missing)} "
+                "(placeholders in its canary/baseline matchers): add it to the request",
+                field=missing[0],
+            )
+        return params
+
+    def _start(self, value: str | None, now: datetime) -> datetime:
+        if value is None:
+            return now
+        try:
+            start = parse_start(value)
+        except ValueError as error:
+            raise ApiError(422, "invalid_start", f"start: {error}", field="start") from None
+        if start > now + self.settings.clock_skew:
+            raise ApiError(
+                422,
+                "invalid_start",
+                "start: lies in the future; leave it out to start now",
+                field="start",
+            )
+        if start < now - self.settings.max_start_age:
+            days = self.settings.max_start_age.total_seconds() / 86400
+            raise ApiError(
+                422,
+                "invalid_start",
+                f"start: lies more than {days:g} days back; a run judges one rollout step",
+                field="start",
+            )
+        return min(start, now)
+
+    def readiness(self, *, timeout: float = 0.8) -> dict[str, str]:
+        """Each dependency's state: `ok` or what is wrong. Keys: `store`, `prometheus <url>`."""
+        checks: dict[str, str] = {}
+        try:
+            self.store.ping()
+            checks["store"] = "ok"
+        except StoreUnavailable as error:
+            checks["store"] = str(error)
+        sources: dict[str, MetricSource] = {}
+        for spec in self.analyses.values():
+            try:
+                source = self.sources(spec)
+            except SourceUnavailable as error:
+                checks[f"prometheus for {spec.name}"] = str(error)
+                continue
+            sources.setdefault(f"prometheus {getattr(source, 'url', spec.name)}", source)
+        pending = {
+            name: self._executor.submit(contextvars.copy_context().run, source.check)
+            for name, source in sources.items()
+        }
+        deadline = time.monotonic() + timeout
+        for name, future in pending.items():
+            try:
+                future.result(timeout=max(deadline - time.monotonic(), 0.0))
+                checks[name] = "ok"
+            except TimeoutError:
+                checks[name] = f"did not answer within {timeout:g} s"
+            except SourceUnavailable as error:
+                checks[name] = str(error)
+        return checks
+
+    # --- upkeep ------------------------------------------------------------------------
+
+    def _cleanup(self, now: datetime) -> None:
+        """Delete expired runs, at most once per `cleanup_every` (piggybacks on calls)."""
+        with self._cleanup_lock:
+            last = self._last_cleanup
+            if last is not None and abs(now - last) < self.settings.cleanup_every:
+                return
+            self._last_cleanup = now
+        try:
+            removed = self.store.expire(now - self.settings.run_ttl)
+        except StoreUnavailable as error:
+            _log.warning("expired runs not cleaned up", error=str(error))
+            return
+        if removed:
+            _log.info("expired runs deleted", runs=removed, ttl=str(self.settings.run_ttl))
+
+
+def _fetch_and_judge(
+    spec: AnalysisSpec, source: MetricSource, window: Window, params: dict[str, str]
+) -> AnalysisReport:
+    """Runs in a worker thread, inside a copy of the call's logging context (run id bound)."""
+    began = time.perf_counter()
+    observations = fetch_observations(spec, source, window, params)
+    fetched = time.perf_counter()
+    report = judge_observations(spec, observations, looks=[1], params=params)
+    _log.debug(
+        "look judged",
+        window_seconds=window.step.total_seconds(),
+        fetch_seconds=round(fetched - began, 4),
+        judge_seconds=round(time.perf_counter() - fetched, 4),
+    )
+    return report
+
+
+def _store_error(error: StoreUnavailable) -> ApiError:
+    _log.error("run store unavailable", error=str(error))
+    return ApiError(503, "store_unavailable", str(error))
