@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -244,7 +244,14 @@ def create_app(
             status_code=503,
         )
 
-    @app.get("/metrics", dependencies=protected, tags=["operations"], summary="Verdict's metrics")
+    @app.get(
+        "/metrics",
+        dependencies=protected,
+        tags=["operations"],
+        summary="Verdict's own metrics, Prometheus text format",
+        response_class=PlainTextResponse,
+        responses={401: _ERRORS[401]},
+    )
     def metrics() -> Response:
         return Response(
             telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
