@@ -6,6 +6,7 @@ does)."""
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -66,6 +67,7 @@ def _strict(schema: Any) -> Any:
     return out
 
 
+@functools.cache
 def _schema(crd_file: str) -> dict[str, Any]:
     crd = yaml.safe_load((_crd_dir() / crd_file).read_text())
     return dict(_strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))

@@ -351,7 +351,7 @@ class LookService:
             source = _Budgeted(self.sources(spec), deadline, self.telemetry)
             context = contextvars.copy_context()
             future = self._executor.submit(
-                context.run, _fetch_and_judge, spec, source, window, run.params
+                context.run, _fetch_and_judge, spec, source, window, run.params, self.telemetry
             )
             remaining = deadline - time.monotonic()
             try:
@@ -485,18 +485,24 @@ class LookService:
 
 
 def _fetch_and_judge(
-    spec: AnalysisSpec, source: MetricSource, window: Window, params: dict[str, str]
+    spec: AnalysisSpec,
+    source: MetricSource,
+    window: Window,
+    params: dict[str, str],
+    telemetry: Telemetry,
 ) -> AnalysisReport:
     """Runs in a worker thread, inside a copy of the call's logging context (run id bound)."""
     began = time.perf_counter()
     observations = fetch_observations(spec, source, window, params)
     fetched = time.perf_counter()
     report = judge_observations(spec, observations, looks=[1], params=params)
+    judged = time.perf_counter()
+    telemetry.judge_seconds.observe(judged - fetched)
     _log.debug(
         "look judged",
         window_seconds=window.step.total_seconds(),
         fetch_seconds=round(fetched - began, 4),
-        judge_seconds=round(time.perf_counter() - fetched, 4),
+        judge_seconds=round(judged - fetched, 4),
     )
     return report
 

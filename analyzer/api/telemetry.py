@@ -19,6 +19,7 @@ class Telemetry:
     * `verdict_look_duration_seconds`: a look from request to answer;
     * `verdict_prometheus_query_duration_seconds`: one metric of one version fetched from
       Prometheus (one or two instant queries);
+    * `verdict_judge_duration_seconds`: judging one look (the statistics: CPU time);
     * `verdict_active_runs`: runs in the store (read at scrape time; NaN when the store is down).
     """
 
@@ -51,6 +52,12 @@ class Telemetry:
         self.query_seconds = Histogram(
             "verdict_prometheus_query_duration_seconds",
             "Time to fetch one metric of one version from Prometheus (one or two instant queries).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.judge_seconds = Histogram(
+            "verdict_judge_duration_seconds",
+            "Time to judge one look's observations (statistics, CPU).",
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
