@@ -547,7 +547,7 @@ def test_metrics_count_looks_verdicts_errors_and_runs(
         text = client.get("/metrics").text
     assert 'verdict_looks_total{analysis="error-regression"} 1.0' in text
     assert 'verdict_verdicts_total{analysis="error-regression",verdict="fail"} 1.0' in text
-    assert 'verdict_look_errors_total{analysis="nope",code="unknown_analysis"} 1.0' in text
+    assert 'verdict_look_errors_total{analysis="(unknown)",code="unknown_analysis"} 1.0' in text
     assert "verdict_prometheus_query_duration_seconds_bucket" in text
     assert "verdict_look_duration_seconds_count 1.0" in text
     assert "verdict_active_runs 1.0" in text

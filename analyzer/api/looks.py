@@ -256,7 +256,9 @@ class LookService:
         try:
             result = self._look(request, deadline)
         except ApiError as error:
-            self.telemetry.errors.labels(request.analysis, error.code).inc()
+            # unknown names share one label: a caller must not create metric series at will
+            known = request.analysis if request.analysis in self.analyses else "(unknown)"
+            self.telemetry.errors.labels(known, error.code).inc()
             raise
         verdict = result.run.verdict or "inconclusive"
         self.telemetry.looks.labels(request.analysis).inc()
