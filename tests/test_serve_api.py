@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 
 from analyzer import logs
 from analyzer.api import PrometheusSources, ServeSettings, create_app
+from analyzer.api.looks import parse_start
 from analyzer.runs import RunKey, metric_to_dict
 from analyzer.spec import AnalysisSpec, parse_analysis
 from analyzer.store import open_store
@@ -625,3 +626,22 @@ def test_openapi_document_lists_the_analyses_and_json_errors(
     assert post["responses"]["503"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorBody"
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-26T10:00:00Z", "2026-11-26T10:00:00+00:00"),
+        ("2026-11-26T10:00:00.250+01:00", "2026-11-26T09:00:00.250000+00:00"),
+        ("2026-11-26T10:00:00 01:00", "2026-11-26T09:00:00+00:00"),  # `+` unencoded in a URL
+        ("2026-11-26t10:00:00z", "2026-11-26T10:00:00+00:00"),
+    ],
+)
+def test_start_times_are_rfc_3339(text: str, expected: str) -> None:
+    assert parse_start(text).isoformat() == expected
+
+
+@pytest.mark.parametrize("text", ["2026-11-26T10:00:00", "2026-11-26", "1764151200", "soon"])
+def test_start_times_without_a_zone_or_a_time_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_start(text)

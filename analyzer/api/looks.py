@@ -212,6 +212,8 @@ def parse_start(value: str) -> datetime:
         raise ValueError("expected an RFC 3339 time such as 2026-11-26T10:00:00Z")
     if text[-1] in "zZ":
         text = text[:-1] + "+00:00"
+    # an unencoded `+` in a query string arrives as a space: `...T10:00:00 01:00`
+    text = re.sub(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$", r"\1+\2", text)
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError("the time needs a zone: end it with Z or an offset such as +01:00")
