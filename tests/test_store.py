@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -336,3 +337,49 @@ def test_bad_store_urls_are_config_errors(url: str) -> None:
 def test_postgres_url_password_is_not_shown() -> None:
     store = open_store("postgresql://verdict:s3cret@db.example:5432/verdict")
     assert "s3cret" not in store.description and "***" in store.description
+
+
+@pytest.mark.prometheus
+def test_two_replicas_sharing_postgres_count_every_look_once(
+    postgres_server: PostgresServer, prometheus: Any, tmp_path: Path
+) -> None:
+    """Two `verdict serve` apps (no shared process lock) over one PostgreSQL store, called at
+    once for the same run: the row lock serialises the looks; none is lost or doubled."""
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from tests.test_serve_api import Clock, body, make_app, minutes
+
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS verdict_runs")
+    start = prometheus.scenarios["healthy"].start
+    clock = Clock(start + minutes(20))
+    request = body("healthy", start=start.isoformat())
+    calls_per_replica = 4
+    barrier = threading.Barrier(2 * calls_per_replica)
+    answers: list[int] = []
+    lock = threading.Lock()
+    with (
+        TestClient(make_app(prometheus, postgres_server.url, clock)) as one,
+        TestClient(make_app(prometheus, postgres_server.url, clock)) as two,
+    ):
+        one.post("/api/v1/verdict", json=request).raise_for_status()  # start the run
+
+        def call(client: TestClient) -> None:
+            barrier.wait()
+            answer = client.post("/api/v1/verdict", json=request)
+            with lock:
+                answers.append(answer.json()["result"]["run"]["looks"])
+
+        threads = [
+            threading.Thread(target=call, args=(client,))
+            for client in (one, two)
+            for _ in range(calls_per_replica)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert sorted(answers) == list(range(2, 2 * calls_per_replica + 2))
+    run = open_store(postgres_server.url).find(RunKey("healthy", "default", "web", "abc123"))
+    assert run is not None and run.looks == 2 * calls_per_replica + 1
