@@ -1,0 +1,119 @@
+"""The benchmark's replays give the engine's own answers.
+
+* Verdict: `benchmarks.judges` (look_statuses + decide + the step rules) takes the same decision at
+  the same look as `analyzer.canary.run_canary` driving a `SimulatedSource`, on several scenarios
+  and seeds.
+* Kayenta: the vectorised classifier equals `analyzer.stats.mann_whitney_compare` row by row.
+* Thresholds: the vectorised histogram_quantile equals `analyzer.stats.quantile`.
+
+Run with `python -m pytest benchmarks/test_replay_matches_engine.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from analyzer.analysis import fetch_observations
+from analyzer.canary import run_canary
+from analyzer.spec import AnalysisSpec
+from analyzer.stats import mann_whitney_compare, quantile
+from benchmarks import judges
+from benchmarks.simulate import BOUNDS, HORIZON, LOOKS_PER_STEP, STEPS
+from benchmarks.specs import benchmark_analysis
+from metrics.simulated import SimulatedSource, TrafficModel
+from metrics.source import Window
+from strategies.simulated import SimulatedClock, SimulatedRouter
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+STEP = timedelta(seconds=30)
+
+MODELS = {
+    "busy": TrafficModel(requests_per_second=400.0, baseline_error_rate=0.005, canary_error_rate=0.005),
+    "healthy": TrafficModel(requests_per_second=40.0, baseline_error_rate=0.005, canary_error_rate=0.005),
+    "low-traffic": TrafficModel(requests_per_second=1.0, baseline_error_rate=0.005, canary_error_rate=0.005),
+    "errors-2%": TrafficModel(requests_per_second=5.0, baseline_error_rate=0.005, canary_error_rate=0.02),
+    "errors-5%": TrafficModel(requests_per_second=20.0, baseline_error_rate=0.005, canary_error_rate=0.05),
+    "latency-x1.5": TrafficModel(requests_per_second=100.0, baseline_error_rate=0.005, canary_error_rate=0.005, canary_latency_factor=1.5),
+    "latency-x3": TrafficModel(requests_per_second=10.0, baseline_error_rate=0.005, canary_error_rate=0.005, canary_latency_factor=3.0),
+    "onset": TrafficModel(requests_per_second=20.0, baseline_error_rate=0.005, canary_error_rate=0.03, regression_start=START + 12 * STEP),
+    "overdispersed": TrafficModel(requests_per_second=30.0, baseline_error_rate=0.005, canary_error_rate=0.005, overdispersion=0.8),
+}  # fmt: skip
+
+
+def _schedule(t: datetime) -> float:
+    """The weights run_canary sets: each step for LOOKS_PER_STEP intervals, the last one after."""
+    index = int((t - START) / STEP)
+    return float(STEPS[min(max(index, 0) // LOOKS_PER_STEP, len(STEPS) - 1)])
+
+
+def engine(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int]:
+    clock = SimulatedClock(START)
+    router = SimulatedRouter(clock)
+    source = SimulatedSource(model, router.weight_at, seed=seed)
+    result = run_canary(spec, source, router, clock, looks_per_step=LOOKS_PER_STEP)
+    return result.decision, len(result.looks)
+
+
+def replay(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int]:
+    source = SimulatedSource(model, _schedule, seed=seed)
+    window = Window(start=START, end=START + STEP * HORIZON, step=STEP)
+    observations = fetch_observations(spec, source, window)
+    codes = judges.metric_codes(spec, observations.series)
+    decision, look = judges.replay_steps(
+        codes, [m.critical for m in spec.metrics], [m.weight for m in spec.metrics], spec
+    )
+    return decision.name.lower(), look
+
+
+@pytest.mark.parametrize("scenario", sorted(MODELS))
+def test_replay_takes_the_engines_decision_at_the_same_look(scenario: str) -> None:
+    spec = benchmark_analysis()
+    assert replay(spec, MODELS[scenario], 1) == engine(spec, MODELS[scenario], 1)
+
+
+def test_replay_matches_the_engine_with_the_default_analysis() -> None:
+    from analyzer.demo import default_analysis
+
+    spec = default_analysis()
+    for name in ("errors-2%", "latency-x3"):
+        assert replay(spec, MODELS[name], 3) == engine(spec, MODELS[name], 3)
+
+
+def _random_values(rng: np.random.Generator, rows: int, width: int) -> np.ndarray:
+    """Per-interval values with many ties and NaNs, like low-traffic error rates."""
+    kind = rng.integers(0, 3, size=(rows, 1))
+    discrete = rng.choice([0.0, 0.0, 0.0, 0.25, 0.5, 1.0], size=(rows, width))
+    smooth = rng.gamma(2.0, 0.01, size=(rows, width))
+    values = np.where(kind == 0, discrete, np.where(kind == 1, smooth, np.round(smooth, 2)))
+    values[rng.random((rows, width)) < 0.15] = np.nan
+    return values
+
+
+def test_vectorised_kayenta_classifier_equals_mann_whitney_compare() -> None:
+    rng = np.random.default_rng(7)
+    for width in (2, 3, 5, 8, 15):
+        x = _random_values(rng, 400, width)
+        y = _random_values(rng, 400, width)
+        x[:40] = y[:40]  # identical data
+        x[40:60] = y[40:60] + 0.05  # clear shifts
+        got = judges.kayenta_outcomes(x, y)
+        for row in range(x.shape[0]):
+            expected = mann_whitney_compare(x[row], y[row], direction="increase").outcome
+            code = {"fail": judges.KAYENTA_FAIL, "pass": judges.KAYENTA_PASS}.get(
+                str(expected), judges.KAYENTA_INCONCLUSIVE
+            )
+            assert got[row] == code, (width, row, x[row], y[row])
+
+
+def test_vectorised_histogram_quantile_equals_the_engines() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(rng.choice([0.0, 0.3, 3.0, 50.0], size=(500, 1)), size=(500, len(BOUNDS)))
+    counts[:50] = 0
+    counts[50:60, :-1] = 0  # everything in the +Inf bucket
+    got = judges.histogram_quantiles(0.99, counts.astype(np.float64))
+    for row in range(counts.shape[0]):
+        expected = quantile(0.99, BOUNDS, counts[row].astype(np.float64))
+        assert (np.isnan(expected) and np.isnan(got[row])) or got[row] == pytest.approx(expected)
