@@ -78,7 +78,7 @@ def run_canary(
         now = clock.now()
         window = Window(start=start, end=start + step_delta * look_index, step=step_delta)
         report = run_analysis(spec, source, window, params=params, looks=[window.intervals])
-        report = replace(_with_sticky_failures(spec, report, failed, look_index), looks=look_index)
+        report = replace(with_sticky_failures(spec, report, failed, look_index), looks=look_index)
         entry = Look(step=step_no, weight=weight, look=look_index, time=now, report=report)
         result.looks.append(entry)
         if on_look is not None:
@@ -155,9 +155,11 @@ def _abort(
     return result
 
 
-def _with_sticky_failures(
+def with_sticky_failures(
     spec: AnalysisSpec, report: AnalysisReport, failed: dict[str, MetricReport], look: int
 ) -> AnalysisReport:
+    """A metric that failed at any look stays failed: record new failures in `failed` (updated in
+    place) and judge the look with every recorded failure in place of the fresh status."""
     for m in report.metrics:
         if m.status is MetricStatus.FAIL and m.name not in failed:
             failed[m.name] = replace(m, failed_at_look=look)

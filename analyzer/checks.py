@@ -22,9 +22,9 @@ from analyzer.spec import MetricSpec
 from analyzer.stats import (
     Outcome,
     compare_rates,
+    comparison_bucket_bound,
     exceedance,
     quantile,
-    quantile_bucket_bound,
     slo_gate,
 )
 from analyzer.stats.mann_whitney import mann_whitney_compare
@@ -69,13 +69,20 @@ def evaluate_metric(
         raise ValueError("looks must lie between 1 and the number of intervals")
     checks_count = (spec.slo is not None) + (spec.compare is not None)
     check_alpha = alpha / max(checks_count, 1)
-    failed_at = _first_failure(spec, canary, baseline, alpha, look_list, check_alpha)
+    last = look_list[-1]
+    report = _checks_at(spec, canary, baseline, last, check_alpha)
+    if len(look_list) == 1:  # one look (the web provider's case): no replay needed
+        failed_at = last if any(c.outcome == Outcome.FAIL for c in report) else None
+    else:
+        failed_at = _first_failure(spec, canary, baseline, alpha, look_list, check_alpha)
     failed_checks: list[CheckReport] = []
     if failed_at is not None:
-        at_failure = _checks_at(spec, canary, baseline, failed_at, check_alpha)
+        at_failure = (
+            report
+            if failed_at == last
+            else _checks_at(spec, canary, baseline, failed_at, check_alpha)
+        )
         failed_checks = [c for c in at_failure if c.outcome == Outcome.FAIL]
-    report = _checks_at(spec, canary, baseline, look_list[-1], check_alpha)
-    last = look_list[-1]
     canary_fig = _figures(spec, canary, last)
     baseline_fig = _figures(spec, baseline, last) if baseline is not None else {}
     if failed_at is not None:
@@ -374,14 +381,13 @@ def _latency_checks(
             )
             return out
         b_counts = _cum_buckets(baseline, look)
-        bound = quantile_bucket_bound(q, baseline.bounds, b_counts)
+        bound = comparison_bucket_bound(q, baseline.bounds, b_counts)
         if not np.isfinite(bound):
             out.append(
                 CheckReport(
                     "compare",
                     str(Outcome.INCONCLUSIVE),
-                    f"the baseline's p{q * 100:g} lies in the +Inf bucket (or it has no requests): no finite "
-                    "latency threshold to compare at",
+                    "the baseline has no requests yet: no latency threshold to compare at",
                 )
             )
             return out

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from analyzer.spec import MetricSpec
 from analyzer.stats import rate_bounds
+from analyzer.stats.histogram import comparison_bound_index
 from analyzer.verdicts import MetricStatus
 from metrics.source import HistogramSeries, RatioSeries, Series
 
@@ -134,8 +135,7 @@ def _latency(
         else:
             b_cum = np.cumsum(np.cumsum(baseline.counts, axis=0), axis=1)
             b_total = b_cum[:, -1]
-            target = q * b_total - 1e-9 * b_total
-            k = np.minimum((b_cum < target[:, None]).sum(axis=1), len(bounds) - 1)
+            k = comparison_bound_index(b_cum, q)
             finite = np.isfinite(bounds[k]) & (b_total > 0)
             c_slow = c_total - np.take_along_axis(c_cum, k[:, None], axis=1)[:, 0]
             b_slow = b_total - np.take_along_axis(b_cum, k[:, None], axis=1)[:, 0]

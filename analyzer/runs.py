@@ -5,7 +5,7 @@ later call is one more **look** on the data accumulated since the run's start: o
 `started_at` to now, judged once (one cumulative query per series). The checks are valid at
 every look at once, so looking at every call costs no extra false aborts, and a metric that
 failed at any look stays failed for the run (the engine's sticky-failure rule,
-`analyzer.canary._with_sticky_failures`).
+`analyzer.canary.with_sticky_failures`).
 
 This module is pure: a run's stored state and a fresh report in, the new state and the answer
 out. The store (`analyzer.store`) keeps the state, the HTTP app (`analyzer.api`) fetches and
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from analyzer.analysis import AnalysisReport
-from analyzer.canary import _with_sticky_failures
+from analyzer.canary import with_sticky_failures
 from analyzer.judge import judge
 from analyzer.render import metric_json
 from analyzer.spec import AnalysisSpec
@@ -108,7 +108,7 @@ def advance(spec: AnalysisSpec, run: Run, report: AnalysisReport | None, now: da
     look = run.looks + 1
     failed = {name: metric_from_dict(data) for name, data in run.failed.items()}
     fresh = report if report is not None else _no_data_yet(spec, run, now)
-    merged = _with_sticky_failures(spec, fresh, failed, look)
+    merged = with_sticky_failures(spec, fresh, failed, look)
     merged = replace(merged, looks=look)
     state = replace(
         run,

@@ -336,7 +336,7 @@ def test_slow_prometheus_answers_503_within_the_look_budget(
 
 
 class _SlowSource:
-    """The real Prometheus source, 0.3 s slower per fetch (a loaded server)."""
+    """The real Prometheus source, 0.7 s slower per fetch (a loaded server)."""
 
     def __init__(self, inner: PrometheusSource) -> None:
         self.inner = inner
@@ -344,7 +344,7 @@ class _SlowSource:
     def fetch(
         self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
     ) -> Series | None:
-        time.sleep(0.3)
+        time.sleep(0.7)
         return self.inner.fetch(query, version, matchers, window)
 
     def check(self) -> None:
@@ -365,7 +365,7 @@ def test_the_look_budget_is_a_deadline_for_the_whole_look(
         elapsed = time.monotonic() - began
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "look_budget_exceeded"
-    assert elapsed < 1.4  # six fetches of 0.3 s would take 1.8 s
+    assert elapsed < 1.4  # six fetches of 0.7 s, four at a time, would take 1.4 s or more
     run = open_store(store_url).find(RunKey("healthy", "default", "web", "abc123"))
     assert run is not None and run.looks == 0
 

@@ -4,7 +4,13 @@ Nothing here does I/O, logging or configuration: numbers and numpy arrays in, fr
 """
 
 from analyzer.stats.confidence import RateBounds, rate_bounds
-from analyzer.stats.histogram import Exceedance, exceedance, quantile, quantile_bucket_bound
+from analyzer.stats.histogram import (
+    Exceedance,
+    comparison_bucket_bound,
+    exceedance,
+    quantile,
+    quantile_bucket_bound,
+)
 from analyzer.stats.mann_whitney import MannWhitneyResult, mann_whitney_compare
 from analyzer.stats.outcome import Outcome
 from analyzer.stats.ratio import (
@@ -23,6 +29,7 @@ __all__ = [
     "Outcome",
     "RateBounds",
     "compare_rates",
+    "comparison_bucket_bound",
     "exceedance",
     "mann_whitney_compare",
     "quantile",

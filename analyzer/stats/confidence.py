@@ -29,6 +29,7 @@ All functions are vectorised: they take numpy arrays (or floats) of counts and r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,7 +39,6 @@ from scipy.special import betaln, logsumexp, xlog1py, xlogy
 
 SCALE_FREE_PRIOR: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
 _TINY = 1e-15
-_BISECTION_STEPS = 60
 
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
@@ -65,6 +65,22 @@ def log_marginal(
     b = (1.0 - means) / means
     terms = betaln(1.0 + s, b + n - s) - betaln(1.0, b)
     return np.asarray(logsumexp(terms, axis=-1) - np.log(len(means)), dtype=np.float64)
+
+
+def _log_marginal_scalar(s: float, n: float, prior_rates: Sequence[float]) -> float:
+    """`log_marginal` for one count, with math.lgamma (same formula, no array overhead)."""
+    terms = []
+    for mean in prior_rates:
+        if not 0.0 < mean < 1.0:
+            raise ValueError("prior rates must lie in (0, 1)")
+        b = (1.0 - mean) / mean
+        terms.append(_betaln(1.0 + s, b + n - s) - _betaln(1.0, b))
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms)) - math.log(len(terms))
+
+
+def _betaln(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
 def log_mixture_martingale(
@@ -103,33 +119,66 @@ def rate_bounds(
 ) -> RateBounds:
     """Two-sided always-valid bounds for the rate bad/total; miscoverage <= alpha over all looks.
 
-    Bounds are found by bisection on the log-odds scale and rounded outwards. With total == 0 the
-    bounds are [0, 1]: no data, no knowledge.
+    The bounds are where the log-likelihood falls to log(marginal) + log(alpha). On the log-odds
+    scale x the log-likelihood S x - n log(1 + e^x) is concave, so Newton's method started outside
+    the interval stays outside at every step and converges to the crossing from there: every
+    iterate is a valid (conservative) bound, and the last is exact to ~1e-12 on the log-odds scale.
+    With total == 0 the bounds are [0, 1]: no data, no knowledge.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError("alpha must lie in (0, 1)")
     s, n = _validate(bad, total)
-    level = log_marginal(s, n, prior_rates) + np.log(alpha)  # log L(p) <= level  <=>  p outside
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(n > 0, s / np.where(n > 0, n, 1.0), 0.0)
-    upper = _bisect(s, n, rate, level, upward=True)
-    lower = _bisect(s, n, rate, level, upward=False)
+    if s.size == 1:
+        s0, n0 = float(s.reshape(-1)[0]), float(n.reshape(-1)[0])
+        level0 = _log_marginal_scalar(s0, n0, prior_rates) + math.log(alpha)
+        up, down = _crossings_scalar(s0, n0, level0)
+        upper, lower = np.full(s.shape, up), np.full(s.shape, down)
+    else:
+        level = log_marginal(s, n, prior_rates) + np.log(alpha)  # log L(p) <= level: outside
+        upper = _crossings(s, n, level, upward=True)
+        lower = _crossings(s, n, level, upward=False)
     upper = np.where(n > 0, np.where(s >= n, 1.0, upper), 1.0)
     lower = np.where((n > 0) & (s > 0), lower, 0.0)
     return RateBounds(rate=rate, lower=lower, upper=upper)
 
 
-def _bisect(
-    s: FloatArray, n: FloatArray, rate: FloatArray, level: FloatArray, *, upward: bool
-) -> FloatArray:
-    """Where the log-likelihood falls to `level`, between the estimate and the edge of (0, 1)."""
-    clipped = np.clip(rate, _TINY, 1.0 - _TINY)
-    lo = np.log(clipped / (1.0 - clipped))  # inside the interval
-    edge = np.log((1.0 - _TINY) / _TINY)
-    hi = np.full_like(lo, edge if upward else -edge)  # outside (or at the edge)
-    for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        outside = _log_likelihood(s, n, 1.0 / (1.0 + np.exp(-mid))) <= level
-        hi = np.where(outside, mid, hi)
-        lo = np.where(outside, lo, mid)
-    return np.asarray(1.0 / (1.0 + np.exp(-hi)), dtype=np.float64)
+_EDGE = math.log((1.0 - _TINY) / _TINY)
+_NEWTON_STEPS = 100
+_NEWTON_TOLERANCE = 1e-12
+
+
+def _crossings(s: FloatArray, n: FloatArray, level: FloatArray, *, upward: bool) -> FloatArray:
+    """Vectorised Newton iteration from outside (see `rate_bounds`); returns rates."""
+    x = np.full(np.broadcast(s, n).shape, _EDGE if upward else -_EDGE)
+    for _ in range(_NEWTON_STEPS):
+        softplus = np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+        g = s * x - n * softplus - level
+        slope = s - n / (1.0 + np.exp(-x))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(slope != 0, g / slope, 0.0)
+        step = np.where(np.isfinite(step), step, 0.0)
+        x = np.clip(x - step, -_EDGE, _EDGE)
+        if np.all(np.abs(step) < _NEWTON_TOLERANCE):
+            break
+    return np.asarray(1.0 / (1.0 + np.exp(-x)), dtype=np.float64)
+
+
+def _crossings_scalar(s: float, n: float, level: float) -> tuple[float, float]:
+    """The same Newton iteration for one count, in plain floats (the common case at one look)."""
+    out = []
+    for start in (_EDGE, -_EDGE):
+        x = start
+        for _ in range(_NEWTON_STEPS):
+            softplus = max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+            g = s * x - n * softplus - level
+            slope = s - n / (1.0 + math.exp(-x))
+            if slope == 0.0:
+                break
+            step = g / slope
+            x = min(max(x - step, -_EDGE), _EDGE)
+            if abs(step) < _NEWTON_TOLERANCE:
+                break
+        out.append(1.0 / (1.0 + math.exp(-x)))
+    return out[0], out[1]

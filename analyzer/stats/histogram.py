@@ -108,3 +108,31 @@ def quantile_bucket_bound(q: float, bounds: FloatArray, counts: FloatArray) -> f
         return float("nan")
     k = int(np.searchsorted(cumulative, q * total - 1e-9 * total, side="left"))
     return float(bounds[min(k, len(bounds) - 1)])
+
+
+def comparison_bucket_bound(q: float, bounds: FloatArray, counts: FloatArray) -> float:
+    """The latency threshold of a comparison: the baseline's q-quantile rounded *down* to a bound.
+
+    The largest finite bucket bound with at least a fraction 1 - q of the requests above it (the
+    first bound when even it has less). Rounding down rather than up keeps at least the nominal
+    share of slow requests above the threshold: with Prometheus' coarse buckets the bound above a
+    p99 often has a hundred times fewer requests above it, too few for any test to see a shift.
+    Exceedance counts above a bucket bound are exact for both versions. NaN without requests.
+    """
+    bounds = np.asarray(bounds, dtype=np.float64)
+    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
+    _check(bounds, counts)
+    cumulative = np.cumsum(counts)
+    total = float(cumulative[-1])
+    if total <= 0:
+        return float("nan")
+    return float(bounds[comparison_bound_index(cumulative[None, :], q)[0]])
+
+
+def comparison_bound_index(cumulative: FloatArray, q: float) -> npt.NDArray[np.intp]:
+    """Row-wise index of `comparison_bucket_bound` for cumulative bucket counts (rows, buckets)."""
+    total = cumulative[:, -1:]
+    finite = cumulative[:, :-1]  # the +Inf bound never qualifies: nothing is above it
+    qualifies = total - finite >= (1.0 - q) * total * (1.0 - 1e-12)
+    last = qualifies.shape[1] - 1 - np.argmax(qualifies[:, ::-1], axis=1)
+    return np.asarray(np.where(qualifies.any(axis=1), last, 0), dtype=np.intp)

@@ -112,12 +112,24 @@ def mann_whitney_compare(
     y_mean = float(np.mean(y)) if m else nan
 
     def result(
-        outcome: Outcome, reason: str, hl: float = nan, lo: float = nan, hi: float = nan,
+        outcome: Outcome,
+        reason: str,
+        hl: float = nan,
+        lo: float = nan,
+        hi: float = nan,
         p: float = nan,
     ) -> MannWhitneyResult:
         return MannWhitneyResult(
-            outcome=outcome, hodges_lehmann=hl, ci_lower=lo, ci_upper=hi, p_value=p,
-            canary_n=n, baseline_n=m, canary_mean=x_mean, baseline_mean=y_mean, reason=reason,
+            outcome=outcome,
+            hodges_lehmann=hl,
+            ci_lower=lo,
+            ci_upper=hi,
+            p_value=p,
+            canary_n=n,
+            baseline_n=m,
+            canary_mean=x_mean,
+            baseline_mean=y_mean,
+            reason=reason,
         )
 
     if n == 0 or m == 0:
