@@ -21,6 +21,9 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +55,7 @@ _RETRY_STATUSES = (502, 503, 504)
 _QUERY_REJECTED_STATUSES = (400, 422)
 _MAX_ERROR_TEXT = 500
 _PARALLEL_QUERIES = 4
+_CACHE_ENTRIES = 20_000
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -109,6 +113,8 @@ class PrometheusSource:
     `timeout` bounds each HTTP attempt (connect and read); connection errors, timeouts and
     HTTP 502/503/504 answers are retried `retries` times with a short backoff, so one call
     takes at most about (retries + 1) * timeout seconds plus backoff.
+    Answers about instants older than `settle_seconds` (5 minutes by default) are cached: they
+    cannot change, and a canary that looks every interval would otherwise ask them at every look.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class PrometheusSource:
         timeout: float = 5.0,
         retries: int = 2,
         headers: dict[str, str] | None = None,
+        settle_seconds: float = 300.0,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -142,6 +149,11 @@ class PrometheusSource:
             session=session,
         )
         self._session = session
+        # Cumulative answers for instants older than `settle_seconds` cannot change any more:
+        # a canary that looks every interval asks them again and again, so they are kept.
+        self.settle_seconds = float(settle_seconds)
+        self._cache: OrderedDict[tuple[str, float], list[dict[str, Any]]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -324,6 +336,24 @@ class PrometheusSource:
         return out
 
     def _instant(self, promql: str, at: datetime) -> list[dict[str, Any]]:
+        """One instant query; answers about a settled past are served from the cache."""
+        key = (promql, at.timestamp())
+        settled = at.timestamp() <= time.time() - self.settle_seconds
+        if settled:
+            with self._cache_lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                    return cached
+        result = self._fetch_instant(promql, at)
+        if settled:
+            with self._cache_lock:
+                self._cache[key] = result
+                while len(self._cache) > _CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
+        return result
+
+    def _fetch_instant(self, promql: str, at: datetime) -> list[dict[str, Any]]:
         result = self._call(
             lambda: self._client.custom_query(promql, params={"time": f"{at.timestamp():.3f}"}),
             promql,

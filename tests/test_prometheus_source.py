@@ -444,3 +444,23 @@ def test_errors_of_series_born_inside_the_window_are_all_counted(
         assert series.total.sum() == pytest.approx(
             truth.requests_between(window.start, window.end), rel=1e-3
         )
+
+
+def test_settled_answers_are_not_asked_again(
+    prometheus: PrometheusServer, slow_prometheus: SlowProxy
+) -> None:
+    # A canary looks every interval on all data since its start: answers about instants long
+    # past cannot change and are served from the source's cache. Behind a proxy that turns slow
+    # after the first fetch, the second fetch of the same (past) window needs no request at all.
+    scenario = prometheus.scenarios["healthy"]
+    slow_prometheus.delay = 0.0
+    source = PrometheusSource(slow_prometheus.url, timeout=1.0, retries=0)
+    query = BUILTIN_TEMPLATES["istio-error-rate"]
+    first = source.fetch(query, Version.CANARY, scenario.canary_matchers, scenario.window())
+    slow_prometheus.delay = 5.0
+    again = source.fetch(query, Version.CANARY, scenario.canary_matchers, scenario.window())
+    assert first is not None and again is not None
+    np.testing.assert_array_equal(first.total, again.total)
+    fresh = PrometheusSource(slow_prometheus.url, timeout=1.0, retries=0)
+    with pytest.raises(SourceUnavailable, match=r"did not answer within 1\.0 s"):
+        fresh.fetch(query, Version.CANARY, scenario.canary_matchers, scenario.window())
