@@ -6,7 +6,7 @@
 * Kayenta: the vectorised classifier equals `analyzer.stats.mann_whitney_compare` row by row.
 * Thresholds: the vectorised histogram_quantile equals `analyzer.stats.quantile`.
 
-Run with `python -m pytest benchmarks/test_replay_matches_engine.py`.
+Part of the test suite, so the benchmark figures stay the engine's own.
 """
 
 from __future__ import annotations
