@@ -8,7 +8,7 @@ taken at. Looks are 30 s intervals on the timeline of `benchmarks.simulate`.
   combined per look by `analyzer.judge.decide`; `replay_steps` then applies the step rules of
   `analyzer.canary.run_canary` (critical failure aborts at once, a failed step aborts at its end,
   promotion at the end of the last analysed step only on a pass, else extra looks then paused).
-  `benchmarks/test_replay_matches_engine.py` checks it against `run_canary` itself.
+  `tests/test_benchmark_replay.py` checks it against `run_canary` itself.
 * `threshold_decisions`: fixed thresholds as Argo Rollouts and Flagger users write them, judged on
   each interval's own data: error rate < 1 %, p99 < 500 ms; an empty interval fails the check.
 * `kayenta_decisions`: Kayenta's Mann-Whitney classifier on one-minute points, re-judged every
