@@ -242,9 +242,8 @@ def measure(
     look_seconds = (
         after["verdict_look_duration_seconds_sum"] - before["verdict_look_duration_seconds_sum"]
     )
-    fetch_seconds = (
-        after["verdict_prometheus_query_duration_seconds_sum"]
-        - before["verdict_prometheus_query_duration_seconds_sum"]
+    fetch_seconds = (  # wall time of a look's fetches (they run concurrently)
+        after["verdict_fetch_duration_seconds_sum"] - before["verdict_fetch_duration_seconds_sum"]
     )
     judge_seconds = (
         after["verdict_judge_duration_seconds_sum"] - before["verdict_judge_duration_seconds_sum"]

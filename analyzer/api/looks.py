@@ -501,6 +501,7 @@ def _fetch_and_judge(
     fetched = time.perf_counter()
     report = judge_observations(spec, observations, looks=[1], params=params)
     judged = time.perf_counter()
+    telemetry.fetch_seconds.observe(fetched - began)
     telemetry.judge_seconds.observe(judged - fetched)
     _log.debug(
         "look judged",

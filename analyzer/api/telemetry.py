@@ -19,6 +19,8 @@ class Telemetry:
     * `verdict_look_duration_seconds`: a look from request to answer;
     * `verdict_prometheus_query_duration_seconds`: one metric of one version fetched from
       Prometheus (one or two instant queries);
+    * `verdict_fetch_duration_seconds`: all metrics of both versions fetched for one look (wall
+      time; the fetches run a few at a time, so it is less than the sum of the query durations);
     * `verdict_judge_duration_seconds`: judging one look (the statistics: CPU time);
     * `verdict_active_runs`: runs in the store (read at scrape time; NaN when the store is down).
     """
@@ -52,6 +54,12 @@ class Telemetry:
         self.query_seconds = Histogram(
             "verdict_prometheus_query_duration_seconds",
             "Time to fetch one metric of one version from Prometheus (one or two instant queries).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.fetch_seconds = Histogram(
+            "verdict_fetch_duration_seconds",
+            "Wall time to fetch every metric of both versions for one look.",
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
