@@ -192,7 +192,7 @@ def _server_split(url: str) -> dict[str, float]:
     for name in (
         "verdict_look_duration_seconds_sum",
         "verdict_look_duration_seconds_count",
-        "verdict_prometheus_query_duration_seconds_sum",
+        "verdict_fetch_duration_seconds_sum",
         "verdict_judge_duration_seconds_sum",
     ):
         match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.MULTILINE)
