@@ -320,7 +320,7 @@ def _z(c_bad: FloatArray, c_total: FloatArray, b_bad: FloatArray, b_total: Float
 
 def naive_z_decisions(batch: Batch, q: float = 0.99) -> Decisions:
     """z > 1.645 on cumulative errors, or on cumulative requests slower than the baseline's p99
-    bucket bound (the same threshold Verdict's latency comparison uses), at any look."""
+    rounded up to a bucket bound, at any look."""
     cum = {
         name: np.cumsum(getattr(batch, name), axis=1)
         for name in ("canary_bad", "canary_total", "baseline_bad", "baseline_total")

@@ -37,13 +37,14 @@ from tests.test_serve_api import Clock, make_app, minutes, serving
 EXAMPLES = REPO / "examples" / "argo"
 TEMPLATE = EXAMPLES / "cluster-analysis-template.yaml"
 ROLLOUT = EXAMPLES / "rollout.yaml"
-CRDS = REPO.parent / "shared" / "argo-rollouts"  # CI lays shared/ beside the clone
+# byte copies of Argo Rollouts' CRDs (provenance in SOURCE.md there), kept with the tests
+CRDS = REPO / "tests" / "data" / "argo-rollouts"
 TOKEN = "argo-test-token"
 
 
 def _crd_dir() -> Path:
     if not (CRDS / "cluster-analysis-template-crd.yaml").exists():
-        pytest.fail(f"the Argo Rollouts CRDs are not in {CRDS} (shared/ beside the repository)")
+        pytest.fail(f"the Argo Rollouts CRDs are not in {CRDS}")
     return CRDS
 
 
