@@ -7,17 +7,41 @@ import math
 import numpy as np
 import pytest
 
-from analyzer.stats import exceedance, quantile, quantile_bucket_bound
+from analyzer.stats import comparison_bucket_bound, exceedance, quantile, quantile_bucket_bound
+from analyzer.stats.histogram import comparison_bound_index
 
 INF = math.inf
 # Worked example: 100 requests, per-bucket counts (not cumulative).
 BOUNDS = np.array([0.1, 0.25, 0.5, 1.0, INF])
 COUNTS = np.array([10.0, 20.0, 30.0, 30.0, 10.0])  # cumulative: 10, 30, 60, 90, 100
 # Istio's default request-duration buckets (ms), in seconds.
-ISTIO_BOUNDS = np.array(
-    [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
-     300_000, 600_000, 1_800_000, 3_600_000, INF]
-) / 1000.0
+ISTIO_BOUNDS = (
+    np.array(
+        [
+            0.5,
+            1,
+            5,
+            10,
+            25,
+            50,
+            100,
+            250,
+            500,
+            1_000,
+            2_500,
+            5_000,
+            10_000,
+            30_000,
+            60_000,
+            300_000,
+            600_000,
+            1_800_000,
+            3_600_000,
+            INF,
+        ]
+    )
+    / 1000.0
+)
 
 
 def _prometheus_histogram_quantile(q: float, bounds: np.ndarray, counts: np.ndarray) -> float:
@@ -145,6 +169,8 @@ def test_malformed_buckets_are_rejected(bounds: np.ndarray, counts: np.ndarray) 
         exceedance(0.5, bounds, counts)
     with pytest.raises(ValueError):
         quantile_bucket_bound(0.5, bounds, counts)
+    with pytest.raises(ValueError):
+        comparison_bucket_bound(0.5, bounds, counts)
 
 
 @pytest.mark.parametrize("q", [-0.1, 1.1])
@@ -180,7 +206,9 @@ def test_exceedance_between_bounds_is_bracketed_by_the_neighbouring_bounds() -> 
         (INF, 0.0, 0.0, True),
     ],
 )
-def test_exceedance_at_the_edges(threshold: float, certain: float, possible: float, exact: bool) -> None:
+def test_exceedance_at_the_edges(
+    threshold: float, certain: float, possible: float, exact: bool
+) -> None:
     e = exceedance(threshold, BOUNDS, COUNTS)
     assert (e.certain, e.possible, e.exact) == (certain, possible, exact)
 
@@ -241,3 +269,47 @@ def test_exceedance_above_a_nan_threshold_is_rejected() -> None:
     threshold = quantile_bucket_bound(0.99, BOUNDS, np.zeros(5))
     with pytest.raises(ValueError):
         exceedance(threshold, BOUNDS, COUNTS)
+
+
+# --- comparison_bucket_bound (the latency comparison's threshold) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    # share above each bound: 0.1 -> 90 %, 0.25 -> 70 %, 0.5 -> 40 %, 1.0 -> 10 %
+    [(0.05, 0.1), (0.1, 0.1), (0.3, 0.25), (0.5, 0.25), (0.6, 0.5), (0.9, 1.0), (0.95, 1.0)],
+)
+def test_comparison_bucket_bound_is_the_largest_bound_with_a_share_1_minus_q_above(
+    q: float, expected: float
+) -> None:
+    assert comparison_bucket_bound(q, BOUNDS, COUNTS) == expected
+
+
+def test_comparison_bucket_bound_keeps_at_least_the_nominal_share_above_it() -> None:
+    rng = np.random.default_rng(6)
+    counts = np.histogram(
+        rng.lognormal(np.log(0.1), 0.6, size=20_000), bins=np.concatenate([[0.0], ISTIO_BOUNDS])
+    )[0].astype(float)
+    bound = comparison_bucket_bound(0.99, ISTIO_BOUNDS, counts)
+    assert bound == 0.25  # the p99 (about 0.40 s) rounded down to a bucket bound
+    assert bound <= quantile(0.99, ISTIO_BOUNDS, counts)
+    e = exceedance(bound, ISTIO_BOUNDS, counts)
+    assert e.exact and e.certain >= 0.01 * e.total
+    # the next bound up has less than 1 % above it
+    assert exceedance(0.5, ISTIO_BOUNDS, counts).certain < 0.01 * e.total
+
+
+def test_comparison_bucket_bound_of_an_empty_histogram_is_nan() -> None:
+    assert math.isnan(comparison_bucket_bound(0.99, BOUNDS, np.zeros(5)))
+
+
+def test_comparison_bound_index_row_by_row_equals_the_scalar_function() -> None:
+    rng = np.random.default_rng(12)
+    counts = rng.poisson(
+        rng.choice([0.5, 5.0, 500.0], size=(300, 1)), size=(300, len(ISTIO_BOUNDS))
+    )
+    counts = counts[counts.sum(axis=1) > 0].astype(float)
+    for q in (0.5, 0.9, 0.99):
+        index = comparison_bound_index(np.cumsum(counts, axis=1), q)
+        for row, k in zip(counts, index, strict=True):
+            assert ISTIO_BOUNDS[k] == comparison_bucket_bound(q, ISTIO_BOUNDS, row)
