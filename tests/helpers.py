@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +13,17 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "analyzer" / "examples" / "checkout.yaml"
 
 
-def run_verdict(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the `verdict` command line as a user would, in a subprocess."""
+def run_verdict(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `verdict` command line as a user would, in a subprocess (`env` adds variables)."""
     return subprocess.run(
         [sys.executable, "-m", "analyzer.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=REPO,
+        env={**os.environ, **env} if env else None,
     )
 
 

@@ -15,6 +15,24 @@ from tests.helpers import example_analysis, run_verdict, write_analysis
 pytestmark = pytest.mark.prometheus
 
 
+def _config(
+    prometheus: PrometheusServer, tmp_path: Path, scenario_name: str, edit: Any = None
+) -> Path:
+    """The embedded analysis, pointed at one scenario's canary and baseline (then `edit`ed)."""
+    scenario = prometheus.scenarios[scenario_name]
+    data = example_analysis()
+    data["canary"] = dict(scenario.canary_matchers)
+    data["baseline"] = dict(scenario.baseline_matchers)
+    if edit is not None:
+        edit(data)
+    return write_analysis(tmp_path / f"{scenario_name}.yaml", data)
+
+
+def _window(prometheus: PrometheusServer, scenario_name: str) -> list[str]:
+    scenario = prometheus.scenarios[scenario_name]
+    return ["--start", scenario.start.isoformat(), "--end", scenario.end.isoformat()]
+
+
 def _analyze(
     prometheus: PrometheusServer,
     tmp_path: Path,
@@ -23,23 +41,14 @@ def _analyze(
     url: str | None = None,
     edit: Any = None,
 ) -> tuple[int, dict[str, Any], str]:
-    scenario = prometheus.scenarios[scenario_name]
-    data = example_analysis()
-    data["canary"] = dict(scenario.canary_matchers)
-    data["baseline"] = dict(scenario.baseline_matchers)
-    if edit is not None:
-        edit(data)
-    path = write_analysis(tmp_path / f"{scenario_name}.yaml", data)
+    path = _config(prometheus, tmp_path, scenario_name, edit)
     result = run_verdict(
         "analyze",
         "--config",
         str(path),
         "--prometheus-url",
         url or prometheus.url,
-        "--start",
-        scenario.start.isoformat(),
-        "--end",
-        scenario.end.isoformat(),
+        *_window(prometheus, scenario_name),
         "--output",
         "json",
         *extra,
@@ -118,23 +127,14 @@ def test_counter_reset_mid_window_is_still_a_healthy_pass(
 
 
 def test_text_output_is_a_table(prometheus: PrometheusServer, tmp_path: Path) -> None:
-    scenario = prometheus.scenarios["error-regression"]
-    data = example_analysis()
-    data["canary"], data["baseline"] = (
-        dict(scenario.canary_matchers),
-        dict(scenario.baseline_matchers),
-    )
-    path = write_analysis(tmp_path / "a.yaml", data)
+    path = _config(prometheus, tmp_path, "error-regression")
     result = run_verdict(
         "analyze",
         "-c",
         str(path),
         "--prometheus-url",
         prometheus.url,
-        "--start",
-        scenario.start.isoformat(),
-        "--end",
-        scenario.end.isoformat(),
+        *_window(prometheus, "error-regression"),
         "--output",
         "text",
     )
@@ -143,37 +143,18 @@ def test_text_output_is_a_table(prometheus: PrometheusServer, tmp_path: Path) ->
 
 
 def test_environment_variable_sets_the_url(prometheus: PrometheusServer, tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
+    def unreachable_in_file(data: dict[str, Any]) -> None:
+        data["prometheus"] = {"url": "http://127.0.0.1:1"}
 
-    scenario = prometheus.scenarios["healthy"]
-    data = example_analysis()
-    data["canary"], data["baseline"] = (
-        dict(scenario.canary_matchers),
-        dict(scenario.baseline_matchers),
-    )
-    data["prometheus"] = {"url": "http://127.0.0.1:1"}
-    path = write_analysis(tmp_path / "a.yaml", data)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "analyzer.cli",
-            "analyze",
-            "-c",
-            str(path),
-            "--start",
-            scenario.start.isoformat(),
-            "--end",
-            scenario.end.isoformat(),
-            "--output",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "VERDICT_PROMETHEUS_URL": prometheus.url},
-        timeout=120,
+    path = _config(prometheus, tmp_path, "healthy", unreachable_in_file)
+    result = run_verdict(
+        "analyze",
+        "-c",
+        str(path),
+        *_window(prometheus, "healthy"),
+        "--output",
+        "json",
+        env={"VERDICT_PROMETHEUS_URL": prometheus.url},
     )
     assert result.returncode == 0, result.stderr
 
