@@ -154,7 +154,9 @@ Connection = TypeVar("Connection")
 class Pool(Generic[Connection]):
     """A few open connections reused across calls (one user at a time per connection).
 
-    `connect` opens one; a connection that raised during use is closed, not reused.
+    `connect` opens one; a connection that raised during use is closed, not reused. `prepare`
+    (creating the schema) runs once, on the first connection handed out, before it is used;
+    if it raises, it runs again on the next one.
     """
 
     def __init__(
@@ -162,10 +164,14 @@ class Pool(Generic[Connection]):
         connect: Callable[[], Connection],
         close: Callable[[Connection], None],
         *,
+        prepare: Callable[[Connection], None] | None = None,
         keep: int = 8,
     ) -> None:
         self._connect = connect
         self._close = close
+        self._prepare = prepare
+        self._prepared = prepare is None
+        self._prepare_lock = threading.Lock()
         self._keep = keep
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
@@ -177,6 +183,7 @@ class Pool(Generic[Connection]):
         if conn is None:
             conn = self._connect()
         try:
+            self._prepare_once(conn)
             yield conn
         except BaseException:
             self._close(conn)
@@ -186,6 +193,14 @@ class Pool(Generic[Connection]):
                 self._idle.append(conn)
                 return
         self._close(conn)
+
+    def _prepare_once(self, conn: Connection) -> None:
+        if self._prepared:
+            return
+        with self._prepare_lock:
+            if not self._prepared and self._prepare is not None:
+                self._prepare(conn)
+                self._prepared = True
 
     def close(self) -> None:
         with self._lock:

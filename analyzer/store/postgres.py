@@ -12,7 +12,6 @@ stuck database turns into a 503, not a hung call. Needs the `postgres` extra (ps
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -103,9 +102,9 @@ class PostgresStore:
         self.url = url
         self.timeout = timeout
         self._description = redact(url)
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
-        self._pool: Pool[psycopg.Connection[Any]] = Pool(self._connect, lambda c: c.close())
+        self._pool: Pool[psycopg.Connection[Any]] = Pool(
+            self._connect, lambda c: c.close(), prepare=self._create_schema
+        )
 
     @property
     def description(self) -> str:
@@ -126,25 +125,18 @@ class PostgresStore:
     @contextmanager
     def _db(self) -> Iterator[psycopg.Connection[Any]]:
         try:
-            self._ensure_schema()
             with self._pool.connection() as conn:
                 yield conn
         except psycopg.Error as error:
             raise StoreUnavailable(_describe(error, self._description)) from error
 
-    def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if self._schema_ready:
-                return
-            with self._pool.connection() as conn:
-                exists = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
-                if exists is None or exists[0] is None:
-                    with conn.transaction():
-                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-                        conn.execute(_SCHEMA)
-            self._schema_ready = True
+    @staticmethod
+    def _create_schema(conn: psycopg.Connection[Any]) -> None:
+        exists = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
+        if exists is None or exists[0] is None:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                conn.execute(_SCHEMA)
 
     # --- RunStore ----------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ read-change-write of one look, never while Prometheus is being asked.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -109,9 +108,9 @@ class SQLiteStore:
         except ValueError:
             raise StoreConfigError(f"{url!r}: max_page_count and timeout are numbers") from None
         self._description = f"sqlite:///{path}"
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
-        self._pool: Pool[sqlite3.Connection] = Pool(self._connect, lambda c: c.close())
+        self._pool: Pool[sqlite3.Connection] = Pool(
+            self._connect, lambda c: c.close(), prepare=self._create_schema
+        )
 
     @property
     def description(self) -> str:
@@ -137,26 +136,19 @@ class SQLiteStore:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
-            self._ensure_schema()
             with self._pool.connection() as conn:
                 yield conn
         except sqlite3.Error as error:
             raise StoreUnavailable(_describe(error, self._description)) from error
 
-    def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if self._schema_ready:
-                return
-            with self._pool.connection() as conn:
-                exists = conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-                ).fetchone()
-                if not exists:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.executescript(_SCHEMA)
-            self._schema_ready = True
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        ).fetchone()
+        if not exists:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
