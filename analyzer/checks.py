@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.looks import FAIL as FAIL_CODE
-from analyzer.looks import look_statuses
+from analyzer.looks import alpha_per_check, look_statuses
 from analyzer.spec import MetricSpec
 from analyzer.stats import (
     Outcome,
@@ -67,8 +67,7 @@ def evaluate_metric(
     look_list = list(looks) if looks is not None else list(range(1, n + 1))
     if not look_list or any(not 1 <= k <= n for k in look_list):
         raise ValueError("looks must lie between 1 and the number of intervals")
-    checks_count = (spec.slo is not None) + (spec.compare is not None)
-    check_alpha = alpha / max(checks_count, 1)
+    check_alpha = alpha_per_check(spec, alpha)
     last = look_list[-1]
     report = _checks_at(spec, canary, baseline, last, check_alpha)
     if len(look_list) == 1:  # one look (the web provider's case): no replay needed

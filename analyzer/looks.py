@@ -62,6 +62,11 @@ def _combine(outcomes: list[IntArray], canary_total: FloatArray) -> IntArray:
     return np.where(canary_total > 0, status, NO_DATA).astype(np.int8)
 
 
+def alpha_per_check(spec: MetricSpec, alpha: float) -> float:
+    """A metric's budget split equally between its checks (SLO gate, comparison)."""
+    return alpha / max((spec.slo is not None) + (spec.compare is not None), 1)
+
+
 def look_statuses(
     spec: MetricSpec, canary: Series, baseline: Series | None, alpha: float
 ) -> IntArray | None:
@@ -71,7 +76,7 @@ def look_statuses(
     """
     if spec.test == "mann-whitney" and spec.compare is not None:
         return None
-    check_alpha = alpha / max((spec.slo is not None) + (spec.compare is not None), 1)
+    check_alpha = alpha_per_check(spec, alpha)
     if isinstance(canary, RatioSeries):
         assert baseline is None or isinstance(baseline, RatioSeries)
         return _ratio(spec, canary, baseline, check_alpha)
