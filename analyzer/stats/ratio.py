@@ -22,6 +22,7 @@ its error rates (Howard et al. 2021; the running validity is what makes repeated
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,26 +176,9 @@ def requests_needed_below(rate: float, total: float, bound: float, alpha: float)
     """
     if rate >= bound or bound <= 0:
         return None
-    total = max(total, 0.0)
-
-    def upper_at(n: float) -> float:
-        return float(rate_bounds(rate * n, n, alpha).upper[0])
-
-    hi = max(total * 2.0, 16.0)
-    while upper_at(hi) > bound:
-        hi *= 2.0
-        if hi > _MAX_REQUESTS:
-            return None
-    lo = max(total, 1.0)
-    if upper_at(lo) <= bound:
-        return 0
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if upper_at(mid) <= bound:
-            hi = mid
-        else:
-            lo = mid
-    return int(np.ceil(hi - total))
+    return _more_requests(
+        max(total, 0.0), lambda n: float(rate_bounds(rate * n, n, alpha).upper[0]) <= bound
+    )
 
 
 def comparison_requests_needed(
@@ -227,18 +211,27 @@ def comparison_requests_needed(
         b = rate_bounds(baseline_rate * n * ratio, n * ratio, alpha / 2)
         return float(c.upper[0]) <= float(b.lower[0]) * factor + margin
 
-    if passes(canary_total):
+    return _more_requests(canary_total, passes)
+
+
+def _more_requests(total: float, passes: Callable[[float], bool]) -> int | None:
+    """The fewest more requests after which `passes(total + more)` holds, or None past 1e10.
+
+    `passes` must be monotone in the request count (bounds shrink as counts grow at a fixed
+    rate): doubling finds an upper end, then 40 bisection steps.
+    """
+    lo = max(total, 1.0)
+    if passes(lo):
         return 0
-    hi = max(canary_total * 2.0, 16.0)
+    hi = max(total * 2.0, 16.0)
     while not passes(hi):
         hi *= 2.0
         if hi > _MAX_REQUESTS:
             return None
-    lo = canary_total
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         if passes(mid):
             hi = mid
         else:
             lo = mid
-    return int(np.ceil(hi - canary_total))
+    return int(np.ceil(hi - total))
