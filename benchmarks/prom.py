@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import requests
@@ -42,7 +42,9 @@ class Service:
 
 
 def _lines(labels: str, times: np.ndarray, values: np.ndarray, name: str) -> str:
-    return "".join(f"{name}{{{labels}}} {v:.0f} {t:.0f}\n" for t, v in zip(times, values, strict=True))
+    return "".join(
+        f"{name}{{{labels}}} {v:.0f} {t:.0f}\n" for t, v in zip(times, values, strict=True)
+    )
 
 
 def write_openmetrics(
@@ -72,11 +74,24 @@ def write_openmetrics(
                     f'reporter="destination",destination_service_name="{service.name}-{version}",'
                     f'pod="{service.name}-{version}-p{pod:04d}"'
                 )
-                requests_out.append(_lines(base + ',response_code="200"', times, req_ok[pod], "istio_requests_total"))
-                requests_out.append(_lines(base + ',response_code="503"', times, req_bad[pod], "istio_requests_total"))
+                requests_out.append(
+                    _lines(
+                        base + ',response_code="200"', times, req_ok[pod], "istio_requests_total"
+                    )
+                )
+                requests_out.append(
+                    _lines(
+                        base + ',response_code="503"', times, req_bad[pod], "istio_requests_total"
+                    )
+                )
                 for k, le in enumerate(les):
                     buckets_out.append(
-                        _lines(f'{base},le="{le}"', times, cum_buckets[pod, :, k], "istio_request_duration_milliseconds_bucket")
+                        _lines(
+                            f'{base},le="{le}"',
+                            times,
+                            cum_buckets[pod, :, k],
+                            "istio_request_duration_milliseconds_bucket",
+                        )
                     )
                 samples += count * (2 + len(les))
     out.write("# TYPE istio_requests counter\n")
@@ -106,7 +121,9 @@ def create_blocks(openmetrics: Path, tsdb: Path) -> None:
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"promtool failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"promtool failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
 
 
 @contextlib.contextmanager
@@ -131,7 +148,9 @@ def serve(tsdb: Path, root: Path) -> Iterator[str]:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited early: {log.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"prometheus exited early: {log.read_text(errors='replace')[-2000:]}"
+                )
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
                     break
@@ -140,12 +159,7 @@ def serve(tsdb: Path, root: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def window_bounds(now: datetime, minutes: int) -> tuple[datetime, datetime]:
@@ -165,3 +179,12 @@ def services_for(pod_counts: list[int]) -> list[Service]:
         for p in pod_counts
     ]
 
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate a server process, kill it if it has not exited 10 s later, and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

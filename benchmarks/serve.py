@@ -47,6 +47,8 @@ import httpx
 import requests
 import yaml
 
+from benchmarks.prom import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 EXAMPLE = REPO / "analyzer" / "examples" / "checkout.yaml"
@@ -79,12 +81,7 @@ def _process(command: list[str], log: Path, ready_url: str, what: str) -> Iterat
         _wait(ready_url, process, log, what)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import stop_process
 from tests.promdata import (
     Scenario,
     ScenarioData,
@@ -158,12 +159,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         _wait_ready(url, process, log)
         yield PrometheusServer(url=url, scenarios=scenarios, data=data, data_dir=data_dir, log=log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -36,3 +37,13 @@ def example_analysis() -> dict[str, object]:
 def write_analysis(path: Path, data: dict[str, object]) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate a server process, kill it if it has not exited 10 s later, and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

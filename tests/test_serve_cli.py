@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from analyzer.cli import app
 from tests.conftest import PrometheusServer, free_port
-from tests.helpers import REPO, example_analysis, write_analysis
+from tests.helpers import REPO, example_analysis, stop_process, write_analysis
 
 pytestmark = pytest.mark.prometheus
 
@@ -76,12 +76,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str,
             time.sleep(0.1)
         yield url, log
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
         log.unlink(missing_ok=True)
 
 
