@@ -45,14 +45,19 @@ def _check(bounds: FloatArray, counts: FloatArray) -> None:
         raise ValueError("the last bucket bound must be +Inf")
 
 
+def _buckets(bounds: FloatArray, counts: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Checked float bounds, counts clipped at 0 (extrapolation noise), and cumulative counts."""
+    bounds = np.asarray(bounds, dtype=np.float64)
+    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
+    _check(bounds, counts)
+    return bounds, counts, np.cumsum(counts)
+
+
 def quantile(q: float, bounds: FloatArray, counts: FloatArray) -> float:
     """Prometheus-style quantile estimate from per-bucket counts; NaN when there are no requests."""
     if not 0.0 <= q <= 1.0:
         raise ValueError("quantile must lie in [0, 1]")
-    bounds = np.asarray(bounds, dtype=np.float64)
-    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
-    _check(bounds, counts)
-    cumulative = np.cumsum(counts)
+    bounds, counts, cumulative = _buckets(bounds, counts)
     total = float(cumulative[-1])
     if total <= 0:
         return float("nan")
@@ -77,10 +82,7 @@ def exceedance(threshold: float, bounds: FloatArray, counts: FloatArray) -> Exce
     if np.isnan(threshold):
         # searchsorted puts NaN past +Inf, which would report "no request is slower".
         raise ValueError("threshold must be a number (NaN: e.g. a quantile of an empty histogram)")
-    bounds = np.asarray(bounds, dtype=np.float64)
-    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
-    _check(bounds, counts)
-    cumulative = np.cumsum(counts)
+    bounds, counts, cumulative = _buckets(bounds, counts)
     total = float(cumulative[-1])
     # index of the first bound >= threshold: requests above it are certainly slower
     k_hi = int(np.searchsorted(bounds, threshold, side="left"))
@@ -95,14 +97,11 @@ def exceedance(threshold: float, bounds: FloatArray, counts: FloatArray) -> Exce
 def quantile_bucket_bound(q: float, bounds: FloatArray, counts: FloatArray) -> float:
     """The smallest bucket bound with at least a fraction q of requests at or below it.
 
-    This is the comparison threshold for latency: the baseline's q-quantile rounded up to a bucket
-    bound, so that exceedance counts above it are exact for both versions. +Inf when the quantile
-    lies in the last bucket (no finite threshold can be compared).
+    The q-quantile rounded up to a bucket bound (exceedance counts above it are exact); +Inf when
+    the quantile lies in the last bucket. The latency comparison rounds down instead
+    (`comparison_bucket_bound`), where more requests lie above the threshold.
     """
-    bounds = np.asarray(bounds, dtype=np.float64)
-    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
-    _check(bounds, counts)
-    cumulative = np.cumsum(counts)
+    bounds, counts, cumulative = _buckets(bounds, counts)
     total = float(cumulative[-1])
     if total <= 0:
         return float("nan")
@@ -119,10 +118,7 @@ def comparison_bucket_bound(q: float, bounds: FloatArray, counts: FloatArray) ->
     p99 often has a hundred times fewer requests above it, too few for any test to see a shift.
     Exceedance counts above a bucket bound are exact for both versions. NaN without requests.
     """
-    bounds = np.asarray(bounds, dtype=np.float64)
-    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
-    _check(bounds, counts)
-    cumulative = np.cumsum(counts)
+    bounds, counts, cumulative = _buckets(bounds, counts)
     total = float(cumulative[-1])
     if total <= 0:
         return float("nan")
