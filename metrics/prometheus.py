@@ -299,8 +299,10 @@ class PrometheusSource:
         last = self._instant(*queries[-1])
         if not last:
             return []
-        with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
-            answers = [*pool.map(lambda q: self._instant(q[0], q[1]), queries[:-1]), last]
+        answers = [last]
+        if len(queries) > 1:  # a one-interval window (the web provider's look) needs no pool
+            with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
+                answers = [*pool.map(lambda q: self._instant(q[0], q[1]), queries[:-1]), last]
         cumulative: dict[tuple[tuple[str, str], ...], dict[int, float]] = {}
         labels: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         for k, answer in enumerate(answers):
