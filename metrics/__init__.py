@@ -1,6 +1,13 @@
 """Where numbers come from: the MetricSource protocol, Prometheus and simulated sources."""
 
-from metrics.errors import BadData, MetricsError, QueryError, SourceUnavailable
+from metrics.errors import (
+    BadData,
+    InconsistentAnswer,
+    MetricsError,
+    PartialAnswer,
+    QueryError,
+    SourceUnavailable,
+)
 from metrics.source import (
     HistogramSeries,
     MetricKind,
@@ -15,10 +22,12 @@ from metrics.source import (
 __all__ = [
     "BadData",
     "HistogramSeries",
+    "InconsistentAnswer",
     "MetricKind",
     "MetricQuery",
     "MetricSource",
     "MetricsError",
+    "PartialAnswer",
     "QueryError",
     "RatioSeries",
     "Series",

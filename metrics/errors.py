@@ -17,3 +17,12 @@ class QueryError(MetricsError):
 
 class BadData(MetricsError):
     """The source answered with data that cannot be used (e.g. inconsistent buckets)."""
+
+
+class PartialAnswer(BadData):
+    """The source answered with warnings (Thanos, Cortex or Mimir partial responses, a failed
+    remote read): the answer may miss series, so it is not read at all."""
+
+
+class InconsistentAnswer(BadData):
+    """Answers that cannot all be true: a version's error series seen earlier are gone."""

@@ -38,8 +38,9 @@ import urllib3.exceptions
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from metrics.errors import BadData, QueryError, SourceUnavailable
-from metrics.promql import increase_query, render
+from metrics.errors import BadData, PartialAnswer, QueryError, SourceUnavailable
+from metrics.increase import CumulativeIncrease, LabelKey, Page
+from metrics.promql import increase_query, promql_duration, render
 from metrics.source import (
     FloatArray,
     HistogramSeries,
@@ -60,6 +61,23 @@ _CACHE_ENTRIES = 20_000
 BoolArray = npt.NDArray[np.bool_]
 
 _log = structlog.get_logger()
+
+
+def _ms(at: datetime) -> int:
+    """An instant in whole milliseconds, as Prometheus reads the `time` parameter Verdict sends."""
+    return round(float(f"{at.timestamp():.3f}") * 1000)
+
+
+def _range_start_ms(window: Window) -> int | None:
+    """The common start (ms) of the looks' cumulative ranges, or None if rounding makes them
+    differ (sub-millisecond windows): then only the instant queries give the same numbers."""
+    step_ms = window.step.total_seconds() * 1000
+    starts = {_ms(end) - round(step_ms * (k + 1)) for k, end in enumerate(window.interval_ends())}
+    return starts.pop() if len(starts) == 1 else None
+
+
+def _label_key(metric: dict[str, Any]) -> LabelKey:
+    return tuple(sorted((str(k), str(v)) for k, v in metric.items()))
 
 
 class _HTTPFailure(Exception):
@@ -125,6 +143,8 @@ class PrometheusSource:
         retries: int = 2,
         headers: dict[str, str] | None = None,
         settle_seconds: float = 300.0,
+        range_read_from: int = 3,
+        page_samples: int = 200_000,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -154,6 +174,9 @@ class PrometheusSource:
         self.settle_seconds = float(settle_seconds)
         self._cache: OrderedDict[tuple[str, float], list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # From this many uncached looks on, read the raw samples once instead of one query a look.
+        self.range_read_from = max(1, range_read_from)
+        self.page_samples = max(1, page_samples)
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -167,11 +190,9 @@ class PrometheusSource:
     def check(self) -> None:
         """Run `vector(1)`; raise `SourceUnavailable` if Prometheus cannot answer it."""
         try:
-            result = self._call(lambda: self._client.custom_query("vector(1)"), "vector(1)")
-        except QueryError as exc:
+            self._api_query("vector(1)", time.time(), "vector")
+        except (QueryError, BadData) as exc:
             raise SourceUnavailable(f"{self._where} cannot run queries: {exc}") from exc
-        if not isinstance(result, list):
-            raise SourceUnavailable(f"{self._where} answered vector(1) with {result!r}")
 
     def fetch(
         self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
@@ -287,6 +308,9 @@ class PrometheusSource:
         Returns range-query shaped series (`{"metric": ..., "values": [[t, v], ...]}`) whose point
         at the end of interval k is the increase during interval k. A series absent from an
         answer has no point there; a non-finite cumulative value spoils its two neighbours.
+        The cumulative increases come from one instant query per look, or, when more than
+        `range_read_from - 1` looks are not cached, from one read of the raw samples (the same
+        numbers: `metrics.increase`).
         """
         ends = window.interval_ends()
         step = window.step.total_seconds()
@@ -294,26 +318,9 @@ class PrometheusSource:
             (increase_query(selector_text, step * (k + 1), by_le=by_le), end)
             for k, end in enumerate(ends)
         ]
-        # The whole window first: it fails fast when Prometheus is down, and an empty answer
-        # means the version has no series at all, so there is nothing more to ask.
-        last = self._instant(*queries[-1])
-        if not last:
+        cumulative = self._cumulative(selector_text, queries, window, by_le=by_le)
+        if cumulative is None:
             return []
-        answers = [last]
-        if len(queries) > 1:  # a one-interval window (the web provider's look) needs no pool
-            with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
-                answers = [*pool.map(lambda q: self._instant(q[0], q[1]), queries[:-1]), last]
-        cumulative: dict[tuple[tuple[str, str], ...], dict[int, float]] = {}
-        labels: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
-        for k, answer in enumerate(answers):
-            for series in answer:
-                metric = series.get("metric", {})
-                key = tuple(sorted(metric.items()))
-                labels[key] = metric
-                try:
-                    cumulative.setdefault(key, {})[k] = float(series["value"][1])
-                except (KeyError, TypeError, ValueError, IndexError) as exc:
-                    raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
         out: list[dict[str, Any]] = []
         for key, by_look in cumulative.items():
             values: list[list[float]] = []
@@ -334,35 +341,174 @@ class PrometheusSource:
                         previous = max(value, previous)
                 previous_finite = finite
                 values.append([ends[k].timestamp(), increment])
-            out.append({"metric": labels[key], "values": values})
+            out.append({"metric": dict(key), "values": values})
         return out
+
+    def _cumulative(
+        self,
+        selector_text: str,
+        queries: list[tuple[str, datetime]],
+        window: Window,
+        *,
+        by_le: bool,
+    ) -> dict[LabelKey, dict[int, float]] | None:
+        """Label key -> {look -> cumulative increase}; None when the version has no series."""
+        uncached = sum(1 for q in queries if self._cached(*q) is None)
+        start_ms = _range_start_ms(window)
+        if uncached >= self.range_read_from and start_ms is not None:
+            return self._read_raw(selector_text, queries, start_ms, by_le=by_le)
+        # The whole window first: it fails fast when Prometheus is down, and an empty answer
+        # means the version has no series at all, so there is nothing more to ask.
+        last = self._instant(*queries[-1])
+        if not last:
+            return None
+        answers = [last]
+        if len(queries) > 1:  # a one-interval window (the web provider's look) needs no pool
+            with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
+                answers = [*pool.map(lambda q: self._instant(q[0], q[1]), queries[:-1]), last]
+        cumulative: dict[LabelKey, dict[int, float]] = {}
+        for k, answer in enumerate(answers):
+            for series in answer:
+                key = _label_key(series.get("metric", {}))
+                try:
+                    cumulative.setdefault(key, {})[k] = float(series["value"][1])
+                except (KeyError, TypeError, ValueError, IndexError) as exc:
+                    raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+        return cumulative
+
+    def _read_raw(
+        self,
+        selector_text: str,
+        queries: list[tuple[str, datetime]],
+        start_ms: int,
+        *,
+        by_le: bool,
+    ) -> dict[LabelKey, dict[int, float]] | None:
+        """Every look's cumulative increase from the raw samples, read in time pages of about
+        `page_samples` samples (see `metrics.increase`); settled looks are cached as if asked."""
+        ends_ms = [_ms(end) for _, end in queries]
+        present = {
+            _label_key(series.get("metric", {}))
+            for series in self._vector(selector_text, start_ms)
+        }
+        computed = CumulativeIncrease(start_ms, ends_ms, present)
+        page_start = start_ms - 1  # the first page includes a sample at `start` itself
+        looks_per_page = 1
+        while computed.looks_done < len(ends_ms):
+            first = computed.looks_done
+            page_end = ends_ms[min(first + looks_per_page, len(ends_ms)) - 1]
+            page = self._page(selector_text, page_start, page_end, by_le=by_le)
+            computed.add_page(page)
+            samples = int(page.sizes.sum())
+            looks_read = computed.looks_done - first
+            per_look = max(samples / max(looks_read, 1), 1.0)
+            looks_per_page = max(1, int(self.page_samples // per_look))
+            page_start = page_end
+        cumulative = computed.answers()
+        for k, (promql, end) in enumerate(queries):
+            if end.timestamp() <= time.time() - self.settle_seconds:
+                answer = [
+                    {"metric": dict(key), "value": [end.timestamp(), repr(by_look[k])]}
+                    for key, by_look in cumulative.items()
+                    if k in by_look
+                ]
+                self._remember(promql, end, answer)
+        if not any(len(queries) - 1 in by_look for by_look in cumulative.values()):
+            return None
+        return cumulative
+
+    def _page(self, selector_text: str, after_ms: int, end_ms: int, *, by_le: bool) -> Page:
+        """The raw samples with times in (after_ms, end_ms], flat."""
+        promql = f"{selector_text}[{promql_duration((end_ms - after_ms - 1) / 1000)}]"
+        result = self._api_query(promql, end_ms / 1000, "matrix")
+        try:
+            keys = [_label_key(series.get("metric", {})) for series in result]
+            groups: list[LabelKey] = [
+                (("le", str(series["metric"]["le"])),) if by_le and "le" in series["metric"] else ()
+                for series in result
+            ]
+            sizes = np.fromiter(
+                (len(series["values"]) for series in result), dtype=np.int64, count=len(result)
+            )
+            points = [point for series in result for point in series["values"]]
+            times = np.asarray([point[0] for point in points], dtype=np.float64)
+            values = np.asarray([point[1] for point in points], dtype=np.float64)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise BadData(f"unreadable samples in the answer to {promql!r}: {exc!r}") from exc
+        return Page(
+            keys=keys,
+            groups=groups,
+            sizes=sizes,
+            times_ms=np.rint(times * 1000).astype(np.int64),
+            values=values,
+            end_ms=end_ms,
+        )
+
+    def _cached(self, promql: str, at: datetime) -> list[dict[str, Any]] | None:
+        if at.timestamp() > time.time() - self.settle_seconds:
+            return None
+        with self._cache_lock:
+            cached = self._cache.get((promql, at.timestamp()))
+            if cached is not None:
+                self._cache.move_to_end((promql, at.timestamp()))
+            return cached
+
+    def _remember(self, promql: str, at: datetime, answer: list[dict[str, Any]]) -> None:
+        with self._cache_lock:
+            self._cache[(promql, at.timestamp())] = answer
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
 
     def _instant(self, promql: str, at: datetime) -> list[dict[str, Any]]:
         """One instant query; answers about a settled past are served from the cache."""
-        key = (promql, at.timestamp())
-        settled = at.timestamp() <= time.time() - self.settle_seconds
-        if settled:
-            with self._cache_lock:
-                cached = self._cache.get(key)
-                if cached is not None:
-                    self._cache.move_to_end(key)
-                    return cached
-        result = self._fetch_instant(promql, at)
-        if settled:
-            with self._cache_lock:
-                self._cache[key] = result
-                while len(self._cache) > _CACHE_ENTRIES:
-                    self._cache.popitem(last=False)
+        cached = self._cached(promql, at)
+        if cached is not None:
+            return cached
+        result = self._vector(promql, _ms(at))
+        if at.timestamp() <= time.time() - self.settle_seconds:
+            self._remember(promql, at, result)
         return result
 
-    def _fetch_instant(self, promql: str, at: datetime) -> list[dict[str, Any]]:
-        result = self._call(
-            lambda: self._client.custom_query(promql, params={"time": f"{at.timestamp():.3f}"}),
-            promql,
-        )
-        if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
+    def _vector(self, promql: str, at_ms: int) -> list[dict[str, Any]]:
+        result = self._api_query(promql, at_ms / 1000, "vector")
+        if not all(isinstance(s, dict) for s in result):
             raise SourceUnavailable(
                 f"{self._where} answered {promql!r} with something that is not a vector"
+            )
+        return result
+
+    def _api_query(self, promql: str, at_seconds: float, result_type: str) -> list[Any]:
+        """One `/api/v1/query`; the answer's `result`, checked for type and warnings."""
+
+        def send() -> Any:
+            response = self._session.request(
+                "GET",
+                f"{self.url}/api/v1/query",
+                params={"query": promql, "time": f"{at_seconds:.3f}"},
+                headers=self._client.headers,
+                timeout=self.timeout,
+            )
+            return response.json()
+
+        body = self._call(send, promql)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or body.get("status") != "success":
+            raise SourceUnavailable(
+                f"{self._where} answered {promql!r} with something that is not the Prometheus API"
+            )
+        warnings = body.get("warnings")
+        if warnings:
+            text = "; ".join(str(w) for w in warnings)
+            if len(text) > _MAX_ERROR_TEXT:
+                text = text[:_MAX_ERROR_TEXT] + "..."
+            raise PartialAnswer(
+                f"{self._where} answered {promql!r} with warnings, so the answer may miss data "
+                f"and is not read: {text}"
+            )
+        result = data.get("result")
+        if data.get("resultType") != result_type or not isinstance(result, list):
+            raise SourceUnavailable(
+                f"{self._where} answered {promql!r} with something that is not a {result_type}"
             )
         return result
 

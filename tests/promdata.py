@@ -80,6 +80,9 @@ class Scenario:
     scrapes are; 0 keeps scrapes on the grid (and so on the window's interval bounds).
     `nan_at` writes NaN as the value of the canary's 200 counter at that scrape (a broken
     exporter); the ground truth is unaffected.
+    `canary_gap` (from, to) drops the canary's scrapes in [from, to) (a broken scrape: the
+    counters keep counting, Prometheus just has no samples then); `canary_stop_at` drops every
+    canary scrape from then on (pods gone). The ground truth keeps the requests either way.
     """
 
     name: str
@@ -101,6 +104,8 @@ class Scenario:
     scrape_offset_s: float = 0.0
     warmup: timedelta = timedelta(minutes=5)
     nan_at: datetime | None = None
+    canary_gap: tuple[datetime, datetime] | None = None
+    canary_stop_at: datetime | None = None
     seed: int = 20240611
 
     def __post_init__(self) -> None:
@@ -289,6 +294,17 @@ def _labels(scenario: Scenario, version: Version, code: str) -> str:
     )
 
 
+def _scraped(times: FloatArray, scenario: Scenario) -> npt.NDArray[np.bool_]:
+    """Which of the canary's scrapes reached Prometheus (see `canary_gap`, `canary_stop_at`)."""
+    scraped = np.ones(times.shape, dtype=np.bool_)
+    if scenario.canary_gap is not None:
+        gap_from, gap_to = scenario.canary_gap
+        scraped &= (times < gap_from.timestamp()) | (times >= gap_to.timestamp())
+    if scenario.canary_stop_at is not None:
+        scraped &= times < scenario.canary_stop_at.timestamp()
+    return scraped
+
+
 def _series(data: ScenarioData) -> Iterator[_Series]:
     scenario = data.scenario
     for version, truth in data.versions.items():
@@ -313,6 +329,8 @@ def _series(data: ScenarioData) -> Iterator[_Series]:
                 exists[restart:] = np.cumsum(exists[restart:]) > 0
             else:
                 exists = np.cumsum(exists) > 0
+            if version is Version.CANARY:
+                exists &= _scraped(truth.times, scenario)
             if code == OK_CODE and nan_index is not None and nan_index < requests.size:
                 requests[nan_index] = math.nan
             yield _Series(
@@ -396,7 +414,11 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
     * `scrape-offset`: as healthy, scrapes 7 s off the interval bounds (Prometheus extrapolates);
     * `nan-sample`: as healthy, the canary's 200 counter reads NaN once, 10 minutes in;
     * `fresh-canary`: as healthy with 0.05 % errors, but every series starts with the window
-      (pods that just started): each version's 503 series is born inside the window.
+      (pods that just started): each version's 503 series is born inside the window;
+    * `missing-scrapes`: as error-regression, but the canary's scrapes are missing for
+      2.5 minutes from 12 minutes in (gaps, then the counters carry on);
+    * `canary-stops`: as healthy, but the canary's series stop 25 minutes in (pods gone): the
+      last 15 minutes have baseline traffic and no canary samples at all.
     """
     end = now.replace(second=0, microsecond=0) - timedelta(minutes=30)
     start = end - timedelta(minutes=40)
@@ -418,5 +440,13 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
             canary_error_probability=0.0005,
             baseline_error_probability=0.0005,
         ),
+        Scenario(
+            "missing-scrapes",
+            start,
+            end,
+            canary_error_probability=0.05,
+            canary_gap=(start + timedelta(minutes=12), start + timedelta(minutes=14, seconds=30)),
+        ),
+        Scenario("canary-stops", start, end, canary_stop_at=start + timedelta(minutes=25)),
     ]
     return {s.name: s for s in scenarios}
