@@ -38,7 +38,13 @@ import urllib3.exceptions
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from metrics.errors import BadData, PartialAnswer, QueryError, SourceUnavailable
+from metrics.errors import (
+    BadData,
+    InconsistentAnswer,
+    PartialAnswer,
+    QueryError,
+    SourceUnavailable,
+)
 from metrics.increase import CumulativeIncrease, LabelKey, Page
 from metrics.promql import increase_query, promql_duration, render
 from metrics.source import (
@@ -74,6 +80,10 @@ def _range_start_ms(window: Window) -> int | None:
     step_ms = window.step.total_seconds() * 1000
     starts = {_ms(end) - round(step_ms * (k + 1)) for k, end in enumerate(window.interval_ends())}
     return starts.pop() if len(starts) == 1 else None
+
+
+def _describe_key(key: LabelKey) -> str:
+    return "{" + ",".join(f'{name}="{value}"' for name, value in key) + "}" if key else "a sum"
 
 
 def _label_key(metric: dict[str, Any]) -> LabelKey:
@@ -174,6 +184,11 @@ class PrometheusSource:
         self.settle_seconds = float(settle_seconds)
         self._cache: OrderedDict[tuple[str, float], list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # (counter selector, window start) -> (latest end, series answered): for the check that
+        # series answered at an earlier look are not missing from a later one
+        self._seen: OrderedDict[tuple[str, float], tuple[float, frozenset[LabelKey]]] = (
+            OrderedDict()
+        )
         # From this many uncached looks on, read the raw samples once instead of one query a look.
         self.range_read_from = max(1, range_read_from)
         self.page_samples = max(1, page_samples)
@@ -319,6 +334,7 @@ class PrometheusSource:
             for k, end in enumerate(ends)
         ]
         cumulative = self._cumulative(selector_text, queries, window, by_le=by_le)
+        self._check_consistent(selector_text, window, cumulative or {})
         if cumulative is None:
             return []
         out: list[dict[str, Any]] = []
@@ -343,6 +359,43 @@ class PrometheusSource:
                 values.append([ends[k].timestamp(), increment])
             out.append({"metric": dict(key), "values": values})
         return out
+
+    def _check_consistent(
+        self, selector_text: str, window: Window, cumulative: dict[LabelKey, dict[int, float]]
+    ) -> None:
+        """Raise `InconsistentAnswer` when series answered before are missing now.
+
+        Increases since one start only gain series as the looks go on: a series (an error
+        series of a version, a bucket) answered at one look and missing at a later one, in this
+        fetch or since an earlier fetch over the same start, is a partial answer (one query of
+        several lost data), never "no errors".
+        """
+        last = window.intervals - 1
+        now = {key for key, by_look in cumulative.items() if last in by_look}
+        for key, by_look in cumulative.items():
+            first = min(by_look)
+            if len(by_look) != last - first + 1:
+                missing = [k + 1 for k in range(first, last + 1) if k not in by_look]
+                raise InconsistentAnswer(
+                    f"{self._where}: {selector_text} answered {_describe_key(key)} at look "
+                    f"{first + 1} but not at look(s) {missing[:5]}; a partial answer is not read"
+                )
+        memory_key = (selector_text, window.start.timestamp())
+        end = window.end.timestamp()
+        with self._cache_lock:
+            seen = self._seen.get(memory_key)
+            if seen is not None and seen[0] <= end:
+                gone = seen[1] - now
+                if gone:
+                    raise InconsistentAnswer(
+                        f"{self._where}: {selector_text} answered {_describe_key(min(gone))} at an "
+                        "earlier look since the same start but not now; a partial answer is not read"
+                    )
+            if seen is None or seen[0] <= end:
+                self._seen[memory_key] = (end, frozenset(now | (seen[1] if seen else set())))
+                self._seen.move_to_end(memory_key)
+                while len(self._seen) > _CACHE_ENTRIES:
+                    self._seen.popitem(last=False)
 
     def _cumulative(
         self,
