@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import structlog
@@ -16,9 +16,10 @@ import structlog
 from analyzer.checks import evaluate_metric
 from analyzer.judge import judge
 from analyzer.spec import AnalysisSpec
-from analyzer.verdicts import MetricReport, Verdict
+from analyzer.verdicts import MetricReport, MetricStatus, Verdict
 from metrics.promql import selector
 from metrics.source import MetricSource, Series, Version, Window
+from metrics.stall import quiet_canary
 
 _PARALLEL_FETCHES = 4
 
@@ -101,11 +102,13 @@ def judge_observations(
     reports = []
     for metric in spec.metrics:
         canary, baseline = observations.series[metric.name]
-        reports.append(
-            evaluate_metric(
-                metric, canary, baseline, alpha=alpha_metric, looks=looks, canary_selector=where
-            )
+        report = evaluate_metric(
+            metric, canary, baseline, alpha=alpha_metric, looks=looks, canary_selector=where
         )
+        quiet = quiet_canary(canary, baseline, max(looks) if looks else window.intervals)
+        if quiet is not None and report.status is MetricStatus.PASS:
+            report = replace(report, status=MetricStatus.NO_DATA, reason=quiet.reason(metric.name))
+        reports.append(report)
     verdict = judge(reports, spec.scoring)
     look_count = len(looks) if looks is not None else window.intervals
     return AnalysisReport(
