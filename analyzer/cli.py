@@ -15,16 +15,16 @@ import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
-from analyzer import logs
-from analyzer.render import EXIT_CODES, print_report, report_json
-from analyzer.spec import SpecError, load_analysis
-from metrics.errors import BadData, QueryError, SourceUnavailable
-from metrics.source import Window
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Start at once: `verdict --help` imports typer and nothing else of weight; each command imports
+# what it uses (pydantic and scipy.special for analyze, the web stack for serve, scipy.stats only
+# for a Mann-Whitney check), inside the command.
 
 EXIT_BAD_INPUT = 2
 EXIT_SOURCE_UNREACHABLE = 4
@@ -35,6 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's help renderer alone costs more than typer
 )
 
 
@@ -45,6 +46,8 @@ class Output(StrEnum):
 
 def _console() -> Console:
     """Rich console; wide when not a terminal so that piped tables do not wrap names."""
+    from rich.console import Console
+
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
@@ -55,6 +58,8 @@ def _default_output(output: Output | None) -> Output:
 
 
 def _fail(message: str, code: int) -> NoReturn:
+    from rich.console import Console
+
     Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
     raise typer.Exit(code)
 
@@ -107,6 +112,11 @@ def analyze(
     ] = None,
 ) -> None:
     """Judge canary vs baseline over a past window; exit 0 pass, 1 fail, 3 inconclusive."""
+    from analyzer import logs
+    from analyzer.spec import SpecError, load_analysis
+    from metrics.errors import BadData, QueryError, SourceUnavailable
+    from metrics.source import Window
+
     out = _default_output(output)
     logs.configure(json=out is Output.json)
     try:
@@ -143,6 +153,8 @@ def analyze(
         _fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT)
     except (SourceUnavailable, BadData) as error:
         _fail(str(error), EXIT_SOURCE_UNREACHABLE)
+    from analyzer.render import EXIT_CODES, print_report, report_json
+
     if out is Output.json:
         print(json.dumps(report_json(report), indent=2))
     else:
@@ -161,8 +173,10 @@ def demo(
     ] = None,
 ) -> None:
     """A simulated canary through 5 → 10 → 50 → 100 % with the real judge; no services needed."""
+    from analyzer import logs
     from analyzer.canary import Look
     from analyzer.demo import SCENARIOS, demo_json, run_demo
+    from analyzer.render import print_report
 
     if scenario not in SCENARIOS:
         _fail(f"--scenario: choose one of {', '.join(SCENARIOS)}, got {scenario!r}", EXIT_BAD_INPUT)
@@ -231,8 +245,9 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
+    from analyzer import logs
     from analyzer.durations import parse_seconds
-    from analyzer.spec import load_analyses
+    from analyzer.spec import SpecError, load_analyses
     from analyzer.store import StoreConfigError, StoreUnavailable, open_store
 
     logs.configure(json=True, level=log_level)
@@ -327,6 +342,7 @@ def runs_list(
     """The runs in the store, latest looks first."""
     from rich.table import Table
 
+    from analyzer import logs
     from analyzer.api import run_json
     from analyzer.store import StoreUnavailable
 
@@ -377,6 +393,7 @@ def runs_show(
     ] = None,
 ) -> None:
     """One run: identity, looks, sticky failures and the last answer."""
+    from analyzer import logs
     from analyzer.api import run_json
     from analyzer.store import StoreUnavailable
 

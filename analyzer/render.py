@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from analyzer.analysis import AnalysisReport
 from analyzer.verdicts import CheckReport, MetricReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
 
@@ -92,6 +92,8 @@ def _figure(fig: dict[str, Any], kind: str) -> str:
 
 
 def print_report(report: AnalysisReport, console: Console) -> None:
+    from rich.table import Table
+
     style = _STYLE[str(report.verdict)]
     console.print(
         f"[bold]{report.name}[/bold]  verdict [{style}]{str(report.verdict).upper()}[/{style}]  "

@@ -61,7 +61,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from analyzer.stats.outcome import Outcome
 
@@ -179,6 +178,8 @@ def _shift_statistics(
     x: FloatArray, y: FloatArray, confidence: float, tie_correction: bool
 ) -> tuple[float, float, float, float, bool]:
     """HL estimate, CI bounds, the scipy two-sided p-value, and whether C was clamped to 1."""
+    from scipy import stats  # here, not at the top: scipy.stats takes a second to import
+
     n, m = len(x), len(y)
     differences = np.sort(np.subtract.outer(x, y).ravel())
     nm = n * m
