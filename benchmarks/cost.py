@@ -223,6 +223,7 @@ def scaling(quick: bool) -> dict[str, Any]:
     }
 
 
+INSTANT_ONLY = 10**9  # `range_read_from` that keeps a source on one instant query a look
 RAW_PARALLEL = 4  # run_analysis fetches 4 series at a time, each sending 4 queries at a time
 
 
@@ -265,6 +266,7 @@ def prometheus_end_to_end(quick: bool) -> dict[str, Any]:
     services = prom.services_for(pod_counts)
     start, end = prom.window_bounds(datetime.now(UTC), minutes)
     window = Window(start=start, end=end, step=STEP)
+    one = Window(start=start, end=end, step=end - start)
     base = default_analysis()
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="verdict-bench-") as tmp:
@@ -314,9 +316,9 @@ def prometheus_end_to_end(quick: bool) -> dict[str, Any]:
                         r.raise_for_status()
                         assert r.json()["status"] == "success"
 
-                def verdict(spec: AnalysisSpec = spec) -> None:
+                def verdict(spec: AnalysisSpec = spec, **options: Any) -> None:
                     # a fresh source each time: none of its answers cached (a first analysis)
-                    cold = PrometheusSource(url, timeout=60.0)
+                    cold = PrometheusSource(url, timeout=60.0, **options)
                     try:
                         report = run_analysis(spec, cold, window)
                     finally:
@@ -329,16 +331,35 @@ def prometheus_end_to_end(quick: bool) -> dict[str, Any]:
                     report = run_analysis(spec, source, window)
                     assert report.looks == window.intervals
 
+                def one_look(spec: AnalysisSpec = spec, **options: Any) -> None:
+                    # the web provider's look: one interval from the run's start, cold
+                    cold = PrometheusSource(url, timeout=60.0, **options)
+                    try:
+                        fetch_observations(spec, cold, one)
+                    finally:
+                        cold.close()
+
+                verdict_instant = partial(verdict, range_read_from=INSTANT_ONLY)
+                one_look_raw = partial(one_look, range_read_from=1)
+                # the instant-query paths cost ~30 s an analysis at 1000 series: timed fewer times
+                slow_repeat = 1 if service.pods >= 1000 else repeat
                 raw()
                 raw_range()
                 verdict()  # warm every path (Prometheus caches, connection pools)
                 verdict_again()  # fills the source's cache
+                one_look()
+                one_look_raw()
                 raw_times, range_times, verdict_times, again_times = [], [], [], []
-                for _ in range(repeat):  # interleaved, so drift hits all of them
-                    raw_times.append(_timed(raw, 1))
+                instant_times, one_times, one_raw_times = [], [], []
+                for i in range(repeat):  # interleaved, so drift hits all of them
+                    if i < slow_repeat:
+                        raw_times.append(_timed(raw, 1))
+                        instant_times.append(_timed(verdict_instant, 1))
                     range_times.append(_timed(raw_range, 1))
                     verdict_times.append(_timed(verdict, 1))
                     again_times.append(_timed(verdict_again, 1))
+                    one_times.append(_timed(one_look, 1))
+                    one_raw_times.append(_timed(one_look_raw, 1))
                 fetched = fetch_observations(spec, source, window)
                 judge_only = _timed(partial(judge_observations, spec, fetched), repeat)
                 rows[str(service.pods)] = {
@@ -353,6 +374,11 @@ def prometheus_end_to_end(quick: bool) -> dict[str, Any]:
                     "verdict_cached_seconds": statistics.median(again_times),
                     "ratio_cached_to_range_queries": statistics.median(again_times) / statistics.median(range_times),
                     "judge_seconds": judge_only,
+                    "verdict_instant_seconds": statistics.median(instant_times),
+                    "ratio_instant_to_range_queries": statistics.median(instant_times)
+                    / statistics.median(range_times),
+                    "one_look_instant_seconds": statistics.median(one_times),
+                    "one_look_raw_read_seconds": statistics.median(one_raw_times),
                 }
             source.close()
             session.close()
@@ -378,6 +404,10 @@ def run_cost(*, quick: bool) -> dict[str, Any]:
     result["scaling"] = scaling(quick)
     print("  Prometheus end to end ...", flush=True)
     result["prometheus"] = prometheus_end_to_end(quick)
+    print("  targets of one small service (read once, judge, web answer, start) ...", flush=True)
+    from benchmarks.cost_targets import run_targets
+
+    result["targets"] = run_targets(quick)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     return result
 

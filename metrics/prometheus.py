@@ -63,6 +63,7 @@ _QUERY_REJECTED_STATUSES = (400, 422)
 _MAX_ERROR_TEXT = 500
 _PARALLEL_QUERIES = 4
 _CACHE_ENTRIES = 20_000
+_DENSEST_SCRAPE_MS = 5_000.0
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -446,7 +447,11 @@ class PrometheusSource:
         }
         computed = CumulativeIncrease(start_ms, ends_ms, present)
         page_start = start_ms - 1  # the first page includes a sample at `start` itself
-        looks_per_page = 1
+        # First page: as many looks as the series alive at the start could fill with samples
+        # every 5 s (scrapes are rarely more frequent); later pages: from the samples seen.
+        step_ms = (ends_ms[-1] - start_ms) / len(ends_ms)
+        per_look = len(present) * max(step_ms / _DENSEST_SCRAPE_MS, 1.0)
+        looks_per_page = max(1, int(self.page_samples // per_look)) if present else 1
         while computed.looks_done < len(ends_ms):
             first = computed.looks_done
             page_end = ends_ms[min(first + looks_per_page, len(ends_ms)) - 1]

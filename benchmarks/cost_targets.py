@@ -1,0 +1,290 @@
+"""The cost targets of one small service, as ratios measured side by side in one run.
+
+A real Prometheus on loopback over the tests' `healthy` scenario (`tests/promdata.py`: 40 minutes
+of Istio traffic, one canary and one stable workload, canary 20 rps, baseline 60 rps, 15 s
+scrapes) and the embedded checkout analysis (3 metrics, 30 s interval: 80 looks). Measured:
+
+* **read once**: a cold `run_analysis` (a fresh `PrometheusSource`, so nothing cached) ÷ the raw
+  counters read with one range query per counter and version (`/api/v1/query_range` of the
+  counter selector at the 15 s scrape step, with `requests`). Both read paths of the source are
+  timed: the raw-sample read (default for a window of many looks) and one cumulative instant
+  query a look (what every window used before);
+* **end to end**: `verdict analyze` as a process, its wall time less a bare `python -c pass`,
+  ÷ the same raw range queries;
+* **judge every look at once**: `judge_observations` over all 80 looks ÷ over its last look
+  alone, and the whole window's looks per second (the production path of `verdict analyze`);
+* **the web provider's one-look path**: one look's fetches through instant queries ÷ through a
+  raw read (the source picks instant queries for one look when this is < 1);
+* **web answer**: `POST /api/v1/verdict` on `verdict serve` (its own process) ÷ the same look's
+  PromQL sent one after the other (the serve benchmark's `measure`, one active run), p50;
+* **start**: `verdict --help` and the import of the analyze path ÷ `python -c pass` (wall).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from analyzer.analysis import fetch_observations, judge_observations, run_analysis
+from analyzer.spec import AnalysisSpec, parse_analysis
+from benchmarks import serve as serve_bench
+from benchmarks.cost import counter_selectors
+from metrics.prometheus import PrometheusSource
+from metrics.source import Window
+
+REPO = Path(__file__).resolve().parent.parent
+INSTANT_ONLY = 10**9
+ANALYZE_IMPORTS = (
+    "import analyzer.cli, analyzer.spec, analyzer.analysis, analyzer.render, analyzer.logs, "
+    "metrics.prometheus"
+)
+
+
+def _median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def _process_seconds(command: list[str], repeat: int) -> float:
+    """Median wall seconds of a whole process (one warm-up run first)."""
+
+    def run() -> None:
+        subprocess.run(command, cwd=REPO, capture_output=True, check=False, timeout=300)
+
+    run()
+    return _median_seconds(run, repeat)
+
+
+def _raw_range_reader(url: str, spec: AnalysisSpec, window: Window) -> Callable[[], None]:
+    selectors = [s for s, _ in counter_selectors(spec, *spec.matchers(None))]
+    session = requests.Session()
+
+    def read() -> None:
+        for selector in selectors:
+            reply = session.get(
+                f"{url}/api/v1/query_range",
+                params={
+                    "query": selector,
+                    "start": f"{window.start.timestamp():.3f}",
+                    "end": f"{window.end.timestamp():.3f}",
+                    "step": "15s",
+                },
+                timeout=60,
+            )
+            reply.raise_for_status()
+            assert reply.json()["status"] == "success"
+
+    return read
+
+
+def _cold(url: str, spec: AnalysisSpec, window: Window, **options: Any) -> Callable[[], None]:
+    def analyse() -> None:
+        source = PrometheusSource(url, timeout=60.0, **options)
+        try:
+            report = run_analysis(spec, source, window)
+        finally:
+            source.close()
+        assert report.looks == window.intervals
+
+    return analyse
+
+
+def _fetch_once(url: str, spec: AnalysisSpec, window: Window, **options: Any) -> Callable[[], None]:
+    def fetch() -> None:
+        source = PrometheusSource(url, timeout=60.0, **options)
+        try:
+            fetch_observations(spec, source, window)
+        finally:
+            source.close()
+
+    return fetch
+
+
+def run_targets(quick: bool) -> dict[str, Any]:
+    repeat = 3 if quick else 7
+    out: dict[str, Any] = {"repeats": repeat}
+    root = Path(tempfile.mkdtemp(prefix="verdict-bench-targets-"))
+    with serve_bench.prometheus(root) as (url, scenarios):
+        scenario = scenarios["bench"]
+        spec = parse_analysis(serve_bench._analysis("bench", scenario))
+        window = Window(start=scenario.start, end=scenario.end, step=timedelta(seconds=spec.interval))
+        raw = _raw_range_reader(url, spec, window)
+        cold = _cold(url, spec, window)
+        cold_instant = _cold(url, spec, window, range_read_from=INSTANT_ONLY)
+        for fn in (raw, cold, cold_instant):
+            fn()  # warm Prometheus' caches and the connection paths
+        raw_t, cold_t, instant_t = [], [], []
+        for _ in range(repeat):  # interleaved, so drift hits all three
+            raw_t.append(_median_seconds(raw, 1))
+            cold_t.append(_median_seconds(cold, 1))
+            instant_t.append(_median_seconds(cold_instant, 1))
+        raw_s, cold_s, instant_s = (statistics.median(x) for x in (raw_t, cold_t, instant_t))
+        out["read_once"] = {
+            "window_minutes": (window.end - window.start).total_seconds() / 60,
+            "looks": window.intervals,
+            "raw_range_queries": len(counter_selectors(spec, *spec.matchers(None))),
+            "raw_range_seconds": raw_s,
+            "cold_analysis_seconds": cold_s,
+            "cold_analysis_instant_queries_seconds": instant_s,
+            "ratio": cold_s / raw_s,
+            "ratio_instant_queries": instant_s / raw_s,
+        }
+
+        # judging: the whole window ÷ its last look, through the public entry point
+        source = PrometheusSource(url, timeout=60.0)
+        observations = fetch_observations(spec, source, window)
+        source.close()
+        n = window.intervals
+        judge_repeat = 5 if quick else 15
+        whole = _median_seconds(partial(judge_observations, spec, observations), judge_repeat)
+        last = _median_seconds(
+            partial(judge_observations, spec, observations, looks=[n]), judge_repeat
+        )
+        out["judge"] = {
+            "looks": n,
+            "metrics": len(spec.metrics),
+            "whole_window_seconds": whole,
+            "last_look_seconds": last,
+            "ratio": whole / last,
+            "looks_per_second": n / whole,
+        }
+
+        # the web provider's look: one interval from the run's start
+        one = Window(start=window.start, end=window.end, step=window.end - window.start)
+        instant_one = _fetch_once(url, spec, one)
+        raw_one = _fetch_once(url, spec, one, range_read_from=1)
+        instant_one()
+        raw_one()
+        i_t, r_t = [], []
+        for _ in range(repeat * 2):
+            i_t.append(_median_seconds(instant_one, 1))
+            r_t.append(_median_seconds(raw_one, 1))
+        out["one_look"] = {
+            "instant_queries_seconds": statistics.median(i_t),
+            "raw_read_seconds": statistics.median(r_t),
+            "ratio": statistics.median(i_t) / statistics.median(r_t),
+            "picked": "instant queries"
+            if statistics.median(i_t) <= statistics.median(r_t)
+            else "raw read",
+        }
+
+        # end to end: the command line
+        config = root / "bench.yaml"
+        config.write_text(yaml.safe_dump(serve_bench._analysis("bench", scenario)))
+        analyze = [
+            sys.executable, "-m", "analyzer.cli", "analyze", "--config", str(config),
+            "--prometheus-url", url, "--start", window.start.isoformat(),
+            "--end", window.end.isoformat(), "--output", "json",
+        ]  # fmt: skip
+        bare = [sys.executable, "-c", "pass"]
+        process_repeat = 3 if quick else 5
+        analyze_s = _process_seconds(analyze, process_repeat)
+        bare_s = _process_seconds(bare, process_repeat)
+        out["end_to_end"] = {
+            "analyze_process_seconds": analyze_s,
+            "python_pass_seconds": bare_s,
+            "raw_range_seconds": raw_s,
+            "ratio_less_process_start": (analyze_s - bare_s) / raw_s,
+            "ratio": analyze_s / raw_s,
+        }
+
+        # web answer ÷ the same look's PromQL
+        queries = serve_bench.recorded_queries(url, scenario)
+        start = scenario.start.isoformat().replace("+00:00", "Z")
+        with serve_bench.verdict_serve(root, url, scenarios) as verdict_url:
+            measured = serve_bench.measure(
+                verdict_url, url, queries, 1, 30 if quick else 100, 2, start
+            )
+        out["web"] = {
+            "queries": len(queries),
+            "answer_p50_ms": measured["latencyMs"]["p50"],
+            "promql_p50_ms": measured["rawPromqlMs"]["p50"],
+            "ratio_p50": measured["ratio"]["p50"],
+            "server_per_look_ms": measured["serverPerLookMs"],
+        }
+
+    # start: whole processes
+    help_s = _process_seconds([sys.executable, "-m", "analyzer.cli", "--help"], process_repeat)
+    imports_s = _process_seconds([sys.executable, "-c", ANALYZE_IMPORTS], process_repeat)
+    bare_s = _process_seconds([sys.executable, "-c", "pass"], process_repeat)
+    out["start"] = {
+        "help_seconds": help_s,
+        "analyze_imports_seconds": imports_s,
+        "python_pass_seconds": bare_s,
+        "help_ratio": help_s / bare_s,
+        "analyze_imports_ratio": imports_s / bare_s,
+    }
+    return out
+
+
+def target_rows(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(figure, measured, target, met) for the issue's target table."""
+    t = result["targets"]
+    rows: list[tuple[str, str, str, bool | None]] = []
+    r = t["read_once"]
+    rows.append((
+        f"cold analysis ({r['window_minutes']:.0f} min, {r['looks']} looks) ÷ the raw range queries, in process",
+        f"{r['ratio']:.2f} (one instant query a look: {r['ratio_instant_queries']:.1f})",
+        "≤ 2", r["ratio"] <= 2.0,
+    ))
+    e = t["end_to_end"]
+    rows.append((
+        "`verdict analyze` process less `python -c pass` ÷ the raw range queries",
+        f"{e['ratio_less_process_start']:.2f} (whole process {e['ratio']:.1f})",
+        "≤ 1.5 + process start", e["ratio_less_process_start"] <= 1.5,
+    ))
+    j = t["judge"]
+    rows.append((
+        f"judging the whole {j['looks']}-look window ÷ its last look alone",
+        f"{j['ratio']:.1f}", "≤ 3", j["ratio"] <= 3.0,
+    ))
+    rows.append((
+        "three-metric looks judged per second (whole window, production path)",
+        f"{j['looks_per_second']:,.0f}", "≥ 10,000", j["looks_per_second"] >= 10_000,
+    ))
+    w = t["web"]
+    rows.append((
+        "web-provider answer ÷ the same look's PromQL, one small service (p50)",
+        f"{w['ratio_p50']:.2f}", "≤ 1.3", w["ratio_p50"] <= 1.3,
+    ))
+    s = t["start"]
+    rows.append((
+        "`verdict --help` ÷ `python -c pass` (wall)",
+        f"{s['help_ratio']:.1f} ({s['help_seconds']:.2f} s)", "≤ 10 (≤ 0.3 s)",
+        s["help_ratio"] <= 10.0,
+    ))
+    rows.append((
+        "import of the analyze path ÷ `python -c pass` (wall)",
+        f"{s['analyze_imports_ratio']:.1f} ({s['analyze_imports_seconds']:.2f} s)", "≤ 0.5 s",
+        s["analyze_imports_seconds"] <= 0.5,
+    ))
+    big = result["prometheus"]["by_series_per_version"]
+    largest = max(big, key=int)
+    row = big[largest]
+    rows.append((
+        f"{largest} series per version, {result['prometheus']['window_minutes']}-minute window, cold",
+        f"{row['verdict_seconds']:.2f} s (one instant query a look: "
+        f"{row.get('verdict_instant_seconds', float('nan')):.2f} s)",
+        "≤ 3 s", row["verdict_seconds"] <= 3.0,
+    ))
+    o = t["one_look"]
+    rows.append((
+        "web provider's one look: instant queries ÷ a raw read (picked: the cheaper)",
+        f"{o['ratio']:.2f} → {o['picked']}", "pick the cheaper", None,
+    ))
+    return rows
