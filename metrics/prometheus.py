@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,7 +88,8 @@ def _describe_key(key: LabelKey) -> str:
 
 
 def _label_key(metric: dict[str, Any]) -> LabelKey:
-    return tuple(sorted((str(k), str(v)) for k, v in metric.items()))
+    """A series' identity: its labels in the answer's order (Prometheus sorts them by name)."""
+    return tuple(metric.items())
 
 
 class _HTTPFailure(Exception):
@@ -185,6 +186,9 @@ class PrometheusSource:
         self.settle_seconds = float(settle_seconds)
         self._cache: OrderedDict[tuple[str, float], list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._reading: dict[
+            tuple[str, bool, tuple[float, ...]], Future[dict[LabelKey, dict[int, float]] | None]
+        ] = {}
         # (counter selector, window start) -> (latest end, series answered): for the check that
         # series answered at an earlier look are not missing from a later one
         self._seen: OrderedDict[tuple[str, float], tuple[float, frozenset[LabelKey]]] = (
@@ -406,7 +410,39 @@ class PrometheusSource:
         *,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
-        """Label key -> {look -> cumulative increase}; None when the version has no series."""
+        """Label key -> {look -> cumulative increase}; None when the version has no series.
+
+        Concurrent asks for the same counter and looks (the total of an error-rate and of a
+        success-rate metric) share one read.
+        """
+        key = (selector_text, by_le, tuple(end.timestamp() for _, end in queries))
+        with self._cache_lock:
+            shared = self._reading.get(key)
+            owner = shared is None
+            if shared is None:
+                shared = self._reading[key] = Future()
+        if not owner:
+            return shared.result()
+        try:
+            result = self._read_cumulative(selector_text, queries, window, by_le=by_le)
+        except BaseException as exc:
+            shared.set_exception(exc)
+            raise
+        else:
+            shared.set_result(result)
+            return result
+        finally:
+            with self._cache_lock:
+                del self._reading[key]
+
+    def _read_cumulative(
+        self,
+        selector_text: str,
+        queries: list[tuple[str, datetime]],
+        window: Window,
+        *,
+        by_le: bool,
+    ) -> dict[LabelKey, dict[int, float]] | None:
         uncached = sum(1 for q in queries if self._cached(*q) is None)
         start_ms = _range_start_ms(window)
         if uncached >= self.range_read_from and start_ms is not None:

@@ -8,6 +8,9 @@ in many small pages) answers what it answers with one cumulative `increase()` qu
 
 from __future__ import annotations
 
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import HistogramSeries, MetricQuery, RatioSeries, Series, Version
-from tests.conftest import PrometheusServer
+from tests.conftest import PrometheusServer, SlowProxy
 from tests.promdata import default_scenarios
 
 pytestmark = pytest.mark.prometheus
@@ -123,3 +126,31 @@ def test_a_large_read_is_cut_into_pages_of_bounded_size(prometheus: PrometheusSe
     pages = sizes[1:]  # after the series-at-start probe
     assert len(pages) >= 8
     assert max(pages) <= 400 + 80
+
+
+def test_concurrent_reads_of_the_same_counter_share_one(
+    prometheus: PrometheusServer, slow_prometheus: SlowProxy
+) -> None:
+    # error-rate and success-rate read the same total counter; fetched at the same time (as
+    # `fetch_observations` does), its raw samples are read once
+    slow_prometheus.delay = 0.5  # both fetches are surely under way together
+    scenario = prometheus.scenarios["healthy"]
+    source = PrometheusSource(slow_prometheus.url, range_read_from=1)
+    asked: list[str] = []
+    source._session.hooks["response"].append(
+        lambda response, *args, **kwargs: asked.append(
+            urllib.parse.parse_qs(urllib.parse.urlsplit(response.request.url).query)["query"][0]
+        )
+    )
+    barrier = threading.Barrier(2)
+
+    def fetch(query: MetricQuery) -> Series | None:
+        barrier.wait()
+        return source.fetch(query, Version.CANARY, scenario.canary_matchers, scenario.window())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        by_bad, by_good = pool.map(fetch, [QUERIES[0], QUERIES[1]])
+    total = QUERIES[0].total.replace("{{ selector }}", 'destination_service_name="healthy-canary"')
+    assert sum(1 for q in asked if q.startswith(total)) == 2  # the series at the start, one page
+    assert isinstance(by_bad, RatioSeries) and isinstance(by_good, RatioSeries)
+    np.testing.assert_array_equal(by_bad.total, by_good.total)
