@@ -5,12 +5,15 @@ Headlines are ratios (absolute seconds depend on the machine and are printed too
 * looks/s of the three-metric default analysis, through `judge_observations(looks=[k])` (what the
   canary loop and the web provider call) and through the vectorised `look_statuses` path;
 * runs kept in memory per 100 MB (tracemalloc of a 40-minute run's Observations);
-* one `run_analysis` against a real Prometheus ÷ the same PromQL queries sent with `requests`
-  alone, at 1, 100 and 1000 series (pods) per version. `PrometheusSource` asks, per counter and
-  version, one instant query of the cumulative increase since the window's start at the end of
-  every interval (4 at a time); the raw client sends exactly those, the same way. A second ratio
-  compares with one range query of per-interval increases per counter, the cheapest way to get
-  per-interval counts;
+* one `run_analysis` against a real Prometheus, at 1, 100 and 1000 series (pods) per version.
+  `PrometheusSource` reads a window of many looks once: the raw samples of each counter and
+  version, in pages (`metrics/increase.py` turns them into every look's cumulative increase).
+  It is compared with the path it replaces, one instant query of the cumulative increase since
+  the window's start at the end of every interval (timed through the source, and as the same
+  queries sent with `requests` alone, 4 at a time), and with one range query of per-interval
+  increases per counter, the cheapest way to get per-interval counts; the web provider's
+  one-look window is timed both ways too;
+* the issue's targets for one small service (`benchmarks/cost_targets.py`);
 * time per look at 1000 looks ÷ at 10 looks, and at 1000 concurrent runs ÷ 1 run (flat = 1).
 """
 
@@ -439,7 +442,19 @@ def console_tables(result: dict[str, Any]) -> Iterable[str]:
     yield f"Prometheus end to end ({p['window_minutes']}-minute window, {p['looks']} looks, default analysis)"
     for n, row in p["by_series_per_version"].items():
         yield (
+            f"  {n:>5} series/version: raw read {row['verdict_seconds'] * 1e3:8.1f} ms, one instant query a look "
+            f"{row['verdict_instant_seconds'] * 1e3:8.1f} ms | one look: instant {row['one_look_instant_seconds'] * 1e3:6.1f} ms, "
+            f"raw read {row['one_look_raw_read_seconds'] * 1e3:6.1f} ms"
+        )
+        yield (
             f"  {n:>5} series/version: run_analysis {row['verdict_seconds'] * 1e3:8.1f} ms | same "
             f"{row['queries']} instant queries with requests {row['raw_seconds'] * 1e3:8.1f} ms → ratio {row['ratio']:.2f}"
             f" | {row['range_queries']} range queries {row['raw_range_seconds'] * 1e3:7.1f} ms → ratio {row['ratio_to_range_queries']:.1f}"
         )
+    if "targets" in result:
+        from benchmarks.cost_targets import target_rows
+
+        yield "Targets (one small service)"
+        for figure, measured, target, met in target_rows(result):
+            mark = "" if met is None else ("  met" if met else "  NOT met")
+            yield f"  {figure}: {measured} (target {target}){mark}"

@@ -62,6 +62,10 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
         f"Command: `{command}` · wall time {result['wall_seconds']:.0f} s"
         + (" · **quick run**" if result["quick"] else ""),
         "",
+    ]
+    if "targets" in result:
+        lines += _targets(result)
+    lines += [
         "## Headline ratios",
         "",
         "| what | ratio |",
@@ -78,9 +82,12 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
         f"| ×{m['raw_latency_samples_bytes'] / m['bytes_per_run_tracemalloc']:.0f} |"
     )
     for n, row in p["by_series_per_version"].items():
-        lines.append(f"| run_analysis ÷ the same {row['queries']} instant queries sent with requests (4 at a time), {n} series/version | {row['ratio']:.2f} |")
+        lines.append(f"| run_analysis (raw read) ÷ the {row['queries']} instant queries of one-query-a-look sent with requests (4 at a time), {n} series/version | {row['ratio']:.2f} |")
     for n, row in p["by_series_per_version"].items():
         lines.append(f"| run_analysis ÷ {row['range_queries']} per-interval range queries (one per counter), {n} series/version | {row['ratio_to_range_queries']:.1f} |")
+    for n, row in p["by_series_per_version"].items():
+        if "verdict_instant_seconds" in row:
+            lines.append(f"| run_analysis with one instant query a look (the path before the raw read) ÷ the same range queries, {n} series/version | {row['ratio_instant_to_range_queries']:.1f} |")
     for n, row in p["by_series_per_version"].items():
         if "ratio_cached_to_range_queries" in row:
             lines.append(f"| run_analysis again with the same source (settled answers cached) ÷ the range queries, {n} series/version | {row['ratio_cached_to_range_queries']:.2f} |")
@@ -124,15 +131,47 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
         f"## Prometheus end to end ({p['window_minutes']}-minute window, {p['looks']} looks, "
         f"{p['scrape_seconds']:g} s scrapes, {p['samples_written']:,} samples, median of {p['repeats']})",
         "",
-        "| series per version | run_analysis, ms | same instant queries with requests, ms | ratio | "
-        "range queries, ms | ratio | again, cached, ms | judging alone, ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "`run_analysis` reads a window of many looks once (raw samples, `metrics/increase.py`); "
+        "\"one instant query a look\" is the path it replaces, still used for a look or two.",
+        "",
+        "| series per version | run_analysis (raw read), ms | one instant query a look, ms | the same instant queries with requests, ms | "
+        "range queries, ms | raw read ÷ range queries | again, cached, ms | judging alone, ms | one look: instant, ms | one look: raw read, ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    nan = float("nan")
     for n, row in p["by_series_per_version"].items():
         lines.append(
-            f"| {n} | {1e3 * row['verdict_seconds']:.1f} | {1e3 * row['raw_seconds']:.1f} | "
-            f"{row['ratio']:.2f} | {1e3 * row['raw_range_seconds']:.1f} | {row['ratio_to_range_queries']:.1f} | "
-            f"{1e3 * row.get('verdict_cached_seconds', float('nan')):.1f} | {1e3 * row['judge_seconds']:.1f} |"
+            f"| {n} | {1e3 * row['verdict_seconds']:.1f} | {1e3 * row.get('verdict_instant_seconds', nan):.1f} | "
+            f"{1e3 * row['raw_seconds']:.1f} | {1e3 * row['raw_range_seconds']:.1f} | {row['ratio_to_range_queries']:.1f} | "
+            f"{1e3 * row.get('verdict_cached_seconds', nan):.1f} | {1e3 * row['judge_seconds']:.1f} | "
+            f"{1e3 * row.get('one_look_instant_seconds', nan):.1f} | {1e3 * row.get('one_look_raw_read_seconds', nan):.1f} |"
         )
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def _targets(result: dict[str, Any]) -> list[str]:
+    from benchmarks.cost_targets import target_rows
+
+    t = result["targets"]
+    r, e, w, st = t["read_once"], t["end_to_end"], t["web"], t["start"]
+    lines = [
+        "## Targets (one small service: the tests' `healthy` scenario, 40 minutes, 80 looks of 30 s)",
+        "",
+        "| figure | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    for figure, measured, target, met in target_rows(result):
+        lines.append(f"| {figure} | {measured} | {target} | {'—' if met is None else ('yes' if met else 'no')} |")
+    lines += [
+        "",
+        f"Seconds behind the ratios (median of {t['repeats']}): raw range queries ({r['raw_range_queries']}, one per "
+        f"counter and version) {1e3 * r['raw_range_seconds']:.1f} ms; cold analysis, raw read "
+        f"{1e3 * r['cold_analysis_seconds']:.1f} ms, one instant query a look {1e3 * r['cold_analysis_instant_queries_seconds']:.1f} ms; "
+        f"`verdict analyze` process {e['analyze_process_seconds']:.2f} s, `python -c pass` {e['python_pass_seconds']:.3f} s; "
+        f"web answer p50 {w['answer_p50_ms']:.1f} ms, its {w['queries']} PromQL queries one after another {w['promql_p50_ms']:.1f} ms "
+        f"(server per look: {w['server_per_look_ms']['prometheusFetches']:.1f} ms fetching, {w['server_per_look_ms']['judge']:.1f} ms judging); "
+        f"`verdict --help` {st['help_seconds']:.2f} s, importing the analyze path {st['analyze_imports_seconds']:.2f} s.",
+        "",
+    ]
+    return lines
