@@ -63,7 +63,6 @@ _QUERY_REJECTED_STATUSES = (400, 422)
 _MAX_ERROR_TEXT = 500
 _PARALLEL_QUERIES = 4
 _CACHE_ENTRIES = 20_000
-_DENSEST_SCRAPE_MS = 5_000.0
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -477,17 +476,20 @@ class PrometheusSource:
         """Every look's cumulative increase from the raw samples, read in time pages of about
         `page_samples` samples (see `metrics.increase`); settled looks are cached as if asked."""
         ends_ms = [_ms(end) for _, end in queries]
-        present = {
+        # The series born inside the window (absent at its start: few), then a first page of
+        # one look; later pages are sized from the samples seen so far.
+        span = promql_duration((ends_ms[-1] - start_ms) / 1000)
+        born_query = f"last_over_time({selector_text}[{span}]) unless {selector_text} offset {span}"
+        born = {
             _label_key(series.get("metric", {}))
-            for series in self._vector(selector_text, start_ms)
+            for series in self._vector(born_query, ends_ms[-1])
         }
-        computed = CumulativeIncrease(start_ms, ends_ms, present)
-        page_start = start_ms - 1  # the first page includes a sample at `start` itself
-        # First page: as many looks as the series alive at the start could fill with samples
-        # every 5 s (scrapes are rarely more frequent); later pages: from the samples seen.
-        step_ms = (ends_ms[-1] - start_ms) / len(ends_ms)
-        per_look = len(present) * max(step_ms / _DENSEST_SCRAPE_MS, 1.0)
-        looks_per_page = max(1, int(self.page_samples // per_look)) if present else 1
+        computed = CumulativeIncrease(start_ms, ends_ms, born)
+        first_page = self._page(selector_text, start_ms - 1, ends_ms[0], by_le=by_le)
+        computed.add_page(first_page)
+        page_start = ends_ms[0]
+        per_look = max(float(first_page.sizes.sum()), 1.0)
+        looks_per_page = max(1, int(self.page_samples // per_look))
         while computed.looks_done < len(ends_ms):
             first = computed.looks_done
             page_end = ends_ms[min(first + looks_per_page, len(ends_ms)) - 1]

@@ -43,7 +43,8 @@ def _series(seed: int) -> list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]
 
 def _run(series: list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]], cuts: list[int],
          present: set[LabelKey]) -> dict[LabelKey, dict[int, float]]:
-    computed = CumulativeIncrease(START, ENDS, present)
+    born = {key for key, _, _, _ in series if key not in present}
+    computed = CumulativeIncrease(START, ENDS, born)
     after = START - 1
     for cut in cuts:
         end = ENDS[cut - 1]
