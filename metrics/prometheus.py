@@ -7,8 +7,17 @@ with per-interval ranges (`increase(x[step])`) the increment between the last sc
 interval and the first of the next is never seen and Prometheus extrapolates each interval to
 make up for it, which inflates the apparent number of requests (by 4/3 with 15 s scrapes and
 1-minute intervals, by 2 with 30-second intervals) and would make any count-based bound too
-narrow. Cumulative ranges extrapolate only at the window's edges. The instant queries run a few
-at a time. `increase()` handles counter resets; Prometheus extrapolates, so counts are floats.
+narrow. Cumulative ranges extrapolate only at the window's edges. `increase()` handles counter
+resets; Prometheus extrapolates, so counts are floats.
+
+Read once: a window of a look or two sends those instant queries (a few at a time); a longer one
+reads each counter's raw samples once, in time pages of about `page_samples` samples, and computes
+every look's answer with Prometheus' own arithmetic (`metrics.increase`): the same numbers, one
+pass over the data instead of one query per look over ever longer ranges.
+
+Answers that cannot be trusted are refused: one carrying `warnings` (a partial response) raises
+`PartialAnswer`; series answered at an earlier look since the same start and missing now (an
+error query that lost its data would read as "no errors") raise `InconsistentAnswer`.
 
 Ratio metrics become bad/total counts per interval, histograms per-bucket counts per interval.
 Every failure becomes one of the named errors of `metrics.errors`: `SourceUnavailable` (cannot
