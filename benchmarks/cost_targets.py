@@ -115,10 +115,8 @@ def _fetch_once(url: str, spec: AnalysisSpec, window: Window, **options: Any) ->
     return fetch
 
 
-def run_targets(quick: bool) -> dict[str, Any]:
-    repeat = 3 if quick else 7
-    out: dict[str, Any] = {"repeats": repeat}
-    root = Path(tempfile.mkdtemp(prefix="verdict-bench-targets-"))
+def _measure_service(root: Path, quick: bool, repeat: int, out: dict[str, Any]) -> None:
+    """Everything that needs the small service's Prometheus (and `verdict serve`)."""
     with serve_bench.prometheus(root) as (url, scenarios):
         scenario = scenarios["bench"]
         spec = parse_analysis(serve_bench._analysis("bench", scenario))
@@ -218,6 +216,13 @@ def run_targets(quick: bool) -> dict[str, Any]:
             "server_per_look_ms": measured["serverPerLookMs"],
         }
 
+
+def run_targets(quick: bool) -> dict[str, Any]:
+    repeat = 3 if quick else 7
+    out: dict[str, Any] = {"repeats": repeat}
+    with tempfile.TemporaryDirectory(prefix="verdict-bench-targets-") as tmp:
+        _measure_service(Path(tmp), quick, repeat, out)
+    process_repeat = 3 if quick else 5
     # start: whole processes
     help_s = _process_seconds([sys.executable, "-m", "analyzer.cli", "--help"], process_repeat)
     imports_s = _process_seconds([sys.executable, "-c", ANALYZE_IMPORTS], process_repeat)
