@@ -4,10 +4,10 @@ Every judge answers, per run, a decision (promoted, aborted, paused) and the 1-b
 taken at. Looks are 30 s intervals on the timeline of `benchmarks.simulate`.
 
 * `verdict_decisions`: Verdict's engine. Per-look metric statuses come from
-  `analyzer.looks.look_statuses` (the engine's vectorised path), are made sticky once failed and
-  combined per look by `analyzer.judge.decide`; `replay_steps` then applies the step rules of
-  `analyzer.canary.run_canary` (critical failure aborts at once, a failed step aborts at its end,
-  promotion at the end of the last analysed step only on a pass, else extra looks then paused).
+  `analyzer.looks` (the engine's one implementation of the rules, run on every run of a batch at
+  once, failures sticky); `replay_steps` then applies the step rules of
+  `analyzer.canary.run_canary` (any failure aborts at once, promotion from the end of the last
+  analysed step on only on a pass, else paused at the horizon).
   `tests/test_benchmark_replay.py` checks it against `run_canary` itself.
 * `threshold_decisions`: fixed thresholds as Argo Rollouts and Flagger users write them, judged on
   each interval's own data: error rate < 1 %, p99 < 500 ms; an empty interval fails the check.
@@ -19,26 +19,21 @@ taken at. Looks are 30 s intervals on the timeline of `benchmarks.simulate`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy.stats import norm
 
-from analyzer.judge import decide
-from analyzer.looks import CODES_TO_STATUS, FAIL, look_statuses
+from analyzer.budget import metric_alphas
+from analyzer.looks import FAIL, PASS, latency_looks, metric_looks, ratio_looks
 from analyzer.spec import AnalysisSpec
-from analyzer.verdicts import MetricStatus, Verdict
 from benchmarks.simulate import (
     ANALYSED_LOOKS,
     BOUNDS,
-    EXTRA_LOOKS,
-    LOOKS_PER_STEP,
-    STEPS,
     Batch,
 )
-from metrics.source import HistogramSeries, MetricKind, RatioSeries, Series
+from metrics.source import MetricKind, Series
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -64,83 +59,92 @@ class Decisions:
 
 
 def metric_codes(
-    spec: AnalysisSpec, series: dict[str, tuple[Series | None, Series | None]]
+    spec: AnalysisSpec,
+    series: dict[str, tuple[Series | None, Series | None]],
+    prerun: dict[str, Series | None] | None = None,
 ) -> npt.NDArray[np.int8]:
     """Status code of every metric at every look, shape (metrics, looks), as the engine sees it
-    (the analysis' alpha split equally between its metrics, as `judge_observations` does)."""
-    alpha = spec.alpha / len(spec.metrics)
+    (the analysis' alpha split by `analyzer.budget.metric_alphas`, as `judge_observations` does)."""
+    prerun = prerun or {}
     rows = []
-    for metric in spec.metrics:
+    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
         canary, baseline = series[metric.name]
         if canary is None:
             raise ValueError(f"{metric.name}: the benchmark always has canary data")
-        codes = look_statuses(metric, canary, baseline, alpha)
-        if codes is None:
+        if metric.test != "sequential":
             raise ValueError(f"{metric.name}: the Mann-Whitney mode is not replayed here")
-        rows.append(codes)
+        looks = metric_looks(
+            metric, canary, baseline, prerun.get(metric.name), alpha=alpha, beta=spec.beta
+        )
+        rows.append(looks.codes)
     return np.vstack(rows)
+
+
+def batch_codes(spec: AnalysisSpec, batch: Batch) -> npt.NDArray[np.int8]:
+    """`metric_codes` for every run of a batch at once: shape (metrics, runs, looks).
+
+    The pre-run window is the batch's own (`baseline_pre_*`) when it carries one, else none."""
+    pre_total = getattr(batch, "baseline_pre_total", None)
+    pre_bad = getattr(batch, "baseline_pre_bad", None)
+    pre_buckets = getattr(batch, "baseline_pre_buckets", None)
+    rows = []
+    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
+        if metric.kind is MetricKind.RATIO:
+            looks = ratio_looks(
+                metric,
+                batch.canary_bad,
+                batch.canary_total,
+                batch.baseline_bad,
+                batch.baseline_total,
+                pre_bad,
+                pre_total,
+                alpha=alpha,
+                beta=spec.beta,
+            )
+        else:
+            looks = latency_looks(
+                metric,
+                BOUNDS,
+                batch.canary_buckets,
+                batch.baseline_buckets,
+                pre_buckets,
+                alpha=alpha,
+                beta=spec.beta,
+            )
+        rows.append(looks.codes)
+    return np.stack(rows)
 
 
 def replay_steps(
     codes: npt.NDArray[np.int8],
-    critical: Sequence[bool],
-    weights: Sequence[float],
     spec: AnalysisSpec,
     *,
-    steps: int = len(STEPS),
-    looks_per_step: int = LOOKS_PER_STEP,
-    extra_looks: int = EXTRA_LOOKS,
-) -> tuple[Decision, int]:
-    """The step rules of `analyzer.canary.run_canary` on precomputed per-look metric codes."""
-    failed = np.maximum.accumulate(codes == FAIL, axis=1)
-    look = 0
-    final: Verdict | None = None
-    for step in range(1, steps + 1):
-        last = step == steps
-        budget = looks_per_step + (extra_looks if last else 0)
-        verdict = Verdict.INCONCLUSIVE
-        for k in range(budget):
-            look += 1
-            column = look - 1
-            statuses = [
-                MetricStatus.FAIL if failed[m, column] else CODES_TO_STATUS[int(codes[m, column])]
-                for m in range(codes.shape[0])
-            ]
-            if any(c and s is MetricStatus.FAIL for c, s in zip(critical, statuses, strict=True)):
-                return Decision.ABORTED, look
-            verdict = decide(statuses, critical, weights, spec.scoring)
-            if k + 1 >= looks_per_step and (verdict is not Verdict.INCONCLUSIVE or not last):
-                break
-        if verdict is Verdict.FAIL:
-            return Decision.ABORTED, look
-        final = verdict
-    return (Decision.PROMOTED if final is Verdict.PASS else Decision.PAUSED), look
-
-
-def run_series(batch: Batch, run: int) -> tuple[RatioSeries, RatioSeries, HistogramSeries, HistogramSeries]:
-    return (
-        RatioSeries(bad=batch.canary_bad[run], total=batch.canary_total[run]),
-        RatioSeries(bad=batch.baseline_bad[run], total=batch.baseline_total[run]),
-        HistogramSeries(bounds=BOUNDS, counts=batch.canary_buckets[run]),
-        HistogramSeries(bounds=BOUNDS, counts=batch.baseline_buckets[run]),
-    )
+    analysed_looks: int = ANALYSED_LOOKS,
+) -> Decisions:
+    """The step rules of `analyzer.canary.run_canary` on per-look metric codes (metrics, runs,
+    looks) in the `all` scoring mode: any failure aborts at once; from the end of the last
+    analysed step on, the first look at which every metric passes promotes; otherwise paused at
+    the horizon (the last look given)."""
+    if spec.scoring.mode != "all":
+        raise ValueError("the replay covers the default `all` scoring mode")
+    failed = (codes == FAIL).any(axis=0)  # (runs, looks); metric failures are already sticky
+    passed = (codes == PASS).all(axis=0)
+    passed[:, : analysed_looks - 1] = False
+    any_fail, first_fail = _first_true(failed)
+    any_pass, first_pass = _first_true(passed)
+    horizon = codes.shape[-1]
+    aborted = any_fail & (~any_pass | (first_fail <= first_pass))
+    promoted = any_pass & ~aborted
+    decision = np.where(
+        aborted, int(Decision.ABORTED), np.where(promoted, int(Decision.PROMOTED), int(Decision.PAUSED))
+    ).astype(np.int64)
+    look = np.where(aborted, first_fail, np.where(promoted, first_pass, horizon)).astype(np.int64)
+    return Decisions(decision, look)
 
 
 def verdict_decisions(spec: AnalysisSpec, batch: Batch) -> Decisions:
-    """Verdict's decision for every run of the batch (one `look_statuses` call per metric and run)."""
-    critical = [m.critical for m in spec.metrics]
-    weights = [m.weight for m in spec.metrics]
-    decision = np.empty(batch.runs, dtype=np.int64)
-    look = np.empty(batch.runs, dtype=np.int64)
-    for r in range(batch.runs):
-        c_ratio, b_ratio, c_hist, b_hist = run_series(batch, r)
-        series: dict[str, tuple[Series | None, Series | None]] = {}
-        for metric in spec.metrics:
-            is_ratio = metric.kind is MetricKind.RATIO
-            series[metric.name] = (c_ratio, b_ratio) if is_ratio else (c_hist, b_hist)
-        d, k = replay_steps(metric_codes(spec, series), critical, weights, spec)
-        decision[r], look[r] = d, k
-    return Decisions(decision, look)
+    """Verdict's decision for every run of the batch (the engine's vectorised path, all runs at once)."""
+    return replay_steps(batch_codes(spec, batch), spec)
 
 
 # --- shared helpers --------------------------------------------------------------------------

@@ -45,8 +45,10 @@ MODELS = {
 
 def _schedule(t: datetime) -> float:
     """The weights run_canary sets: each step for LOOKS_PER_STEP intervals, the last one after."""
+    if t < START:  # before the canary: all traffic on the baseline
+        return 0.0
     index = int((t - START) / STEP)
-    return float(STEPS[min(max(index, 0) // LOOKS_PER_STEP, len(STEPS) - 1)])
+    return float(STEPS[min(index // LOOKS_PER_STEP, len(STEPS) - 1)])
 
 
 def engine(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int]:
@@ -61,11 +63,9 @@ def replay(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int
     source = SimulatedSource(model, _schedule, seed=seed)
     window = Window(start=START, end=START + STEP * HORIZON, step=STEP)
     observations = fetch_observations(spec, source, window)
-    codes = judges.metric_codes(spec, observations.series)
-    decision, look = judges.replay_steps(
-        codes, [m.critical for m in spec.metrics], [m.weight for m in spec.metrics], spec
-    )
-    return decision.name.lower(), look
+    codes = judges.metric_codes(spec, observations.series, observations.prerun)
+    d = judges.replay_steps(codes[:, None, :], spec)
+    return judges.Decision(int(d.decision[0])).name.lower(), int(d.look[0])
 
 
 @pytest.mark.parametrize("scenario", sorted(MODELS))
