@@ -261,10 +261,10 @@ def _worst_rate(
         if any(c["scenario"] == s for c in result["cells"])
     ]
     if not cells:
-        return _target(figure, f"≤ {limit:.0%}", "no such scenario in this run", False, [])
+        return _target(figure, f"≤ {100 * limit:g} %", "no such scenario in this run", False, [])
     worst = max(cells, key=lambda c: c[key]["rate"])
     measured = f"at most {_percent(worst[key]['rate'])} ({worst['scenario']} @ {worst['rpm']} rpm)"
-    return _target(figure, f"≤ {limit:.0%}", measured, all(c[key]["rate"] <= limit for c in cells), cells)
+    return _target(figure, f"≤ {100 * limit:g} %", measured, all(c[key]["rate"] <= limit for c in cells), cells)
 
 
 def _detection(
@@ -273,10 +273,10 @@ def _detection(
     c = cell(result, scenario, rpm, "verdict")
     detected = detection(c)["rate"]
     m = c["time_to_abort_minutes"]["median"]
-    required = f"≥ {rate:.0%}" if rate < 1 else "100 %"
+    required = f"≥ {100 * rate:g} %" if rate < 1 else "100 %"
     met = detected >= rate
     if median is not None:
-        required += f", median ≤ {median} min"
+        required += f", median ≤ {median:g} min"
         met = met and m is not None and m <= median
     return _target(
         f"{scenario} at {rpm} rpm: detected" + (", median minutes to abort" if median is not None else ""),
@@ -293,7 +293,7 @@ def _promotion(
     c = cell(result, scenario, rpm, "verdict")
     promoted = c["promoted"]["rate"]
     m = c["time_to_promote_minutes"]["median"]
-    required = (f"≥ {rate:.0%}" if rate < 1 else "100 %") + (
+    required = (f"≥ {100 * rate:g} %" if rate < 1 else "100 %") + (
         f", median ≤ {median:g} min" if median is not None else ""
     )
     met = promoted >= rate and (median is None or (m is not None and m <= median))
