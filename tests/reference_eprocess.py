@@ -43,3 +43,20 @@ def log_e_value(successes, trials, log_odds, *, upward: bool) -> float:  # type:
     top = float(log_ratio.max())
     integrand = np.exp(log_ratio - top) * _half_normal_mixture(_FINE)
     return top + math.log(float(np.trapezoid(integrand, _FINE)))
+
+
+_COARSE = np.linspace(0.0, 10.0, 4001)
+
+
+def log_e_values_per_look(successes, trials, log_odds, *, upward: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """`log_e_value` after every interval at once (trapezoid rule on a grid of 4,001 shifts)."""
+    s = np.asarray(successes, dtype=float)
+    k = np.asarray(trials, dtype=float)
+    o = np.broadcast_to(np.asarray(log_odds, dtype=float), s.shape)
+    d = (1.0 if upward else -1.0) * _COARSE
+    x = o[:, None] + d[None, :]
+    per = s[:, None] * d[None, :] - k[:, None] * (_log1pexp(x) - _log1pexp(o)[:, None])
+    cum = np.cumsum(per, axis=0)
+    top = cum.max(axis=1, keepdims=True)
+    integrand = np.exp(cum - top) * _half_normal_mixture(_COARSE)[None, :]
+    return top[:, 0] + np.log(np.trapezoid(integrand, _COARSE, axis=1))

@@ -20,6 +20,7 @@ from analyzer.analysis import fetch_observations
 from analyzer.canary import run_canary
 from analyzer.spec import AnalysisSpec
 from analyzer.stats import mann_whitney_compare, quantile
+from analyzer.stats.mann_whitney import MIN_VALUES
 from benchmarks import judges
 from benchmarks.simulate import BOUNDS, HORIZON, LOOKS_PER_STEP, STEPS
 from benchmarks.specs import benchmark_analysis
@@ -99,7 +100,7 @@ def test_vectorised_kayenta_classifier_equals_mann_whitney_compare() -> None:
         y = _random_values(rng, 400, width)
         x[:40] = y[:40]  # identical data
         x[40:60] = y[40:60] + 0.05  # clear shifts
-        got = judges.kayenta_outcomes(x, y)
+        got = judges.kayenta_outcomes(x, y, min_values=MIN_VALUES)
         for row in range(x.shape[0]):
             expected = mann_whitney_compare(x[row], y[row], direction="increase").outcome
             code = {"fail": judges.KAYENTA_FAIL, "pass": judges.KAYENTA_PASS}.get(
