@@ -146,8 +146,14 @@ def replay_steps(
     decision = np.where(
         aborted, int(Decision.ABORTED), np.where(promoted, int(Decision.PROMOTED), int(Decision.PAUSED))
     ).astype(np.int64)
-    look = np.where(aborted, first_fail, np.where(promoted, first_pass, horizon)).astype(np.int64)
+    look = np.where(aborted, first_fail + 1, np.where(promoted, first_pass + 1, horizon)).astype(np.int64)
     return Decisions(decision, look)
+
+
+def comparisons_only(spec: AnalysisSpec) -> AnalysisSpec:
+    """The analysis with its SLO gates removed: only the canary-vs-baseline comparisons."""
+    metrics = [m.model_copy(update={"slo": None}) for m in spec.metrics if m.compare is not None]
+    return spec.model_copy(update={"metrics": metrics})
 
 
 def verdict_decisions(spec: AnalysisSpec, batch: Batch) -> Decisions:
@@ -417,6 +423,7 @@ def naive_z_decisions(batch: Batch, q: float = 0.99) -> Decisions:
 
 JUDGES: tuple[str, ...] = (
     "verdict",
+    "verdict-compare",
     "argo-threshold",
     "argo-threshold-tight",
     "flagger-threshold",
@@ -441,4 +448,8 @@ def peer_decisions(batch: Batch) -> dict[str, Decisions]:
 
 
 def all_decisions(spec: AnalysisSpec, batch: Batch) -> dict[str, Decisions]:
-    return {"verdict": verdict_decisions(spec, batch), **peer_decisions(batch)}
+    return {
+        "verdict": verdict_decisions(spec, batch),
+        "verdict-compare": verdict_decisions(comparisons_only(spec), batch),
+        **peer_decisions(batch),
+    }

@@ -69,8 +69,9 @@ class Scenario:
     pod_sigma: float = 0.0  # log-normal sd of per-pod (fixed) and per-pod-interval error noise
     beyond_tolerance: bool = False  # Verdict's comparison is meant to fail it
     must_not_promote: bool = False  # promoting it is a false promote (reported as a target)
-    # an error-rate incident added to BOTH versions: (start minute, end minute, added rate),
-    # minutes from the canary's start, the end excluded
+    # an error-rate incident in BOTH versions: (start minute, end minute, the baseline's error
+    # rate during it); the canary keeps its multiple of the baseline's rate (a shared cause, e.g. a
+    # failing dependency), minutes from the canary's start, the end excluded
     incident: tuple[float, float, float] | None = None
 
 
@@ -152,7 +153,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "aa-shared-incident",
         True,
-        "A/A with an incident in both versions: +5 pp errors in minutes 15–20 (just after the "
+        "A/A with an incident in both versions: 5 % errors in minutes 15–20 (just after the "
         "last step's 10 looks, at 50 %)",
         incident=(15.0, 20.0, 0.05),
     ),
@@ -168,8 +169,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "shared-incident",
         False,
-        "canary errors 2.2 × the baseline's (1.1 %) plus +2 pp errors in BOTH versions in "
-        "minutes 1–9 (must not be promoted)",
+        "canary errors 2.2 × the baseline's (1.1 %), and an incident in BOTH versions in minutes "
+        "1–9: the baseline at 2 % errors, the canary still 2.2 × (must not be promoted)",
         canary_error_rate=2.2 * BASELINE_ERROR_RATE,
         incident=(1.0, 9.0, 0.02),
         beyond_tolerance=True,
@@ -261,11 +262,11 @@ def generate(scenario: Scenario, rpm: float, runs: int, rng: np.random.Generator
         p_b = p_b * load
     p_c = np.where(regressed, scenario.canary_error_rate * (p_b / BASELINE_ERROR_RATE), p_b)
     if scenario.incident is not None:
-        start, end, added = scenario.incident
+        start, end, during = scenario.incident
         start_minutes = np.arange(HORIZON) * INTERVAL_SECONDS / 60.0
         hit = ((start_minutes >= start) & (start_minutes < end))[None, :]
-        p_b = p_b + np.where(hit, added, 0.0)
-        p_c = p_c + np.where(hit, added, 0.0)
+        p_c = np.where(hit, p_c * during / p_b, p_c)
+        p_b = np.where(hit, during, p_b)
 
     b_fixed: FloatArray | None = None
     if scenario.pod_sigma > 0:
