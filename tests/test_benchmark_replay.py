@@ -18,6 +18,7 @@ import pytest
 
 from analyzer.analysis import fetch_observations
 from analyzer.canary import run_canary
+from analyzer.looks import CODES_TO_STATUS
 from analyzer.spec import AnalysisSpec
 from analyzer.stats import mann_whitney_compare, quantile
 from analyzer.stats.mann_whitney import MIN_VALUES
@@ -73,6 +74,25 @@ def replay(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int
 def test_replay_takes_the_engines_decision_at_the_same_look(scenario: str) -> None:
     spec = benchmark_analysis()
     assert replay(spec, MODELS[scenario], 1) == engine(spec, MODELS[scenario], 1)
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "errors-2%", "latency-x1.5", "onset", "overdispersed"])
+def test_every_looks_metric_statuses_are_the_engines_over_many_seeds(scenario: str) -> None:
+    """Not only the decision: at every look of run_canary, each metric's status is the replay's."""
+    spec = benchmark_analysis()
+    for seed in range(1, 5):
+        clock = SimulatedClock(START)
+        router = SimulatedRouter(clock)
+        source = SimulatedSource(MODELS[scenario], router.weight_at, seed=seed)
+        result = run_canary(spec, source, router, clock, looks_per_step=LOOKS_PER_STEP)
+        window = Window(start=START, end=START + STEP * HORIZON, step=STEP)
+        replayed = SimulatedSource(MODELS[scenario], _schedule, seed=seed)
+        observations = fetch_observations(spec, replayed, window)
+        codes = judges.metric_codes(spec, observations.series, observations.prerun)
+        for look in result.looks:
+            engine_statuses = [m.status for m in look.report.metrics]
+            replay_statuses = [CODES_TO_STATUS[int(c)] for c in codes[:, look.look - 1]]
+            assert engine_statuses == replay_statuses, (scenario, seed, look.look)
 
 
 def test_replay_matches_the_engine_with_the_default_analysis() -> None:
