@@ -86,7 +86,8 @@ def test_error_regression_fails_on_the_critical_metric(
     assert m["canary"]["rate"] == pytest.approx(0.05, rel=0.2)
     # the statistic that decided it is in the answer
     slo = next(c for c in m["checks"] if c["check"] == "slo")
-    assert slo["statistic"]["lower"] > slo["statistic"]["max"] == 0.005
+    assert slo["statistic"]["eFail"] >= slo["statistic"]["failAt"]
+    assert slo["statistic"]["rate"] > slo["statistic"]["max"] == 0.005
 
 
 def test_latency_regression_fails_on_p99(prometheus: PrometheusServer, tmp_path: Path) -> None:
