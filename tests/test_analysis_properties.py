@@ -23,7 +23,7 @@ from analyzer.analysis import Observations, judge_observations
 from analyzer.looks import PASS, ratio_looks
 from analyzer.spec import AnalysisSpec, parse_analysis
 from analyzer.verdicts import Verdict
-from metrics.source import RatioSeries, Window
+from metrics.source import HistogramSeries, RatioSeries, Window
 from tests.helpers import example_analysis
 from tests.reference_eprocess import log_e_values_per_look
 
@@ -142,3 +142,55 @@ def test_healthy_canaries_at_moderate_traffic_are_shown_safe() -> None:
         d = draw(rng, 250, 0.005, 0.005)
         passed += judge_observations(spec, observations(spec, d)).verdict is Verdict.PASS
     assert passed / runs >= 0.85
+
+
+def latency_analysis() -> AnalysisSpec:
+    metric = {
+        "name": "latency-p99",
+        "template": "istio-latency",
+        "quantile": 0.99,
+        "compare": {"tolerance": 0.5, "margin": 0.001},
+    }
+    return parse_analysis(dict(example_analysis(), metrics=[metric]))
+
+
+def latency_observations(
+    spec: AnalysisSpec, rng: np.random.Generator, rpm: float, factor: float
+) -> Observations:
+    from metrics.simulated import ISTIO_BUCKETS_SECONDS, lognormal_bucket_probabilities
+
+    bounds = np.asarray(ISTIO_BUCKETS_SECONDS)
+    base = lognormal_bucket_probabilities(bounds, 0.08, 0.5)
+    slow = lognormal_bucket_probabilities(bounds, 0.08 * factor, 0.5)
+    service = 10 * rpm / 2
+    n = rng.poisson(service * SHARE)
+    m = rng.poisson(service * (1 - SHARE))
+    c = np.stack([rng.multinomial(k, slow) for k in n]).astype(float)
+    b = np.stack([rng.multinomial(k, base) for k in m]).astype(float)
+    pre = rng.multinomial(int(rng.poisson(service * 120)), base).astype(float)[None, :]
+    name = spec.metrics[0].name
+    return Observations(
+        window=WINDOW,
+        series={name: (HistogramSeries(bounds, c), HistogramSeries(bounds, b))},
+        prerun={name: HistogramSeries(bounds, pre)},
+    )
+
+
+def test_latency_comparison_on_the_production_path_under_aa_and_a_regression() -> None:
+    spec = latency_analysis()
+    rng = np.random.default_rng(31)
+    runs = 300
+    aa = sum(
+        judge_observations(spec, latency_observations(spec, rng, 100, 1.0)).verdict is Verdict.FAIL
+        for _ in range(runs)
+    )
+    assert aa / runs <= spec.alpha + 3 * math.sqrt(spec.alpha * (1 - spec.alpha) / runs)
+    slower = sum(
+        judge_observations(spec, latency_observations(spec, rng, 100, 1.5)).verdict is Verdict.FAIL
+        for _ in range(100)
+    )
+    assert slower >= 95
+    # and the threshold the answer names is the pre-run p99 rounded down to a bucket bound
+    report = judge_observations(spec, latency_observations(spec, rng, 100, 1.0))
+    statistic = report.metrics[0].checks[0].statistic
+    assert statistic["threshold"] == 0.25 and statistic["thresholdChosenAtLook"] == 0
