@@ -64,7 +64,9 @@ class Scenario:
     """Traffic of one service during a rollout.
 
     `start`/`end` is the analysis window (timezone-aware, on the scrape grid); series start
-    `warmup` before it, so the first interval of the window already has a sample before it.
+    `warmup` before it, so the first interval of the window already has a sample before it, and
+    (by default, 65 minutes) the analysis has the hour of baseline traffic before the run that a
+    real rollout has: its pre-run window.
 
     Regression semantics: before `regression_onset` the canary behaves like the baseline
     (baseline error probability, latency factor 1); from the onset on (or during the whole
@@ -99,7 +101,7 @@ class Scenario:
     canary_absent: bool = False
     scrape_interval_s: float = SCRAPE_INTERVAL_S
     scrape_offset_s: float = 0.0
-    warmup: timedelta = timedelta(minutes=5)
+    warmup: timedelta = timedelta(minutes=65)
     nan_at: datetime | None = None
     seed: int = 20240611
 
@@ -392,8 +394,7 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
     * `latency-regression`: as healthy, canary latency x2.5;
     * `low-traffic`: as healthy, canary 0.02 rps (a few dozen requests in the window);
     * `no-canary`: as healthy, the canary has no series at all;
-    * `counter-reset`: as healthy, the canary's counters restart from 0 mid-window; series start
-      65 minutes before the window, so the analysis has its pre-run baseline window;
+    * `counter-reset`: as healthy, the canary's counters restart from 0 mid-window;
     * `scrape-offset`: as healthy, scrapes 7 s off the interval bounds (Prometheus extrapolates);
     * `nan-sample`: as healthy, the canary's 200 counter reads NaN once, 10 minutes in;
     * `fresh-canary`: as healthy with 0.05 % errors, but every series starts with the window
@@ -408,8 +409,7 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
         Scenario("latency-regression", start, end, canary_latency_factor=2.5),
         Scenario("low-traffic", start, end, canary_rps=0.02),
         Scenario("no-canary", start, end, canary_absent=True),
-        # the stable version ran for the hour before (the pre-run window fixes the comparison)
-        Scenario("counter-reset", start, end, counter_reset_at=middle, warmup=timedelta(minutes=65)),
+        Scenario("counter-reset", start, end, counter_reset_at=middle),
         Scenario("scrape-offset", start, end, scrape_offset_s=7.0),
         Scenario("nan-sample", start, end, nan_at=start + timedelta(minutes=10)),
         Scenario(
