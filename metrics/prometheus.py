@@ -72,6 +72,9 @@ _QUERY_REJECTED_STATUSES = (400, 422)
 _MAX_ERROR_TEXT = 500
 _PARALLEL_QUERIES = 4
 _CACHE_ENTRIES = 20_000
+_COUNT_LABEL = "verdict_series_in_window"
+_DENSEST_SCRAPE_MS = 5_000.0  # a first page assumes scrapes this frequent (rarely more)
+_PAGE_SAMPLES_PER_SERIES = 20  # pages hold at least this many samples per series
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -483,22 +486,37 @@ class PrometheusSource:
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
         """Every look's cumulative increase from the raw samples, read in time pages of about
-        `page_samples` samples (see `metrics.increase`); settled looks are cached as if asked."""
+        max(`page_samples`, 20 × series) samples (see `metrics.increase`); settled looks are
+        cached as if asked."""
         ends_ms = [_ms(end) for _, end in queries]
-        # The series born inside the window (absent at its start: few), then a first page of
-        # one look; later pages are sized from the samples seen so far.
+        # One probe: the series born inside the window (absent at its start: few) and how many
+        # series the window has, which sizes the pages: about `page_samples` samples, or more
+        # with many series, so that a page's labels do not outweigh its samples.
         span = promql_duration((ends_ms[-1] - start_ms) / 1000)
-        born_query = f"last_over_time({selector_text}[{span}]) unless {selector_text} offset {span}"
-        born = {
-            _label_key(series.get("metric", {}))
-            for series in self._vector(born_query, ends_ms[-1])
-        }
+        probe = (
+            f"(last_over_time({selector_text}[{span}]) unless {selector_text} offset {span}) or "
+            f'label_replace(count(last_over_time({selector_text}[{span}])), "{_COUNT_LABEL}", '
+            '"all", "", "")'
+        )
+        born: set[LabelKey] = set()
+        series_count = 0
+        for series in self._vector(probe, ends_ms[-1]):
+            metric = series.get("metric", {})
+            if metric == {_COUNT_LABEL: "all"}:
+                try:
+                    series_count = int(float(series["value"][1]))
+                except (KeyError, TypeError, ValueError, IndexError) as exc:
+                    raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+            else:
+                born.add(_label_key(metric))
+        if series_count == 0:
+            return None
+        budget = max(self.page_samples, _PAGE_SAMPLES_PER_SERIES * series_count)
+        step_ms = (ends_ms[-1] - start_ms) / len(ends_ms)
+        per_look = series_count * max(step_ms / _DENSEST_SCRAPE_MS, 1.0)
+        looks_per_page = max(1, int(budget // per_look))
         computed = CumulativeIncrease(start_ms, ends_ms, born)
-        first_page = self._page(selector_text, start_ms - 1, ends_ms[0], by_le=by_le)
-        computed.add_page(first_page)
-        page_start = ends_ms[0]
-        per_look = max(float(first_page.sizes.sum()), 1.0)
-        looks_per_page = max(1, int(self.page_samples // per_look))
+        page_start = start_ms - 1  # the first page includes a sample at `start` itself
         while computed.looks_done < len(ends_ms):
             first = computed.looks_done
             page_end = ends_ms[min(first + looks_per_page, len(ends_ms)) - 1]
@@ -507,7 +525,7 @@ class PrometheusSource:
             samples = int(page.sizes.sum())
             looks_read = computed.looks_done - first
             per_look = max(samples / max(looks_read, 1), 1.0)
-            looks_per_page = max(1, int(self.page_samples // per_look))
+            looks_per_page = max(1, int(budget // per_look))
             page_start = page_end
         cumulative = computed.answers()
         for k, (promql, end) in enumerate(queries):
