@@ -13,7 +13,9 @@ resets; Prometheus extrapolates, so counts are floats.
 Read once: a window of a look or two sends those instant queries (a few at a time); a longer one
 reads each counter's raw samples once, in time pages of about `page_samples` samples, and computes
 every look's answer with Prometheus' own arithmetic (`metrics.increase`): the same numbers, one
-pass over the data instead of one query per look over ever longer ranges.
+pass over the data instead of one query per look over ever longer ranges. A source checks its
+first raw read against the server's own answer for the last look; if they differ (another PromQL
+engine), it keeps to the instant queries.
 
 Answers that cannot be trusted are refused: one carrying `warnings` (a partial response) raises
 `PartialAnswer`; series answered at an earlier look since the same start and missing now (an
@@ -208,6 +210,10 @@ class PrometheusSource:
         # From this many uncached looks on, read the raw samples once instead of one query a look.
         self.range_read_from = max(1, range_read_from)
         self.page_samples = max(1, page_samples)
+        # None until the first raw read is checked against Prometheus' own answer for its last
+        # look; False if they differed (another PromQL engine: Prometheus 3, a remote store):
+        # then this source keeps to the instant queries.
+        self._raw_read_agrees: bool | None = None
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -456,8 +462,23 @@ class PrometheusSource:
     ) -> dict[LabelKey, dict[int, float]] | None:
         uncached = sum(1 for q in queries if self._cached(*q) is None)
         start_ms = _range_start_ms(window)
-        if uncached >= self.range_read_from and start_ms is not None:
-            return self._read_raw(selector_text, queries, start_ms, by_le=by_le)
+        if (
+            uncached >= self.range_read_from
+            and start_ms is not None
+            and self._raw_read_agrees is not False
+        ):
+            raw = self._read_raw(selector_text, queries, start_ms, by_le=by_le)
+            if self._raw_read_agrees or self._agrees(raw, len(queries) - 1, *queries[-1]):
+                self._raw_read_agrees = True
+                self._remember_all(queries, raw or {})
+                return raw
+            self._raw_read_agrees = False
+            _log.warning(
+                "raw samples give other counts than Prometheus' increase(); "
+                "using one query a look from now on",
+                prometheus=self.url,
+                selector=selector_text,
+            )
         # The whole window first: it fails fast when Prometheus is down, and an empty answer
         # means the version has no series at all, so there is nothing more to ask.
         last = self._instant(*queries[-1])
@@ -477,6 +498,25 @@ class PrometheusSource:
                     raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
         return cumulative
 
+    def _agrees(
+        self, raw: dict[LabelKey, dict[int, float]] | None, look: int, promql: str, at: datetime
+    ) -> bool:
+        """Whether Prometheus' own answer for `look` (asked, not cached) is the raw read's."""
+        computed = {key: by_look[look] for key, by_look in (raw or {}).items() if look in by_look}
+        asked: dict[LabelKey, float] = {}
+        for series in self._vector(promql, _ms(at)):
+            try:
+                asked[_label_key(series.get("metric", {}))] = float(series["value"][1])
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+        if asked.keys() != computed.keys():
+            return False
+        return all(
+            math.isclose(asked[key], computed[key], rel_tol=1e-9, abs_tol=1e-9)
+            or (math.isnan(asked[key]) and math.isnan(computed[key]))
+            for key in asked
+        )
+
     def _read_raw(
         self,
         selector_text: str,
@@ -486,8 +526,7 @@ class PrometheusSource:
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
         """Every look's cumulative increase from the raw samples, read in time pages of about
-        max(`page_samples`, 20 × series) samples (see `metrics.increase`); settled looks are
-        cached as if asked."""
+        max(`page_samples`, 20 × series) samples (see `metrics.increase`)."""
         ends_ms = [_ms(end) for _, end in queries]
         # One probe: the series born inside the window (absent at its start: few) and how many
         # series the window has, which sizes the pages: about `page_samples` samples, or more
@@ -528,6 +567,14 @@ class PrometheusSource:
             looks_per_page = max(1, int(budget // per_look))
             page_start = page_end
         cumulative = computed.answers()
+        if not any(len(queries) - 1 in by_look for by_look in cumulative.values()):
+            return None
+        return cumulative
+
+    def _remember_all(
+        self, queries: list[tuple[str, datetime]], cumulative: dict[LabelKey, dict[int, float]]
+    ) -> None:
+        """Cache a raw read's settled looks as if each had been asked."""
         for k, (promql, end) in enumerate(queries):
             if end.timestamp() <= time.time() - self.settle_seconds:
                 answer = [
@@ -536,9 +583,6 @@ class PrometheusSource:
                     if k in by_look
                 ]
                 self._remember(promql, end, answer)
-        if not any(len(queries) - 1 in by_look for by_look in cumulative.values()):
-            return None
-        return cumulative
 
     def _page(self, selector_text: str, after_ms: int, end_ms: int, *, by_le: bool) -> Page:
         """The raw samples with times in (after_ms, end_ms], flat."""

@@ -8,13 +8,18 @@ in many small pages) answers what it answers with one cumulative `increase()` qu
 
 from __future__ import annotations
 
+import http.server
+import json
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import requests
+import structlog.testing
 
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.prometheus
 
 SCENARIOS = sorted(default_scenarios(datetime.now(UTC)))
 QUERIES = [BUILTIN_TEMPLATES[n] for n in ("istio-error-rate", "istio-success-rate", "istio-latency")]
+ERROR_RATE = QUERIES[0]
 INSTANT_ONLY = 10**9  # never enough uncached looks for a raw read
 
 
@@ -106,8 +112,13 @@ def test_a_raw_read_sends_one_query_a_page_not_one_a_look(prometheus: Prometheus
         lambda response, *args, **kwargs: sent.append(response.request.url or "")
     )
     source.fetch(BUILTIN_TEMPLATES["istio-latency"], Version.CANARY, scenario.canary_matchers, window)
-    # one probe (the series born inside the window, and how many there are), then one page
+    # one probe (the series born inside the window, and how many there are), one page, and, once
+    # per source, Prometheus' own answer for the last look to check the raw read against
     assert window.intervals == 80
+    assert len(sent) == 3
+    sent.clear()
+    source.fetch(BUILTIN_TEMPLATES["istio-latency"], Version.BASELINE,
+                 scenario.baseline_matchers, window)
     assert len(sent) == 2
 
 
@@ -155,3 +166,58 @@ def test_concurrent_reads_of_the_same_counter_share_one(
     assert sum(1 for q in asked if q.startswith(total)) == 1  # one page
     assert isinstance(by_bad, RatioSeries) and isinstance(by_good, RatioSeries)
     np.testing.assert_array_equal(by_bad.total, by_good.total)
+
+
+@pytest.fixture
+def doubling_proxy(prometheus: PrometheusServer) -> Iterator[str]:
+    """A proxy to the real Prometheus whose answers to `increase()` over 40 minutes are doubled:
+    a PromQL engine with other arithmetic than the raw read's."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            upstream = requests.get(prometheus.url + self.path, timeout=30)
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])[0]
+            body = upstream.content
+            if "increase(" in query and "[40m]" in query:
+                data = upstream.json()
+                for series in data["data"]["result"]:
+                    series["value"][1] = repr(2 * float(series["value"][1]))
+                body = json.dumps(data).encode()
+            self.send_response(upstream.status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_raw_read_that_disagrees_with_prometheus_gives_way_to_its_answers(
+    prometheus: PrometheusServer, doubling_proxy: str
+) -> None:
+    # Another engine (Prometheus 3's left-open ranges, a remote store) may count differently
+    # from the raw read's Prometheus 2.x arithmetic: the source checks its first raw read against
+    # the engine's own last look and, if they differ, keeps to one query a look.
+    scenario = prometheus.scenarios["healthy"]
+    window = scenario.window()
+    source = PrometheusSource(doubling_proxy, range_read_from=1)
+    with structlog.testing.capture_logs() as logs:
+        series = source.fetch(ERROR_RATE, Version.CANARY, scenario.canary_matchers, window)
+    engine = PrometheusSource(doubling_proxy, range_read_from=INSTANT_ONLY).fetch(
+        ERROR_RATE, Version.CANARY, scenario.canary_matchers, window
+    )
+    assert isinstance(series, RatioSeries) and isinstance(engine, RatioSeries)
+    np.testing.assert_array_equal(series.total, engine.total)
+    assert series.total[-1] > 1.5 * series.total[-2], "the engine's doubled last look is used"
+    assert any("using one query a look" in e["event"] for e in logs)
+    assert source._raw_read_agrees is False
