@@ -213,6 +213,9 @@ class Controller:
             ),
             why=why,
         )
+        if not view.trusted:  # Argo has not seen the latest spec: leave the Rollout alone
+            _log.info("rollout left alone", reason=decision.reason)
+            return decision
         outcome = ""
         if decision.action is not Action.NONE and run_id:
             outcome = self._act(run_id, view, decision)
