@@ -86,6 +86,7 @@ class Controller:
         self._step_looks: dict[tuple[str, str, str, int], int] = {}
         self._said: dict[str, str] = {}  # job id -> the last decision written on the Rollout
         self._lock = threading.Lock()
+        self._acting = threading.Lock()  # one action at a time (a tick and `recover` alike)
 
     # --- life ----------------------------------------------------------------------------
 
@@ -239,7 +240,7 @@ class Controller:
         )
         if record.state != PENDING:
             return "already"
-        return self.finish(record)
+        return self.finish(record)  # re-reads the Rollout: a concurrent `recover` may be first
 
     def recover(self) -> int:
         """Finish or drop every action left pending (by a process killed between recording and
@@ -260,6 +261,10 @@ class Controller:
         """Send a recorded action unless the Rollout, read fresh, already shows it (then it is
         done) or no longer wants it (dropped). A 409 conflict is retried on a fresh read.
         Returns the outcome: sent, already or dropped."""
+        with self._acting:
+            return self._finish(record)
+
+    def _finish(self, record: ActionRecord) -> str:
         from kubernetes.client.exceptions import ApiException
 
         for _ in range(_CONFLICT_RETRIES):
