@@ -30,7 +30,7 @@ from analyzer.runs import PrometheusSources, RunService, RunSettings, Telemetry
 from analyzer.runs.store import RunStore, open_store
 from strategies.argo import ArgoRollouts
 from strategies.permissions import CONTROLLER, LEADER_ELECTION
-from tests.argo_standin import ArgoStandIn, canary_rollout
+from tests.argo_standin import ABORT, ARGO, PAUSE_STEPS, PROMOTE, ArgoStandIn, canary_rollout
 from tests.conftest import PrometheusServer
 from tests.kube_server import KubeServer
 from tests.test_serve_api import Clock, analyses_for
@@ -38,17 +38,6 @@ from tests.test_serve_api import Clock, analyses_for
 pytestmark = pytest.mark.prometheus
 
 NS = "shop"
-ARGO = ("argoproj.io", "v1alpha1", "rollouts")
-PAUSE_STEPS: list[dict[str, Any]] = [
-    {"setWeight": 5},
-    {"pause": {}},
-    {"setWeight": 10},
-    {"pause": {}},
-    {"setWeight": 50},
-    {"pause": {}},
-]
-PROMOTE = {"status": {"pauseConditions": None}}
-ABORT = {"status": {"abort": True}}
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.argo_standin import ArgoStandIn, canary_rollout
+from tests.argo_standin import ABORT, ARGO, PAUSE_STEPS, PROMOTE, ArgoStandIn, canary_rollout
 from tests.conftest import free_port
 from tests.helpers import REPO, example_analysis, stop_process, write_analysis
 from tests.kube_server import KubeServer
@@ -32,17 +32,6 @@ from tests.live_exporter import LiveExporter, Version, live_prometheus
 pytestmark = pytest.mark.prometheus
 
 NS = "shop"
-ARGO = ("argoproj.io", "v1alpha1", "rollouts")
-STEPS: list[dict[str, Any]] = [
-    {"setWeight": 5},
-    {"pause": {}},
-    {"setWeight": 10},
-    {"pause": {}},
-    {"setWeight": 50},
-    {"pause": {}},
-]
-PROMOTE = {"status": {"pauseConditions": None}}
-ABORT = {"status": {"abort": True}}
 
 
 @contextmanager
@@ -116,7 +105,7 @@ def live_world(
     kube: KubeServer, tmp_path: Path, canary: Version
 ) -> Iterator[tuple[ArgoStandIn, Path, Path]]:
     argo = ArgoStandIn(kube).install()
-    kube.put(canary_rollout("checkout", NS, analysis="checkout", steps=STEPS))
+    kube.put(canary_rollout("checkout", NS, analysis="checkout", steps=PAUSE_STEPS))
     exporter = LiveExporter(
         "checkout",
         total_rps=4000,

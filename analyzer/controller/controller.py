@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -125,14 +125,14 @@ class Controller:
                 return
             self._jobs[job] = plan
         self._scheduler.add_job(
-            self.tick,
+            self._job,
             IntervalTrigger(seconds=plan[2], timezone="UTC"),
             args=(view.namespace, view.name),
             id=job,
             replace_existing=True,
             max_instances=1,
             coalesce=True,
-            next_run_time=self.clock.now(),
+            next_run_time=datetime.now(UTC),  # the scheduler runs on the wall clock
             misfire_grace_time=max(1, int(plan[2])),
         )
         self.telemetry.jobs.set(len(self._jobs))
@@ -153,6 +153,18 @@ class Controller:
         self.telemetry.jobs.set(len(self._jobs))
 
     # --- one tick --------------------------------------------------------------------------
+
+    def _job(self, namespace: str, name: str) -> None:
+        """The scheduler's job: a tick whose failure is logged, and retried at the next one (an
+        action left pending is finished then)."""
+        try:
+            self.tick(namespace, name)
+        except Exception as error:
+            _log.error(
+                "tick failed",
+                rollout=f"{namespace}/{name}",
+                error=f"{type(error).__name__}: {str(error)[:300]}",
+            )
 
     def tick(self, namespace: str, name: str) -> Decision | None:
         """Look at one Rollout once and act on it. None when not the leader or it is gone."""
