@@ -20,8 +20,10 @@ speaks, for any resource registered by (group, version, plural):
 * optimistic concurrency: a write whose body carries `metadata.resourceVersion` that is not the
   stored one gets 409 `Conflict`;
 * every Argo Rollouts object written (`argoproj.io` kinds) is validated against the CRD schemas in
-  `tests/data/argo-rollouts/` (strict: unknown keys are errors); an invalid one gets 422 and is
-  kept in `server.rejected`. Register a schema for other resources with `Resource(schema=...)`.
+  `tests/data/argo-rollouts/` (strict: unknown keys are errors), every VirtualService against
+  `VIRTUAL_SERVICE_SCHEMA` (integer weights 0..100 on routes with a destination host); an invalid
+  one gets 422 and is kept in `server.rejected`. Register a schema for other resources with
+  `Resource(schema=...)`.
 
 Every request is recorded (`server.requests`: method, path, query, content type, parsed body,
 status answered; 0 for a request dropped unanswered), so tests assert the exact patches a
@@ -96,6 +98,58 @@ class Resource:
         return None
 
 
+VIRTUAL_SERVICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["spec"],
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "hosts": {"type": "array", "items": {"type": "string"}},
+                "gateways": {"type": "array", "items": {"type": "string"}},
+                "http": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "route": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["destination"],
+                                    "properties": {
+                                        "destination": {
+                                            "type": "object",
+                                            "required": ["host"],
+                                            "properties": {
+                                                "host": {"type": "string"},
+                                                "subset": {"type": "string"},
+                                                "port": {
+                                                    "type": "object",
+                                                    "properties": {"number": {"type": "integer"}},
+                                                },
+                                            },
+                                        },
+                                        "weight": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": 100,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+"""The shape of an Istio VirtualService that Verdict's routers read and write (`spec.hosts`,
+`spec.http[].route[]` with `destination.host` and integer `weight` 0..100): Istio publishes no
+CRD schema for it (its validation is a webhook), so this is the part it checks that matters."""
+
 DEFAULT_RESOURCES: tuple[Resource, ...] = (
     Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout"),
     Resource("argoproj.io", "v1alpha1", "analysisruns", "AnalysisRun", status=False),
@@ -108,8 +162,22 @@ DEFAULT_RESOURCES: tuple[Resource, ...] = (
         namespaced=False,
         status=False,
     ),
-    Resource("networking.istio.io", "v1beta1", "virtualservices", "VirtualService"),
-    Resource("networking.istio.io", "v1", "virtualservices", "VirtualService"),
+    Resource(
+        "networking.istio.io",
+        "v1beta1",
+        "virtualservices",
+        "VirtualService",
+        status=False,
+        schema=VIRTUAL_SERVICE_SCHEMA,
+    ),
+    Resource(
+        "networking.istio.io",
+        "v1",
+        "virtualservices",
+        "VirtualService",
+        status=False,
+        schema=VIRTUAL_SERVICE_SCHEMA,
+    ),
     Resource("networking.istio.io", "v1beta1", "destinationrules", "DestinationRule"),
     Resource("", "v1", "services", "Service"),
     Resource("", "v1", "pods", "Pod"),

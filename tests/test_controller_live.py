@@ -138,6 +138,7 @@ def test_live_a_clear_regression_is_aborted_at_the_first_step_within_a_minute(
         with serve_watch(config, kubeconfig, store):
             argo.start_update(NS, "checkout", canary="c4n4ry", stable="s7ab1e")
             took = wait_for(lambda: status(kube).get("abort") is True, 90, "abort")
+        print(f"regression aborted at the first step after {took:.1f} s")
         assert took < 60, f"aborted after {took:.0f} s"
         assert status(kube)["currentStepIndex"] == 0  # Argo's reset after the abort
         assert [i for _, i, phase in argo.history if phase == "Paused"] == [1]
@@ -161,7 +162,7 @@ def test_live_a_healthy_canary_is_promoted_to_healthy_within_a_few_minutes(
         assert [(r["rollout"], r["canaryHash"], r["verdict"]) for r in runs] == [
             ("checkout", "c4n4ry", "pass")
         ]
-        print(f"healthy canary promoted to Healthy after {took:.0f} s")
+        print(f"healthy canary promoted to Healthy after {took:.1f} s")
 
 
 def test_live_a_process_killed_between_recording_and_sending_sends_once_after_restart(
