@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from analyzer import logs
+from analyzer.clock import parse_time
 from analyzer.render import EXIT_CODES, print_report, report_json
 from analyzer.spec import SpecError, load_analysis
 from metrics.errors import BadData, QueryError, SourceUnavailable
@@ -60,17 +61,11 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _parse_time(value: str, flag: str) -> datetime:
-    text = value.strip()
+    """An RFC 3339 time with a zone (`analyzer.clock.parse_time`); exit 2 otherwise."""
     try:
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        _fail(
-            f"{flag}: expected an RFC 3339 time such as 2026-11-26T10:00:00Z, got {value!r}",
-            EXIT_BAD_INPUT,
-        )
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_time(value)
+    except ValueError as error:
+        _fail(f"{flag}: {error}", EXIT_BAD_INPUT)
 
 
 def _params(values: list[str]) -> dict[str, str]:
@@ -87,10 +82,11 @@ def _params(values: list[str]) -> dict[str, str]:
 def analyze(
     config: Annotated[str, typer.Option("--config", "-c", help="Analysis file (YAML).")],
     start: Annotated[
-        str, typer.Option(help="Start of the window, RFC 3339 (e.g. 2026-11-26T10:00:00Z).")
+        str,
+        typer.Option(help="Start of the window, RFC 3339 with a zone (e.g. 2026-11-26T10:00:00Z)."),
     ],
     end: Annotated[
-        str | None, typer.Option(help="End of the window, RFC 3339; default now.")
+        str | None, typer.Option(help="End of the window, RFC 3339 with a zone; default now.")
     ] = None,
     prometheus_url: Annotated[
         str | None,
@@ -126,13 +122,15 @@ def analyze(
             EXIT_BAD_INPUT,
         )
     from analyzer.analysis import run_analysis
-    from metrics.prometheus import PrometheusSource
+    from metrics.factory import SourceSettings, open_source
 
-    source = PrometheusSource(
-        url,
-        timeout=timeout if timeout is not None else spec.prometheus.timeout,
-        retries=spec.prometheus.retries,
-        headers=spec.prometheus.headers or None,
+    source = open_source(
+        SourceSettings.of(
+            url,
+            timeout=timeout if timeout is not None else spec.prometheus.timeout,
+            retries=spec.prometheus.retries,
+            headers=spec.prometheus.headers,
+        )
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))
     try:
@@ -229,11 +227,46 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Controller mode too: watch Argo Rollouts annotated verdict.dev/analysis and "
+            "promote, pause or abort them.",
+        ),
+    ] = False,
+    namespace: Annotated[
+        list[str],
+        typer.Option(help="With --watch: a namespace to watch (repeatable); default all."),
+    ] = [],  # noqa: B006
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="With --watch: kubeconfig file; default KUBECONFIG, else in-cluster."),
+    ] = None,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect",
+            help="With --watch: only the holder of a Lease acts (for several replicas).",
+        ),
+    ] = False,
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(help="Namespace of the Lease; default POD_NAMESPACE, else default."),
+    ] = None,
+    min_step_looks: Annotated[
+        int, typer.Option(help="With --watch: looks at a step before a pass promotes it.")
+    ] = 1,
+    max_inconclusive: Annotated[
+        str,
+        typer.Option(help="With --watch: undecided this long at one step is reported (30m)."),
+    ] = "30m",
 ) -> None:
-    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
+    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README);
+    with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer.durations import parse_seconds
+    from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import load_analyses
-    from analyzer.store import StoreConfigError, StoreUnavailable, open_store
 
     logs.configure(json=True, level=log_level)
     try:
@@ -256,7 +289,23 @@ def serve(
             "VERDICT_PROMETHEUS_URL or prometheus.url in the file",
             EXIT_BAD_INPUT,
         )
+    if min_step_looks < 1:
+        _fail("--min-step-looks must be at least 1", EXIT_BAD_INPUT)
+    try:
+        undecided = timedelta(seconds=parse_seconds(max_inconclusive))
+    except ValueError as error:
+        _fail(f"--max-inconclusive: {error}", EXIT_BAD_INPUT)
+    if (namespace or kubeconfig or leader_elect) and not watch:
+        _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
+    api_client = None
+    if watch:
+        from analyzer.controller.app import KubeConfigError, kube_api_client
+
+        try:
+            api_client = kube_api_client(kubeconfig)
+        except KubeConfigError as error:
+            _fail(str(error), EXIT_BAD_INPUT)
     try:
         run_store = open_store(store)
     except StoreConfigError as error:
@@ -264,7 +313,9 @@ def serve(
     import structlog
     import uvicorn
 
-    from analyzer.api import PrometheusSources, ServeSettings, create_app
+    from analyzer.api import PrometheusSources, ServeSettings, web_app
+    from analyzer.clock import SystemClock
+    from analyzer.runs import RunService, Telemetry
 
     log = structlog.get_logger()
     try:
@@ -275,7 +326,38 @@ def serve(
         )
     sources = PrometheusSources(look_budget=look_budget, url=url)
     settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
-    web = create_app(analyses=analyses, store=run_store, sources=sources, settings=settings)
+    clock = SystemClock()
+    service = RunService(
+        analyses=analyses,
+        store=run_store,
+        sources=sources,
+        clock=clock,
+        settings=settings,
+        telemetry=Telemetry(run_store.count),
+    )
+    controller = None
+    if api_client is not None:
+        from analyzer.controller import ControllerApp, ControllerOptions, ControllerSettings
+
+        controller = ControllerApp(
+            api_client,
+            service,
+            clock,
+            ControllerOptions(
+                namespaces=tuple(namespace),
+                leader_elect=leader_elect,
+                lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                settings=ControllerSettings(
+                    min_step_looks=min_step_looks, max_inconclusive=undecided
+                ),
+            ),
+        )
+    web = web_app(
+        service,
+        token=token,
+        readiness=[controller.readiness] if controller is not None else [],
+        companions=[controller] if controller is not None else [],
+    )
     log.info(
         "verdict serve starting",
         host=host,
@@ -285,6 +367,7 @@ def serve(
         auth=token is not None,
         look_budget=look_budget,
         run_ttl=str(ttl),
+        controller=watch,
     )
     try:
         uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
@@ -306,7 +389,7 @@ def _read_token(token_file: str | None) -> str | None:
 
 
 def _open_run_store(url: str) -> Any:
-    from analyzer.store import StoreConfigError, open_store
+    from analyzer.runs.store import StoreConfigError, open_store
 
     try:
         return open_store(url)
@@ -327,8 +410,8 @@ def runs_list(
     """The runs in the store, latest looks first."""
     from rich.table import Table
 
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
@@ -377,8 +460,8 @@ def runs_show(
     ] = None,
 ) -> None:
     """One run: identity, looks, sticky failures and the last answer."""
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
