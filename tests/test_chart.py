@@ -154,6 +154,13 @@ def test_more_than_one_replica_adds_leader_election_and_a_disruption_budget(
     )
 
 
+def test_replicas_without_the_controller_elect_no_leader() -> None:
+    objects = template({"replicaCount": 2, "store": PG, "controller": {"enabled": False}})
+    assert "--leader-elect" not in _container(objects)["args"]
+    assert _rbac(objects) == {}  # no Leases to take
+    assert _one(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
 def test_the_postgresql_store_url_comes_from_the_secret(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
@@ -456,6 +463,12 @@ def test_the_chart_readme_documents_every_value_and_the_install() -> None:
     missing = [path for path in leaves if f"`{path}`" not in readme]
     assert not missing, f"values not in charts/verdict/README.md: {missing}"
     assert "helm install verdict charts/verdict" in readme
+    for rules in permissions.GROUPS.values():  # the RBAC table lists the rules of the code
+        for r in rules:
+            resources = ", ".join(f"`{x}`" for x in r.resources)
+            group = r.api_group or '""'
+            row = f"| `{group}` | {resources} | {', '.join(r.verbs)} |"
+            assert row in readme, f"charts/verdict/README.md has no RBAC row {row}"
 
 
 # ---- what the chart ships besides the Deployment

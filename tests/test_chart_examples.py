@@ -38,7 +38,9 @@ def _validate_all(docs: dict[str, dict[str, Any]]) -> None:
 def _chart_analyses(objects: list[dict[str, Any]], folder: Path) -> list[str]:
     """The analyses the rendered chart serves, loaded as `verdict serve` loads them."""
     (config,) = [
-        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-analyses")
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-analyses")
     ]
     folder.mkdir()
     for name, text in config["data"].items():

@@ -33,7 +33,7 @@ import yaml
 from tests.argo_client import FAILED, SUCCESSFUL, WebMetric
 from tests.conftest import PrometheusServer, free_port
 from tests.helm import template
-from tests.helpers import example_analysis, stop_process
+from tests.helpers import scenario_analysis, stop_process
 from tests.test_chart_image import final_stage
 
 pytestmark = pytest.mark.prometheus
@@ -168,18 +168,8 @@ def _wait_ready(url: str, pod: Pod, process: subprocess.Popen[bytes], log: Path)
 
 
 def _analyses(prometheus: PrometheusServer) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in SCENARIOS:
-        scenario = prometheus.scenarios[name]
-        data = example_analysis()
-        data.update(
-            name=name,
-            canary=dict(scenario.canary_matchers),
-            baseline=dict(scenario.baseline_matchers),
-        )
-        data.pop("prometheus", None)  # the chart's prometheus.url serves every analysis
-        out[name] = data
-    return out
+    # no prometheus.url in the files: the chart's prometheus.url serves every analysis
+    return {name: scenario_analysis(name, prometheus.scenarios[name]) for name in SCENARIOS}
 
 
 def _argo_metric(pod: Pod, url: str, scenario: str, start: str) -> WebMetric:
