@@ -381,6 +381,7 @@ def test_the_values_schema_rejects_wrong_types_and_unknown_keys(
         ({"replicaCount": 2}, "replicaCount > 1 needs store.type=postgresql"),
         ({"store": {"type": "postgresql"}}, "needs store.postgresql.existingSecret"),
         ({"grafana": {"url": "http://grafana"}}, "needs grafana.existingSecret"),
+        ({"serve": {"lookBudget": 10}}, "serve.lookBudget must stay under"),
         (
             {"controller": {"allNamespaces": True, "namespaces": ["shop"]}},
             "exclude each other",
@@ -535,3 +536,6 @@ def test_the_notes_say_how_to_check_the_install_read_the_token_and_point_a_rollo
     assert "prometheus.url is empty" in text
     given = notes(sets=["prometheus.url=http://prometheus.monitoring:9090"])
     assert "prometheus.url is empty" not in given
+    bare = notes({"controller": {"enabled": False}, "analysisTemplate": {"enabled": False}})
+    assert "templateName" not in bare and "verdict.dev/analysis" not in bare
+    assert "POST http://verdict.verdict.svc.cluster.local:8080/api/v1/verdict" in bare

@@ -131,6 +131,9 @@ shared by two features appear once.
 {{- if and .Values.grafana.url (not .Values.grafana.existingSecret) }}
 {{- fail "grafana.url needs grafana.existingSecret: a Secret holding a Grafana service account token" }}
 {{- end }}
+{{- if and .Values.analysisTemplate.enabled (ge (float64 .Values.serve.lookBudget) (float64 .Values.analysisTemplate.timeoutSeconds)) }}
+{{- fail "serve.lookBudget must stay under analysisTemplate.timeoutSeconds (about 2 s under it), or Argo times out before Verdict answers" }}
+{{- end }}
 {{- if and .Values.controller.allNamespaces .Values.controller.namespaces }}
 {{- fail "controller.allNamespaces and controller.namespaces exclude each other: give one" }}
 {{- end }}
