@@ -14,7 +14,11 @@ COPY pyproject.toml README.md ./
 COPY analyzer/ analyzer/
 COPY metrics/ metrics/
 COPY strategies/ strategies/
-RUN /opt/verdict/bin/pip install --no-cache-dir '.[postgres]'
+# then drop what never runs in the container: pip itself and the libraries' own test suites
+# (454 -> 379 MB of virtual environment; the byte-code stays, the root filesystem is read-only)
+RUN /opt/verdict/bin/pip install --no-cache-dir '.[postgres]' \
+    && /opt/verdict/bin/pip uninstall --yes pip setuptools \
+    && find /opt/verdict -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
 
 # --- runtime: the virtual environment only, no compilers, no pip cache, no sources
 FROM python:3.11-slim-bookworm
