@@ -68,20 +68,32 @@ def test_helm_lint_strict_passes(switch: str) -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in out
 
 
-@pytest.mark.parametrize("switch", sorted(SWITCHES))
 def test_every_rendered_object_is_valid_for_kubernetes_or_argo(
-    rendered: dict[str, list[dict[str, Any]]], switch: str
+    rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    objects = rendered[switch]
-    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap"} <= {o["kind"] for o in objects}
-    for obj in objects:
-        if obj["apiVersion"] == "argoproj.io/v1alpha1":
-            validate_argo(obj, "cluster-analysis-template-crd.yaml")
-        elif obj["apiVersion"] == "monitoring.coreos.com/v1":
-            _check_service_monitor(obj, objects)
-        else:
-            for version in KUBERNETES_VERSIONS:
-                kubernetes_validate.validate(obj, version, strict=True)
+    """Each distinct object of every switch, once (the schemas take a while to load)."""
+    seen: set[str] = set()
+    for switch, objects in rendered.items():
+        kinds = {o["kind"] for o in objects}
+        assert {"Deployment", "Service", "ServiceAccount", "ConfigMap"} <= kinds, switch
+        for obj in objects:
+            same = obj
+            if obj["kind"] == "Secret":  # its generated token differs at each render
+                same = {**obj, "data": {k: "" for k in obj["data"]}}
+            key = json.dumps(same, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            if obj["apiVersion"] == "argoproj.io/v1alpha1":
+                validate_argo(obj, "cluster-analysis-template-crd.yaml")
+            elif obj["apiVersion"] == "monitoring.coreos.com/v1":
+                _check_service_monitor(obj, objects)
+            else:
+                for version in KUBERNETES_VERSIONS:
+                    try:
+                        kubernetes_validate.validate(obj, version, strict=True)
+                    except kubernetes_validate.ValidationError as error:
+                        pytest.fail(f"{switch}: {obj['kind']} invalid for {version}: {error}")
 
 
 def test_the_kubernetes_validation_catches_a_wrong_object() -> None:
