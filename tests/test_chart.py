@@ -378,6 +378,8 @@ def test_rbac_create_off_renders_no_roles() -> None:
         ({"service": {"port": 70000}}, "port"),
         ({"controller": {"namespaces": ["Not_A_Namespace"]}}, "namespaces"),
         ({"analyses": {"x": 3}}, "analyses"),
+        ({"apiToken": {"existingSecret": "Not_A_Secret"}}, "existingSecret"),
+        ({"serve": {"runTTL": "1 day"}}, "runTTL"),
     ],
 )
 def test_the_values_schema_rejects_wrong_types_and_unknown_keys(
