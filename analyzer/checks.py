@@ -175,9 +175,9 @@ def _check_report(
             c.check, str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with", _rounded(stat)
         )
     if c.check == "slo":
-        reason, more = _slo_reason(spec, c, d, i, outcome, pass_level, stat)
+        reason, more = _slo_reason(spec, c, d, outcome, pass_level, stat)
     else:
-        reason, more = _compare_reason(spec, c, d, i, outcome, pass_level, stat)
+        reason, more = _compare_reason(spec, c, d, outcome, pass_level, stat)
     return CheckReport(c.check, str(outcome), reason, _rounded(stat), more)
 
 
@@ -185,7 +185,6 @@ def _slo_reason(
     spec: MetricSpec,
     c: CheckLooks,
     d: dict[str, float],
-    i: int,
     outcome: Outcome,
     pass_level: float,
     stat: dict[str, Any],
@@ -227,7 +226,6 @@ def _compare_reason(
     spec: MetricSpec,
     c: CheckLooks,
     d: dict[str, float],
-    i: int,
     outcome: Outcome,
     pass_level: float,
     stat: dict[str, Any],
