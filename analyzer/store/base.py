@@ -20,6 +20,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from analyzer.runs import Run, RunKey
 
 TABLE = "verdict_runs"
+EVENTS_TABLE = "verdict_run_events"
+"""A run's events (looks, steps, decisions) in order: what reports are made of."""
 
 COLUMNS = (
     "id",
@@ -72,12 +74,21 @@ class RunStore(Protocol):
         """The most recently updated runs first."""
         ...
 
+    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        """Append one event (a look, a step, a decision) to the run's history."""
+        ...
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's events in the order they were added (each `body`, with its `kind`)."""
+        ...
+
     def count(self) -> int:
         """How many runs are stored (not yet expired)."""
         ...
 
     def expire(self, before: datetime) -> int:
-        """Delete runs whose last look (or start) is older than `before`; return how many."""
+        """Delete runs whose last look (or start) is older than `before`, with their events;
+        return how many runs."""
         ...
 
     def ping(self) -> None:

@@ -15,15 +15,25 @@ read-change-write of one look, never while Prometheus is being asked.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from analyzer.runs import Run, RunKey
-from analyzer.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
+from analyzer.store.base import (
+    COLUMNS,
+    EVENTS_TABLE,
+    TABLE,
+    Pool,
+    json_text,
+    row_values,
+    run_from_row,
+)
 from analyzer.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
@@ -54,6 +64,15 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     UNIQUE (analysis, namespace, rollout, canary_hash)
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_updated_at ON {TABLE} (updated_at);
+"""
+_EVENTS_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_run ON {EVENTS_TABLE} (run_id, id);
 """
 
 
@@ -141,14 +160,18 @@ class SQLiteStore:
         except sqlite3.Error as error:
             raise StoreUnavailable(_describe(error, self._description)) from error
 
-    @staticmethod
-    def _create_schema(conn: sqlite3.Connection) -> None:
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
         ).fetchone()
         if not exists:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+        events = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)
+        ).fetchone()
+        if not events and not self.read_only:  # a store made before events were kept
+            conn.executescript(_EVENTS_SCHEMA)
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -202,12 +225,31 @@ class SQLiteStore:
             ).fetchall()
         return [run_from_row(r, _from_db) for r in rows]
 
+    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        with self._db() as conn, self._write(conn):
+            conn.execute(
+                f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (?, ?, ?)",
+                (run_id, kind, json_text(body)),
+            )
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        with self._db() as conn:
+            rows = conn.execute(
+                f"SELECT kind, body FROM {EVENTS_TABLE} WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [{**json.loads(body), "kind": kind} for kind, body in rows]
+
     def count(self) -> int:
         with self._db() as conn:
             return int(conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
 
     def expire(self, before: datetime) -> int:
         with self._db() as conn, self._write(conn):
+            conn.execute(
+                f"DELETE FROM {EVENTS_TABLE} WHERE run_id IN "
+                f"(SELECT id FROM {TABLE} WHERE updated_at < ?)",
+                (_to_db(before),),
+            )
             cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < ?", (_to_db(before),))
             return int(cursor.rowcount)
 
