@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from analyzer import logs
+from analyzer.clock import parse_time
 from analyzer.render import EXIT_CODES, print_report, report_json
 from analyzer.spec import SpecError, load_analysis
 from metrics.errors import BadData, QueryError, SourceUnavailable
@@ -60,17 +61,11 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _parse_time(value: str, flag: str) -> datetime:
-    text = value.strip()
+    """An RFC 3339 time with a zone (`analyzer.clock.parse_time`); exit 2 otherwise."""
     try:
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        _fail(
-            f"{flag}: expected an RFC 3339 time such as 2026-11-26T10:00:00Z, got {value!r}",
-            EXIT_BAD_INPUT,
-        )
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_time(value)
+    except ValueError as error:
+        _fail(f"{flag}: {error}", EXIT_BAD_INPUT)
 
 
 def _params(values: list[str]) -> dict[str, str]:
@@ -87,10 +82,11 @@ def _params(values: list[str]) -> dict[str, str]:
 def analyze(
     config: Annotated[str, typer.Option("--config", "-c", help="Analysis file (YAML).")],
     start: Annotated[
-        str, typer.Option(help="Start of the window, RFC 3339 (e.g. 2026-11-26T10:00:00Z).")
+        str,
+        typer.Option(help="Start of the window, RFC 3339 with a zone (e.g. 2026-11-26T10:00:00Z)."),
     ],
     end: Annotated[
-        str | None, typer.Option(help="End of the window, RFC 3339; default now.")
+        str | None, typer.Option(help="End of the window, RFC 3339 with a zone; default now.")
     ] = None,
     prometheus_url: Annotated[
         str | None,
@@ -126,13 +122,15 @@ def analyze(
             EXIT_BAD_INPUT,
         )
     from analyzer.analysis import run_analysis
-    from metrics.prometheus import PrometheusSource
+    from metrics.factory import SourceSettings, open_source
 
-    source = PrometheusSource(
-        url,
-        timeout=timeout if timeout is not None else spec.prometheus.timeout,
-        retries=spec.prometheus.retries,
-        headers=spec.prometheus.headers or None,
+    source = open_source(
+        SourceSettings.of(
+            url,
+            timeout=timeout if timeout is not None else spec.prometheus.timeout,
+            retries=spec.prometheus.retries,
+            headers=spec.prometheus.headers,
+        )
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))
     try:
@@ -285,8 +283,8 @@ def serve(
 ) -> None:
     """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
     from analyzer.durations import parse_seconds
+    from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import load_analyses
-    from analyzer.store import StoreConfigError, StoreUnavailable, open_store
 
     logs.configure(json=True, level=log_level)
     try:
@@ -359,7 +357,7 @@ def _read_token(token_file: str | None) -> str | None:
 
 
 def _open_run_store(url: str) -> Any:
-    from analyzer.store import StoreConfigError, open_store
+    from analyzer.runs.store import StoreConfigError, open_store
 
     try:
         return open_store(url)
@@ -380,8 +378,8 @@ def runs_list(
     """The runs in the store, latest looks first."""
     from rich.table import Table
 
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
@@ -430,8 +428,8 @@ def runs_show(
     ] = None,
 ) -> None:
     """One run: identity, looks, sticky failures and the last answer."""
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
@@ -480,7 +478,7 @@ def report(
 ) -> None:
     """One run's report from the run store: steps, looks, each metric over time, the verdict."""
     from analyzer.report import ReportFormat, RunNotInStore, load_report, render_report
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs.store import StoreUnavailable
 
     logs.configure(json=True, level="error")
     try:

@@ -10,12 +10,13 @@ from typing import Any
 import yaml
 
 from analyzer.canary import CanaryResult, Look, run_canary
+from analyzer.canary_events import CanaryRecorder, finish_run
 from analyzer.notify import NopNotifier, Notifier, RunInfo
 from analyzer.render import report_json
-from analyzer.run_events import CanaryRecorder, RunJournal, finish_run
 from analyzer.runs import Run, RunKey, new_run
+from analyzer.runs.journal import RunJournal
+from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import AnalysisSpec, parse_analysis
-from analyzer.store import RunStore, StoreUnavailable
 from metrics.simulated import SimulatedSource, TrafficModel
 from strategies.simulated import SimulatedClock, SimulatedRouter
 

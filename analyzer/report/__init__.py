@@ -8,7 +8,7 @@ from analyzer.report.document import report_document
 from analyzer.report.errors import ReportError, RunNotInStore
 from analyzer.report.markdown import report_markdown
 from analyzer.report.model import RunReport, build_report
-from analyzer.store import RunStore
+from analyzer.runs.store import RunStore
 
 
 class ReportFormat(StrEnum):

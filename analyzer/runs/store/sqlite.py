@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from analyzer.runs import Run, RunKey
-from analyzer.store.base import (
+from analyzer.runs.model import Run, RunKey
+from analyzer.runs.store.base import (
     COLUMNS,
     EVENTS_TABLE,
     TABLE,
@@ -34,7 +34,7 @@ from analyzer.store.base import (
     row_values,
     run_from_row,
 )
-from analyzer.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
+from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
 _INSERT = (

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import errors as pg_errors
 
-from analyzer.runs import Run, RunKey
-from analyzer.store.base import (
+from analyzer.runs.model import Run, RunKey
+from analyzer.runs.store.base import (
     COLUMNS,
     EVENTS_TABLE,
     TABLE,
@@ -32,7 +32,7 @@ from analyzer.store.base import (
     row_values,
     run_from_row,
 )
-from analyzer.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
+from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
 _INSERT = (
