@@ -233,7 +233,9 @@ def _notifier(spec: Any, grafana_url: str | None, grafana_token_file: str | None
     from analyzer.notify import GrafanaOverride, NotifyConfigError, build_notifier
 
     if grafana_token_file and not (grafana_url or spec.grafana):
-        _fail("--grafana-token-file needs --grafana-url (or grafana.url in the file)", 2)
+        _fail(
+            "--grafana-token-file needs --grafana-url (or grafana.url in the file)", EXIT_BAD_INPUT
+        )
     try:
         return build_notifier(
             spec.grafana,
@@ -280,6 +282,13 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    grafana_url: Annotated[
+        str | None,
+        typer.Option(help="Annotate every run on this Grafana (over the files' grafana.url)."),
+    ] = None,
+    grafana_token_file: Annotated[
+        str | None, typer.Option(help="File holding a Grafana service account token.")
+    ] = None,
 ) -> None:
     """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
     from analyzer.durations import parse_seconds
@@ -326,7 +335,16 @@ def serve(
         )
     sources = PrometheusSources(look_budget=look_budget, url=url)
     settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
-    web = create_app(analyses=analyses, store=run_store, sources=sources, settings=settings)
+    notifiers = {
+        name: _notifier(spec, grafana_url, grafana_token_file) for name, spec in analyses.items()
+    }
+    web = create_app(
+        analyses=analyses,
+        store=run_store,
+        sources=sources,
+        settings=settings,
+        notifiers=notifiers,
+    )
     log.info(
         "verdict serve starting",
         host=host,
@@ -340,6 +358,8 @@ def serve(
     try:
         uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        for notifier in notifiers.values():
+            notifier.close(timeout=2)
         sources.close()
         run_store.close()
 
