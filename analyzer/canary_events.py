@@ -1,4 +1,4 @@
-"""The canary loop's run as events (`analyzer.runs.journal`): steps, looks, the decision.
+"""The canary loop's run as events (`analyzer.runs.events`): steps, looks, the decision.
 
 `CanaryRecorder` turns the canary loop's moves into events without touching the loop: it wraps
 the traffic router (a weight set between 0 and 100 % opens a step, 0 or 100 % closes it), takes
@@ -16,7 +16,7 @@ import structlog
 from analyzer.canary import CanaryResult, Look
 from analyzer.notify import EventKind, RunEvent, RunInfo, figures_of
 from analyzer.render import metric_json
-from analyzer.runs.journal import RunJournal, look_event
+from analyzer.runs.events import RunJournal, look_event
 from analyzer.runs.model import Run
 from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
 from strategies.router import TrafficRouter

@@ -289,8 +289,43 @@ def serve(
     grafana_token_file: Annotated[
         str | None, typer.Option(help="File holding a Grafana service account token.")
     ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Controller mode too: watch Argo Rollouts annotated verdict.dev/analysis and "
+            "promote, pause or abort them.",
+        ),
+    ] = False,
+    namespace: Annotated[
+        list[str],
+        typer.Option(help="With --watch: a namespace to watch (repeatable); default all."),
+    ] = [],  # noqa: B006
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="With --watch: kubeconfig file; default KUBECONFIG, else in-cluster."),
+    ] = None,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect",
+            help="With --watch: only the holder of a Lease acts (for several replicas).",
+        ),
+    ] = False,
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(help="Namespace of the Lease; default POD_NAMESPACE, else default."),
+    ] = None,
+    min_step_looks: Annotated[
+        int, typer.Option(help="With --watch: looks at a step before a pass promotes it.")
+    ] = 1,
+    max_inconclusive: Annotated[
+        str,
+        typer.Option(help="With --watch: undecided this long at one step is reported (30m)."),
+    ] = "30m",
 ) -> None:
-    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
+    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README);
+    with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer.durations import parse_seconds
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import load_analyses
@@ -316,7 +351,23 @@ def serve(
             "VERDICT_PROMETHEUS_URL or prometheus.url in the file",
             EXIT_BAD_INPUT,
         )
+    if min_step_looks < 1:
+        _fail("--min-step-looks must be at least 1", EXIT_BAD_INPUT)
+    try:
+        undecided = timedelta(seconds=parse_seconds(max_inconclusive))
+    except ValueError as error:
+        _fail(f"--max-inconclusive: {error}", EXIT_BAD_INPUT)
+    if (namespace or kubeconfig or leader_elect) and not watch:
+        _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
+    api_client = None
+    if watch:
+        from analyzer.controller.app import KubeConfigError, kube_api_client
+
+        try:
+            api_client = kube_api_client(kubeconfig)
+        except KubeConfigError as error:
+            _fail(str(error), EXIT_BAD_INPUT)
     try:
         run_store = open_store(store)
     except StoreConfigError as error:
@@ -324,7 +375,9 @@ def serve(
     import structlog
     import uvicorn
 
-    from analyzer.api import PrometheusSources, ServeSettings, create_app
+    from analyzer.api import PrometheusSources, ServeSettings, web_app
+    from analyzer.clock import SystemClock
+    from analyzer.runs import RunService, Telemetry
 
     log = structlog.get_logger()
     try:
@@ -338,12 +391,35 @@ def serve(
     notifiers = {
         name: _notifier(spec, grafana_url, grafana_token_file) for name, spec in analyses.items()
     }
-    web = create_app(
+    clock = SystemClock()
+    service = RunService(
         analyses=analyses,
         store=run_store,
         sources=sources,
+        clock=clock,
         settings=settings,
+        telemetry=Telemetry(run_store.count),
         notifiers=notifiers,
+    )
+    controller = None
+    if api_client is not None:
+        from analyzer.controller import ControllerApp, ControllerOptions, ControllerSettings
+
+        controller = ControllerApp(
+            api_client,
+            service,
+            clock,
+            ControllerOptions(
+                namespaces=tuple(namespace),
+                leader_elect=leader_elect,
+                lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                settings=ControllerSettings(
+                    min_step_looks=min_step_looks, max_inconclusive=undecided
+                ),
+            ),
+        )
+    web = web_app(
+        service, token=token, readiness=[controller.readiness] if controller is not None else []
     )
     log.info(
         "verdict serve starting",
@@ -354,10 +430,15 @@ def serve(
         auth=token is not None,
         look_budget=look_budget,
         run_ttl=str(ttl),
+        controller=watch,
     )
+    if controller is not None:
+        controller.start()
     try:
         uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        if controller is not None:
+            controller.stop()
         for notifier in notifiers.values():
             notifier.close(timeout=2)
         sources.close()

@@ -14,7 +14,7 @@ from analyzer.canary_events import CanaryRecorder, finish_run
 from analyzer.notify import NopNotifier, Notifier, RunInfo
 from analyzer.render import report_json
 from analyzer.runs import Run, RunKey, new_run
-from analyzer.runs.journal import RunJournal
+from analyzer.runs.events import RunJournal
 from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import AnalysisSpec, parse_analysis
 from metrics.simulated import SimulatedSource, TrafficModel

@@ -143,6 +143,7 @@ class _Fault:
     status: int
     times: int
     message: str
+    after: bool = False
 
 
 @dataclass
@@ -323,11 +324,16 @@ class KubeServer:
         *,
         times: int = 1,
         message: str = "injected failure",
+        after: bool = False,
     ) -> None:
         """The next `times` requests with `method` whose path matches the regular expression
-        `path` (searched) get `status` (409 answers `Conflict`, like a lost update)."""
+        `path` (searched) get `status` (409 answers `Conflict`, like a lost update). With
+        `after`, the request is carried out first and only its answer is the failure (an answer
+        lost on the way back)."""
         with self._lock:
-            self._faults.append(_Fault(method.upper(), re.compile(path), status, times, message))
+            self._faults.append(
+                _Fault(method.upper(), re.compile(path), status, times, message, after)
+            )
 
     def compact(self) -> None:
         """Forget the watch history: a watch from an older resourceVersion now gets 410."""
@@ -513,8 +519,15 @@ class KubeServer:
         """Answer a non-watch request: (status, JSON document)."""
         fault = self._fault_for(method, path)
         if fault is not None:
+            if fault.after:
+                self._handle(method, path, query, content_type, body)
             reason = {409: "Conflict", 404: "NotFound", 410: "Gone"}.get(fault.status, "Injected")
             raise ApiProblem(fault.status, reason, fault.message)
+        return self._handle(method, path, query, content_type, body)
+
+    def _handle(
+        self, method: str, path: str, query: dict[str, str], content_type: str, body: Any
+    ) -> tuple[int, Any]:
         resource, namespace, name, sub = self._route(path)
         with self._lock:
             if method == "GET" and name is None:

@@ -1,71 +1,135 @@
-"""Where a run's events go: its history in the run store (reports are read from it) and the
-notifier (Grafana annotations, webhooks, Slack). Every way in records its runs through a
-`RunJournal`: the run service for the web provider and the controller, the canary loops through
-`analyzer.canary_events`.
+"""The action journal: every action the controller takes, recorded before it is sent.
+
+An action (promote, pause, abort a Rollout) is written to the run store as `pending` before its
+first request is sent and marked `done` (or `dropped`) after. A process killed in between finds
+the pending action at its next start and finishes or drops it after re-reading the Rollout, so
+an action is neither sent twice nor lost. One action per (run, kind, step): deciding the same
+thing again finds the existing entry instead of adding one.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
-import structlog
-
-from analyzer.analysis import AnalysisReport
-from analyzer.notify import EventKind, Notifier, RunEvent, RunInfo, event_json, figures_of
-from analyzer.render import metric_json
-from analyzer.runs.store import RunStore, StoreUnavailable
-
-_log = structlog.get_logger()
-
-
-class RunJournal:
-    """Records events: appended to the run's history in the store, then handed to the notifier.
-
-    Neither ever fails the run: a store that cannot take the event is logged (the run's own
-    state is written by its way in), and the notifier only queues.
-    """
-
-    def __init__(self, store: RunStore | None, notifier: Notifier) -> None:
-        self.store = store
-        self.notifier = notifier
-
-    def record(self, event: RunEvent) -> None:
-        if self.store is not None:
-            try:
-                self.store.add_event(event.run.id, str(event.kind), event_json(event))
-            except StoreUnavailable as error:
-                _log.warning(
-                    "run event not stored", run=event.run.id, kind=str(event.kind), error=str(error)
-                )
-        self.notifier.post(event)
+ACTIONS_TABLE = "verdict_actions"
+ACTION_COLUMNS = (
+    "id",
+    "run_id",
+    "namespace",
+    "rollout",
+    "canary_hash",
+    "kind",
+    "step",
+    "state",
+    "reason",
+    "created_at",
+    "updated_at",
+)
+PENDING, DONE, DROPPED = "pending", "done", "dropped"
 
 
-def look_event(
-    run: RunInfo,
-    report: AnalysisReport,
+@dataclass(frozen=True)
+class ActionRecord:
+    """One action of the controller on one Rollout, for one run, at one step."""
+
+    id: str
+    run_id: str
+    namespace: str
+    rollout: str
+    canary_hash: str
+    kind: str
+    """promote, pause or abort."""
+    step: int
+    """The Rollout's `status.currentStepIndex` when the action was decided."""
+    state: str
+    """pending (recorded, maybe not sent), done (sent or already in effect), dropped."""
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+
+    def finished(self, state: str, now: datetime) -> ActionRecord:
+        return replace(self, state=state, updated_at=now)
+
+
+def new_action(
     *,
-    time: datetime,
-    look: int,
-    step: int | None = None,
-    weight: int | None = None,
-) -> RunEvent:
-    """A look: the analysis verdict and every metric's full document (figures, checks, bounds)."""
-    metrics = tuple(metric_json(m) for m in report.metrics)
-    return RunEvent(
-        EventKind.LOOK,
-        run,
-        time,
+    run_id: str,
+    namespace: str,
+    rollout: str,
+    canary_hash: str,
+    kind: str,
+    step: int,
+    reason: str,
+    now: datetime,
+) -> ActionRecord:
+    return ActionRecord(
+        id=uuid.uuid4().hex[:16],
+        run_id=run_id,
+        namespace=namespace,
+        rollout=rollout,
+        canary_hash=canary_hash,
+        kind=kind,
         step=step,
-        weight=weight,
-        look=look,
-        verdict=str(report.verdict),
-        reason=report.reason,
-        score=report.score,
-        figures=figures_of(metrics),
-        metrics=metrics,
-        extra={"window": {"start": _iso(report.start), "end": _iso(report.end)}},
+        state=PENDING,
+        reason=reason[:2000],
+        created_at=now,
+        updated_at=now,
     )
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def action_values(action: ActionRecord, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    return (
+        action.id,
+        action.run_id,
+        action.namespace,
+        action.rollout,
+        action.canary_hash,
+        action.kind,
+        action.step,
+        action.state,
+        action.reason,
+        time(action.created_at),
+        time(action.updated_at),
+    )
+
+
+def action_from_row(row: tuple[Any, ...], time: Callable[[Any], datetime]) -> ActionRecord:
+    v = dict(zip(ACTION_COLUMNS, row, strict=True))
+    return ActionRecord(
+        id=v["id"],
+        run_id=v["run_id"],
+        namespace=v["namespace"],
+        rollout=v["rollout"],
+        canary_hash=v["canary_hash"],
+        kind=v["kind"],
+        step=int(v["step"]),
+        state=v["state"],
+        reason=v["reason"] or "",
+        created_at=time(v["created_at"]),
+        updated_at=time(v["updated_at"]),
+    )
+
+
+def actions_schema(text: str, time: str) -> str:
+    """The table's DDL for a database whose text and time column types are given."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {ACTIONS_TABLE} (
+    id {text} PRIMARY KEY,
+    run_id {text} NOT NULL,
+    namespace {text} NOT NULL,
+    rollout {text} NOT NULL,
+    canary_hash {text} NOT NULL,
+    kind {text} NOT NULL,
+    step integer NOT NULL,
+    state {text} NOT NULL,
+    reason {text} NOT NULL,
+    created_at {time} NOT NULL,
+    updated_at {time} NOT NULL,
+    UNIQUE (run_id, kind, step)
+);
+CREATE INDEX IF NOT EXISTS {ACTIONS_TABLE}_state ON {ACTIONS_TABLE} (state);
+"""

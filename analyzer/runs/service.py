@@ -19,7 +19,7 @@ retry; the whole fetch-and-judge runs against a deadline and raises `OverBudget`
 Expiry. Runs are deleted `run_ttl` after their last look, by the first look after each
 `cleanup_every`.
 
-Events. Each look is recorded as an event of its run (`analyzer.runs.journal`): the first opens
+Events. Each look is recorded as an event of its run (`analyzer.runs.events`): the first opens
 the run's region, and a verdict that becomes pass or fail is a decision (which closes the region
 the first time). The store keeps them for reports; the analysis' notifier only queues them.
 """
@@ -40,7 +40,7 @@ import structlog
 
 from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
 from analyzer.clock import Clock, parse_time
-from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo
+from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo, figures_of
 from analyzer.runs.errors import (
     BadInput,
     OverBudget,
@@ -52,7 +52,7 @@ from analyzer.runs.errors import (
     StoreDown,
     UnknownAnalysis,
 )
-from analyzer.runs.journal import RunJournal, look_event
+from analyzer.runs.events import RunJournal, look_event
 from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
 from analyzer.runs.sources import SourceFactory
 from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
@@ -285,6 +285,34 @@ class RunService:
         except RunNotFound:
             raise RunExpired(f"run {run.id} expired during the look; ask again") from None
         return outcome[-1]
+
+    def decided(self, run_id: str, outcome: str, reason: str, *, step: int | None = None) -> None:
+        """Record a decision a way in took on a run (the controller's promote, pause, abort)
+        as an event of the run; never raises (problems are logged)."""
+        try:
+            run = self.store.get(run_id)
+            if run is None:
+                return
+            spec = self.analyses.get(run.key.analysis)
+            notifier = self.notifiers.get(run.key.analysis, NopNotifier())
+            info = RunInfo(run.id, run.key.analysis, run.key.namespace, run.key.rollout, self.way)
+            metrics = (run.answer or {}).get("metrics", []) if spec is not None else []
+            RunJournal(self.store, notifier).record(
+                RunEvent(
+                    EventKind.DECISION,
+                    info,
+                    self.clock.now(),
+                    step=step,
+                    look=run.looks,
+                    verdict=run.verdict,
+                    outcome=outcome,
+                    reason=reason,
+                    score=run.score,
+                    figures=figures_of(metrics),
+                )
+            )
+        except Exception as error:  # events must never change or fail a decision
+            _log.error("decision not recorded", error=f"{type(error).__name__}: {error}")
 
     def _record(self, spec: AnalysisSpec, before: Run, look: Look) -> None:
         """The look's events (module docstring). Never fails the look: problems are logged."""

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from analyzer.runs.journal import ActionRecord
 from analyzer.runs.model import Run, RunKey
 
 TABLE = "verdict_runs"
@@ -87,12 +88,25 @@ class RunStore(Protocol):
         ...
 
     def expire(self, before: datetime) -> int:
-        """Delete runs whose last look (or start) is older than `before`, with their events;
-        return how many runs."""
+        """Delete runs whose last look (or start) is older than `before`, with their events, and
+        journal entries last changed before it; return how many runs."""
         ...
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store can be read."""
+        ...
+
+    def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
+        """Store `action` unless one with the same (run, kind, step) exists (atomic); return the
+        stored one and whether it is new (the action journal, `analyzer.runs.journal`)."""
+        ...
+
+    def finish_action(self, action: ActionRecord) -> None:
+        """Write the action's new state (`done` or `dropped`)."""
+        ...
+
+    def pending_actions(self) -> list[ActionRecord]:
+        """Actions recorded but not finished, oldest first."""
         ...
 
     def close(self) -> None:

@@ -24,6 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from analyzer.runs.journal import (
+    ACTION_COLUMNS,
+    ACTIONS_TABLE,
+    PENDING,
+    ActionRecord,
+    action_from_row,
+    action_values,
+    actions_schema,
+)
 from analyzer.runs.model import Run, RunKey
 from analyzer.runs.store.base import (
     COLUMNS,
@@ -43,6 +52,14 @@ _INSERT = (
 )
 _UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in COLUMNS[1:])} WHERE id = ?"
 _BY_KEY = " WHERE analysis = ? AND namespace = ? AND rollout = ? AND canary_hash = ?"
+_ACTION_SELECT = f"SELECT {', '.join(ACTION_COLUMNS)} FROM {ACTIONS_TABLE}"
+_ACTION_INSERT = (
+    f"INSERT INTO {ACTIONS_TABLE} ({', '.join(ACTION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ACTION_COLUMNS)}) "
+    "ON CONFLICT (run_id, kind, step) DO NOTHING"
+)
+_ACTION_BY_KEY = " WHERE run_id = ? AND kind = ? AND step = ?"
+_ACTIONS_SCHEMA = actions_schema("TEXT", "REAL")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id TEXT PRIMARY KEY,
@@ -167,6 +184,11 @@ class SQLiteStore:
         if not exists:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+        journal = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (ACTIONS_TABLE,)
+        ).fetchone()
+        if not journal:  # a store made before the action journal existed gets it now
+            conn.executescript(_ACTIONS_SCHEMA)
         events = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)
         ).fetchone()
@@ -251,7 +273,29 @@ class SQLiteStore:
                 (_to_db(before),),
             )
             cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < ?", (_to_db(before),))
+            conn.execute(f"DELETE FROM {ACTIONS_TABLE} WHERE updated_at < ?", (_to_db(before),))
             return int(cursor.rowcount)
+
+    def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
+        key = (action.run_id, action.kind, action.step)
+        with self._db() as conn, self._write(conn):
+            cursor = conn.execute(_ACTION_INSERT, action_values(action, _to_db))
+            row = conn.execute(_ACTION_SELECT + _ACTION_BY_KEY, key).fetchone()
+        return action_from_row(row, _from_db), cursor.rowcount == 1
+
+    def finish_action(self, action: ActionRecord) -> None:
+        with self._db() as conn, self._write(conn):
+            conn.execute(
+                f"UPDATE {ACTIONS_TABLE} SET state = ?, updated_at = ? WHERE id = ?",
+                (action.state, _to_db(action.updated_at), action.id),
+            )
+
+    def pending_actions(self) -> list[ActionRecord]:
+        with self._db() as conn:
+            rows = conn.execute(
+                _ACTION_SELECT + " WHERE state = ? ORDER BY created_at", (PENDING,)
+            ).fetchall()
+        return [action_from_row(r, _from_db) for r in rows]
 
     def ping(self) -> None:
         with self._db() as conn:
