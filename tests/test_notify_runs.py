@@ -239,3 +239,33 @@ def test_the_example_file_accepts_grafana_and_notifications(tmp_path: Path) -> N
     write_analysis(path, data)
     result = run_verdict("serve", "--config", str(path), "--port", "1")
     assert result.returncode == 2 and "grafana.on" in result.stderr
+
+
+# --- controller mode ------------------------------------------------------------------------
+
+
+@pytest.mark.prometheus
+def test_the_controllers_abort_is_a_decision_on_grafana_and_in_the_report(
+    prometheus: PrometheusServer, kube: Any, tmp_path: Path, grafana: GrafanaStandIn
+) -> None:
+    from analyzer.report import load_report
+    from tests.test_controller import make_world
+
+    world = make_world(prometheus, kube, tmp_path, "error-regression")
+    notifier = _grafana(grafana)
+    world.service.notifiers["error-regression"] = notifier
+    try:
+        world.tick_at(0)
+        world.tick_at(5)
+    finally:
+        world.service.close()
+    notifier.close(timeout=10)
+    assert world.status()["abort"] is True
+    assert grafana.violations == []
+    (aborted,) = grafana.by_tag("verdict", "outcome:aborted")
+    assert "namespace:shop" in aborted["tags"] and "rollout:checkout" in aborted["tags"]
+    assert aborted["text"].startswith("Verdict aborted shop/checkout")
+    (run,) = world.store.runs()
+    report = load_report(world.store, run.id)
+    assert report.headline == "aborted" and report.deciding_look == 2
+    assert [d.outcome for d in report.decisions] == ["fail", "aborted"]
