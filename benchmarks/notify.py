@@ -141,7 +141,7 @@ def run_notify(repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _one_run(folder, -1, NopNotifier())  # warm-up: imports, caches
-        for i in range(repeat):
+        for _ in range(repeat):
             for name, server in cases.items():  # interleaved: drifts hit every case alike
                 with server() as url:
                     notifier = NopNotifier() if url is None else _grafana(url)
