@@ -37,6 +37,15 @@ def metric_png(report: RunReport, metric: MetricHistory, *, dpi: int = 100) -> b
     _series(value_axis, times, [p.baseline for p in metric.points], scale, "baseline", _BASELINE)
     _bands(value_axis, metric.points, times, scale, lambda p: p.bands)
     _limits(value_axis, metric.points, times, scale, lambda p: p.limits)
+    _focus(
+        value_axis,
+        [
+            v * scale
+            for p in metric.points
+            for v in (p.canary, p.baseline, *p.limits.values())
+            if v is not None
+        ],
+    )
     value_axis.set_ylabel(
         f"{'p' + _quantile(metric) + ' ' if metric.unit == 'seconds' else ''}{unit_label}"
     )
@@ -63,6 +72,16 @@ def metric_png(report: RunReport, metric: MetricHistory, *, dpi: int = 100) -> b
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _focus(axis: Any, important: Sequence[float]) -> None:
+    """Keep the values and the thresholds readable: early bounds are wide and would flatten
+    them, so the axis stops at 2.5 times the largest of them (wider bands are cut)."""
+    if not important:
+        return
+    top = max(important) * 2.5
+    if top > 0 and axis.get_ylim()[1] > top:
+        axis.set_ylim(bottom=min(0.0, min(important)), top=top)
 
 
 def _quantile(metric: MetricHistory) -> str:
