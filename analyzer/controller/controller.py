@@ -221,7 +221,11 @@ class Controller:
             outcome = self._act(run_id, view, decision)
             if outcome == "sent":  # a decision of the run: stored, and told (Grafana, hooks)
                 self.service.decided(
-                    run_id, _OUTCOMES[decision.action], decision.reason, step=view.step_index
+                    run_id,
+                    _OUTCOMES[decision.action],
+                    decision.reason,
+                    step=view.step_index,
+                    way="controller",
                 )
         self._say(obj, view, verdict, decision, outcome)
         return decision

@@ -55,7 +55,10 @@ class GrafanaSpec(_Model):
     on: list[str] | None = None
     timeout: float = Field(default=5.0, gt=0, le=60)
 
-    _check_on = field_validator("on")(classmethod(lambda cls, v: _outcomes(v)))
+    @field_validator("on")
+    @classmethod
+    def _on(cls, value: list[str] | None) -> list[str] | None:
+        return _outcomes(value)
 
     @field_validator("url")
     @classmethod
@@ -92,7 +95,10 @@ class NotificationSpec(_Model):
     report_url: str | None = Field(default=None, alias="reportUrl")
     timeout: float = Field(default=5.0, gt=0, le=60)
 
-    _check_on = field_validator("on")(classmethod(lambda cls, v: _outcomes(v)))
+    @field_validator("on")
+    @classmethod
+    def _on(cls, value: list[str] | None) -> list[str] | None:
+        return _outcomes(value)
 
     @model_validator(mode="after")
     def _one_url(self) -> NotificationSpec:

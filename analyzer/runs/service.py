@@ -286,7 +286,15 @@ class RunService:
             raise RunExpired(f"run {run.id} expired during the look; ask again") from None
         return outcome[-1]
 
-    def decided(self, run_id: str, outcome: str, reason: str, *, step: int | None = None) -> None:
+    def decided(
+        self,
+        run_id: str,
+        outcome: str,
+        reason: str,
+        *,
+        step: int | None = None,
+        way: str | None = None,
+    ) -> None:
         """Record a decision a way in took on a run (the controller's promote, pause, abort)
         as an event of the run; never raises (problems are logged)."""
         try:
@@ -295,7 +303,9 @@ class RunService:
                 return
             spec = self.analyses.get(run.key.analysis)
             notifier = self.notifiers.get(run.key.analysis, NopNotifier())
-            info = RunInfo(run.id, run.key.analysis, run.key.namespace, run.key.rollout, self.way)
+            info = RunInfo(
+                run.id, run.key.analysis, run.key.namespace, run.key.rollout, way or self.way
+            )
             metrics = (run.answer or {}).get("metrics", []) if spec is not None else []
             RunJournal(self.store, notifier).record(
                 RunEvent(
