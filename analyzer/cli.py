@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,8 +23,11 @@ from rich.console import Console
 from analyzer import logs
 from analyzer.clock import parse_time
 from analyzer.render import EXIT_CODES, print_report, report_json
-from analyzer.spec import SpecError, load_analysis
+from analyzer.spec import AnalysisSpec, SpecError, load_analysis
 from metrics.errors import BadData, QueryError, SourceUnavailable
+
+if TYPE_CHECKING:
+    from analyzer.notify import BackgroundNotifier, NopNotifier
 from metrics.source import Window
 
 EXIT_BAD_INPUT = 2
@@ -228,7 +231,9 @@ def demo(
     raise typer.Exit(DECISION_EXIT_CODES[result.decision])
 
 
-def _notifier(spec: Any, grafana_url: str | None, grafana_token_file: str | None) -> Any:
+def _notifier(
+    spec: AnalysisSpec, grafana_url: str | None, grafana_token_file: str | None
+) -> BackgroundNotifier | NopNotifier:
     """The analysis' notifier, with --grafana-url / --grafana-token-file over its file."""
     from analyzer.notify import GrafanaOverride, NotifyConfigError, build_notifier
 
