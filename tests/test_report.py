@@ -114,8 +114,10 @@ def test_a_demo_run_is_reported_right_after_it_ends(
     final = demo["final"]["metrics"][0]
     assert error_rate["series"][-1]["canary"] == final["canary"]["rate"]  # as recorded
     assert error_rate["verdict"] == final["verdict"]
-    assert any("compare" in label for label in error_rate["series"][-1]["bands"])
-    assert error_rate["series"][-1]["limits"]  # the SLO and the comparison's thresholds
+    last = error_rate["series"][-1]
+    drawn = [*last["bands"], *last["limits"], *last["evidence"]]
+    assert any("compare" in label for label in drawn)  # the comparison's bounds or evidence
+    assert last["limits"]  # the SLO and the comparison's thresholds
 
     md = run_verdict("report", run_id, "--format", "md", "--store", store).stdout
     assert md.startswith(f"# Verdict: {headline}") and demo["reason"] in md
@@ -166,6 +168,48 @@ def test_a_report_reads_the_recorded_figures_whatever_the_checks_write_now() -> 
     assert report.metrics[0].points[0].bands == ()
     page = render_report(report, ReportFormat.html)
     check_page(page, metrics=1)
+
+
+def test_sequential_evidence_and_relative_limits_are_drawn() -> None:
+    """Checks that report e-values (evidence against its deciding threshold) and a limit
+    relative to the baseline get their own lines."""
+    now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    run = new_run(RunKey("a", "ns", "r", "c"), stable_hash="s", params={}, started_at=now, now=now)
+    compare = {
+        "eFail": 2.9e9,
+        "failAt": 47.6,
+        "ePass": 0.08,
+        "passAt": 10.0,
+        "baselineRate": 0.0007,
+        "failAboveRatio": 2.5,
+        "passBelowRatio": 2.7,
+    }
+    look = {
+        "kind": "look",
+        "run": {"id": run.id, "analysis": "a", "namespace": "ns", "rollout": "r", "way": "web"},
+        "time": "2026-11-26T10:05:00Z",
+        "look": 1,
+        "verdict": "fail",
+        "metrics": [
+            {
+                "name": "error-rate",
+                "verdict": "fail",
+                "reason": "shown above",
+                "critical": True,
+                "canary": {"requests": 160, "bad": 15, "rate": 0.09},
+                "baseline": {"requests": 2880, "bad": 2, "rate": 0.0007},
+                "checks": [{"check": "compare", "statistic": compare}],
+            }
+        ],
+    }
+    point = build_report(run, [look]).metrics[0].points[0]
+    assert point.evidence == {
+        "evidence the canary is worse (compare)": 2.9e9,
+        "evidence the canary is no worse (compare)": 0.08,
+    }
+    assert point.evidence_limits["evidence the canary is worse (compare)"] == 47.6
+    assert point.limits["fails above (compare)"] == pytest.approx(0.00175)
+    check_page(render_report(build_report(run, [look]), ReportFormat.html), metrics=1)
 
 
 # --- from a real Prometheus through the web provider --------------------------------------

@@ -88,6 +88,9 @@ def _point(p: MetricPoint) -> dict[str, Any]:
         "limits": dict(p.limits),
         "shareBands": _bands(p.share_bands),
         "shareLimits": dict(p.share_limits),
+        "shareValues": dict(p.share_values),
+        "evidence": dict(p.evidence),
+        "evidenceLimits": dict(p.evidence_limits),
     }
 
 

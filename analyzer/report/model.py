@@ -3,8 +3,10 @@
 The figures come from the looks recorded when the run was judged (each metric's canary and
 baseline values and its checks' bounds as written then), never from judging again, so a report
 shows what was decided, whatever later versions of the checks would say. Bounds are read by
-their names in the checks' `statistic` documents; a name a report does not know is left out of
-the plot (the check's reason still shows).
+their names in the checks' `statistic` documents: confidence bounds (`lower`/`upper`,
+`canaryLower`/`canaryUpper`, ...), thresholds (`max`, `failAbove`, `failAboveRatio` x
+`baselineRate`, ...) and sequential evidence (`eFail` against `failAt`, `ePass` against `passAt`);
+a name a report does not know is left out of the plot (the check's reason still shows).
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ _LIMITS = {
     "maxSlowerShare": "SLO: allowed share slower",
 }
 _SHARE_KEYS = {"slowerShareLower", "slowerShareUpper", "maxSlowerShare"}
+# a share measured at the look (no bound): a line on the share axis
+_SHARE_VALUES = {"slowerShare": "canary share slower than the threshold"}
+# ratio limits relative to the baseline rate: key -> label (the limit is ratio x baselineRate)
+_RATIO_LIMITS = {"failAboveRatio": "fails above", "passBelowRatio": "passes below"}
+# sequential evidence: e-value key, its threshold key, label
+_EVIDENCE = (
+    ("eFail", "failAt", "evidence the canary is worse"),
+    ("ePass", "passAt", "evidence the canary is no worse"),
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,11 @@ class MetricPoint:
     share_bands: tuple[Band, ...] = ()
     share_limits: Mapping[str, float] = field(default_factory=dict)
     """Latency metrics: bounds on the share of canary requests slower than the threshold."""
+    share_values: Mapping[str, float] = field(default_factory=dict)
+    evidence: Mapping[str, float] = field(default_factory=dict)
+    """Sequential checks that report e-values: the evidence at this look, by label."""
+    evidence_limits: Mapping[str, float] = field(default_factory=dict)
+    """The e-value at which that evidence decides (fail or pass), by label."""
 
 
 @dataclass(frozen=True)
@@ -257,6 +273,9 @@ def _point(doc: Mapping[str, Any], look: int, time: datetime) -> MetricPoint:
     limits: dict[str, float] = {}
     share_bands: list[Band] = []
     share_limits: dict[str, float] = {}
+    share_values: dict[str, float] = {}
+    evidence: dict[str, float] = {}
+    evidence_limits: dict[str, float] = {}
     for check in doc.get("checks") or ():
         stat = check.get("statistic") or {}
         name = str(check.get("check", "check"))
@@ -284,6 +303,20 @@ def _point(doc: Mapping[str, Any], look: int, time: datetime) -> MetricPoint:
         threshold = _number(stat.get("threshold"))
         if unit == "seconds" and threshold is not None:
             limits[f"latency threshold ({name})"] = threshold
+        for key_name, label in _SHARE_VALUES.items():
+            value = _number(stat.get(key_name))
+            if value is not None:
+                share_values[f"{label} ({name})"] = value
+        base_rate = _number(stat.get("baselineRate"))
+        for key_name, label in _RATIO_LIMITS.items():
+            ratio = _number(stat.get(key_name))
+            if unit == "rate" and ratio is not None and base_rate is not None:
+                limits[f"{label} ({name})"] = ratio * base_rate
+        for e_key, at_key, label in _EVIDENCE:
+            e_value, at = _number(stat.get(e_key)), _number(stat.get(at_key))
+            if e_value is not None and at is not None:
+                evidence[f"{label} ({name})"] = e_value
+                evidence_limits[f"{label} ({name})"] = at
     return MetricPoint(
         look=look,
         time=time,
@@ -294,6 +327,9 @@ def _point(doc: Mapping[str, Any], look: int, time: datetime) -> MetricPoint:
         limits=limits,
         share_bands=tuple(share_bands),
         share_limits=share_limits,
+        share_values=share_values,
+        evidence=evidence,
+        evidence_limits=evidence_limits,
     )
 
 

@@ -26,9 +26,11 @@ def metric_png(report: RunReport, metric: MetricHistory, *, dpi: int = 100) -> b
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    has_share = any(p.share_bands or p.share_limits for p in metric.points)
-    fig = Figure(figsize=(9.5, 5.2 if has_share else 3.4), dpi=dpi, layout="constrained")
-    axes = fig.subplots(2 if has_share else 1, 1, sharex=True, squeeze=False)[:, 0]
+    has_share = any(p.share_bands or p.share_limits or p.share_values for p in metric.points)
+    has_evidence = any(p.evidence for p in metric.points)
+    rows = 1 + has_share + has_evidence
+    fig = Figure(figsize=(9.5, 1.2 + 2.2 * rows), dpi=dpi, layout="constrained")
+    axes = list(fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0])
     value_axis = axes[0]
     times = [p.time for p in metric.points]
     scale, unit_label = (1000.0, "ms") if metric.unit == "seconds" else (100.0, "%")
@@ -55,8 +57,16 @@ def metric_png(report: RunReport, metric: MetricHistory, *, dpi: int = 100) -> b
         share_axis = axes[1]
         _steps(share_axis, report, times)
         _bands(share_axis, metric.points, times, 100.0, lambda p: p.share_bands)
+        _lines(share_axis, metric.points, times, 100.0, lambda p: p.share_values)
         _limits(share_axis, metric.points, times, 100.0, lambda p: p.share_limits)
         share_axis.set_ylabel("% slower than threshold")
+    if has_evidence:
+        evidence_axis = axes[-1]
+        _steps(evidence_axis, report, times)
+        _lines(evidence_axis, metric.points, times, 1.0, lambda p: p.evidence)
+        _limits(evidence_axis, metric.points, times, 1.0, lambda p: p.evidence_limits)
+        evidence_axis.set_yscale("log")
+        evidence_axis.set_ylabel("e-value (decides at the line)")
     deciding = report.deciding_look
     for axis in axes:
         for p in metric.points:
@@ -119,6 +129,23 @@ def _series(
     ys = [v * scale for v in values if v is not None]
     if xs:
         axis.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, color=colour, label=label)
+
+
+def _lines(
+    axis: Any,
+    points: Sequence[MetricPoint],
+    times: Sequence[datetime],
+    scale: float,
+    pick: Any,
+) -> None:
+    labels: list[str] = []
+    for p in points:
+        labels += [k for k in pick(p) if k not in labels]
+    for i, label in enumerate(labels):
+        xs = [t for t, p in zip(times, points, strict=True) if label in pick(p)]
+        ys = [max(pick(p)[label] * scale, 1e-12) for p in points if label in pick(p)]
+        colour = _BAND_COLOURS[i % len(_BAND_COLOURS)]
+        axis.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, color=colour, label=label)
 
 
 def _bands(
