@@ -424,7 +424,10 @@ def serve(
             ),
         )
     web = web_app(
-        service, token=token, readiness=[controller.readiness] if controller is not None else []
+        service,
+        token=token,
+        readiness=[controller.readiness] if controller is not None else [],
+        companions=[controller] if controller is not None else [],
     )
     log.info(
         "verdict serve starting",
@@ -437,13 +440,9 @@ def serve(
         run_ttl=str(ttl),
         controller=watch,
     )
-    if controller is not None:
-        controller.start()
     try:
         uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
     finally:
-        if controller is not None:
-            controller.stop()
         for notifier in notifiers.values():
             notifier.close(timeout=2)
         sources.close()

@@ -25,6 +25,19 @@ from analyzer.durations import parse_seconds
 from tests.kube_server import KubeServer, Resource
 
 ARGO = ("argoproj.io", "v1alpha1", "rollouts")
+PAUSE_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 5},
+    {"pause": {}},
+    {"setWeight": 10},
+    {"pause": {}},
+    {"setWeight": 50},
+    {"pause": {}},
+]
+"""The canary steps of the issue's scenario: 5, 10 and 50 %, each followed by `pause: {}`."""
+PROMOTE = {"status": {"pauseConditions": None}}
+"""`kubectl argo rollouts promote` at a paused step (sent to `/status`)."""
+ABORT = {"status": {"abort": True}}
+"""`kubectl argo rollouts abort` (sent to `/status`)."""
 
 
 def _utc(value: datetime) -> str:

@@ -29,7 +29,8 @@ from analyzer.controller.controller import Controller
 from analyzer.runs import PrometheusSources, RunService, RunSettings, Telemetry
 from analyzer.runs.store import RunStore, open_store
 from strategies.argo import ArgoRollouts
-from tests.argo_standin import ArgoStandIn, canary_rollout
+from strategies.permissions import CONTROLLER, LEADER_ELECTION
+from tests.argo_standin import ABORT, ARGO, PAUSE_STEPS, PROMOTE, ArgoStandIn, canary_rollout
 from tests.conftest import PrometheusServer
 from tests.kube_server import KubeServer
 from tests.test_serve_api import Clock, analyses_for
@@ -37,17 +38,6 @@ from tests.test_serve_api import Clock, analyses_for
 pytestmark = pytest.mark.prometheus
 
 NS = "shop"
-ARGO = ("argoproj.io", "v1alpha1", "rollouts")
-PAUSE_STEPS: list[dict[str, Any]] = [
-    {"setWeight": 5},
-    {"pause": {}},
-    {"setWeight": 10},
-    {"pause": {}},
-    {"setWeight": 50},
-    {"pause": {}},
-]
-PROMOTE = {"status": {"pauseConditions": None}}
-ABORT = {"status": {"abort": True}}
 
 
 @dataclass
@@ -158,6 +148,7 @@ def test_a_healthy_canary_is_promoted_step_by_step_to_healthy(
     runs = world.store.runs()
     assert len(runs) == 1 and runs[0].key.canary_hash == "c4n4ry" and runs[0].verdict == "pass"
     assert world.store.pending_actions() == []
+    assert_allowed(kube)
 
 
 def test_a_regression_at_the_first_step_is_aborted_without_a_promote(
@@ -331,6 +322,7 @@ def test_with_leader_election_one_replica_acts_and_the_other_takes_over(
         assert world.action_patches() == [("status", ABORT, 200)]
         lease = kube.get("coordination.k8s.io", "v1", "leases", NS, "verdict")
         assert lease["spec"]["holderIdentity"] == "replica-b"
+        assert_allowed(kube)
     finally:
         for elector in electors:
             elector.stop()
@@ -377,8 +369,22 @@ def test_the_watch_schedules_updating_rollouts_and_relists_after_expiry(
         _wait(lambda: f"{NS}/payments" not in app.controller.jobs())
         text = generate_latest(world.service.telemetry.registry).decode()
         assert "verdict_controller_leader 1.0" in text
+        assert ("argoproj.io", "rollouts", "watch") in kube.permissions_used()
+        assert_allowed(kube)
     finally:
         app.stop()
+
+
+def assert_allowed(kube: KubeServer) -> None:
+    """Every call made to the Kubernetes API is allowed by `strategies.permissions` (the
+    stand-in's own writes go around HTTP)."""
+    allowed = {
+        (rule.api_group, resource, verb)
+        for rule in CONTROLLER + LEADER_ELECTION
+        for resource in rule.resources
+        for verb in rule.verbs
+    }
+    assert kube.permissions_used() <= allowed, kube.permissions_used() - allowed
 
 
 def _wait(condition: Any, seconds: float = 10) -> None:

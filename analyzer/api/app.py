@@ -12,7 +12,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import structlog
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -108,22 +108,38 @@ ReadinessCheck = Callable[[], dict[str, str]]
 watch."""
 
 
+class Companion(Protocol):
+    """Something that runs while the app serves (the controller): started after the app starts,
+    stopped before the run service closes."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def web_app(
     service: RunService,
     *,
     token: str | None = None,
     readiness: Sequence[ReadinessCheck] = (),
+    companions: Sequence[Companion] = (),
 ) -> FastAPI:
     """The HTTP app over `service` (shared with the controller when it runs in this process).
-    `token`: the bearer token the API requires (None: none). The app closes the service when it
-    stops."""
+    `token`: the bearer token the API requires (None: none). `companions` run while the app
+    serves. The app closes the service when it stops."""
     store = service.store
     telemetry = service.telemetry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        service.close()
+        for companion in companions:
+            companion.start()
+        try:
+            yield
+        finally:
+            for companion in reversed(companions):
+                companion.stop()
+            service.close()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -86,6 +86,7 @@ class Controller:
         self._step_looks: dict[tuple[str, str, str, int], int] = {}
         self._said: dict[str, str] = {}  # job id -> the last decision written on the Rollout
         self._lock = threading.Lock()
+        self._acting = threading.Lock()  # one action at a time (a tick and `recover` alike)
 
     # --- life ----------------------------------------------------------------------------
 
@@ -124,14 +125,14 @@ class Controller:
                 return
             self._jobs[job] = plan
         self._scheduler.add_job(
-            self.tick,
+            self._job,
             IntervalTrigger(seconds=plan[2], timezone="UTC"),
             args=(view.namespace, view.name),
             id=job,
             replace_existing=True,
             max_instances=1,
             coalesce=True,
-            next_run_time=self.clock.now(),
+            next_run_time=datetime.now(UTC),  # the scheduler runs on the wall clock
             misfire_grace_time=max(1, int(plan[2])),
         )
         self.telemetry.jobs.set(len(self._jobs))
@@ -152,6 +153,18 @@ class Controller:
         self.telemetry.jobs.set(len(self._jobs))
 
     # --- one tick --------------------------------------------------------------------------
+
+    def _job(self, namespace: str, name: str) -> None:
+        """The scheduler's job: a tick whose failure is logged, and retried at the next one (an
+        action left pending is finished then)."""
+        try:
+            self.tick(namespace, name)
+        except Exception as error:
+            _log.error(
+                "tick failed",
+                rollout=f"{namespace}/{name}",
+                error=f"{type(error).__name__}: {str(error)[:300]}",
+            )
 
     def tick(self, namespace: str, name: str) -> Decision | None:
         """Look at one Rollout once and act on it. None when not the leader or it is gone."""
@@ -247,7 +260,7 @@ class Controller:
         )
         if record.state != PENDING:
             return "already"
-        return self.finish(record)
+        return self.finish(record)  # re-reads the Rollout: a concurrent `recover` may be first
 
     def recover(self) -> int:
         """Finish or drop every action left pending (by a process killed between recording and
@@ -268,6 +281,10 @@ class Controller:
         """Send a recorded action unless the Rollout, read fresh, already shows it (then it is
         done) or no longer wants it (dropped). A 409 conflict is retried on a fresh read.
         Returns the outcome: sent, already or dropped."""
+        with self._acting:
+            return self._finish(record)
+
+    def _finish(self, record: ActionRecord) -> str:
         from kubernetes.client.exceptions import ApiException
 
         for _ in range(_CONFLICT_RETRIES):

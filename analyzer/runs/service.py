@@ -86,7 +86,8 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class LookRequest:
-    """A verdict call, parsed: the run's identity, an optional start, placeholder values."""
+    """A request for one look (a web-provider call, a controller tick): the run's identity, an
+    optional start, placeholder values."""
 
     analysis: str
     namespace: str
@@ -195,7 +196,7 @@ class RunService:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    # --- the call ----------------------------------------------------------------------
+    # --- the look ----------------------------------------------------------------------
 
     def look(self, request: LookRequest) -> Look:
         """One look for the request's run. Raises the errors of `analyzer.runs.errors`."""
@@ -482,7 +483,7 @@ class RunService:
     # --- upkeep ------------------------------------------------------------------------
 
     def _cleanup(self, now: datetime) -> None:
-        """Delete expired runs, at most once per `cleanup_every` (piggybacks on calls)."""
+        """Delete expired runs, at most once per `cleanup_every` (piggybacks on looks)."""
         with self._cleanup_lock:
             last = self._last_cleanup
             if last is not None and abs(now - last) < self.settings.cleanup_every:

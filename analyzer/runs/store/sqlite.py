@@ -184,16 +184,6 @@ class SQLiteStore:
         if not exists:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
-        journal = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (ACTIONS_TABLE,)
-        ).fetchone()
-        if not journal:  # a store made before the action journal existed gets it now
-            conn.executescript(_ACTIONS_SCHEMA)
-        events = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)
-        ).fetchone()
-        if not events and not self.read_only:  # a store made before events were kept
-            conn.executescript(_EVENTS_SCHEMA)
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -247,7 +237,19 @@ class SQLiteStore:
             ).fetchall()
         return [run_from_row(r, _from_db) for r in rows]
 
+    # --- a run's events (their table is made with the first event) ------------------------
+
+    @staticmethod
+    def _has_events(conn: sqlite3.Connection) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)
+        ).fetchone()
+        return found is not None
+
     def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        with self._db() as conn:
+            if not self._has_events(conn):
+                conn.executescript(_EVENTS_SCHEMA)
         with self._db() as conn, self._write(conn):
             conn.execute(
                 f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (?, ?, ?)",
@@ -256,6 +258,8 @@ class SQLiteStore:
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         with self._db() as conn:
+            if not self._has_events(conn):
+                return []
             rows = conn.execute(
                 f"SELECT kind, body FROM {EVENTS_TABLE} WHERE run_id = ? ORDER BY id", (run_id,)
             ).fetchall()
@@ -267,17 +271,32 @@ class SQLiteStore:
 
     def expire(self, before: datetime) -> int:
         with self._db() as conn, self._write(conn):
-            conn.execute(
-                f"DELETE FROM {EVENTS_TABLE} WHERE run_id IN "
-                f"(SELECT id FROM {TABLE} WHERE updated_at < ?)",
-                (_to_db(before),),
-            )
+            if self._has_events(conn):
+                conn.execute(
+                    f"DELETE FROM {EVENTS_TABLE} WHERE run_id IN "
+                    f"(SELECT id FROM {TABLE} WHERE updated_at < ?)",
+                    (_to_db(before),),
+                )
             cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < ?", (_to_db(before),))
-            conn.execute(f"DELETE FROM {ACTIONS_TABLE} WHERE updated_at < ?", (_to_db(before),))
+            if self._has_journal(conn):
+                conn.execute(f"DELETE FROM {ACTIONS_TABLE} WHERE updated_at < ?", (_to_db(before),))
             return int(cursor.rowcount)
+
+    # --- the action journal (its table is made with the first action: a store used by the web
+    # provider alone never has it) --------------------------------------------------------
+
+    @staticmethod
+    def _has_journal(conn: sqlite3.Connection) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (ACTIONS_TABLE,)
+        ).fetchone()
+        return found is not None
 
     def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
         key = (action.run_id, action.kind, action.step)
+        with self._db() as conn:
+            if not self._has_journal(conn):
+                conn.executescript(_ACTIONS_SCHEMA)
         with self._db() as conn, self._write(conn):
             cursor = conn.execute(_ACTION_INSERT, action_values(action, _to_db))
             row = conn.execute(_ACTION_SELECT + _ACTION_BY_KEY, key).fetchone()
@@ -292,6 +311,8 @@ class SQLiteStore:
 
     def pending_actions(self) -> list[ActionRecord]:
         with self._db() as conn:
+            if not self._has_journal(conn):
+                return []
             rows = conn.execute(
                 _ACTION_SELECT + " WHERE state = ? ORDER BY created_at", (PENDING,)
             ).fetchall()
