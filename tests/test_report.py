@@ -207,7 +207,7 @@ def test_sequential_evidence_and_relative_limits_are_drawn() -> None:
         "evidence the canary is worse (compare)": 2.9e9,
         "evidence the canary is no worse (compare)": 0.08,
     }
-    assert point.evidence_limits["evidence the canary is worse (compare)"] == 47.6
+    assert point.evidence_limits == {"fails at (compare)": 47.6, "passes at (compare)": 10.0}
     assert point.limits["fails above (compare)"] == pytest.approx(0.00175)
     check_page(render_report(build_report(run, [look]), ReportFormat.html), metrics=1)
 

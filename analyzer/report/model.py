@@ -41,8 +41,8 @@ _SHARE_VALUES = {"slowerShare": "canary share slower than the threshold"}
 _RATIO_LIMITS = {"failAboveRatio": "fails above", "passBelowRatio": "passes below"}
 # sequential evidence: e-value key, its threshold key, label
 _EVIDENCE = (
-    ("eFail", "failAt", "evidence the canary is worse"),
-    ("ePass", "passAt", "evidence the canary is no worse"),
+    ("eFail", "failAt", "evidence the canary is worse", "fails at"),
+    ("ePass", "passAt", "evidence the canary is no worse", "passes at"),
 )
 
 
@@ -72,7 +72,7 @@ class MetricPoint:
     evidence: Mapping[str, float] = field(default_factory=dict)
     """Sequential checks that report e-values: the evidence at this look, by label."""
     evidence_limits: Mapping[str, float] = field(default_factory=dict)
-    """The e-value at which that evidence decides (fail or pass), by label."""
+    """The e-values at which the evidence decides: `fails at (check)`, `passes at (check)`."""
 
 
 @dataclass(frozen=True)
@@ -312,11 +312,11 @@ def _point(doc: Mapping[str, Any], look: int, time: datetime) -> MetricPoint:
             ratio = _number(stat.get(key_name))
             if unit == "rate" and ratio is not None and base_rate is not None:
                 limits[f"{label} ({name})"] = ratio * base_rate
-        for e_key, at_key, label in _EVIDENCE:
+        for e_key, at_key, label, at_label in _EVIDENCE:
             e_value, at = _number(stat.get(e_key)), _number(stat.get(at_key))
             if e_value is not None and at is not None:
                 evidence[f"{label} ({name})"] = e_value
-                evidence_limits[f"{label} ({name})"] = at
+                evidence_limits[f"{at_label} ({name})"] = at
     return MetricPoint(
         look=look,
         time=time,
