@@ -1,6 +1,6 @@
 """`python -m benchmarks.notify`: what Grafana costs a run when it is fine, failing or hanging.
 
-The same simulated canary (`verdict demo`, healthy scenario: 34 looks over three steps, the real
+The same simulated canary (`verdict demo`, healthy scenario: 21 looks over three steps, the real
 engine) runs with its events recorded in a SQLite run store and told to:
 
 * nobody (the baseline of this run),
@@ -152,7 +152,7 @@ def run_notify(repeat: int) -> dict[str, Any]:
     median = statistics.median(times["no notifier"])
     return {
         "repeat": repeat,
-        "looks_per_run": 34,
+        "looks_per_run": 21,
         "cases": {
             name: {
                 "best_seconds": min(values),
