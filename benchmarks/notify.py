@@ -1,6 +1,6 @@
 """`python -m benchmarks.notify`: what Grafana costs a run when it is fine, failing or hanging.
 
-The same simulated canary (`verdict demo`, healthy scenario: 21 looks over three steps, the real
+The same simulated canary (`verdict demo`, healthy scenario: about 20 looks over three steps, the real
 engine) runs with its events recorded in a SQLite run store and told to:
 
 * nobody (the baseline of this run),
@@ -118,7 +118,7 @@ def _grafana(url: str) -> BackgroundNotifier:
     return BackgroundNotifier([Target("grafana", GrafanaAnnotations(settings))], RetryPolicy())
 
 
-def _one_run(folder: Path, index: int, notifier: Notifier) -> float:
+def _one_run(folder: Path, index: int, notifier: Notifier) -> tuple[float, int]:
     store = open_store(f"sqlite:///{folder / f'runs-{index}.sqlite'}")
     store.ping()  # the table exists before the clock starts
     began = time.perf_counter()
@@ -126,7 +126,7 @@ def _one_run(folder: Path, index: int, notifier: Notifier) -> float:
     elapsed = time.perf_counter() - began
     assert run.result.decision == "promoted"
     store.close()
-    return elapsed
+    return elapsed, len(run.result.looks)
 
 
 def run_notify(repeat: int) -> dict[str, Any]:
@@ -140,19 +140,19 @@ def run_notify(repeat: int) -> dict[str, Any]:
     runs = 0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _one_run(folder, -1, NopNotifier())  # warm-up: imports, caches
+        _, looks = _one_run(folder, -1, NopNotifier())  # warm-up: imports, caches
         for _ in range(repeat):
             for name, server in cases.items():  # interleaved: drifts hit every case alike
                 with server() as url:
                     notifier = NopNotifier() if url is None else _grafana(url)
                     runs += 1  # a fresh store file per run
-                    times[name].append(_one_run(folder, runs, notifier))
+                    times[name].append(_one_run(folder, runs, notifier)[0])
                     notifier.close(timeout=0)
     best = min(times["no notifier"])
     median = statistics.median(times["no notifier"])
     return {
         "repeat": repeat,
-        "looks_per_run": 21,
+        "looks_per_run": looks,
         "cases": {
             name: {
                 "best_seconds": min(values),
