@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
+
+from tests.local_http import StateServer, serving
 
 _SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "grafana" / "annotations.schema.json").read_text()
@@ -69,7 +73,7 @@ class GrafanaStandIn:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: StateServer
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -169,22 +173,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    state: GrafanaStandIn
-
-
-def start(state: GrafanaStandIn) -> tuple[_Server, threading.Thread]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.state = state
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
-
-
-def stop(server: _Server, thread: threading.Thread) -> None:
-    server.state.released.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+@contextmanager
+def running(state: GrafanaStandIn) -> Iterator[GrafanaStandIn]:
+    """The stand-in serving `state` (its `url` set) until the block ends."""
+    with serving(_Handler, state) as url:
+        state.url = url
+        try:
+            yield state
+        finally:
+            state.released.set()  # held requests of the `hang` mode end before the server stops

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import StateServer, serving
 
 
 @dataclass
@@ -29,7 +33,7 @@ class HookReceiver:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: StateServer
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -46,21 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"ok")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    state: HookReceiver
-
-
-def start(state: HookReceiver) -> tuple[_Server, threading.Thread]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.state = state
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
-
-
-def stop(server: _Server, thread: threading.Thread) -> None:
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+@contextmanager
+def running(state: HookReceiver) -> Iterator[HookReceiver]:
+    """The receiver serving `state` until the block ends; `state.url` is where to post."""
+    with serving(_Handler, state) as url:
+        state.url = f"{url}/hook"
+        yield state

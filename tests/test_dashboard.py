@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +25,6 @@ from analyzer.notify import (
     Target,
 )
 from analyzer.runs import Telemetry
-from tests import grafana_server
 from tests.conftest import PrometheusServer
 from tests.grafana_server import GrafanaStandIn
 from tests.helpers import REPO
@@ -85,14 +83,6 @@ def test_every_query_is_promql_prometheus_accepts(prometheus: PrometheusServer) 
             expr,
             answer.text,
         )
-
-
-@pytest.fixture
-def grafana() -> Iterator[GrafanaStandIn]:
-    state = GrafanaStandIn()
-    server, thread = grafana_server.start(state)
-    yield state
-    grafana_server.stop(server, thread)
 
 
 def test_the_annotation_queries_find_what_verdict_writes(grafana: GrafanaStandIn) -> None:

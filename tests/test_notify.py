@@ -5,7 +5,6 @@ notifier never blocks or changes anything."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from analyzer.notify import (
     event_from_json,
     event_json,
 )
-from tests import grafana_server, hook_server
 from tests.grafana_server import GrafanaStandIn
 from tests.hook_server import HookReceiver
 
@@ -70,22 +68,6 @@ def step_events(outcome: str = "aborted") -> list[RunEvent]:
             figures=FIGURES,
         ),
     ]
-
-
-@pytest.fixture
-def grafana() -> Iterator[GrafanaStandIn]:
-    state = GrafanaStandIn()
-    server, thread = grafana_server.start(state)
-    yield state
-    grafana_server.stop(server, thread)
-
-
-@pytest.fixture
-def hooks() -> Iterator[HookReceiver]:
-    state = HookReceiver()
-    server, thread = hook_server.start(state)
-    yield state
-    hook_server.stop(server, thread)
 
 
 def grafana_notifier(

@@ -5,7 +5,6 @@ and a Grafana answering 500 or never answering changes no outcome and delays no 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from analyzer.notify import (
 )
 from analyzer.runs.store import open_store
 from analyzer.spec import load_analysis
-from tests import grafana_server, hook_server
 from tests.conftest import PrometheusServer
 from tests.grafana_server import GrafanaStandIn
 from tests.helpers import EXAMPLE, run_verdict, write_analysis
@@ -35,22 +33,6 @@ from tests.hook_server import HookReceiver
 from tests.test_serve_api import Clock, analyses_for, body, minutes
 
 FAST = RetryPolicy(retries=2, backoff=0.01)
-
-
-@pytest.fixture
-def grafana() -> Iterator[GrafanaStandIn]:
-    state = GrafanaStandIn()
-    server, thread = grafana_server.start(state)
-    yield state
-    grafana_server.stop(server, thread)
-
-
-@pytest.fixture
-def hooks() -> Iterator[HookReceiver]:
-    state = HookReceiver()
-    server, thread = hook_server.start(state)
-    yield state
-    hook_server.stop(server, thread)
 
 
 def _grafana(state: GrafanaStandIn, timeout: float = 1.0) -> BackgroundNotifier:

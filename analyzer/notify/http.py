@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from analyzer.notify.errors import NotifyError
+from analyzer.notify.events import EventKind, RunEvent
 
 
 def send_json(
@@ -34,3 +35,34 @@ def send_json(
     retry = response.status_code >= 500 or response.status_code in (408, 429)
     text = response.text[:200].strip()
     raise NotifyError(f"{what}: HTTP {response.status_code} {text}", retry=retry)
+
+
+class DecisionPoster:
+    """A notifier that POSTs each decision as one JSON document to a URL (other events are not
+    sent). Subclasses say what the document is (`body`)."""
+
+    what = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.url = url
+        self._client = client or httpx.Client(
+            timeout=timeout, headers={"User-Agent": "verdict", **(headers or {})}
+        )
+
+    def body(self, event: RunEvent) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._client.close()
+
+    def post(self, event: RunEvent) -> None:
+        if event.kind is not EventKind.DECISION:
+            return
+        send_json(self._client, "POST", self.url, self.body(event), what=self.what)

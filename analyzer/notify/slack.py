@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from analyzer.notify.events import EventKind, RunEvent
-from analyzer.notify.http import send_json
+from analyzer.notify.events import RunEvent
+from analyzer.notify.http import DecisionPoster
 from analyzer.notify.webhook import report_link
 
 _ICON = {
@@ -59,25 +59,14 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class Slack:
-    """A `Notifier` that posts every decision to a Slack incoming webhook."""
+class Slack(DecisionPoster):
+    """A `Notifier` that posts every decision to a Slack incoming webhook (`slack_message`)."""
+
+    what = "Slack webhook"
 
     def __init__(self, settings: SlackSettings, *, client: httpx.Client | None = None) -> None:
+        super().__init__(settings.url, timeout=settings.timeout, client=client)
         self.settings = settings
-        self._client = client or httpx.Client(
-            timeout=settings.timeout, headers={"User-Agent": "verdict"}
-        )
 
-    def close(self) -> None:
-        self._client.close()
-
-    def post(self, event: RunEvent) -> None:
-        if event.kind is not EventKind.DECISION:
-            return
-        send_json(
-            self._client,
-            "POST",
-            self.settings.url,
-            slack_message(event, self.settings.report_url),
-            what="Slack webhook",
-        )
+    def body(self, event: RunEvent) -> dict[str, Any]:
+        return slack_message(event, self.settings.report_url)

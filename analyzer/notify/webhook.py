@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from analyzer.notify.events import EventKind, RunEvent, event_json
-from analyzer.notify.http import send_json
+from analyzer.notify.events import RunEvent, event_json
+from analyzer.notify.http import DecisionPoster
 
 
 @dataclass(frozen=True)
@@ -45,25 +45,16 @@ def webhook_body(event: RunEvent, report_url: str | None) -> dict[str, Any]:
     }
 
 
-class Webhook:
-    """A `Notifier` that POSTs every decision to a URL (other events are not sent)."""
+class Webhook(DecisionPoster):
+    """A `Notifier` that POSTs every decision to a URL (`webhook_body`)."""
+
+    what = "webhook"
 
     def __init__(self, settings: WebhookSettings, *, client: httpx.Client | None = None) -> None:
+        super().__init__(
+            settings.url, timeout=settings.timeout, headers=settings.headers, client=client
+        )
         self.settings = settings
-        self._client = client or httpx.Client(
-            timeout=settings.timeout, headers={"User-Agent": "verdict", **settings.headers}
-        )
 
-    def close(self) -> None:
-        self._client.close()
-
-    def post(self, event: RunEvent) -> None:
-        if event.kind is not EventKind.DECISION:
-            return
-        send_json(
-            self._client,
-            "POST",
-            self.settings.url,
-            webhook_body(event, self.settings.report_url),
-            what="webhook",
-        )
+    def body(self, event: RunEvent) -> dict[str, Any]:
+        return webhook_body(event, self.settings.report_url)

@@ -7,7 +7,7 @@ Verdict pays for it.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -131,19 +131,29 @@ def _series(
         axis.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, color=colour, label=label)
 
 
+def _by_label(
+    points: Sequence[MetricPoint], times: Sequence[datetime], pick: Callable[[MetricPoint], Any]
+) -> dict[str, tuple[list[datetime], list[Any]]]:
+    """Each label `pick` gives (a mapping label -> value at a point), with its times and values,
+    in the order the labels first appear."""
+    series: dict[str, tuple[list[datetime], list[Any]]] = {}
+    for t, p in zip(times, points, strict=True):
+        for label, value in pick(p).items():
+            xs, values = series.setdefault(label, ([], []))
+            xs.append(t)
+            values.append(value)
+    return series
+
+
 def _lines(
     axis: Any,
     points: Sequence[MetricPoint],
     times: Sequence[datetime],
     scale: float,
-    pick: Any,
+    pick: Callable[[MetricPoint], Mapping[str, float]],
 ) -> None:
-    labels: list[str] = []
-    for p in points:
-        labels += [k for k in pick(p) if k not in labels]
-    for i, label in enumerate(labels):
-        xs = [t for t, p in zip(times, points, strict=True) if label in pick(p)]
-        ys = [max(pick(p)[label] * scale, 1e-12) for p in points if label in pick(p)]
+    for i, (label, (xs, values)) in enumerate(_by_label(points, times, pick).items()):
+        ys = [max(v * scale, 1e-12) for v in values]  # a log axis has no zero
         colour = _BAND_COLOURS[i % len(_BAND_COLOURS)]
         axis.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, color=colour, label=label)
 
@@ -153,29 +163,16 @@ def _bands(
     points: Sequence[MetricPoint],
     times: Sequence[datetime],
     scale: float,
-    pick: Any,
+    pick: Callable[[MetricPoint], Sequence[Band]],
 ) -> None:
-    labels: list[str] = []
-    for p in points:
-        labels += [b.label for b in pick(p) if b.label not in labels]
-    for i, label in enumerate(labels):
-        xs, lo, hi = [], [], []
-        for t, p in zip(times, points, strict=True):
-            band: Band | None = next((b for b in pick(p) if b.label == label), None)
-            if band is not None:
-                xs.append(t)
-                lo.append(band.lower * scale)
-                hi.append(band.upper * scale)
+    series = _by_label(points, times, lambda p: {b.label: b for b in pick(p)})
+    for i, (label, (xs, bands)) in enumerate(series.items()):
+        lo = [b.lower * scale for b in bands]
+        hi = [b.upper * scale for b in bands]
         colour = _BAND_COLOURS[i % len(_BAND_COLOURS)]
         if len(xs) == 1:
-            axis.errorbar(
-                xs,
-                [(lo[0] + hi[0]) / 2],
-                yerr=[[(hi[0] - lo[0]) / 2]],
-                color=colour,
-                capsize=4,
-                label=label,
-            )
+            middle, half = (lo[0] + hi[0]) / 2, (hi[0] - lo[0]) / 2
+            axis.errorbar(xs, [middle], yerr=[[half]], color=colour, capsize=4, label=label)
         else:
             axis.fill_between(xs, lo, hi, step="post", color=colour, alpha=0.15, label=label)
 
@@ -185,18 +182,10 @@ def _limits(
     points: Sequence[MetricPoint],
     times: Sequence[datetime],
     scale: float,
-    pick: Any,
+    pick: Callable[[MetricPoint], Mapping[str, float]],
 ) -> None:
-    labels: list[str] = []
-    for p in points:
-        labels += [k for k in pick(p) if k not in labels]
-    for i, label in enumerate(labels):
-        xs, ys = [], []
-        for t, p in zip(times, points, strict=True):
-            limits: Mapping[str, float] = pick(p)
-            if label in limits:
-                xs.append(t)
-                ys.append(limits[label] * scale)
+    for i, (label, (xs, values)) in enumerate(_by_label(points, times, pick).items()):
+        ys = [v * scale for v in values]
         colour = _LIMIT_COLOURS[i % len(_LIMIT_COLOURS)]
         if len(xs) == 1:
             axis.axhline(ys[0], color=colour, linestyle="--", linewidth=1.1, label=label)
