@@ -56,7 +56,7 @@ class Figure:
     critical: bool = False
 
     def text(self) -> str:
-        return f"{self.metric} {self.verdict}: canary {_show(self.canary, self.unit)} vs baseline {_show(self.baseline, self.unit)}"
+        return f"{self.metric} {self.verdict}: canary {show_value(self.canary, self.unit)} vs baseline {show_value(self.baseline, self.unit)}"
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,8 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _show(value: float | None, unit: str) -> str:
+def show_value(value: float | None, unit: str) -> str:
+    """A figure as people read it: `5.1 %` for a rate, `250 ms` for a latency."""
     if value is None:
         return "n/a"
     if unit == "seconds":

@@ -5,14 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from analyzer.notify.events import format_time
+from analyzer.notify.events import show_value as show
 
-
-def show(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "seconds":
-        return f"{value * 1000:.0f} ms"
-    return f"{value * 100:.3g} %"
+__all__ = ["headline", "show", "step_name", "when"]
 
 
 def when(value: datetime | None) -> str:
