@@ -22,6 +22,9 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from analyzer.notify import BackgroundNotifier, NopNotifier
+    from analyzer.spec import AnalysisSpec
+
 # Start at once: `verdict --help` imports typer and nothing else of weight; each command imports
 # what it uses (pydantic and scipy.special for analyze, the web stack for serve, scipy.stats only
 # for a Mann-Whitney check), inside the command.
@@ -65,17 +68,13 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _parse_time(value: str, flag: str) -> datetime:
-    text = value.strip()
+    """An RFC 3339 time with a zone (`analyzer.clock.parse_time`); exit 2 otherwise."""
+    from analyzer.clock import parse_time
+
     try:
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        _fail(
-            f"{flag}: expected an RFC 3339 time such as 2026-11-26T10:00:00Z, got {value!r}",
-            EXIT_BAD_INPUT,
-        )
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_time(value)
+    except ValueError as error:
+        _fail(f"{flag}: {error}", EXIT_BAD_INPUT)
 
 
 def _params(values: list[str]) -> dict[str, str]:
@@ -92,10 +91,11 @@ def _params(values: list[str]) -> dict[str, str]:
 def analyze(
     config: Annotated[str, typer.Option("--config", "-c", help="Analysis file (YAML).")],
     start: Annotated[
-        str, typer.Option(help="Start of the window, RFC 3339 (e.g. 2026-11-26T10:00:00Z).")
+        str,
+        typer.Option(help="Start of the window, RFC 3339 with a zone (e.g. 2026-11-26T10:00:00Z)."),
     ],
     end: Annotated[
-        str | None, typer.Option(help="End of the window, RFC 3339; default now.")
+        str | None, typer.Option(help="End of the window, RFC 3339 with a zone; default now.")
     ] = None,
     prometheus_url: Annotated[
         str | None,
@@ -136,13 +136,15 @@ def analyze(
             EXIT_BAD_INPUT,
         )
     from analyzer.analysis import run_analysis
-    from metrics.prometheus import PrometheusSource
+    from metrics.factory import SourceSettings, open_source
 
-    source = PrometheusSource(
-        url,
-        timeout=timeout if timeout is not None else spec.prometheus.timeout,
-        retries=spec.prometheus.retries,
-        headers=spec.prometheus.headers or None,
+    source = open_source(
+        SourceSettings.of(
+            url,
+            timeout=timeout if timeout is not None else spec.prometheus.timeout,
+            retries=spec.prometheus.retries,
+            headers=spec.prometheus.headers,
+        )
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))
     try:
@@ -171,11 +173,21 @@ def demo(
     output: Annotated[
         Output | None, typer.Option(help="text (default on a terminal) or json.")
     ] = None,
+    store: Annotated[
+        str, typer.Option(help="Run store that keeps the run for `verdict report`.")
+    ] = "sqlite:///verdict-runs.sqlite",
+    grafana_url: Annotated[
+        str | None,
+        typer.Option(help="Annotate the run on this Grafana (the run then starts now)."),
+    ] = None,
+    grafana_token_file: Annotated[
+        str | None, typer.Option(help="File holding a Grafana service account token.")
+    ] = None,
 ) -> None:
     """A simulated canary through 5 → 10 → 50 → 100 % with the real judge; no services needed."""
     from analyzer import logs
     from analyzer.canary import Look
-    from analyzer.demo import SCENARIOS, demo_json, run_demo
+    from analyzer.demo import DEMO_START, SCENARIOS, default_analysis, demo_json, run_demo
     from analyzer.render import print_report
 
     if scenario not in SCENARIOS:
@@ -183,6 +195,15 @@ def demo(
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
     console = _console()
+    spec = default_analysis()
+    notifier = _notifier(spec, grafana_url, grafana_token_file)
+    # on a real Grafana the simulated run is drawn from now on; otherwise at a fixed time
+    start = (
+        datetime.now(UTC).replace(second=0, microsecond=0)
+        if grafana_url or spec.grafana
+        else DEMO_START
+    )
+    run_store = _open_run_store(store)
 
     def show(look: Look) -> None:
         r = look.report
@@ -193,7 +214,19 @@ def demo(
             highlight=False,
         )
 
-    run = run_demo(scenario, seed, on_look=show if out is Output.text else None)
+    try:
+        run = run_demo(
+            scenario,
+            seed,
+            spec,
+            on_look=show if out is Output.text else None,
+            store=run_store,
+            notifier=notifier,
+            start=start,
+        )
+    finally:
+        notifier.close(timeout=10)
+        run_store.close()
     result = run.result
     if out is Output.json:
         print(json.dumps(demo_json(run), indent=2))
@@ -204,7 +237,33 @@ def demo(
             result.decision, "bold yellow"
         )
         console.print(f"[{style}]{result.decision.upper()}[/{style}]: {result.reason}")
+        if run.run is not None:
+            console.print(f"run {run.run.id}: see it with `verdict report {run.run.id}`")
+    if run.run is None:
+        Console(stderr=True).print(
+            f"[yellow]warning:[/yellow] the run could not be stored in {store}", highlight=False
+        )
     raise typer.Exit(DECISION_EXIT_CODES[result.decision])
+
+
+def _notifier(
+    spec: AnalysisSpec, grafana_url: str | None, grafana_token_file: str | None
+) -> BackgroundNotifier | NopNotifier:
+    """The analysis' notifier, with --grafana-url / --grafana-token-file over its file."""
+    from analyzer.notify import GrafanaOverride, NotifyConfigError, build_notifier
+
+    if grafana_token_file and not (grafana_url or spec.grafana):
+        _fail(
+            "--grafana-token-file needs --grafana-url (or grafana.url in the file)", EXIT_BAD_INPUT
+        )
+    try:
+        return build_notifier(
+            spec.grafana,
+            spec.notifications,
+            override=GrafanaOverride(url=grafana_url, token_file=grafana_token_file),
+        )
+    except NotifyConfigError as error:
+        _fail(f"{spec.name}: {error}", EXIT_BAD_INPUT)
 
 
 EXIT_STORE_UNAVAILABLE = 5
@@ -243,12 +302,54 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    grafana_url: Annotated[
+        str | None,
+        typer.Option(help="Annotate every run on this Grafana (over the files' grafana.url)."),
+    ] = None,
+    grafana_token_file: Annotated[
+        str | None, typer.Option(help="File holding a Grafana service account token.")
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Controller mode too: watch Argo Rollouts annotated verdict.dev/analysis and "
+            "promote, pause or abort them.",
+        ),
+    ] = False,
+    namespace: Annotated[
+        list[str],
+        typer.Option(help="With --watch: a namespace to watch (repeatable); default all."),
+    ] = [],  # noqa: B006
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="With --watch: kubeconfig file; default KUBECONFIG, else in-cluster."),
+    ] = None,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect",
+            help="With --watch: only the holder of a Lease acts (for several replicas).",
+        ),
+    ] = False,
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(help="Namespace of the Lease; default POD_NAMESPACE, else default."),
+    ] = None,
+    min_step_looks: Annotated[
+        int, typer.Option(help="With --watch: looks at a step before a pass promotes it.")
+    ] = 1,
+    max_inconclusive: Annotated[
+        str,
+        typer.Option(help="With --watch: undecided this long at one step is reported (30m)."),
+    ] = "30m",
 ) -> None:
-    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
+    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README);
+    with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer import logs
     from analyzer.durations import parse_seconds
+    from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import SpecError, load_analyses
-    from analyzer.store import StoreConfigError, StoreUnavailable, open_store
 
     logs.configure(json=True, level=log_level)
     try:
@@ -271,7 +372,23 @@ def serve(
             "VERDICT_PROMETHEUS_URL or prometheus.url in the file",
             EXIT_BAD_INPUT,
         )
+    if min_step_looks < 1:
+        _fail("--min-step-looks must be at least 1", EXIT_BAD_INPUT)
+    try:
+        undecided = timedelta(seconds=parse_seconds(max_inconclusive))
+    except ValueError as error:
+        _fail(f"--max-inconclusive: {error}", EXIT_BAD_INPUT)
+    if (namespace or kubeconfig or leader_elect) and not watch:
+        _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
+    api_client = None
+    if watch:
+        from analyzer.controller.app import KubeConfigError, kube_api_client
+
+        try:
+            api_client = kube_api_client(kubeconfig)
+        except KubeConfigError as error:
+            _fail(str(error), EXIT_BAD_INPUT)
     try:
         run_store = open_store(store)
     except StoreConfigError as error:
@@ -279,7 +396,9 @@ def serve(
     import structlog
     import uvicorn
 
-    from analyzer.api import PrometheusSources, ServeSettings, create_app
+    from analyzer.api import PrometheusSources, ServeSettings, web_app
+    from analyzer.clock import SystemClock
+    from analyzer.runs import RunService, Telemetry
 
     log = structlog.get_logger()
     try:
@@ -290,7 +409,42 @@ def serve(
         )
     sources = PrometheusSources(look_budget=look_budget, url=url)
     settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
-    web = create_app(analyses=analyses, store=run_store, sources=sources, settings=settings)
+    notifiers = {
+        name: _notifier(spec, grafana_url, grafana_token_file) for name, spec in analyses.items()
+    }
+    clock = SystemClock()
+    service = RunService(
+        analyses=analyses,
+        store=run_store,
+        sources=sources,
+        clock=clock,
+        settings=settings,
+        telemetry=Telemetry(run_store.count),
+        notifiers=notifiers,
+    )
+    controller = None
+    if api_client is not None:
+        from analyzer.controller import ControllerApp, ControllerOptions, ControllerSettings
+
+        controller = ControllerApp(
+            api_client,
+            service,
+            clock,
+            ControllerOptions(
+                namespaces=tuple(namespace),
+                leader_elect=leader_elect,
+                lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                settings=ControllerSettings(
+                    min_step_looks=min_step_looks, max_inconclusive=undecided
+                ),
+            ),
+        )
+    web = web_app(
+        service,
+        token=token,
+        readiness=[controller.readiness] if controller is not None else [],
+        companions=[controller] if controller is not None else [],
+    )
     log.info(
         "verdict serve starting",
         host=host,
@@ -300,10 +454,13 @@ def serve(
         auth=token is not None,
         look_budget=look_budget,
         run_ttl=str(ttl),
+        controller=watch,
     )
     try:
         uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        for notifier in notifiers.values():
+            notifier.close(timeout=2)
         sources.close()
         run_store.close()
 
@@ -321,7 +478,7 @@ def _read_token(token_file: str | None) -> str | None:
 
 
 def _open_run_store(url: str) -> Any:
-    from analyzer.store import StoreConfigError, open_store
+    from analyzer.runs.store import StoreConfigError, open_store
 
     try:
         return open_store(url)
@@ -343,8 +500,8 @@ def runs_list(
     from rich.table import Table
 
     from analyzer import logs
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
@@ -394,8 +551,8 @@ def runs_show(
 ) -> None:
     """One run: identity, looks, sticky failures and the last answer."""
     from analyzer import logs
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
@@ -427,6 +584,47 @@ def runs_show(
         )
     if doc["reason"]:
         console.print(doc["reason"], highlight=False)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="The run's id (`verdict runs list`, or `run.id`).")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="html (with plots), json or md.")
+    ] = "html",
+    output_file: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write here instead of to stdout.")
+    ] = None,
+    store: Annotated[
+        str, typer.Option(help="Run store URL (as given to verdict serve or verdict demo).")
+    ] = "sqlite:///verdict-runs.sqlite",
+) -> None:
+    """One run's report from the run store: steps, looks, each metric over time, the verdict."""
+    from analyzer import logs
+    from analyzer.report import ReportFormat, RunNotInStore, load_report, render_report
+    from analyzer.runs.store import StoreUnavailable
+
+    logs.configure(json=True, level="error")
+    try:
+        fmt = ReportFormat(format)
+    except ValueError:
+        _fail(f"--format: choose html, json or md, got {format!r}", EXIT_BAD_INPUT)
+    run_store = _open_run_store(store)
+    try:
+        text = render_report(load_report(run_store, run_id), fmt)
+    except RunNotInStore as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    except StoreUnavailable as error:
+        _fail(str(error), EXIT_STORE_UNAVAILABLE)
+    finally:
+        run_store.close()
+    if output_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output_file).write_text(text, encoding="utf-8")
+    except OSError as error:
+        _fail(f"--output: cannot write {output_file}: {error.strerror}", EXIT_BAD_INPUT)
 
 
 def main(argv: list[str] | None = None) -> Any:

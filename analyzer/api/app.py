@@ -1,6 +1,7 @@
 """The web provider's HTTP app: Argo Rollouts asks `/api/v1/verdict`, Verdict answers JSON.
 
-Thin: parse the request, call `LookService`, render. Every answer is JSON, errors included
+HTTP only: parse the request, call the run service (`analyzer.runs.RunService`), map its domain
+errors to status codes (`analyzer.api.errors`), render. Every answer is JSON, errors included
 (`{"error": {"code", "message", "field"}}`): 4xx for bad input, 503 when Verdict cannot judge
 right now (Argo records an Error and asks again in 10 s), 200 with the verdict otherwise.
 """
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Protocol
 
 import structlog
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -20,21 +21,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analyzer.api.looks import (
-    Clock,
-    LookRequest,
-    LookService,
-    ServeSettings,
-    SourceFactory,
-    SystemClock,
-)
+from analyzer.api.errors import http_error
 from analyzer.api.models import (
     ANALYSIS_DOC,
     CANARY_DOC,
     DNS_LABEL,
     DNS_SUBDOMAIN,
     LABEL_VALUE,
-    MAX_VALUE_LENGTH,
     NAMESPACE_DOC,
     ROLLOUT_DOC,
     STABLE_DOC,
@@ -44,10 +37,21 @@ from analyzer.api.models import (
     VerdictAnswer,
     VerdictRequest,
 )
-from analyzer.api.telemetry import Telemetry
-from analyzer.runs import Look, Run, format_time
+from analyzer.api.settings import ServeSettings
+from analyzer.clock import Clock, SystemClock
+from analyzer.notify import Notifier
+from analyzer.runs import (
+    Look,
+    LookRequest,
+    RunError,
+    RunService,
+    SourceFactory,
+    Telemetry,
+    run_json,
+)
+from analyzer.runs.service import MAX_VALUE_LENGTH
+from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import AnalysisSpec
-from analyzer.store import RunStore, StoreUnavailable
 
 _log = structlog.get_logger()
 _KNOWN_QUERY_KEYS = {"analysis", "namespace", "rollout", "canaryHash", "stableHash", "start"}
@@ -82,23 +86,60 @@ def create_app(
     sources: SourceFactory,
     clock: Clock | None = None,
     settings: ServeSettings | None = None,
+    notifiers: Mapping[str, Notifier] | None = None,
 ) -> FastAPI:
-    """The HTTP app over the given parts (nothing global: tests hand in real ones)."""
+    """The HTTP app over a run service built from the given parts (nothing global: tests hand
+    in real ones). `notifiers`: per analysis name."""
     settings = settings or ServeSettings()
-    telemetry = Telemetry(store.count)
-    service = LookService(
+    service = RunService(
         analyses=analyses,
         store=store,
         sources=sources,
         clock=clock or SystemClock(),
         settings=settings,
-        telemetry=telemetry,
+        telemetry=Telemetry(store.count),
+        notifiers=notifiers,
     )
+    return web_app(service, token=settings.token)
+
+
+ReadinessCheck = Callable[[], dict[str, str]]
+"""More readiness checks for `/readyz` (name -> `ok` or what is wrong), e.g. the controller's
+watch."""
+
+
+class Companion(Protocol):
+    """Something that runs while the app serves (the controller): started after the app starts,
+    stopped before the run service closes."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def web_app(
+    service: RunService,
+    *,
+    token: str | None = None,
+    readiness: Sequence[ReadinessCheck] = (),
+    companions: Sequence[Companion] = (),
+) -> FastAPI:
+    """The HTTP app over `service` (shared with the controller when it runs in this process).
+    `token`: the bearer token the API requires (None: none). `companions` run while the app
+    serves. The app closes the service when it stops."""
+    store = service.store
+    telemetry = service.telemetry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        service.close()
+        for companion in companions:
+            companion.start()
+        try:
+            yield
+        finally:
+            for companion in reversed(companions):
+                companion.stop()
+            service.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -114,10 +155,10 @@ def create_app(
     def authenticated(
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> None:
-        if settings.token is None:
+        if token is None:
             return
         given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode("utf-8"), settings.token.encode("utf-8")):
+        if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
             raise ApiError(
                 401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer ...)"
             )
@@ -125,7 +166,10 @@ def create_app(
     protected = [Depends(authenticated)]
 
     def answer(request: LookRequest) -> CompactJSON:
-        look: Look = service.look(request)
+        try:
+            look: Look = service.look(request)
+        except RunError as error:
+            raise http_error(error) from None
         assert look.run.answer is not None
         return CompactJSON({"result": look.run.answer}, headers={"Cache-Control": "no-store"})
 
@@ -223,6 +267,37 @@ def create_app(
             raise ApiError(404, "unknown_run", f"no run with id {run_id!r}", field="run_id")
         return CompactJSON(run_json(run, full=True))
 
+    @app.get(
+        "/api/v1/runs/{run_id}/report",
+        dependencies=protected,
+        responses=_ERRORS,
+        tags=["runs"],
+        summary="One run's report: steps, looks, each metric over time with its bounds",
+        description="`format`: html (a self-contained page with one plot per metric), json, md.",
+    )
+    def run_report(
+        run_id: Annotated[str, Path(max_length=64)],
+        format: Annotated[Literal["html", "json", "md"], Query()] = "html",
+    ) -> Response:
+        from analyzer.report import (
+            MEDIA_TYPES,
+            ReportFormat,
+            RunNotInStore,
+            load_report,
+            render_report,
+        )
+
+        fmt = ReportFormat(format)
+        try:
+            text = render_report(load_report(store, run_id), fmt)
+        except StoreUnavailable as error:
+            raise ApiError(503, "store_unavailable", str(error)) from None
+        except RunNotInStore:
+            raise ApiError(
+                404, "unknown_run", f"no run with id {run_id!r}", field="run_id"
+            ) from None
+        return Response(text, media_type=MEDIA_TYPES[fmt])
+
     @app.get("/healthz", tags=["operations"], summary="Alive (no dependencies checked)")
     def healthz() -> Response:
         return CompactJSON({"status": "ok"})
@@ -235,6 +310,8 @@ def create_app(
     )
     def readyz() -> Response:
         checks = service.readiness()
+        for check in readiness:
+            checks.update(check())
         broken = {name: state for name, state in checks.items() if state != "ok"}
         if not broken:
             return CompactJSON({"status": "ready", "checks": checks})
@@ -258,35 +335,8 @@ def create_app(
         )
 
     _install_error_handlers(app)
-    _document_analyses(app, sorted(analyses))
+    _document_analyses(app, sorted(service.analyses))
     return app
-
-
-def run_json(run: Run, *, full: bool) -> dict[str, Any]:
-    """A run as the API and `verdict runs` show it."""
-    out: dict[str, Any] = {
-        "id": run.id,
-        "analysis": run.key.analysis,
-        "namespace": run.key.namespace,
-        "rollout": run.key.rollout,
-        "canaryHash": run.key.canary_hash,
-        "stableHash": run.stable_hash,
-        "startedAt": format_time(run.started_at),
-        "updatedAt": format_time(run.updated_at),
-        "looks": run.looks,
-        "verdict": run.verdict,
-        "score": run.score,
-    }
-    if full:
-        out["createdAt"] = format_time(run.created_at)
-        out["reason"] = run.reason
-        out["params"] = run.params
-        out["failedMetrics"] = {
-            name: {"failedAtLook": m.get("failed_at_look"), "reason": m.get("reason")}
-            for name, m in run.failed.items()
-        }
-        out["lastAnswer"] = run.answer
-    return out
 
 
 def _field_of(location: tuple[Any, ...]) -> str | None:

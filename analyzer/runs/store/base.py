@@ -17,9 +17,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from analyzer.runs import Run, RunKey
+from analyzer.runs.journal import ActionRecord
+from analyzer.runs.model import Run, RunKey
 
 TABLE = "verdict_runs"
+EVENTS_TABLE = "verdict_run_events"
+"""A run's events (looks, steps, decisions) in order: what reports are made of."""
 
 COLUMNS = (
     "id",
@@ -72,16 +75,38 @@ class RunStore(Protocol):
         """The most recently updated runs first."""
         ...
 
+    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        """Append one event (a look, a step, a decision) to the run's history."""
+        ...
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's events in the order they were added (each `body`, with its `kind`)."""
+        ...
+
     def count(self) -> int:
         """How many runs are stored (not yet expired)."""
         ...
 
     def expire(self, before: datetime) -> int:
-        """Delete runs whose last look (or start) is older than `before`; return how many."""
+        """Delete runs whose last look (or start) is older than `before`, with their events, and
+        journal entries last changed before it; return how many runs."""
         ...
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store can be read."""
+        ...
+
+    def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
+        """Store `action` unless one with the same (run, kind, step) exists (atomic); return the
+        stored one and whether it is new (the action journal, `analyzer.runs.journal`)."""
+        ...
+
+    def finish_action(self, action: ActionRecord) -> None:
+        """Write the action's new state (`done` or `dropped`)."""
+        ...
+
+    def pending_actions(self) -> list[ActionRecord]:
+        """Actions recorded but not finished, oldest first."""
         ...
 
     def close(self) -> None:
