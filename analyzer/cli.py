@@ -10,25 +10,36 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import signal
+import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from analyzer import logs
+from analyzer.limits import window_error
+from analyzer.redaction import Redactor
 from analyzer.render import EXIT_CODES, print_report, report_json
 from analyzer.spec import SpecError, load_analysis
+from analyzer.times import CLOCK_SKEW, in_future, parse_time
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import Window
 
 EXIT_BAD_INPUT = 2
 EXIT_SOURCE_UNREACHABLE = 4
 DECISION_EXIT_CODES = {"promoted": 0, "aborted": 1, "paused": 3}
+MAX_TIMEOUT_SECONDS = 600.0
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 app = typer.Typer(
     help="Verdict: always-valid canary analysis for progressive delivery.",
@@ -54,23 +65,58 @@ def _default_output(output: Output | None) -> Output:
     return Output.text if sys.stdout.isatty() else Output.json
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (ESC included) shown as `\\xNN`."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def _fail(message: str, code: int, redactor: Redactor | None = None) -> NoReturn:
+    """One line on stderr (secrets masked, control characters escaped), then exit `code`."""
+    text = printable((redactor or Redactor()).text(message))
+    error = Text.assemble(("error:", "bold red"), " ", text)
+    Console(stderr=True, soft_wrap=True).print(error, highlight=False)
     raise typer.Exit(code)
 
 
-def _parse_time(value: str, flag: str) -> datetime:
-    text = value.strip()
+def _parse_time(value: str, flag: str, now: datetime) -> datetime:
+    """One rule for the CLI and the API (`analyzer.times`): RFC 3339 with a zone, not ahead."""
     try:
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        parsed = parse_time(value)
+    except ValueError as error:
+        _fail(f"{flag}: {error}, got {value!r}", EXIT_BAD_INPUT)
+    if in_future(parsed, now):
         _fail(
-            f"{flag}: expected an RFC 3339 time such as 2026-11-26T10:00:00Z, got {value!r}",
+            f"{flag}: {value!r} lies in the future (more than {CLOCK_SKEW.total_seconds():g} s "
+            "ahead); there is no data there yet",
             EXIT_BAD_INPUT,
         )
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _check_url(url: str, where: str, redactor: Redactor) -> str:
+    """An http(s) URL with a host; exit 2 with one line otherwise."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as error:
+        _fail(f"{where}: not a valid URL {url!r}: {error}", EXIT_BAD_INPUT, redactor)
+    if parts.scheme not in ("http", "https") or not host:
+        _fail(
+            f"{where}: expected an http(s) URL such as http://prometheus:9090, got {url!r}",
+            EXIT_BAD_INPUT,
+            redactor,
+        )
+    return url.strip()
+
+
+def _check_timeout(timeout: float) -> float:
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_SECONDS):
+        _fail(
+            f"--timeout: give seconds above 0 and at most {MAX_TIMEOUT_SECONDS:g}, got {timeout:g}",
+            EXIT_BAD_INPUT,
+        )
+    return timeout
 
 
 def _params(values: list[str]) -> dict[str, str]:
@@ -113,24 +159,32 @@ def analyze(
         spec = load_analysis(config)
     except SpecError as error:
         _fail(str(error), EXIT_BAD_INPUT)
-    window_start = _parse_time(start, "--start")
-    window_end = _parse_time(end, "--end") if end else datetime.now(UTC)
+    redactor = Redactor.of([spec.prometheus.headers])
+    logs.configure(json=out is Output.json, redactor=redactor)
+    now = datetime.now(UTC)
+    window_start = _parse_time(start, "--start", now)
+    window_end = min(_parse_time(end, "--end", now), now) if end else now
     if window_end <= window_start:
         _fail("--end must be after --start", EXIT_BAD_INPUT)
     if window_end - window_start < timedelta(seconds=spec.interval):
         _fail(f"the window is shorter than one interval ({spec.interval:g}s)", EXIT_BAD_INPUT)
+    too_long = window_error(window_end - window_start, spec.interval)
+    if too_long:
+        _fail(too_long, EXIT_BAD_INPUT)
+    query_timeout = _check_timeout(timeout if timeout is not None else spec.prometheus.timeout)
     url = prometheus_url or os.environ.get("VERDICT_PROMETHEUS_URL") or spec.prometheus.url
     if not url:
         _fail(
             "no Prometheus URL: give --prometheus-url, VERDICT_PROMETHEUS_URL or prometheus.url",
             EXIT_BAD_INPUT,
         )
+    url = _check_url(url, "the Prometheus URL", redactor)
     from analyzer.analysis import run_analysis
     from metrics.prometheus import PrometheusSource
 
     source = PrometheusSource(
         url,
-        timeout=timeout if timeout is not None else spec.prometheus.timeout,
+        timeout=query_timeout,
         retries=spec.prometheus.retries,
         headers=spec.prometheus.headers or None,
     )
@@ -138,11 +192,11 @@ def analyze(
     try:
         report = run_analysis(spec, source, window, params=_params(param))
     except SpecError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
+        _fail(str(error), EXIT_BAD_INPUT, redactor)
     except QueryError as error:
-        _fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT)
+        _fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT, redactor)
     except (SourceUnavailable, BadData) as error:
-        _fail(str(error), EXIT_SOURCE_UNREACHABLE)
+        _fail(str(error), EXIT_SOURCE_UNREACHABLE, redactor)
     if out is Output.json:
         print(json.dumps(report_json(report), indent=2))
     else:
@@ -235,6 +289,10 @@ def serve(
     from analyzer.spec import load_analyses
     from analyzer.store import StoreConfigError, StoreUnavailable, open_store
 
+    try:
+        logs.parse_level(log_level)
+    except ValueError as error:
+        _fail(f"--log-level: {error}", EXIT_BAD_INPUT)
     logs.configure(json=True, level=log_level)
     try:
         analyses = load_analyses(config)
@@ -257,10 +315,18 @@ def serve(
             EXIT_BAD_INPUT,
         )
     token = _read_token(token_file)
+    redactor = Redactor.of([s.prometheus.headers for s in analyses.values()], token)
+    logs.configure(json=True, level=log_level, redactor=redactor, capture_stdlib=True)
+    if url:
+        url = _check_url(url, "--prometheus-url", redactor)
+    for spec in analyses.values():
+        if spec.prometheus.url and not url:
+            _check_url(spec.prometheus.url, f"{spec.name}: prometheus.url", redactor)
     try:
         run_store = open_store(store)
     except StoreConfigError as error:
-        _fail(f"--store: {error}", EXIT_BAD_INPUT)
+        _fail(f"--store: {error}", EXIT_BAD_INPUT, redactor)
+    listener = _listen(host, port)
     import structlog
     import uvicorn
 
@@ -275,7 +341,9 @@ def serve(
         )
     sources = PrometheusSources(look_budget=look_budget, url=url)
     settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
-    web = create_app(analyses=analyses, store=run_store, sources=sources, settings=settings)
+    web = create_app(
+        analyses=analyses, store=run_store, sources=sources, settings=settings, redactor=redactor
+    )
     log.info(
         "verdict serve starting",
         host=host,
@@ -286,11 +354,46 @@ def serve(
         look_budget=look_budget,
         run_ttl=str(ttl),
     )
+    server = uvicorn.Server(
+        uvicorn.Config(web, log_config=None, log_level="warning", access_log=False)
+    )
+    # uvicorn re-raises SIGTERM/SIGINT once it has finished the requests in flight; with these
+    # handlers that ends the process normally (exit 0) instead of by the signal.
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, _stopped)
     try:
-        uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         sources.close()
         run_store.close()
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """Signal handler run after uvicorn's graceful shutdown: nothing left to do."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or exit 2 with one line (busy port, unknown host)."""
+    if not 0 <= port <= 65535:
+        _fail(f"--port: give a port between 0 and 65535, got {port}", EXIT_BAD_INPUT)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as error:
+        _fail(f"--host: cannot listen on {host!r}: {error}", EXIT_BAD_INPUT)
+    family, kind, proto, _, address = infos[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as error:
+        listener.close()
+        reason = error.strerror or str(error)
+        _fail(f"cannot listen on {host}:{port}: {reason}", EXIT_BAD_INPUT)
+    return listener
 
 
 def _read_token(token_file: str | None) -> str | None:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from analyzer.api.limits import MAX_BODY_BYTES, MAX_EXTRAS, BodyLimit, has_lone_surrogate
 from analyzer.api.looks import (
     Clock,
     LookRequest,
@@ -45,6 +46,7 @@ from analyzer.api.models import (
     VerdictRequest,
 )
 from analyzer.api.telemetry import Telemetry
+from analyzer.redaction import Redactor
 from analyzer.runs import Look, Run, format_time
 from analyzer.spec import AnalysisSpec
 from analyzer.store import RunStore, StoreUnavailable
@@ -57,6 +59,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "Malformed request (e.g. a body that is not JSON)."),
         (401, "Missing or wrong bearer token."),
         (404, "No analysis with this name."),
+        (413, f"The body is larger than {MAX_BODY_BYTES} bytes."),
         (422, "A field is missing or invalid; `error.field` names it."),
         (503, "Verdict cannot judge right now (Prometheus or the run store); ask again."),
     )
@@ -67,12 +70,34 @@ class CompactJSON(JSONResponse):
     """JSON without spaces: Argo stores the answer in every measurement."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+        # a lone surrogate cannot be UTF-8: `\\udXXX` keeps the document valid JSON
+        return text.encode("utf-8", "backslashreplace")
 
 
-def _error(error: ApiError) -> CompactJSON:
+def _error(error: ApiError, redactor: Redactor) -> CompactJSON:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return CompactJSON(error.body(), status_code=error.status, headers=headers)
+    return CompactJSON(redactor.value(error.body()), status_code=error.status, headers=headers)
+
+
+def _extras(items: Mapping[str, Any]) -> dict[str, str]:
+    """The placeholder values of a call: at most `MAX_EXTRAS`, text only (422 otherwise)."""
+    if len(items) > MAX_EXTRAS:
+        raise ApiError(
+            422,
+            "too_many_fields",
+            f"{len(items)} extra fields; a call carries at most {MAX_EXTRAS} placeholder values",
+        )
+    for name, value in items.items():
+        if has_lone_surrogate(name) or has_lone_surrogate(str(value)):
+            field = name.encode("utf-8", "backslashreplace").decode("utf-8")[:80]
+            raise ApiError(
+                422,
+                "invalid_field",
+                f"{field}: holds a lone UTF-16 surrogate, which is not text",
+                field=field,
+            )
+    return {name: str(value) for name, value in items.items()}
 
 
 def create_app(
@@ -82,9 +107,15 @@ def create_app(
     sources: SourceFactory,
     clock: Clock | None = None,
     settings: ServeSettings | None = None,
+    redactor: Redactor | None = None,
 ) -> FastAPI:
-    """The HTTP app over the given parts (nothing global: tests hand in real ones)."""
+    """The HTTP app over the given parts (nothing global: tests hand in real ones).
+
+    `redactor` masks secrets (Prometheus URL user-info, credential headers) in every error
+    answer and in `/readyz`; by default it masks URL user-info and the API token.
+    """
     settings = settings or ServeSettings()
+    redactor = redactor or Redactor.with_secrets([settings.token])
     telemetry = Telemetry(store.count)
     service = LookService(
         analyses=analyses,
@@ -138,7 +169,7 @@ def create_app(
         summary="Look once more at a run and answer its verdict (JSON body)",
     )
     def verdict_post(body: VerdictRequest) -> Response:
-        extras = dict(body.model_extra or {})
+        extras = _extras(body.model_extra or {})
         return answer(
             LookRequest(
                 analysis=body.analysis,
@@ -180,7 +211,9 @@ def create_app(
         ],
         start: Annotated[str | None, Query(max_length=64, description=START_DOC)] = None,
     ) -> Response:
-        extras = {k: v for k, v in request.query_params.items() if k not in _KNOWN_QUERY_KEYS}
+        extras = _extras(
+            {k: v for k, v in request.query_params.items() if k not in _KNOWN_QUERY_KEYS}
+        )
         return answer(
             LookRequest(
                 analysis=analysis,
@@ -234,7 +267,7 @@ def create_app(
         responses={503: {"model": ErrorBody, "description": "A dependency is not reachable."}},
     )
     def readyz() -> Response:
-        checks = service.readiness()
+        checks = redactor.value(service.readiness())
         broken = {name: state for name, state in checks.items() if state != "ok"}
         if not broken:
             return CompactJSON({"status": "ready", "checks": checks})
@@ -257,7 +290,8 @@ def create_app(
             telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    _install_error_handlers(app)
+    _install_error_handlers(app, redactor)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     _document_analyses(app, sorted(analyses))
     return app
 
@@ -294,13 +328,13 @@ def _field_of(location: tuple[Any, ...]) -> str | None:
     return ".".join(parts) if parts else None
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, redactor: Redactor) -> None:
     """Every error answer is JSON with `error.code` and `error.message` (FastAPI's default
     handlers answer `{"detail": ...}`)."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> Response:
-        return _error(error)
+        return _error(error, redactor)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
@@ -310,14 +344,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = str(first.get("type", ""))
         message = str(first.get("msg", "invalid"))
         if kind == "json_invalid":
-            return _error(ApiError(400, "bad_json", f"the body is not valid JSON: {message}"))
-        if kind == "missing":
-            if field is None:
-                return _error(ApiError(422, "missing_body", "a JSON object body is required"))
-            return _error(ApiError(422, "missing_field", f"{field}: required", field=field))
-        if field is None:
-            return _error(ApiError(422, "invalid_body", f"the body: {message}"))
-        return _error(ApiError(422, "invalid_field", f"{field}: {message}", field=field))
+            problem = ApiError(400, "bad_json", f"the body is not valid JSON: {message}")
+        elif kind == "missing" and field is None:
+            problem = ApiError(422, "missing_body", "a JSON object body is required")
+        elif kind == "missing":
+            problem = ApiError(422, "missing_field", f"{field}: required", field=field)
+        elif field is None:
+            problem = ApiError(422, "invalid_body", f"the body: {message}")
+        else:
+            problem = ApiError(422, "invalid_field", f"{field}: {message}", field=field)
+        return _error(problem, redactor)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:

@@ -36,6 +36,7 @@ from analyzer.api.telemetry import Telemetry
 from analyzer.runs import Look, Run, RunKey, advance, look_window, new_run
 from analyzer.spec import AnalysisSpec, SpecError
 from analyzer.store import RunNotFound, RunStore, StoreUnavailable
+from analyzer.times import parse_time
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import MetricQuery, MetricSource, Series, Version, Window
 
@@ -206,18 +207,8 @@ class _RunLocks:
 
 
 def parse_start(value: str) -> datetime:
-    """An RFC 3339 time (with `Z` or an offset); raises ValueError otherwise."""
-    text = value.strip()
-    if not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}", text):
-        raise ValueError("expected an RFC 3339 time such as 2026-11-26T10:00:00Z")
-    if text[-1] in "zZ":
-        text = text[:-1] + "+00:00"
-    # an unencoded `+` in a query string arrives as a space: `...T10:00:00 01:00`
-    text = re.sub(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$", r"\1+\2", text)
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError("the time needs a zone: end it with Z or an offset such as +01:00")
-    return parsed.astimezone(UTC)
+    """An RFC 3339 time with a zone, in UTC (`analyzer.times.parse_time`); ValueError otherwise."""
+    return parse_time(value)
 
 
 class LookService:
