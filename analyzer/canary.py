@@ -16,22 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import structlog
 
 from analyzer.analysis import AnalysisReport, run_analysis
-from analyzer.judge import judge
+from analyzer.clock import Clock
+from analyzer.judge import with_sticky_failures
 from analyzer.spec import AnalysisSpec
 from analyzer.verdicts import MetricReport, MetricStatus, Verdict
 from metrics.source import MetricSource, Window
 from strategies.router import TrafficRouter
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -153,20 +147,3 @@ def _abort(
     result.reason = f"Aborted at {weight} % canary weight: {report.reason}"
     log.warning("canary aborted", weight=weight, reason=report.reason)
     return result
-
-
-def with_sticky_failures(
-    spec: AnalysisSpec, report: AnalysisReport, failed: dict[str, MetricReport], look: int
-) -> AnalysisReport:
-    """A metric that failed at any look stays failed: record new failures in `failed` (updated in
-    place) and judge the look with every recorded failure in place of the fresh status."""
-    for m in report.metrics:
-        if m.status is MetricStatus.FAIL and m.name not in failed:
-            failed[m.name] = replace(m, failed_at_look=look)
-    if not failed:
-        return report
-    metrics = [failed.get(m.name, m) for m in report.metrics]
-    verdict = judge(metrics, spec.scoring)
-    return replace(
-        report, metrics=metrics, verdict=verdict.verdict, score=verdict.score, reason=verdict.reason
-    )

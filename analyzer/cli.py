@@ -27,11 +27,11 @@ from rich.console import Console
 from rich.text import Text
 
 from analyzer import logs
+from analyzer.clock import CLOCK_SKEW, parse_time
 from analyzer.limits import window_error
 from analyzer.redaction import Redactor
 from analyzer.render import EXIT_CODES, print_report, report_json
 from analyzer.spec import SpecError, load_analysis
-from analyzer.times import CLOCK_SKEW, in_future, parse_time
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import Window
 
@@ -79,12 +79,12 @@ def _fail(message: str, code: int, redactor: Redactor | None = None) -> NoReturn
 
 
 def _parse_time(value: str, flag: str, now: datetime) -> datetime:
-    """One rule for the CLI and the API (`analyzer.times`): RFC 3339 with a zone, not ahead."""
+    """One rule for the CLI and the API (`analyzer.clock`): RFC 3339 with a zone, not ahead."""
     try:
         parsed = parse_time(value)
     except ValueError as error:
-        _fail(f"{flag}: {error}, got {value!r}", EXIT_BAD_INPUT)
-    if in_future(parsed, now):
+        _fail(f"{flag}: {error}", EXIT_BAD_INPUT)
+    if parsed > now + CLOCK_SKEW:
         _fail(
             f"{flag}: {value!r} lies in the future (more than {CLOCK_SKEW.total_seconds():g} s "
             "ahead); there is no data there yet",
@@ -133,10 +133,11 @@ def _params(values: list[str]) -> dict[str, str]:
 def analyze(
     config: Annotated[str, typer.Option("--config", "-c", help="Analysis file (YAML).")],
     start: Annotated[
-        str, typer.Option(help="Start of the window, RFC 3339 (e.g. 2026-11-26T10:00:00Z).")
+        str,
+        typer.Option(help="Start of the window, RFC 3339 with a zone (e.g. 2026-11-26T10:00:00Z)."),
     ],
     end: Annotated[
-        str | None, typer.Option(help="End of the window, RFC 3339; default now.")
+        str | None, typer.Option(help="End of the window, RFC 3339 with a zone; default now.")
     ] = None,
     prometheus_url: Annotated[
         str | None,
@@ -180,13 +181,15 @@ def analyze(
         )
     url = _check_url(url, "the Prometheus URL", redactor)
     from analyzer.analysis import run_analysis
-    from metrics.prometheus import PrometheusSource
+    from metrics.factory import SourceSettings, open_source
 
-    source = PrometheusSource(
-        url,
-        timeout=query_timeout,
-        retries=spec.prometheus.retries,
-        headers=spec.prometheus.headers or None,
+    source = open_source(
+        SourceSettings.of(
+            url,
+            timeout=query_timeout,
+            retries=spec.prometheus.retries,
+            headers=spec.prometheus.headers,
+        )
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))
     try:
@@ -286,8 +289,8 @@ def serve(
 ) -> None:
     """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
     from analyzer.durations import parse_seconds
+    from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import load_analyses
-    from analyzer.store import StoreConfigError, StoreUnavailable, open_store
 
     try:
         logs.parse_level(log_level)
@@ -409,7 +412,7 @@ def _read_token(token_file: str | None) -> str | None:
 
 
 def _open_run_store(url: str) -> Any:
-    from analyzer.store import StoreConfigError, open_store
+    from analyzer.runs.store import StoreConfigError, open_store
 
     try:
         return open_store(url)
@@ -430,8 +433,8 @@ def runs_list(
     """The runs in the store, latest looks first."""
     from rich.table import Table
 
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
@@ -480,8 +483,8 @@ def runs_show(
     ] = None,
 ) -> None:
     """One run: identity, looks, sticky failures and the last answer."""
-    from analyzer.api import run_json
-    from analyzer.store import StoreUnavailable
+    from analyzer.runs import run_json
+    from analyzer.runs.store import StoreUnavailable
 
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")

@@ -15,9 +15,15 @@ Rules (pure):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from analyzer.spec import ScoringSpec
 from analyzer.verdicts import Judgement, MetricReport, MetricStatus, Verdict
+
+if TYPE_CHECKING:  # analysis imports this module
+    from analyzer.analysis import AnalysisReport
+    from analyzer.spec import AnalysisSpec
 
 
 def score(metrics: Sequence[MetricReport]) -> float:
@@ -120,3 +126,20 @@ def _undecided(metrics: Sequence[MetricReport]) -> str:
             "canary requests are needed."
         )
     return f"Not enough evidence yet for {names}: keep watching (or extend the step / raise canary traffic)."
+
+
+def with_sticky_failures(
+    spec: AnalysisSpec, report: AnalysisReport, failed: dict[str, MetricReport], look: int
+) -> AnalysisReport:
+    """A metric that failed at any look stays failed: record new failures in `failed` (updated in
+    place) and judge the look with every recorded failure in place of the fresh status."""
+    for m in report.metrics:
+        if m.status is MetricStatus.FAIL and m.name not in failed:
+            failed[m.name] = replace(m, failed_at_look=look)
+    if not failed:
+        return report
+    metrics = [failed.get(m.name, m) for m in report.metrics]
+    verdict = judge(metrics, spec.scoring)
+    return replace(
+        report, metrics=metrics, verdict=verdict.verdict, score=verdict.score, reason=verdict.reason
+    )

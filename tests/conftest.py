@@ -28,6 +28,7 @@ import pytest
 import requests
 
 from tests.helpers import stop_process
+from tests.kube_server import KubeServer
 from tests.promdata import (
     Scenario,
     ScenarioData,
@@ -240,3 +241,12 @@ def slow_prometheus(prometheus: PrometheusServer) -> Iterator[SlowProxy]:
 def unreachable_url() -> str:
     """`http://127.0.0.1:<port>` where nothing listens (connections are refused)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeServer]:
+    """A running Kubernetes API test server (`tests/kube_server.py`): the official client talks
+    to it over HTTP (`kube.api_client()`, `kube.write_kubeconfig(path)`); it validates Argo
+    objects against the CRDs and records every request (`kube.requests`, `kube.writes()`)."""
+    with KubeServer() as server:
+        yield server

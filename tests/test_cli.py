@@ -74,6 +74,14 @@ def test_analyze_bad_time_exit_2() -> None:
     assert "--start: expected an RFC 3339 time" in result.stderr
 
 
+def test_analyze_refuses_a_time_without_a_zone_exit_2() -> None:
+    result = run_verdict(
+        "analyze", "--config", str(EXAMPLE), "--start", "2026-11-26T10:00:00", "--end", "now"
+    )
+    assert result.returncode == 2
+    assert "--start: '2026-11-26T10:00:00' has no zone: end it with Z" in result.stderr
+
+
 def test_analyze_end_before_start_exit_2() -> None:
     result = run_verdict(
         "analyze",

@@ -28,10 +28,10 @@ from fastapi.testclient import TestClient
 
 from analyzer import logs
 from analyzer.api import PrometheusSources, ServeSettings, create_app
-from analyzer.api.looks import parse_start
+from analyzer.clock import parse_time as parse_start
 from analyzer.runs import RunKey, metric_to_dict
+from analyzer.runs.store import open_store
 from analyzer.spec import AnalysisSpec, parse_analysis
-from analyzer.store import open_store
 from analyzer.verdicts import MetricReport, MetricStatus
 from metrics.prometheus import PrometheusSource
 from metrics.source import MetricQuery, Series, Version, Window

@@ -6,7 +6,6 @@ does)."""
 from __future__ import annotations
 
 import copy
-import functools
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
 import yaml
 
@@ -31,54 +29,18 @@ from tests.argo_client import (
     metric_phase,
 )
 from tests.conftest import PrometheusServer
+from tests.crds import validate
 from tests.helpers import REPO
 from tests.test_serve_api import Clock, make_app, minutes, serving
 
 EXAMPLES = REPO / "examples" / "argo"
 TEMPLATE = EXAMPLES / "cluster-analysis-template.yaml"
 ROLLOUT = EXAMPLES / "rollout.yaml"
-# byte copies of Argo Rollouts' CRDs (provenance in SOURCE.md there), kept with the tests
-CRDS = REPO / "tests" / "data" / "argo-rollouts"
 TOKEN = "argo-test-token"
 
 
-def _crd_dir() -> Path:
-    if not (CRDS / "cluster-analysis-template-crd.yaml").exists():
-        pytest.fail(f"the Argo Rollouts CRDs are not in {CRDS}")
-    return CRDS
-
-
-def _strict(schema: Any) -> Any:
-    """An openAPIV3Schema as JSON Schema: int-or-string fields accept both; objects that list
-    their properties (and do not preserve unknown fields) reject unknown keys, so a typo in an
-    example fails here instead of being pruned by the API server."""
-    if isinstance(schema, list):
-        return [_strict(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: _strict(v) for k, v in schema.items()}
-    if out.pop("x-kubernetes-int-or-string", False):
-        out.pop("type", None)
-        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
-    preserve = out.pop("x-kubernetes-preserve-unknown-fields", False)
-    for key in [k for k in out if k.startswith("x-kubernetes-")]:
-        out.pop(key)
-    if out.get("type") == "object" and "properties" in out and not preserve:
-        out.setdefault("additionalProperties", False)
-    return out
-
-
-@functools.cache
-def _schema(crd_file: str) -> dict[str, Any]:
-    crd = yaml.safe_load((_crd_dir() / crd_file).read_text())
-    return dict(_strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
-
-
 def _validate(document: dict[str, Any], crd_file: str) -> None:
-    schema = _schema(crd_file)
-    validator = jsonschema.Draft7Validator(schema)
-    problems = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-    assert not problems, "\n".join(f"{list(p.path)}: {p.message}" for p in problems)
+    validate(document, crd_file)
 
 
 def test_the_cluster_analysis_template_is_valid_for_the_crd() -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from analyzer.runs import Run, RunKey, metric_from_dict, metric_to_dict, new_run
-from analyzer.store import RunNotFound, StoreConfigError, StoreUnavailable, open_store
+from analyzer.runs.store import RunNotFound, StoreConfigError, StoreUnavailable, open_store
 from analyzer.verdicts import CheckReport, MetricReport, MetricStatus
 from tests.conftest import free_port
 

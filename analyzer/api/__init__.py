@@ -1,26 +1,21 @@
-"""The Argo Rollouts web provider: `create_app` and the parts it is built from."""
+"""The Argo Rollouts web provider (HTTP only): `create_app` / `web_app` over the run service.
 
-from analyzer.api.app import create_app, run_json
-from analyzer.api.looks import (
-    Clock,
-    LookRequest,
-    LookService,
-    PrometheusSources,
-    ServeSettings,
-    SourceFactory,
-    SystemClock,
-)
+The run service, its sources and settings live in `analyzer.runs`; the names tests and the CLI
+build an app from are re-exported here for convenience.
+"""
+
+from analyzer.api.app import create_app, web_app
+from analyzer.api.errors import http_error
 from analyzer.api.models import ApiError
+from analyzer.api.settings import ServeSettings
+from analyzer.runs import PrometheusSources, run_json
 
 __all__ = [
     "ApiError",
-    "Clock",
-    "LookRequest",
-    "LookService",
     "PrometheusSources",
     "ServeSettings",
-    "SourceFactory",
-    "SystemClock",
     "create_app",
+    "http_error",
     "run_json",
+    "web_app",
 ]

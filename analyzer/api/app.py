@@ -1,6 +1,7 @@
 """The web provider's HTTP app: Argo Rollouts asks `/api/v1/verdict`, Verdict answers JSON.
 
-Thin: parse the request, call `LookService`, render. Every answer is JSON, errors included
+HTTP only: parse the request, call the run service (`analyzer.runs.RunService`), map its domain
+errors to status codes (`analyzer.api.errors`), render. Every answer is JSON, errors included
 (`{"error": {"code", "message", "field"}}`): 4xx for bad input, 503 when Verdict cannot judge
 right now (Argo records an Error and asks again in 10 s), 200 with the verdict otherwise.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -20,22 +21,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from analyzer.api.errors import http_error
 from analyzer.api.limits import MAX_BODY_BYTES, MAX_EXTRAS, BodyLimit, has_lone_surrogate
-from analyzer.api.looks import (
-    Clock,
-    LookRequest,
-    LookService,
-    ServeSettings,
-    SourceFactory,
-    SystemClock,
-)
 from analyzer.api.models import (
     ANALYSIS_DOC,
     CANARY_DOC,
     DNS_LABEL,
     DNS_SUBDOMAIN,
     LABEL_VALUE,
-    MAX_VALUE_LENGTH,
     NAMESPACE_DOC,
     ROLLOUT_DOC,
     STABLE_DOC,
@@ -45,11 +38,21 @@ from analyzer.api.models import (
     VerdictAnswer,
     VerdictRequest,
 )
-from analyzer.api.telemetry import Telemetry
+from analyzer.api.settings import ServeSettings
+from analyzer.clock import Clock, SystemClock
 from analyzer.redaction import Redactor
-from analyzer.runs import Look, Run, format_time
+from analyzer.runs import (
+    Look,
+    LookRequest,
+    RunError,
+    RunService,
+    SourceFactory,
+    Telemetry,
+    run_json,
+)
+from analyzer.runs.service import MAX_VALUE_LENGTH
+from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import AnalysisSpec
-from analyzer.store import RunStore, StoreUnavailable
 
 _log = structlog.get_logger()
 _KNOWN_QUERY_KEYS = {"analysis", "namespace", "rollout", "canaryHash", "stableHash", "start"}
@@ -109,22 +112,43 @@ def create_app(
     settings: ServeSettings | None = None,
     redactor: Redactor | None = None,
 ) -> FastAPI:
-    """The HTTP app over the given parts (nothing global: tests hand in real ones).
+    """The HTTP app over a run service built from the given parts (nothing global: tests hand
+    in real ones).
 
     `redactor` masks secrets (Prometheus URL user-info, credential headers) in every error
     answer and in `/readyz`; by default it masks URL user-info and the API token.
     """
     settings = settings or ServeSettings()
-    redactor = redactor or Redactor.with_secrets([settings.token])
-    telemetry = Telemetry(store.count)
-    service = LookService(
+    service = RunService(
         analyses=analyses,
         store=store,
         sources=sources,
         clock=clock or SystemClock(),
         settings=settings,
-        telemetry=telemetry,
+        telemetry=Telemetry(store.count),
     )
+    return web_app(service, token=settings.token, redactor=redactor)
+
+
+ReadinessCheck = Callable[[], dict[str, str]]
+"""More readiness checks for `/readyz` (name -> `ok` or what is wrong), e.g. the controller's
+watch."""
+
+
+def web_app(
+    service: RunService,
+    *,
+    token: str | None = None,
+    readiness: Sequence[ReadinessCheck] = (),
+    redactor: Redactor | None = None,
+) -> FastAPI:
+    """The HTTP app over `service` (shared with the controller when it runs in this process).
+    `token`: the bearer token the API requires (None: none). `redactor` masks secrets in error
+    answers and `/readyz` (default: URL user-info and the token). The app closes the service
+    when it stops."""
+    redactor = redactor or Redactor.with_secrets([token])
+    store = service.store
+    telemetry = service.telemetry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,10 +169,10 @@ def create_app(
     def authenticated(
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> None:
-        if settings.token is None:
+        if token is None:
             return
         given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode("utf-8"), settings.token.encode("utf-8")):
+        if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
             raise ApiError(
                 401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer ...)"
             )
@@ -156,7 +180,10 @@ def create_app(
     protected = [Depends(authenticated)]
 
     def answer(request: LookRequest) -> CompactJSON:
-        look: Look = service.look(request)
+        try:
+            look: Look = service.look(request)
+        except RunError as error:
+            raise http_error(error) from None
         assert look.run.answer is not None
         return CompactJSON({"result": look.run.answer}, headers={"Cache-Control": "no-store"})
 
@@ -267,7 +294,10 @@ def create_app(
         responses={503: {"model": ErrorBody, "description": "A dependency is not reachable."}},
     )
     def readyz() -> Response:
-        checks = redactor.value(service.readiness())
+        checks = service.readiness()
+        for check in readiness:
+            checks.update(check())
+        checks = redactor.value(checks)
         broken = {name: state for name, state in checks.items() if state != "ok"}
         if not broken:
             return CompactJSON({"status": "ready", "checks": checks})
@@ -292,35 +322,8 @@ def create_app(
 
     _install_error_handlers(app, redactor)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    _document_analyses(app, sorted(analyses))
+    _document_analyses(app, sorted(service.analyses))
     return app
-
-
-def run_json(run: Run, *, full: bool) -> dict[str, Any]:
-    """A run as the API and `verdict runs` show it."""
-    out: dict[str, Any] = {
-        "id": run.id,
-        "analysis": run.key.analysis,
-        "namespace": run.key.namespace,
-        "rollout": run.key.rollout,
-        "canaryHash": run.key.canary_hash,
-        "stableHash": run.stable_hash,
-        "startedAt": format_time(run.started_at),
-        "updatedAt": format_time(run.updated_at),
-        "looks": run.looks,
-        "verdict": run.verdict,
-        "score": run.score,
-    }
-    if full:
-        out["createdAt"] = format_time(run.created_at)
-        out["reason"] = run.reason
-        out["params"] = run.params
-        out["failedMetrics"] = {
-            name: {"failedAtLook": m.get("failed_at_look"), "reason": m.get("reason")}
-            for name, m in run.failed.items()
-        }
-        out["lastAnswer"] = run.answer
-    return out
 
 
 def _field_of(location: tuple[Any, ...]) -> str | None:

@@ -7,14 +7,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from analyzer.api.limits import has_lone_surrogate
+from analyzer.runs.service import MAX_VALUE_LENGTH
 
 # Kubernetes name rules: a namespace is a DNS label, a Rollout name a DNS subdomain, a pod
 # template hash a label value.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-PLACEHOLDER_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
-MAX_VALUE_LENGTH = 253
 
 ANALYSIS_DOC = "The analysis file's `name`."
 NAMESPACE_DOC = "The Rollout's namespace (`{{ namespace }}` in matchers)."

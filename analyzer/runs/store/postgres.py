@@ -21,9 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import errors as pg_errors
 
-from analyzer.runs import Run, RunKey
-from analyzer.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
-from analyzer.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
+from analyzer.runs.model import Run, RunKey
+from analyzer.runs.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
+from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
 _INSERT = (

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from analyzer.runs import Run, RunKey
+from analyzer.runs.model import Run, RunKey
 
 TABLE = "verdict_runs"
 

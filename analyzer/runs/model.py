@@ -1,15 +1,15 @@
-"""Runs of the web provider: one canary's analysis across many calls, with its evidence kept.
+"""The run model: one canary's analysis across many looks, with its evidence kept.
 
-A run is identified by (analysis, namespace, rollout, canary hash). The first call starts it; each
-later call is one more **look** on the data accumulated since the run's start: one window from
-`started_at` to now, judged once (one cumulative query per series). The checks are valid at
-every look at once, so looking at every call costs no extra false aborts, and a metric that
-failed at any look stays failed for the run (the engine's sticky-failure rule,
-`analyzer.canary.with_sticky_failures`).
+A run is identified by (analysis, namespace, rollout, canary hash). The first look starts it;
+each later look (a web-provider call, a controller tick) is judged on the data accumulated since
+the run's start: one window from `started_at` to now, judged once (one cumulative query per
+series). The checks are valid at every look at once, so looking often costs no extra false
+aborts, and a metric that failed at any look stays failed for the run (the judge's
+sticky-failure rule, `analyzer.judge.with_sticky_failures`).
 
 This module is pure: a run's stored state and a fresh report in, the new state and the answer
-out. The store (`analyzer.store`) keeps the state, the HTTP app (`analyzer.api`) fetches and
-serialises looks.
+out. The store (`analyzer.runs.store`) keeps the state, the run service
+(`analyzer.runs.service`) fetches, locks and records looks.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from analyzer.analysis import AnalysisReport
-from analyzer.canary import with_sticky_failures
-from analyzer.judge import judge
+from analyzer.analysis import AnalysisReport, Observations, judge_observations
+from analyzer.clock import format_time
+from analyzer.judge import with_sticky_failures
 from analyzer.render import metric_json
 from analyzer.spec import AnalysisSpec
 from analyzer.verdicts import CheckReport, MetricReport, MetricStatus, Verdict
@@ -134,9 +134,31 @@ def answer_json(run: Run, report: AnalysisReport) -> dict[str, Any]:
     }
 
 
-def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, as the answers and the CLI show times."""
-    return value.isoformat().replace("+00:00", "Z")
+def run_json(run: Run, *, full: bool) -> dict[str, Any]:
+    """A run as the API and `verdict runs` show it."""
+    out: dict[str, Any] = {
+        "id": run.id,
+        "analysis": run.key.analysis,
+        "namespace": run.key.namespace,
+        "rollout": run.key.rollout,
+        "canaryHash": run.key.canary_hash,
+        "stableHash": run.stable_hash,
+        "startedAt": format_time(run.started_at),
+        "updatedAt": format_time(run.updated_at),
+        "looks": run.looks,
+        "verdict": run.verdict,
+        "score": run.score,
+    }
+    if full:
+        out["createdAt"] = format_time(run.created_at)
+        out["reason"] = run.reason
+        out["params"] = run.params
+        out["failedMetrics"] = {
+            name: {"failedAtLook": m.get("failed_at_look"), "reason": m.get("reason")}
+            for name, m in run.failed.items()
+        }
+        out["lastAnswer"] = run.answer
+    return out
 
 
 def metric_to_dict(metric: MetricReport) -> dict[str, Any]:
@@ -153,28 +175,18 @@ def metric_from_dict(data: dict[str, Any]) -> MetricReport:
 
 
 def _no_data_yet(spec: AnalysisSpec, run: Run, now: datetime) -> AnalysisReport:
+    """The answer of a look before the run has any data: every metric without data (judged by
+    the analysis itself, so each metric keeps its own share of alpha), inconclusive."""
     reason = "the run has just started: no data yet"
-    alpha = spec.alpha / len(spec.metrics)
-    metrics = [
-        MetricReport(
-            name=m.name,
-            kind=str(m.kind),
-            status=MetricStatus.NO_DATA,
-            reason=f"{m.name}: {reason}",
-            critical=m.critical,
-            weight=m.weight,
-            canary={},
-            baseline={},
-            checks=[],
-            alpha=alpha,
-        )
-        for m in spec.metrics
-    ]
-    judgement = judge(metrics, spec.scoring)
-    return AnalysisReport(
-        name=spec.name,
+    empty = Observations(
+        window=Window(start=run.started_at, end=run.started_at + MIN_WINDOW, step=MIN_WINDOW),
+        series={m.name: (None, None) for m in spec.metrics},
+    )
+    judged = judge_observations(spec, empty, params=run.params)
+    metrics = [replace(m, reason=f"{m.name}: {reason}") for m in judged.metrics]
+    return replace(
+        judged,
         verdict=Verdict.INCONCLUSIVE,
-        score=judgement.score,
         reason=(
             f"Run started at {format_time(run.started_at)}: no data yet; "
             "the next call looks at the traffic since then."
@@ -184,5 +196,4 @@ def _no_data_yet(spec: AnalysisSpec, run: Run, now: datetime) -> AnalysisReport:
         end=max(now, run.started_at),
         interval_seconds=0.0,
         looks=0,
-        alpha=spec.alpha,
     )

@@ -1,18 +1,23 @@
-"""One verdict call: find or start the run, look once within the budget, record the look.
+"""The run service: find or start a run, look once within the budget, record the look.
 
-The HTTP app parses and renders; this module does the work, with every dependency handed in:
-the analyses, the run store, a factory of metric sources, a clock and the settings.
+Every way in (the web provider, the controller) drives runs through `RunService.look`, with
+every dependency handed in: the analyses, the run store, a factory of metric sources, a clock,
+the settings and the telemetry. Errors are the named domain errors of `analyzer.runs.errors`;
+each way in maps them (the HTTP app to status codes).
 
-Concurrency. Calls for the same run are serialised: in this process by a lock per run (held
+Concurrency. Looks of the same run are serialised: in this process by a lock per run (held
 while Prometheus is asked and the look is written), across replicas by the store's row lock
-around the read-change-write of the look. A call that arrives while a look of its run is in
-flight waits for it (within its own budget), then makes its own look on fresher data; every
-successful call counts exactly one look, and no look is lost. A call that cannot get the run
-within its budget answers 503 and counts nothing.
+around the read-change-write of the look. A look that arrives while another look of its run is
+in flight waits for it (within its own budget), then makes its own look on fresher data; every
+successful look is counted exactly once, and no look is lost. A look that cannot get the run
+within its budget raises `RunBusy` and counts nothing.
 
 Budget. A look never waits on Prometheus longer than `look_budget` seconds: each query gets a
 quarter of the budget (or the analysis file's `prometheus.timeout` if shorter) and at most one
-retry; the whole fetch-and-judge runs against a deadline and answers 503 when it passes.
+retry; the whole fetch-and-judge runs against a deadline and raises `OverBudget` when it passes.
+
+Expiry. Runs are deleted `run_ttl` after their last look, by the first look after each
+`cleanup_every`.
 """
 
 from __future__ import annotations
@@ -21,109 +26,56 @@ import contextvars
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
 
 import structlog
 
 from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
-from analyzer.api.models import MAX_VALUE_LENGTH, PLACEHOLDER_NAME, ApiError
-from analyzer.api.telemetry import Telemetry
-from analyzer.runs import Look, Run, RunKey, advance, look_window, new_run
+from analyzer.clock import CLOCK_SKEW, Clock, parse_time
+from analyzer.runs.errors import (
+    BadInput,
+    OverBudget,
+    QueryRejected,
+    RunBusy,
+    RunError,
+    RunExpired,
+    SourceDown,
+    StoreDown,
+    UnknownAnalysis,
+)
+from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
+from analyzer.runs.sources import SourceFactory
+from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
+from analyzer.runs.telemetry import Telemetry
 from analyzer.spec import AnalysisSpec, SpecError
-from analyzer.store import RunNotFound, RunStore, StoreUnavailable
-from analyzer.times import parse_time
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import MetricQuery, MetricSource, Series, Version, Window
 
 _log = structlog.get_logger()
+PLACEHOLDER_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+MAX_VALUE_LENGTH = 253
 _PLACEHOLDER = re.compile(PLACEHOLDER_NAME)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    """The real time, in UTC."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-SourceFactory = Callable[[AnalysisSpec], MetricSource]
-"""Gives the metric source to ask for one analysis (the same object may be shared)."""
-
-
 @dataclass(frozen=True)
-class ServeSettings:
-    """How `verdict serve` behaves (CLI flags)."""
+class RunSettings:
+    """How the run service behaves (the `verdict serve` flags)."""
 
     look_budget: float = 8.0
     """Seconds a look may spend on Prometheus and judging, well inside Argo's 10 s timeout."""
     run_ttl: timedelta = timedelta(hours=24)
     """A run is deleted this long after its last look (finished and abandoned runs alike)."""
-    token: str | None = None
-    """Bearer token required on the API (None: no authentication)."""
     cleanup_every: timedelta = timedelta(minutes=1)
-    """Expired runs are deleted by the first call after this much time since the last cleanup."""
+    """Expired runs are deleted by the first look after this much time since the last cleanup."""
     max_start_age: timedelta = timedelta(days=7)
     """A new run's `start` may not lie further back than this."""
-    clock_skew: timedelta = timedelta(seconds=30)
+    clock_skew: timedelta = CLOCK_SKEW
     """A `start` this far in the future is taken as now (clocks differ a little)."""
-
-
-def query_limits(spec: AnalysisSpec, look_budget: float) -> tuple[float, int]:
-    """Per-query timeout and retries for a look within `look_budget` seconds."""
-    return min(spec.prometheus.timeout, look_budget / 4), min(spec.prometheus.retries, 1)
-
-
-class PrometheusSources:
-    """The default `SourceFactory`: one `PrometheusSource` per server, reused across looks
-    (its HTTP connections stay open), with timeouts derived from the look budget."""
-
-    def __init__(self, *, look_budget: float, url: str | None = None) -> None:
-        self.look_budget = look_budget
-        self.url = url
-        self._sources: dict[tuple[Any, ...], MetricSource] = {}
-        self._lock = threading.Lock()
-
-    def url_for(self, spec: AnalysisSpec) -> str | None:
-        return self.url or spec.prometheus.url
-
-    def __call__(self, spec: AnalysisSpec) -> MetricSource:
-        from metrics.prometheus import PrometheusSource
-
-        url = self.url_for(spec)
-        if not url:
-            raise SourceUnavailable(
-                f"analysis {spec.name!r} has no Prometheus URL: set prometheus.url, "
-                "--prometheus-url or VERDICT_PROMETHEUS_URL"
-            )
-        timeout, retries = query_limits(spec, self.look_budget)
-        headers = tuple(sorted(spec.prometheus.headers.items()))
-        key = (url, headers, timeout, retries)
-        with self._lock:
-            source = self._sources.get(key)
-            if source is None:
-                source = PrometheusSource(
-                    url, timeout=timeout, retries=retries, headers=dict(headers) or None
-                )
-                self._sources[key] = source
-        return source
-
-    def close(self) -> None:
-        with self._lock:
-            sources, self._sources = list(self._sources.values()), {}
-        for source in sources:
-            close = getattr(source, "close", None)
-            if callable(close):
-                close()
 
 
 @dataclass(frozen=True)
@@ -153,10 +105,6 @@ class LookRequest:
         }
 
 
-class LookBudgetExceeded(SourceUnavailable):
-    """The look's deadline passed before every metric was fetched."""
-
-
 class _Budgeted:
     """A `MetricSource` that refuses to start a fetch after the deadline and times each fetch."""
 
@@ -169,7 +117,7 @@ class _Budgeted:
         self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
     ) -> Series | None:
         if time.monotonic() >= self._deadline:
-            raise LookBudgetExceeded("the look budget ran out before every metric was fetched")
+            raise OverBudget("the look budget ran out before every metric was fetched")
         started = time.perf_counter()
         try:
             return self._inner.fetch(query, version, matchers, window)
@@ -206,13 +154,8 @@ class _RunLocks:
                     self._locks[run_id] = (lock, users - 1)
 
 
-def parse_start(value: str) -> datetime:
-    """An RFC 3339 time with a zone, in UTC (`analyzer.times.parse_time`); ValueError otherwise."""
-    return parse_time(value)
-
-
-class LookService:
-    """Answers verdict calls (see the module docstring)."""
+class RunService:
+    """Looks at runs (see the module docstring)."""
 
     def __init__(
         self,
@@ -221,7 +164,7 @@ class LookService:
         store: RunStore,
         sources: SourceFactory,
         clock: Clock,
-        settings: ServeSettings,
+        settings: RunSettings,
         telemetry: Telemetry,
     ) -> None:
         if settings.look_budget <= 0:
@@ -243,12 +186,12 @@ class LookService:
     # --- the call ----------------------------------------------------------------------
 
     def look(self, request: LookRequest) -> Look:
-        """One look for the request's run. Raises `ApiError` (4xx bad input, 5xx cannot judge)."""
+        """One look for the request's run. Raises the errors of `analyzer.runs.errors`."""
         started = time.monotonic()
         deadline = started + self.settings.look_budget
         try:
             result = self._look(request, deadline)
-        except ApiError as error:
+        except RunError as error:
             # unknown names share one label: a caller must not create metric series at will
             known = request.analysis if request.analysis in self.analyses else "(unknown)"
             self.telemetry.errors.labels(known, error.code).inc()
@@ -263,11 +206,8 @@ class LookService:
         spec = self.analyses.get(request.analysis)
         if spec is None:
             known = ", ".join(sorted(self.analyses)) or "none"
-            raise ApiError(
-                404,
-                "unknown_analysis",
-                f"no analysis named {request.analysis!r} (known: {known})",
-                field="analysis",
+            raise UnknownAnalysis(
+                f"no analysis named {request.analysis!r} (known: {known})", field="analysis"
             )
         params = self._params(spec, request)
         now = self.clock.now()
@@ -299,9 +239,7 @@ class LookService:
                 )
             with self._locks.hold(run.id, deadline - time.monotonic()) as acquired:
                 if not acquired:
-                    raise ApiError(
-                        503,
-                        "run_busy",
+                    raise RunBusy(
                         f"another look of run {run.id} took the whole look budget "
                         f"({self.settings.look_budget:g} s); ask again",
                     )
@@ -331,9 +269,7 @@ class LookService:
         except StoreUnavailable as error:
             raise _store_error(error) from None
         except RunNotFound:
-            raise ApiError(
-                503, "run_expired", f"run {run.id} expired during the look; ask again"
-            ) from None
+            raise RunExpired(f"run {run.id} expired during the look; ask again") from None
         return outcome[-1]
 
     def _report(
@@ -353,43 +289,37 @@ class LookService:
                 return future.result(timeout=max(remaining, 0.0))
             except TimeoutError:
                 future.cancel()
-                raise LookBudgetExceeded(
+                raise OverBudget(
                     f"Prometheus and the judge did not finish within the look budget "
                     f"({self.settings.look_budget:g} s)"
                 ) from None
-        except LookBudgetExceeded as error:
+        except OverBudget as error:
             _log.warning("look budget exceeded", error=str(error))
-            raise ApiError(503, "look_budget_exceeded", str(error)) from None
+            raise
         except SourceUnavailable as error:
             _log.warning("prometheus unavailable", error=str(error))
-            raise ApiError(503, "prometheus_unavailable", str(error)) from None
+            raise SourceDown(str(error)) from None
         except BadData as error:
             _log.warning("unusable data from prometheus", error=str(error))
-            raise ApiError(503, "prometheus_bad_data", str(error)) from None
+            raise SourceDown(str(error), code="prometheus_bad_data") from None
         except QueryError as error:
             _log.error("prometheus rejected a query", error=str(error))
-            raise ApiError(
-                500, "query_rejected", f"the analysis' query was rejected: {error}"
-            ) from None
+            raise QueryRejected(f"the analysis' query was rejected: {error}") from None
         except SpecError as error:
-            raise ApiError(422, "missing_placeholder", str(error)) from None
+            raise BadInput(str(error), code="missing_placeholder") from None
 
     # --- input -------------------------------------------------------------------------
 
     def _params(self, spec: AnalysisSpec, request: LookRequest) -> dict[str, str]:
         for name, value in request.extras.items():
             if not _PLACEHOLDER.match(name):
-                raise ApiError(
-                    422,
-                    "invalid_field",
+                raise BadInput(
                     f"{name[:80]!r}: extra fields are placeholder values; their names are "
                     "letters, digits and '_' (not starting with a digit)",
                     field=name[:80],
                 )
             if len(value) > MAX_VALUE_LENGTH or _CONTROL.search(value):
-                raise ApiError(
-                    422,
-                    "invalid_field",
+                raise BadInput(
                     f"{name}: a placeholder value has at most {MAX_VALUE_LENGTH} characters "
                     "and no control characters",
                     field=name,
@@ -397,11 +327,10 @@ class LookService:
         params = request.params()
         missing = sorted(spec.placeholders() - params.keys())
         if missing:
-            raise ApiError(
-                422,
-                "missing_placeholder",
+            raise BadInput(
                 f"analysis {spec.name!r} needs a value for {', '.join(missing)} "
                 "(placeholders in its canary/baseline matchers): add it to the request",
+                code="missing_placeholder",
                 field=missing[0],
             )
         return params
@@ -410,22 +339,20 @@ class LookService:
         if value is None:
             return now
         try:
-            start = parse_start(value)
+            start = parse_time(value)
         except ValueError as error:
-            raise ApiError(422, "invalid_start", f"start: {error}", field="start") from None
+            raise BadInput(f"start: {error}", code="invalid_start", field="start") from None
         if start > now + self.settings.clock_skew:
-            raise ApiError(
-                422,
-                "invalid_start",
+            raise BadInput(
                 "start: lies in the future; leave it out to start now",
+                code="invalid_start",
                 field="start",
             )
         if start < now - self.settings.max_start_age:
             days = self.settings.max_start_age.total_seconds() / 86400
-            raise ApiError(
-                422,
-                "invalid_start",
+            raise BadInput(
                 f"start: lies more than {days:g} days back; a run judges one rollout step",
+                code="invalid_start",
                 field="start",
             )
         return min(start, now)
@@ -503,6 +430,6 @@ def _fetch_and_judge(
     return report
 
 
-def _store_error(error: StoreUnavailable) -> ApiError:
+def _store_error(error: StoreUnavailable) -> StoreDown:
     _log.error("run store unavailable", error=str(error))
-    return ApiError(503, "store_unavailable", str(error))
+    return StoreDown(str(error))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from analyzer.store.base import RunStore
-from analyzer.store.errors import StoreConfigError
+from analyzer.runs.store.base import RunStore
+from analyzer.runs.store.errors import StoreConfigError
 
 DEFAULT_STORE_URL = "sqlite:///verdict-runs.sqlite"
 
@@ -17,12 +17,12 @@ def open_store(url: str = DEFAULT_STORE_URL) -> RunStore:
     """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
-        from analyzer.store.sqlite import SQLiteStore
+        from analyzer.runs.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
     if scheme in ("postgresql", "postgres"):
         try:
-            from analyzer.store.postgres import PostgresStore
+            from analyzer.runs.store.postgres import PostgresStore
         except ImportError as error:  # the `postgres` extra is not installed
             raise StoreConfigError(
                 f"a PostgreSQL store needs psycopg: pip install 'verdict[postgres]' ({error})"

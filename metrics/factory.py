@@ -1,0 +1,92 @@
+"""Metric sources from plain settings: the one place a `PrometheusSource` is built.
+
+`verdict analyze`, the web provider and the controller all describe the source they need as a
+`SourceSettings` (URL, headers, timeout, retries) and get it from `open_source`, or from a
+`SourcePool` that keeps one source per distinct settings (its HTTP connections stay open across
+looks).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from metrics.errors import SourceUnavailable
+from metrics.source import MetricSource
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where and how to ask Prometheus."""
+
+    url: str
+    timeout: float = 5.0
+    """Seconds for one HTTP attempt."""
+    retries: int = 2
+    """Retries of a failed attempt (connection error, timeout, 502/503/504)."""
+    headers: tuple[tuple[str, str], ...] = field(default=())
+    """Extra HTTP headers (e.g. `X-Scope-OrgID`), sorted pairs so settings compare equal."""
+
+    @staticmethod
+    def of(
+        url: str | None,
+        *,
+        timeout: float = 5.0,
+        retries: int = 2,
+        headers: dict[str, str] | None = None,
+        what: str = "the analysis",
+    ) -> SourceSettings:
+        """Settings from loose values; raises `SourceUnavailable` when there is no URL."""
+        if not url:
+            raise SourceUnavailable(
+                f"{what} has no Prometheus URL: set prometheus.url, "
+                "--prometheus-url or VERDICT_PROMETHEUS_URL"
+            )
+        return SourceSettings(
+            url=url,
+            timeout=float(timeout),
+            retries=int(retries),
+            headers=tuple(sorted((headers or {}).items())),
+        )
+
+
+def open_source(settings: SourceSettings) -> MetricSource:
+    """A new source for `settings` (close it with `close_source`)."""
+    from metrics.prometheus import PrometheusSource  # heavy import, only when asked
+
+    return PrometheusSource(
+        settings.url,
+        timeout=settings.timeout,
+        retries=settings.retries,
+        headers=dict(settings.headers) or None,
+    )
+
+
+def close_source(source: MetricSource) -> None:
+    """Release a source's connections, if it holds any."""
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
+
+
+class SourcePool:
+    """One open source per distinct `SourceSettings`, shared by every thread (sources are
+    thread-safe)."""
+
+    def __init__(self) -> None:
+        self._sources: dict[SourceSettings, MetricSource] = {}
+        self._lock = threading.Lock()
+
+    def get(self, settings: SourceSettings) -> MetricSource:
+        with self._lock:
+            source = self._sources.get(settings)
+            if source is None:
+                source = open_source(settings)
+                self._sources[settings] = source
+            return source
+
+    def close(self) -> None:
+        with self._lock:
+            sources, self._sources = list(self._sources.values()), {}
+        for source in sources:
+            close_source(source)
