@@ -10,6 +10,7 @@ neither overwrites the other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -156,7 +157,10 @@ class Pool(Generic[Connection]):
 
     `connect` opens one; a connection that raised during use is closed, not reused. `prepare`
     (creating the schema) runs once, on the first connection handed out, before it is used;
-    if it raises, it runs again on the next one.
+    if it raises, it runs again on the next one. `check` runs on an idle connection before it
+    is handed out again: one that fails it (the server restarted, a proxy dropped it) is closed
+    with every other idle one, and a fresh connection is opened instead, so the first call
+    after an outage succeeds.
     """
 
     def __init__(
@@ -165,10 +169,12 @@ class Pool(Generic[Connection]):
         close: Callable[[Connection], None],
         *,
         prepare: Callable[[Connection], None] | None = None,
+        check: Callable[[Connection], None] | None = None,
         keep: int = 8,
     ) -> None:
         self._connect = connect
         self._close = close
+        self._check = check
         self._prepare = prepare
         self._prepared = prepare is None
         self._prepare_lock = threading.Lock()
@@ -178,8 +184,7 @@ class Pool(Generic[Connection]):
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
+        conn = self._checked_idle()
         if conn is None:
             conn = self._connect()
         try:
@@ -193,6 +198,23 @@ class Pool(Generic[Connection]):
                 self._idle.append(conn)
                 return
         self._close(conn)
+
+    def _checked_idle(self) -> Connection | None:
+        """An idle connection that passes `check`, or None (stale ones are all dropped)."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or self._check is None:
+            return conn
+        try:
+            self._check(conn)
+            return conn
+        except Exception:
+            with self._lock:
+                stale, self._idle = [conn, *self._idle], []
+            for old in stale:
+                with contextlib.suppress(Exception):
+                    self._close(old)
+            return None
 
     def _prepare_once(self, conn: Connection) -> None:
         if self._prepared:

@@ -103,7 +103,7 @@ class PostgresStore:
         self.timeout = timeout
         self._description = redact(url)
         self._pool: Pool[psycopg.Connection[Any]] = Pool(
-            self._connect, lambda c: c.close(), prepare=self._create_schema
+            self._connect, lambda c: c.close(), prepare=self._create_schema, check=_alive
         )
 
     @property
@@ -197,6 +197,13 @@ class PostgresStore:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _alive(conn: psycopg.Connection[Any]) -> None:
+    """Raise unless the connection still reaches the server (one round trip)."""
+    if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise psycopg.OperationalError("connection not reusable")
+    conn.execute("SELECT 1")
 
 
 def _key(key: RunKey) -> tuple[str, str, str, str]:
