@@ -286,6 +286,9 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    prometheus_concurrency: Annotated[
+        int, typer.Option(help="Looks that may query Prometheus at once (others wait in budget).")
+    ] = 16,
 ) -> None:
     """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
     from analyzer.durations import parse_seconds
@@ -301,6 +304,8 @@ def serve(
         analyses = load_analyses(config)
     except SpecError as error:
         _fail(str(error), EXIT_BAD_INPUT)
+    if not 1 <= prometheus_concurrency <= 256:
+        _fail("--prometheus-concurrency: give a number between 1 and 256", EXIT_BAD_INPUT)
     if not 0 < look_budget <= 60:
         _fail("--look-budget: give seconds between 0 and 60, e.g. 8", EXIT_BAD_INPUT)
     try:
@@ -343,7 +348,12 @@ def serve(
             "run store unavailable at start; /readyz says so until it is back", error=str(error)
         )
     sources = PrometheusSources(look_budget=look_budget, url=url)
-    settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
+    settings = ServeSettings(
+        look_budget=look_budget,
+        run_ttl=ttl,
+        token=token,
+        prometheus_concurrency=prometheus_concurrency,
+    )
     web = create_app(
         analyses=analyses, store=run_store, sources=sources, settings=settings, redactor=redactor
     )

@@ -52,6 +52,21 @@ def configure(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if capture_stdlib:
+        # One handler (one lock) writes every line, structlog's and the standard library's,
+        # so lines from different threads never interleave.
+        structlog.configure(
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                *shared,
+                structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric),
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            cache_logger_on_first_use=False,
+        )
+        _capture_stdlib(numeric, shared, redact, renderer)
+        return
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -64,8 +79,6 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    if capture_stdlib:
-        _capture_stdlib(numeric, shared, redact, renderer)
 
 
 def _capture_stdlib(

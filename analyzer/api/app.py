@@ -8,12 +8,15 @@ right now (Argo records an Error and asks again in 10 s), 200 with the verdict o
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 import structlog
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +25,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analyzer.api.errors import http_error
-from analyzer.api.limits import MAX_BODY_BYTES, MAX_EXTRAS, BodyLimit, has_lone_surrogate
+from analyzer.api.limits import (
+    MAX_BODY_BYTES,
+    MAX_EXTRAS,
+    BodyLimit,
+    StampArrival,
+    arrival,
+    has_lone_surrogate,
+)
 from analyzer.api.models import (
     ANALYSIS_DOC,
     CANARY_DOC,
@@ -55,6 +65,9 @@ from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import AnalysisSpec
 
 _log = structlog.get_logger()
+LOOK_THREADS = 64
+"""Looks computed at once by one process (the run service bounds Prometheus fetches further)."""
+PROBE_THREADS = 4
 _KNOWN_QUERY_KEYS = {"analysis", "namespace", "rollout", "canaryHash", "stableHash", "start"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
@@ -166,7 +179,7 @@ def web_app(
     app.state.service = service
     bearer = HTTPBearer(auto_error=False, description="`--token-file` / VERDICT_API_TOKEN")
 
-    def authenticated(
+    async def authenticated(
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> None:
         if token is None:
@@ -179,9 +192,18 @@ def web_app(
 
     protected = [Depends(authenticated)]
 
-    def answer(request: LookRequest) -> CompactJSON:
+    # Looks run in threads of their own (at most LOOK_THREADS at once; more wait, within their
+    # budget, which starts when the call arrived); readiness probes never wait behind them.
+    looks = anyio.CapacityLimiter(LOOK_THREADS)
+    probes = anyio.CapacityLimiter(PROBE_THREADS)
+    budget = service.settings.look_budget
+
+    async def answer(http: Request, request: LookRequest) -> CompactJSON:
+        deadline = arrival(http) + budget
         try:
-            look: Look = service.look(request)
+            look: Look = await anyio.to_thread.run_sync(
+                functools.partial(service.look, request, deadline=deadline), limiter=looks
+            )
         except RunError as error:
             raise http_error(error) from None
         assert look.run.answer is not None
@@ -195,9 +217,10 @@ def web_app(
         tags=["verdict"],
         summary="Look once more at a run and answer its verdict (JSON body)",
     )
-    def verdict_post(body: VerdictRequest) -> Response:
+    async def verdict_post(request: Request, body: VerdictRequest) -> Response:
         extras = _extras(body.model_extra or {})
-        return answer(
+        return await answer(
+            request,
             LookRequest(
                 analysis=body.analysis,
                 namespace=body.namespace,
@@ -217,7 +240,7 @@ def web_app(
         tags=["verdict"],
         summary="Look once more at a run and answer its verdict (query string)",
     )
-    def verdict_get(
+    async def verdict_get(
         request: Request,
         analysis: Annotated[
             str, Query(min_length=1, max_length=MAX_VALUE_LENGTH, description=ANALYSIS_DOC)
@@ -241,7 +264,8 @@ def web_app(
         extras = _extras(
             {k: v for k, v in request.query_params.items() if k not in _KNOWN_QUERY_KEYS}
         )
-        return answer(
+        return await answer(
+            request,
             LookRequest(
                 analysis=analysis,
                 namespace=namespace,
@@ -293,10 +317,14 @@ def web_app(
         summary="Ready: the run store and every Prometheus answer",
         responses={503: {"model": ErrorBody, "description": "A dependency is not reachable."}},
     )
-    def readyz() -> Response:
-        checks = service.readiness()
-        for check in readiness:
-            checks.update(check())
+    async def readyz() -> Response:
+        def ready_checks() -> dict[str, str]:
+            checks = service.readiness()
+            for check in readiness:
+                checks.update(check())
+            return checks
+
+        checks = await anyio.to_thread.run_sync(ready_checks, limiter=probes)
         checks = redactor.value(checks)
         broken = {name: state for name, state in checks.items() if state != "ok"}
         if not broken:
@@ -322,6 +350,7 @@ def web_app(
 
     _install_error_handlers(app, redactor)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(StampArrival)
     _document_analyses(app, sorted(service.analyses))
     return app
 

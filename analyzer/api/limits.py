@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -21,6 +22,7 @@ MAX_EXTRAS = 32
 """Placeholder values per call (extra body keys or query parameters)."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ARRIVED = "verdict_arrived"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,6 +34,25 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def has_lone_surrogate(text: str) -> bool:
     """Whether `text` holds a UTF-16 surrogate code point (cannot be encoded as UTF-8)."""
     return bool(_SURROGATE.search(text))
+
+
+class StampArrival:
+    """ASGI middleware: notes when a request arrived (`arrival`), so that a look's budget
+    counts the time it waited for a thread."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[_ARRIVED] = time.monotonic()
+        await self.app(scope, receive, send)
+
+
+def arrival(request: Any) -> float:
+    """`time.monotonic()` when `request` (a Starlette request) arrived; now if not stamped."""
+    state = request.scope.get("state") or {}
+    return float(state.get(_ARRIVED, time.monotonic()))
 
 
 class BodyLimit:

@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from analyzer.runs.model import Run, RunKey
@@ -82,12 +82,31 @@ class RunStore(Protocol):
         ...
 
     def ping(self) -> None:
-        """Raise `StoreUnavailable` unless the store can be read."""
+        """Raise `StoreUnavailable` unless the store can be read and can take one more look
+        (a probe row is written in a transaction that is rolled back: a full or read-only
+        store fails it)."""
         ...
 
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+_PROBE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def probe_run() -> Run:
+    """The row `ping` writes and rolls back: as large as a real run's (one page or more)."""
+    return Run(
+        id="readiness-probe",
+        key=RunKey("(readiness probe)", "", "", ""),
+        stable_hash="",
+        params={},
+        started_at=_PROBE_TIME,
+        created_at=_PROBE_TIME,
+        updated_at=_PROBE_TIME,
+        reason="x" * 4096,
+    )
 
 
 def json_text(value: Any) -> str:

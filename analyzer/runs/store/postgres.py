@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from analyzer.runs.model import Run, RunKey
-from analyzer.runs.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
+from analyzer.runs.store.base import COLUMNS, TABLE, Pool, probe_run, row_values, run_from_row
 from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
@@ -192,8 +192,9 @@ class PostgresStore:
             return int(cursor.rowcount)
 
     def ping(self) -> None:
-        with self._db() as conn:
+        with self._db() as conn, conn.transaction(force_rollback=True):
             conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+            conn.execute(_INSERT, row_values(probe_run(), _to_db))
 
     def close(self) -> None:
         self._pool.close()

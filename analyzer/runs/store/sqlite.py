@@ -16,6 +16,7 @@ read-change-write of one look, never while Prometheus is being asked.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from analyzer.runs.model import Run, RunKey
-from analyzer.runs.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
+from analyzer.runs.store.base import COLUMNS, TABLE, Pool, probe_run, row_values, run_from_row
 from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
@@ -108,6 +109,7 @@ class SQLiteStore:
         except ValueError:
             raise StoreConfigError(f"{url!r}: max_page_count and timeout are numbers") from None
         self._description = f"sqlite:///{path}"
+        self._write_lock = threading.Lock()
         self._pool: Pool[sqlite3.Connection] = Pool(
             self._connect, lambda c: c.close(), prepare=self._create_schema
         )
@@ -152,14 +154,17 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # One writer at a time in this process: threads queue on a lock instead of SQLite's
+        # busy handler, whose growing sleeps let a writer starve behind many others.
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:  # SQLite rolls back by itself on some errors (FULL)
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # --- RunStore ----------------------------------------------------------------------
 
@@ -214,6 +219,13 @@ class SQLiteStore:
     def ping(self) -> None:
         with self._db() as conn:
             conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(_INSERT, row_values(probe_run(), _to_db))
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self._pool.close()
