@@ -67,6 +67,7 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     injected: Counter[str] = field(default_factory=Counter)
     requests: int = 0
+    queries: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
 
@@ -81,6 +82,7 @@ class FaultProxy:
         """The faults that apply to this query (and count one use of each)."""
         with self._lock:
             self.requests += 1
+            self.queries.append(query)
             chosen = []
             for fault in self.faults:
                 if fault.match and fault.match not in query:
