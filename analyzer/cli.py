@@ -289,8 +289,43 @@ def serve(
     prometheus_concurrency: Annotated[
         int, typer.Option(help="Looks that may query Prometheus at once (others wait in budget).")
     ] = 16,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Controller mode too: watch Argo Rollouts annotated verdict.dev/analysis and "
+            "promote, pause or abort them.",
+        ),
+    ] = False,
+    namespace: Annotated[
+        list[str],
+        typer.Option(help="With --watch: a namespace to watch (repeatable); default all."),
+    ] = [],  # noqa: B006
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="With --watch: kubeconfig file; default KUBECONFIG, else in-cluster."),
+    ] = None,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect",
+            help="With --watch: only the holder of a Lease acts (for several replicas).",
+        ),
+    ] = False,
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(help="Namespace of the Lease; default POD_NAMESPACE, else default."),
+    ] = None,
+    min_step_looks: Annotated[
+        int, typer.Option(help="With --watch: looks at a step before a pass promotes it.")
+    ] = 1,
+    max_inconclusive: Annotated[
+        str,
+        typer.Option(help="With --watch: undecided this long at one step is reported (30m)."),
+    ] = "30m",
 ) -> None:
-    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README)."""
+    """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README);
+    with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer.durations import parse_seconds
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import load_analyses
@@ -322,6 +357,14 @@ def serve(
             "VERDICT_PROMETHEUS_URL or prometheus.url in the file",
             EXIT_BAD_INPUT,
         )
+    if min_step_looks < 1:
+        _fail("--min-step-looks must be at least 1", EXIT_BAD_INPUT)
+    try:
+        undecided = timedelta(seconds=parse_seconds(max_inconclusive))
+    except ValueError as error:
+        _fail(f"--max-inconclusive: {error}", EXIT_BAD_INPUT)
+    if (namespace or kubeconfig or leader_elect) and not watch:
+        _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
     redactor = Redactor.of([s.prometheus.headers for s in analyses.values()], token)
     logs.configure(json=True, level=log_level, redactor=redactor, capture_stdlib=True)
@@ -330,6 +373,14 @@ def serve(
     for spec in analyses.values():
         if spec.prometheus.url and not url:
             _check_url(spec.prometheus.url, f"{spec.name}: prometheus.url", redactor)
+    api_client = None
+    if watch:
+        from analyzer.controller.app import KubeConfigError, kube_api_client
+
+        try:
+            api_client = kube_api_client(kubeconfig)
+        except KubeConfigError as error:
+            _fail(str(error), EXIT_BAD_INPUT)
     try:
         run_store = open_store(store)
     except StoreConfigError as error:
@@ -338,7 +389,9 @@ def serve(
     import structlog
     import uvicorn
 
-    from analyzer.api import PrometheusSources, ServeSettings, create_app
+    from analyzer.api import PrometheusSources, ServeSettings, web_app
+    from analyzer.clock import SystemClock
+    from analyzer.runs import RunService, Telemetry
 
     log = structlog.get_logger()
     try:
@@ -354,8 +407,38 @@ def serve(
         token=token,
         prometheus_concurrency=prometheus_concurrency,
     )
-    web = create_app(
-        analyses=analyses, store=run_store, sources=sources, settings=settings, redactor=redactor
+    clock = SystemClock()
+    service = RunService(
+        analyses=analyses,
+        store=run_store,
+        sources=sources,
+        clock=clock,
+        settings=settings,
+        telemetry=Telemetry(run_store.count),
+    )
+    controller = None
+    if api_client is not None:
+        from analyzer.controller import ControllerApp, ControllerOptions, ControllerSettings
+
+        controller = ControllerApp(
+            api_client,
+            service,
+            clock,
+            ControllerOptions(
+                namespaces=tuple(namespace),
+                leader_elect=leader_elect,
+                lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                settings=ControllerSettings(
+                    min_step_looks=min_step_looks, max_inconclusive=undecided
+                ),
+            ),
+        )
+    web = web_app(
+        service,
+        token=token,
+        readiness=[controller.readiness] if controller is not None else [],
+        companions=[controller] if controller is not None else [],
+        redactor=redactor,
     )
     log.info(
         "verdict serve starting",
@@ -366,9 +449,18 @@ def serve(
         auth=token is not None,
         look_budget=look_budget,
         run_ttl=str(ttl),
+        controller=watch,
     )
     server = uvicorn.Server(
-        uvicorn.Config(web, log_config=None, log_level="warning", access_log=False)
+        uvicorn.Config(
+            web,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            # longer than clients keep idle connections (Go's default: 90 s), so a poll never
+            # races the server closing its connection
+            timeout_keep_alive=120,
+        )
     )
     # uvicorn re-raises SIGTERM/SIGINT once it has finished the requests in flight; with these
     # handlers that ends the process normally (exit 0) instead of by the signal.

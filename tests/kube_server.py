@@ -20,17 +20,22 @@ speaks, for any resource registered by (group, version, plural):
 * optimistic concurrency: a write whose body carries `metadata.resourceVersion` that is not the
   stored one gets 409 `Conflict`;
 * every Argo Rollouts object written (`argoproj.io` kinds) is validated against the CRD schemas in
-  `tests/data/argo-rollouts/` (strict: unknown keys are errors); an invalid one gets 422 and is
-  kept in `server.rejected`. Register a schema for other resources with `Resource(schema=...)`.
+  `tests/data/argo-rollouts/` (strict: unknown keys are errors), every VirtualService against
+  `VIRTUAL_SERVICE_SCHEMA` (integer weights 0..100 on routes with a destination host); an invalid
+  one gets 422 and is kept in `server.rejected`. Register a schema for other resources with
+  `Resource(schema=...)`.
 
-Every request is recorded (`server.requests`: method, path, query, content type, parsed body),
-so tests assert the exact patches a feature sent (`server.writes(...)`).
+Every request is recorded (`server.requests`: method, path, query, content type, parsed body,
+status answered; 0 for a request dropped unanswered), so tests assert the exact patches a
+feature sent (`server.writes(...)`), and `server.permissions_used()` gives the (group, resource,
+verb) of every call, to hold against `strategies.permissions`.
 
 Tests drive the world around the code under test without HTTP: `put` / `get` / `modify` change
 objects as a controller would (with resource versions and watch events), `react(callback)` runs a
 callback after every write made over HTTP (a stand-in for Argo's controller), and
 `fail_next(method, path, status)` makes the next matching requests fail (e.g. a 409 from a
-concurrent writer, a 500).
+concurrent writer, a 500; with `after=True` once carried out), and `stall_next(method, path)`
+holds one until the test releases it (to kill the sender meanwhile).
 
 Use the `kube` fixture (tests/conftest.py), or `with KubeServer() as server:`; give the code a
 client from `server.api_client()` or a kubeconfig from `server.write_kubeconfig(path)`.
@@ -93,6 +98,58 @@ class Resource:
         return None
 
 
+VIRTUAL_SERVICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["spec"],
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "hosts": {"type": "array", "items": {"type": "string"}},
+                "gateways": {"type": "array", "items": {"type": "string"}},
+                "http": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "route": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["destination"],
+                                    "properties": {
+                                        "destination": {
+                                            "type": "object",
+                                            "required": ["host"],
+                                            "properties": {
+                                                "host": {"type": "string"},
+                                                "subset": {"type": "string"},
+                                                "port": {
+                                                    "type": "object",
+                                                    "properties": {"number": {"type": "integer"}},
+                                                },
+                                            },
+                                        },
+                                        "weight": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": 100,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+"""The shape of an Istio VirtualService that Verdict's routers read and write (`spec.hosts`,
+`spec.http[].route[]` with `destination.host` and integer `weight` 0..100): Istio publishes no
+CRD schema for it (its validation is a webhook), so this is the part it checks that matters."""
+
 DEFAULT_RESOURCES: tuple[Resource, ...] = (
     Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout"),
     Resource("argoproj.io", "v1alpha1", "analysisruns", "AnalysisRun", status=False),
@@ -105,8 +162,22 @@ DEFAULT_RESOURCES: tuple[Resource, ...] = (
         namespaced=False,
         status=False,
     ),
-    Resource("networking.istio.io", "v1beta1", "virtualservices", "VirtualService"),
-    Resource("networking.istio.io", "v1", "virtualservices", "VirtualService"),
+    Resource(
+        "networking.istio.io",
+        "v1beta1",
+        "virtualservices",
+        "VirtualService",
+        status=False,
+        schema=VIRTUAL_SERVICE_SCHEMA,
+    ),
+    Resource(
+        "networking.istio.io",
+        "v1",
+        "virtualservices",
+        "VirtualService",
+        status=False,
+        schema=VIRTUAL_SERVICE_SCHEMA,
+    ),
     Resource("networking.istio.io", "v1beta1", "destinationrules", "DestinationRule"),
     Resource("", "v1", "services", "Service"),
     Resource("", "v1", "pods", "Pod"),
@@ -143,6 +214,25 @@ class _Fault:
     status: int
     times: int
     message: str
+    after: bool = False
+
+
+@dataclass
+class Stall:
+    """A request held by the server (`KubeServer.stall_next`): `arrived` is set when it comes;
+    it waits until `release(apply=...)`: applied and answered, or dropped unanswered (as when
+    its sender died before the server acted on it)."""
+
+    method: str
+    path: re.Pattern[str]
+    arrived: threading.Event = field(default_factory=threading.Event)
+    _released: threading.Event = field(default_factory=threading.Event)
+    apply: bool = False
+    taken: bool = False
+
+    def release(self, *, apply: bool) -> None:
+        self.apply = apply
+        self._released.set()
 
 
 @dataclass
@@ -181,6 +271,7 @@ class KubeServer:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._faults: list[_Fault] = []
+        self._stalls: list[Stall] = []
         self._reactors: list[Callable[[KubeServer, Resource, Object], None]] = []
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -323,11 +414,31 @@ class KubeServer:
         *,
         times: int = 1,
         message: str = "injected failure",
+        after: bool = False,
     ) -> None:
         """The next `times` requests with `method` whose path matches the regular expression
-        `path` (searched) get `status` (409 answers `Conflict`, like a lost update)."""
+        `path` (searched) get `status` (409 answers `Conflict`, like a lost update). With
+        `after`, the request is carried out first and only its answer is the failure (an answer
+        lost on the way back)."""
         with self._lock:
-            self._faults.append(_Fault(method.upper(), re.compile(path), status, times, message))
+            self._faults.append(
+                _Fault(method.upper(), re.compile(path), status, times, message, after)
+            )
+
+    def stall_next(self, method: str, path: str) -> Stall:
+        """Hold the next request with `method` whose path matches `path` (see `Stall`)."""
+        stall = Stall(method.upper(), re.compile(path))
+        with self._lock:
+            self._stalls.append(stall)
+        return stall
+
+    def _stall_for(self, method: str, path: str) -> Stall | None:
+        with self._lock:
+            for stall in self._stalls:
+                if not stall.taken and stall.method == method and stall.path.search(path):
+                    stall.taken = True
+                    return stall
+        return None
 
     def compact(self) -> None:
         """Forget the watch history: a watch from an older resourceVersion now gets 410."""
@@ -358,6 +469,26 @@ class KubeServer:
                 continue
             out.append(r)
         return out
+
+    def permissions_used(self) -> set[tuple[str, str, str]]:
+        """(API group, resource or resource/subresource, RBAC verb) of every request received:
+        what a Role must allow for the calls the tests made."""
+        used = set()
+        for r in list(self.requests):
+            resource, _, name, sub = self._route(r.path)
+            if r.method == "GET":
+                verb = (
+                    "watch"
+                    if r.query.get("watch") in ("true", "1", "True")
+                    else ("get" if name is not None else "list")
+                )
+            else:
+                verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[
+                    r.method
+                ]
+            plural = resource.plural + (f"/{sub}" if sub else "")
+            used.add((resource.group, plural, verb))
+        return used
 
     def watchers(self) -> int:
         """How many watches are streaming right now."""
@@ -513,8 +644,15 @@ class KubeServer:
         """Answer a non-watch request: (status, JSON document)."""
         fault = self._fault_for(method, path)
         if fault is not None:
+            if fault.after:
+                self._handle(method, path, query, content_type, body)
             reason = {409: "Conflict", 404: "NotFound", 410: "Gone"}.get(fault.status, "Injected")
             raise ApiProblem(fault.status, reason, fault.message)
+        return self._handle(method, path, query, content_type, body)
+
+    def _handle(
+        self, method: str, path: str, query: dict[str, str], content_type: str, body: Any
+    ) -> tuple[int, Any]:
         resource, namespace, name, sub = self._route(path)
         with self._lock:
             if method == "GET" and name is None:
@@ -827,6 +965,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.kube.requests.append(Recorded(method, path, query, content_type, body, 200))
             self._watch(path, query)
             return
+        stall = self.kube._stall_for(method, path)
+        if stall is not None:
+            stall.arrived.set()
+            stall._released.wait(timeout=300)
+            if not stall.apply:
+                self.kube.requests.append(Recorded(method, path, query, content_type, body, 0))
+                self.close_connection = True
+                return
         try:
             status, document = self.kube.handle(method, path, query, content_type, body)
         except ApiProblem as problem:

@@ -242,3 +242,43 @@ def test_injected_failures_and_reactions(kube: KubeServer) -> None:
     )
     assert reacted == ["checkout"]
     assert [r.status for r in kube.writes(plural="rollouts")] == [409, 200]
+
+
+def test_virtual_service_weights_are_patched_and_their_shape_checked(kube: KubeServer) -> None:
+    vs = ("networking.istio.io", "v1beta1")
+    route = [
+        {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+        {"destination": {"host": "web", "subset": "canary"}, "weight": 0},
+    ]
+    api = custom(kube)
+    api.create_namespaced_custom_object(
+        *vs,
+        NS,
+        "virtualservices",
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": route}]},
+        },
+    )
+    ops = [
+        {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 95},
+        {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 5},
+    ]
+    api.patch_namespaced_custom_object(
+        *vs, NS, "virtualservices", "web", ops, _content_type=JSON_PATCH
+    )
+    stored = kube.get(*vs, "virtualservices", NS, "web")
+    assert [r["weight"] for r in stored["spec"]["http"][0]["route"]] == [95, 5]
+    # the versions of a resource share their objects
+    assert (
+        kube.get("networking.istio.io", "v1", "virtualservices", NS, "web")["spec"]
+        == (stored["spec"])
+    )
+    bad = [{"op": "replace", "path": "/spec/http/0/route/1/weight", "value": "5"}]
+    with pytest.raises(ApiException) as error:
+        api.patch_namespaced_custom_object(
+            *vs, NS, "virtualservices", "web", bad, _content_type=JSON_PATCH
+        )
+    assert error.value.status == 422

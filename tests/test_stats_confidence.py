@@ -50,7 +50,9 @@ def test_vectorised_call_equals_scalar_calls_and_keeps_the_shape() -> None:
 
 @pytest.mark.parametrize("n", TOTALS)
 @pytest.mark.parametrize("alpha", [0.01, 0.05, 0.2])
-def test_zero_events_upper_bound_is_wider_than_exact_fixed_sample_bound(n: int, alpha: float) -> None:
+def test_zero_events_upper_bound_is_wider_than_exact_fixed_sample_bound(
+    n: int, alpha: float
+) -> None:
     # One-sided Clopper-Pearson upper bound at 0 events: 1 - alpha**(1/n) (the "rule of three").
     exact = stats.beta.ppf(1 - alpha, 1, n)
     assert exact == pytest.approx(1 - alpha ** (1 / n))
@@ -170,7 +172,9 @@ def _scan_interval(s: float, n: float, alpha: float) -> tuple[float, float]:
     [(0, 10), (0, 5_000), (1, 10), (3, 100), (50, 10_000), (997, 1_000), (2.5, 700.3), (40, 40)],
 )
 @pytest.mark.parametrize("alpha", [0.05, 0.001])
-def test_bisection_matches_brute_force_scan_of_the_martingale(s: float, n: float, alpha: float) -> None:
+def test_bisection_matches_brute_force_scan_of_the_martingale(
+    s: float, n: float, alpha: float
+) -> None:
     b = rate_bounds(s, n, alpha)
     lower, upper = _scan_interval(s, n, alpha)
     if s == 0:

@@ -12,7 +12,9 @@ from analyzer import stats as stats_package
 from analyzer.stats import MannWhitneyResult, Outcome, mann_whitney_compare
 
 
-def _samples(shift: float, n: int = 20, m: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _samples(
+    shift: float, n: int = 20, m: int = 20, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.normal(10.0 + shift, 1.0, n), rng.normal(10.0, 1.0, m)
 

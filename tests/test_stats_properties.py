@@ -34,10 +34,33 @@ MARGIN = 0.001
 MC_SE = math.sqrt(ALPHA * (1 - ALPHA) / RUNS)
 FALSE_FAIL_LIMIT = ALPHA + 3 * MC_SE
 # Istio's default request-duration buckets (istio_request_duration_milliseconds), in seconds.
-ISTIO_BOUNDS = np.array(
-    [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
-     300_000, 600_000, 1_800_000, 3_600_000, np.inf]
-) / 1000.0
+ISTIO_BOUNDS = (
+    np.array(
+        [
+            0.5,
+            1,
+            5,
+            10,
+            25,
+            50,
+            100,
+            250,
+            500,
+            1_000,
+            2_500,
+            5_000,
+            10_000,
+            30_000,
+            60_000,
+            300_000,
+            600_000,
+            1_800_000,
+            3_600_000,
+            np.inf,
+        ]
+    )
+    / 1000.0
+)
 
 Counts = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
@@ -82,7 +105,9 @@ def _vector_outcome(looks: Looks, i: int, k: int) -> Outcome:
     return Outcome.PASS if looks.passed[i, k] else Outcome.INCONCLUSIVE
 
 
-def _sample_cells(looks: Looks, rng: np.random.Generator, per_outcome: int = 8) -> list[tuple[int, int]]:
+def _sample_cells(
+    looks: Looks, rng: np.random.Generator, per_outcome: int = 8
+) -> list[tuple[int, int]]:
     """A few (run, look) cells of each outcome present in the simulation."""
     cells: list[tuple[int, int]] = []
     undecided = ~(looks.fail | looks.passed)
@@ -207,7 +232,9 @@ def test_slo_gate_at_its_null_boundary_fails_at_most_alpha_unlike_a_naive_exact_
 
 
 @pytest.mark.parametrize(("requests", "rate"), [(100, 0.005), (1000, 0.005), (1000, 0.2)])
-def test_rate_bounds_cover_the_true_rate_at_all_20_looks_at_once(requests: int, rate: float) -> None:
+def test_rate_bounds_cover_the_true_rate_at_all_20_looks_at_once(
+    requests: int, rate: float
+) -> None:
     rng = np.random.default_rng(20_004 + requests + int(rate * 1000))
     bad, total = _cumulative(rng, requests, rate)
     b = rate_bounds(bad, total, ALPHA)
@@ -270,6 +297,7 @@ def _latency_runs(
     directly. The threshold is fixed before the analysis, as a real one would be: the p99 bucket
     bound (`quantile_bucket_bound`) of one earlier interval of baseline traffic.
     """
+
     def bucket_probabilities(median: float) -> npt.NDArray[np.float64]:
         cdf = stats.lognorm.cdf(ISTIO_BOUNDS, s=0.6, scale=median)
         return np.asarray(np.diff(np.concatenate([[0.0], cdf])), dtype=np.float64)
@@ -278,7 +306,9 @@ def _latency_runs(
     p_canary = bucket_probabilities(0.1 * canary_scale)
     history = rng.multinomial(baseline_requests, p_baseline, size=RUNS)
     thresholds = np.array([quantile_bucket_bound(0.99, ISTIO_BOUNDS, h) for h in history])
-    above = np.arange(len(ISTIO_BOUNDS))[None, :] > np.searchsorted(ISTIO_BOUNDS, thresholds)[:, None]
+    above = (
+        np.arange(len(ISTIO_BOUNDS))[None, :] > np.searchsorted(ISTIO_BOUNDS, thresholds)[:, None]
+    )
     canary = rng.multinomial(canary_requests, p_canary, size=(RUNS, LOOKS))
     baseline = rng.multinomial(baseline_requests, p_baseline, size=(RUNS, LOOKS))
     slow_c = (canary * above[:, None, :]).sum(axis=2).cumsum(axis=1).astype(np.float64)

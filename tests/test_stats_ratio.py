@@ -87,7 +87,9 @@ def test_more_requests_needed_at_the_current_rate_make_the_gate_pass(
     assert slo_gate(g.rate * n, n, max_rate=max_rate, alpha=ALPHA).outcome is Outcome.PASS
     # and it is the smallest such count (up to rounding to a whole request)
     fewer = total + needed - 1
-    assert slo_gate(g.rate * fewer, fewer, max_rate=max_rate, alpha=ALPHA).outcome is not Outcome.PASS
+    assert (
+        slo_gate(g.rate * fewer, fewer, max_rate=max_rate, alpha=ALPHA).outcome is not Outcome.PASS
+    )
 
 
 def test_more_requests_needed_is_none_when_the_rate_is_not_below_the_slo() -> None:
@@ -114,7 +116,9 @@ def test_more_requests_needed_over_random_cases_always_suffice() -> None:
     assert checked > 25
 
 
-def test_slo_gate_with_a_count_known_within_a_range_fails_on_certain_and_passes_on_possible() -> None:
+def test_slo_gate_with_a_count_known_within_a_range_fails_on_certain_and_passes_on_possible() -> (
+    None
+):
     # A latency threshold between two bucket bounds: 30..300 of 10 000 requests are slower.
     g = slo_gate(30, 10_000, max_rate=0.01, alpha=ALPHA, bad_at_most=300)
     certain = rate_bounds(30, 10_000, ALPHA)

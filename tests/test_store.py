@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from analyzer.runs import Run, RunKey, metric_from_dict, metric_to_dict, new_run
+from analyzer.runs.journal import ActionRecord, new_action
 from analyzer.runs.store import RunNotFound, StoreConfigError, StoreUnavailable, open_store
 from analyzer.verdicts import CheckReport, MetricReport, MetricStatus
 from tests.conftest import free_port
@@ -152,6 +153,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
     server: PostgresServer = request.getfixturevalue("postgres_server")
     with psycopg.connect(server.url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS verdict_runs")
+        conn.execute("DROP TABLE IF EXISTS verdict_actions")
     return StoreCase(
         "postgres",
         server.url,
@@ -294,6 +296,31 @@ def test_metric_reports_round_trip_through_the_store(case: StoreCase) -> None:
     assert back.more_requests_needed == 12
 
 
+def test_an_action_is_journaled_once_and_stays_pending_until_finished(case: StoreCase) -> None:
+    store = open_store(case.url)
+    run = store.start(_run())
+
+    def abort(at: datetime) -> ActionRecord:
+        return new_action(
+            run_id=run.id, namespace="shop", rollout="checkout", canary_hash="abc123",
+            kind="abort", step=1, reason="fails", now=at,
+        )  # fmt: skip
+
+    first, new = store.record_action(abort(NOW))
+    again, new_again = store.record_action(abort(NOW + timedelta(minutes=1)))
+    assert new and not new_again and again == first and first.state == "pending"
+    store.close()
+    reopened = open_store(case.url)  # a restarted process finds it
+    assert reopened.pending_actions() == [first]
+    reopened.finish_action(first.finished("done", NOW + timedelta(minutes=2)))
+    assert reopened.pending_actions() == []
+    done, _ = reopened.record_action(abort(NOW + timedelta(minutes=3)))
+    assert (done.id, done.state) == (first.id, "done")  # deciding it again sends nothing
+    reopened.expire(NOW + timedelta(hours=1))
+    fresh, is_new = reopened.record_action(abort(NOW + timedelta(hours=2)))
+    assert is_new and fresh.id != first.id
+
+
 def test_a_read_only_store_is_unavailable_with_a_clear_message(case: StoreCase) -> None:
     writable = open_store(case.url)
     run = writable.start(_run())
@@ -352,6 +379,7 @@ def test_two_replicas_sharing_postgres_count_every_look_once(
 
     with psycopg.connect(postgres_server.url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS verdict_runs")
+        conn.execute("DROP TABLE IF EXISTS verdict_actions")
     start = prometheus.scenarios["healthy"].start
     clock = Clock(start + minutes(20))
     request = body("healthy", start=start.isoformat())

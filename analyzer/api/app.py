@@ -13,7 +13,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -148,25 +148,41 @@ ReadinessCheck = Callable[[], dict[str, str]]
 watch."""
 
 
+class Companion(Protocol):
+    """Something that runs while the app serves (the controller): started after the app starts,
+    stopped before the run service closes."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def web_app(
     service: RunService,
     *,
     token: str | None = None,
     readiness: Sequence[ReadinessCheck] = (),
+    companions: Sequence[Companion] = (),
     redactor: Redactor | None = None,
 ) -> FastAPI:
     """The HTTP app over `service` (shared with the controller when it runs in this process).
-    `token`: the bearer token the API requires (None: none). `redactor` masks secrets in error
-    answers and `/readyz` (default: URL user-info and the token). The app closes the service
-    when it stops."""
+    `token`: the bearer token the API requires (None: none). `companions` run while the app
+    serves. `redactor` masks secrets in error answers and `/readyz` (default: URL user-info and
+    the token). The app closes the service when it stops."""
     redactor = redactor or Redactor.with_secrets([token])
     store = service.store
     telemetry = service.telemetry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        service.close()
+        for companion in companions:
+            companion.start()
+        try:
+            yield
+        finally:
+            for companion in reversed(companions):
+                companion.stop()
+            service.close()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -89,7 +89,8 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class LookRequest:
-    """A verdict call, parsed: the run's identity, an optional start, placeholder values."""
+    """A request for one look (a web-provider call, a controller tick): the run's identity, an
+    optional start, placeholder values."""
 
     analysis: str
     namespace: str
@@ -198,7 +199,7 @@ class RunService:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._probes.shutdown(wait=False, cancel_futures=True)
 
-    # --- the call ----------------------------------------------------------------------
+    # --- the look ----------------------------------------------------------------------
 
     def look(self, request: LookRequest, *, deadline: float | None = None) -> Look:
         """One look for the request's run. Raises the errors of `analyzer.runs.errors`.
@@ -429,7 +430,7 @@ class RunService:
     # --- upkeep ------------------------------------------------------------------------
 
     def _cleanup(self, now: datetime) -> None:
-        """Delete expired runs, at most once per `cleanup_every` (piggybacks on calls)."""
+        """Delete expired runs, at most once per `cleanup_every` (piggybacks on looks)."""
         with self._cleanup_lock:
             last = self._last_cleanup
             if last is not None and abs(now - last) < self.settings.cleanup_every:

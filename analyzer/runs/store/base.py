@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from analyzer.runs.journal import ActionRecord
 from analyzer.runs.model import Run, RunKey
 
 TABLE = "verdict_runs"
@@ -78,13 +79,27 @@ class RunStore(Protocol):
         ...
 
     def expire(self, before: datetime) -> int:
-        """Delete runs whose last look (or start) is older than `before`; return how many."""
+        """Delete runs whose last look (or start) is older than `before`, and journal entries
+        last changed before it; return how many runs."""
         ...
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store can be read and can take one more look
         (a probe row is written in a transaction that is rolled back: a full or read-only
         store fails it)."""
+        ...
+
+    def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
+        """Store `action` unless one with the same (run, kind, step) exists (atomic); return the
+        stored one and whether it is new (the action journal, `analyzer.runs.journal`)."""
+        ...
+
+    def finish_action(self, action: ActionRecord) -> None:
+        """Write the action's new state (`done` or `dropped`)."""
+        ...
+
+    def pending_actions(self) -> list[ActionRecord]:
+        """Actions recorded but not finished, oldest first."""
         ...
 
     def close(self) -> None:

@@ -21,6 +21,15 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import errors as pg_errors
 
+from analyzer.runs.journal import (
+    ACTION_COLUMNS,
+    ACTIONS_TABLE,
+    PENDING,
+    ActionRecord,
+    action_from_row,
+    action_values,
+    actions_schema,
+)
 from analyzer.runs.model import Run, RunKey
 from analyzer.runs.store.base import COLUMNS, TABLE, Pool, probe_run, row_values, run_from_row
 from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
@@ -32,6 +41,14 @@ _INSERT = (
 )
 _UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = %s' for c in COLUMNS[1:])} WHERE id = %s"
 _BY_KEY = " WHERE analysis = %s AND namespace = %s AND rollout = %s AND canary_hash = %s"
+_ACTION_SELECT = f"SELECT {', '.join(ACTION_COLUMNS)} FROM {ACTIONS_TABLE}"
+_ACTION_INSERT = (
+    f"INSERT INTO {ACTIONS_TABLE} ({', '.join(ACTION_COLUMNS)}) "
+    f"VALUES ({', '.join('%s' for _ in ACTION_COLUMNS)}) "
+    "ON CONFLICT (run_id, kind, step) DO NOTHING"
+)
+_ACTION_BY_KEY = " WHERE run_id = %s AND kind = %s AND step = %s"
+_ACTIONS_SCHEMA = actions_schema("text", "timestamptz")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id text PRIMARY KEY,
@@ -132,11 +149,12 @@ class PostgresStore:
 
     @staticmethod
     def _create_schema(conn: psycopg.Connection[Any]) -> None:
-        exists = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
-        if exists is None or exists[0] is None:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-                conn.execute(_SCHEMA)
+        for table, schema in ((TABLE, _SCHEMA), (ACTIONS_TABLE, _ACTIONS_SCHEMA)):
+            exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+            if exists is None or exists[0] is None:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                    conn.execute(schema)
 
     # --- RunStore ----------------------------------------------------------------------
 
@@ -189,7 +207,31 @@ class PostgresStore:
     def expire(self, before: datetime) -> int:
         with self._db() as conn:
             cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < %s", (_to_db(before),))
+            conn.execute(f"DELETE FROM {ACTIONS_TABLE} WHERE updated_at < %s", (_to_db(before),))
             return int(cursor.rowcount)
+
+    def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
+        key = (action.run_id, action.kind, action.step)
+        with self._db() as conn, conn.transaction():
+            cursor = conn.execute(_ACTION_INSERT, action_values(action, _to_db))
+            row = conn.execute(_ACTION_SELECT + _ACTION_BY_KEY, key).fetchone()
+        if row is None:
+            raise StoreUnavailable(f"the run store {self._description} lost an action")
+        return action_from_row(tuple(row), _from_db), cursor.rowcount == 1
+
+    def finish_action(self, action: ActionRecord) -> None:
+        with self._db() as conn:
+            conn.execute(
+                f"UPDATE {ACTIONS_TABLE} SET state = %s, updated_at = %s WHERE id = %s",
+                (action.state, _to_db(action.updated_at), action.id),
+            )
+
+    def pending_actions(self) -> list[ActionRecord]:
+        with self._db() as conn:
+            rows = conn.execute(
+                _ACTION_SELECT + " WHERE state = %s ORDER BY created_at", (PENDING,)
+            ).fetchall()
+        return [action_from_row(tuple(r), _from_db) for r in rows]
 
     def ping(self) -> None:
         with self._db() as conn, conn.transaction(force_rollback=True):

@@ -23,6 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from analyzer.runs.journal import (
+    ACTION_COLUMNS,
+    ACTIONS_TABLE,
+    PENDING,
+    ActionRecord,
+    action_from_row,
+    action_values,
+    actions_schema,
+)
 from analyzer.runs.model import Run, RunKey
 from analyzer.runs.store.base import COLUMNS, TABLE, Pool, probe_run, row_values, run_from_row
 from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
@@ -34,6 +43,14 @@ _INSERT = (
 )
 _UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in COLUMNS[1:])} WHERE id = ?"
 _BY_KEY = " WHERE analysis = ? AND namespace = ? AND rollout = ? AND canary_hash = ?"
+_ACTION_SELECT = f"SELECT {', '.join(ACTION_COLUMNS)} FROM {ACTIONS_TABLE}"
+_ACTION_INSERT = (
+    f"INSERT INTO {ACTIONS_TABLE} ({', '.join(ACTION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ACTION_COLUMNS)}) "
+    "ON CONFLICT (run_id, kind, step) DO NOTHING"
+)
+_ACTION_BY_KEY = " WHERE run_id = ? AND kind = ? AND step = ?"
+_ACTIONS_SCHEMA = actions_schema("TEXT", "REAL")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id TEXT PRIMARY KEY,
@@ -214,7 +231,45 @@ class SQLiteStore:
     def expire(self, before: datetime) -> int:
         with self._db() as conn, self._write(conn):
             cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < ?", (_to_db(before),))
+            if self._has_journal(conn):
+                conn.execute(f"DELETE FROM {ACTIONS_TABLE} WHERE updated_at < ?", (_to_db(before),))
             return int(cursor.rowcount)
+
+    # --- the action journal (its table is made with the first action: a store used by the web
+    # provider alone never has it) --------------------------------------------------------
+
+    @staticmethod
+    def _has_journal(conn: sqlite3.Connection) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (ACTIONS_TABLE,)
+        ).fetchone()
+        return found is not None
+
+    def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
+        key = (action.run_id, action.kind, action.step)
+        with self._db() as conn:
+            if not self._has_journal(conn):
+                conn.executescript(_ACTIONS_SCHEMA)
+        with self._db() as conn, self._write(conn):
+            cursor = conn.execute(_ACTION_INSERT, action_values(action, _to_db))
+            row = conn.execute(_ACTION_SELECT + _ACTION_BY_KEY, key).fetchone()
+        return action_from_row(row, _from_db), cursor.rowcount == 1
+
+    def finish_action(self, action: ActionRecord) -> None:
+        with self._db() as conn, self._write(conn):
+            conn.execute(
+                f"UPDATE {ACTIONS_TABLE} SET state = ?, updated_at = ? WHERE id = ?",
+                (action.state, _to_db(action.updated_at), action.id),
+            )
+
+    def pending_actions(self) -> list[ActionRecord]:
+        with self._db() as conn:
+            if not self._has_journal(conn):
+                return []
+            rows = conn.execute(
+                _ACTION_SELECT + " WHERE state = ? ORDER BY created_at", (PENDING,)
+            ).fetchall()
+        return [action_from_row(r, _from_db) for r in rows]
 
     def ping(self) -> None:
         with self._db() as conn:

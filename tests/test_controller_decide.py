@@ -1,0 +1,191 @@
+"""`decide` (pure) and the actuator's patches (those of `kubectl argo rollouts`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from analyzer.controller import Action, Policy, decide, rollout_view
+from analyzer.verdicts import Verdict
+from strategies.argo import Patch, abort_patches, pause_patches, promote_patches
+from strategies.permissions import CONTROLLER, LEADER_ELECTION
+from tests.crds import validate
+from tests.helpers import REPO
+
+EXAMPLES = REPO / "examples" / "argo"
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+POLICY = Policy(interval=timedelta(seconds=30), min_step_looks=2)
+
+
+def rollout(
+    *,
+    step: int = 1,
+    steps: list[dict[str, Any]] | None = None,
+    paused: bool = False,
+    pause: bool = True,
+    started: timedelta = timedelta(minutes=1),
+    generation: int = 3,
+    observed: str | None = "3",
+    canary: str = "c1",
+    stable: str = "s0",
+    abort: bool = False,
+    marker: str | None = None,
+    **status: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "generation": generation,
+            "annotations": {"verdict.dev/analysis": "web"}
+            | ({"verdict.dev/paused": marker} if marker else {}),
+        },
+        "spec": {
+            "paused": paused,
+            "strategy": {"canary": {"steps": steps or [{"setWeight": 5}, {"pause": {}}]}},
+        },
+        "status": {
+            "currentStepIndex": step,
+            "currentPodHash": canary,
+            "stableRS": stable,
+            "observedGeneration": observed,
+            "abort": abort,
+            **status,
+        },
+    }
+    if pause:
+        body["status"]["pauseConditions"] = [
+            {"reason": "CanaryPauseStep", "startTime": (NOW - started).isoformat()}
+        ]
+    return body
+
+
+def action(verdict: Verdict | None, obj: dict[str, Any], looks: int = 2) -> Action:
+    return decide(verdict, rollout_view(obj), now=NOW, step_looks=looks, policy=POLICY).action
+
+
+def test_pass_at_a_pause_step_promotes_after_enough_looks_at_that_step() -> None:
+    assert action(Verdict.PASS, rollout(), looks=2) is Action.PROMOTE
+    assert action(Verdict.PASS, rollout(), looks=1) is Action.NONE
+
+
+def test_fail_aborts_at_once_paused_or_not() -> None:
+    assert action(Verdict.FAIL, rollout()) is Action.ABORT
+    assert action(Verdict.FAIL, rollout(step=0, pause=False), looks=0) is Action.ABORT
+
+
+def test_inconclusive_stays_paused_and_says_so_past_max_inconclusive() -> None:
+    early = decide(Verdict.INCONCLUSIVE, rollout_view(rollout()), now=NOW, step_looks=5,
+                   policy=POLICY)  # fmt: skip
+    late = decide(
+        Verdict.INCONCLUSIVE,
+        rollout_view(rollout(started=timedelta(minutes=31))),
+        now=NOW,
+        step_looks=50,
+        policy=POLICY,
+    )
+    assert (early.action, early.overdue) == (Action.NONE, False)
+    assert (late.action, late.overdue) == (Action.NONE, True)
+    assert "undecided for 31m" in late.reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"generation": 4}, "not trusted"),
+        ({"observed": None}, "not trusted"),
+        ({"abort": True}, "aborted"),
+        ({"stable": "c1"}, "not updating"),
+    ],
+)
+def test_nothing_is_done_when_status_is_not_trusted_or_nothing_updates(
+    changes: dict[str, Any], reason: str
+) -> None:
+    decision = decide(
+        Verdict.FAIL, rollout_view(rollout(**changes)), now=NOW, step_looks=9, policy=POLICY
+    )
+    assert decision.action is Action.NONE and reason in decision.reason
+
+
+def test_no_verdict_is_never_an_action() -> None:
+    assert action(None, rollout()) is Action.NONE
+
+
+TIMED = [{"setWeight": 5}, {"pause": {"duration": "5m"}}, {"setWeight": 50}]
+
+
+@pytest.mark.parametrize(
+    ("verdict", "elapsed", "expected"),
+    [
+        (Verdict.INCONCLUSIVE, timedelta(minutes=4, seconds=40), Action.PAUSE),
+        (Verdict.INCONCLUSIVE, timedelta(minutes=3), Action.NONE),
+        (Verdict.PASS, timedelta(minutes=4, seconds=40), Action.NONE),  # Argo goes on
+    ],
+)
+def test_a_timed_pause_is_paused_within_one_interval_of_its_end_unless_it_passes(
+    verdict: Verdict, elapsed: timedelta, expected: Action
+) -> None:
+    assert action(verdict, rollout(steps=TIMED, started=elapsed)) is expected
+
+
+def test_a_rollout_verdict_paused_is_promoted_on_pass_but_a_manual_pause_is_not() -> None:
+    ours = rollout(steps=TIMED, paused=True, started=timedelta(minutes=9), marker="c1:1")
+    assert action(Verdict.PASS, ours) is Action.PROMOTE
+    assert action(Verdict.INCONCLUSIVE, ours) is Action.NONE
+    manual = rollout(steps=TIMED, paused=True, pause=False)
+    assert action(Verdict.PASS, manual) is Action.NONE
+
+
+def test_promote_sends_the_kubectl_plugin_patches() -> None:
+    assert promote_patches(rollout()) == [Patch({"status": {"pauseConditions": None}}, "status")]
+    assert promote_patches(rollout(paused=True)) == [
+        Patch({"status": {"pauseConditions": None}}, "status"),
+        Patch({"spec": {"paused": False}}),
+    ]
+    inconclusive = rollout(controllerPause=True)
+    inconclusive["status"]["canary"] = {"currentStepAnalysisRunStatus": {"status": "Inconclusive"}}
+    assert promote_patches(inconclusive) == [
+        Patch(
+            {"status": {"pauseConditions": None, "controllerPause": False, "currentStepIndex": 2}},
+            "status",
+        )
+    ]
+    analysis_step = rollout(pause=False, step=1)
+    assert promote_patches(analysis_step) == [
+        Patch({"status": {"pauseConditions": None, "currentStepIndex": 2}}, "status")
+    ]
+    blue_green: dict[str, Any] = {
+        "metadata": {"name": "web"},
+        "spec": {"strategy": {"blueGreen": {"activeService": "web"}}},
+        "status": {"pauseConditions": [{"reason": "BlueGreenPause", "startTime": "x"}]},
+    }
+    assert promote_patches(blue_green) == [Patch({"status": {"pauseConditions": None}}, "status")]
+
+
+def test_pause_and_abort_send_the_kubectl_plugin_patches() -> None:
+    assert pause_patches(rollout()) == [Patch({"spec": {"paused": True}})]
+    assert abort_patches(rollout()) == [Patch({"status": {"abort": True}}, "status")]
+
+
+def test_the_controller_example_rollout_is_valid_and_opts_in() -> None:
+    rollout_doc = yaml.safe_load((EXAMPLES / "controller-rollout.yaml").read_text())
+    validate(rollout_doc, "rollout-crd.yaml")
+    analysis = yaml.safe_load((EXAMPLES / "analysis.yaml").read_text())
+    view = rollout_view(rollout_doc)
+    assert view.analysis == analysis["name"]
+    steps = rollout_doc["spec"]["strategy"]["canary"]["steps"]
+    assert [s.get("setWeight") for s in steps if "setWeight" in s] == [5, 10, 50]
+    assert {"pause": {}} in steps
+
+
+def test_the_rbac_rules_cover_the_controller_calls() -> None:
+    rules = {(r.api_group, res): set(r.verbs) for r in CONTROLLER + LEADER_ELECTION
+             for res in r.resources}  # fmt: skip
+    assert rules[("argoproj.io", "rollouts")] >= {"get", "list", "watch", "patch"}
+    assert rules[("argoproj.io", "rollouts/status")] >= {"patch"}
+    assert rules[("", "events")] >= {"create"}
+    assert rules[("coordination.k8s.io", "leases")] >= {"get", "create", "update"}
