@@ -1,4 +1,4 @@
-"""Caps on what one HTTP request may carry, checked before any work is done.
+"""Caps on what one HTTP request may carry, checked before any work is done, and its arrival.
 
 * `BodyLimit`: an ASGI middleware that answers 413 with a JSON error to a body over
   `MAX_BODY_BYTES` (by its Content-Length, or by counting a chunked body) before the app sees it.
@@ -6,6 +6,8 @@
   in length); more answers 422.
 * `has_lone_surrogate`: JSON may spell lone UTF-16 surrogates (`"\\ud800"`), which no UTF-8
   answer or store can hold; such strings are refused with 422 at the edge.
+* `StampArrival` / `arrival`: when a request arrived, so that a look's budget counts the time
+  the call waited for a thread.
 """
 
 from __future__ import annotations
