@@ -8,6 +8,9 @@ What runs, all on loopback (the parts of `benchmarks.serve`):
   run (one canary hash each), waits for the answer (Argo's 10 s timeout), sleeps `--interval`
   seconds, and polls again, for `--minutes`; their first polls are spread over one interval.
   Every call is a full look on the data since the run's start;
+* an answer later than 10 s counts as an error (Argo's timeout covers the whole call), whatever
+  its status; times are measured by the clients, so on a saturated machine they include the
+  load generator's own queueing;
 * in the same run, a raw-PromQL sampler: every 2 s, the 10 instant queries of one look (recorded
   from Verdict's own Prometheus source) sent straight to Prometheus one after the other: the
   raw PromQL time of a look under the same load.
@@ -155,8 +158,11 @@ async def _argo_runs(
                 except httpx.HTTPError as error:
                     outcomes[f"connection error ({type(error).__name__})"] += 1
                 else:
-                    latencies.append(time.perf_counter() - sent)
-                    if answer.status_code == 200:
+                    took = time.perf_counter() - sent
+                    latencies.append(took)
+                    if took > ARGO_TIMEOUT:  # Argo's client timeout is on the whole call
+                        outcomes["answered after 10 s (Argo: Error)"] += 1
+                    elif answer.status_code == 200:
                         outcomes["200"] += 1
                         verdicts[answer.json()["result"]["verdict"]] += 1
                     else:
