@@ -8,19 +8,21 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
+from analyzer.budget import metric_alphas
 from analyzer.checks import evaluate_metric
 from analyzer.judge import judge
 from analyzer.spec import AnalysisSpec
 from analyzer.verdicts import MetricReport, Verdict
 from metrics.promql import selector
-from metrics.source import MetricSource, Series, Version, Window
+from metrics.source import MetricQuery, MetricSource, Series, Version, Window
 
 _PARALLEL_FETCHES = 4
+_PRERUN = "prerun"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class AnalysisReport:
     interval_seconds: float
     looks: int
     alpha: float
+    beta: float = 0.10
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,16 @@ class Observations:
 
     window: Window
     series: dict[str, tuple[Series | None, Series | None]]
+    # the baseline in the window before the run (one interval), for metrics with a comparison
+    prerun: dict[str, Series | None] = field(default_factory=dict)
+
+
+def prerun_window(spec: AnalysisSpec, window: Window) -> Window | None:
+    """The pre-run baseline window (`preRunWindow` before the run's start), or None when off."""
+    if spec.pre_run_window <= 0:
+        return None
+    length = timedelta(seconds=spec.pre_run_window)
+    return Window(start=window.start - length, end=window.start, step=length)
 
 
 def fetch_observations(
@@ -53,22 +66,34 @@ def fetch_observations(
     The first error raised by the source is raised at once; fetches not yet started are dropped.
     """
     canary_matchers, baseline_matchers = spec.matchers(params)
-    tasks = [
-        (metric.name, version, metric.metric_query, matchers)
+    tasks: list[tuple[str, str, MetricQuery, dict[str, str], Window]] = [
+        (metric.name, str(version), metric.metric_query, matchers, window)
         for metric in spec.metrics
         for version, matchers in (
             (Version.CANARY, canary_matchers),
             (Version.BASELINE, baseline_matchers),
         )
     ]
+    before = prerun_window(spec, window)
+    if before is not None:
+        tasks += [
+            (metric.name, _PRERUN, metric.metric_query, baseline_matchers, before)
+            for metric in spec.metrics
+            if metric.compare is not None and metric.test == "sequential"
+        ]
     pool = ThreadPoolExecutor(max_workers=_PARALLEL_FETCHES)
     try:
         futures = [
             # each task runs in a copy of this context: log lines keep their bound run id
             pool.submit(
-                contextvars.copy_context().run, source.fetch, query, version, matchers, window
+                contextvars.copy_context().run,
+                source.fetch,
+                query,
+                Version.BASELINE if version == _PRERUN else Version(version),
+                matchers,
+                span,
             )
-            for _, version, query, matchers in tasks
+            for _, version, query, matchers, span in tasks
         ]
         for done in as_completed(futures):
             done.result()  # raise the first failure now, not after the slowest fetch
@@ -76,14 +101,15 @@ def fetch_observations(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     fetched = {
-        (name, version): result
-        for (name, version, _, _), result in zip(tasks, results, strict=True)
+        (name, str(version)): result
+        for (name, version, _, _, _), result in zip(tasks, results, strict=True)
     }
     series = {
         m.name: (fetched[(m.name, Version.CANARY)], fetched[(m.name, Version.BASELINE)])
         for m in spec.metrics
     }
-    return Observations(window=window, series=series)
+    prerun = {name: result for (name, version), result in fetched.items() if version == _PRERUN}
+    return Observations(window=window, series=series, prerun=prerun)
 
 
 def judge_observations(
@@ -95,15 +121,22 @@ def judge_observations(
 ) -> AnalysisReport:
     """Judge already-fetched observations (pure). `looks`: 1-based interval counts; default all."""
     window = observations.window
-    alpha_metric = spec.alpha / len(spec.metrics)
     canary_matchers, _ = spec.matchers(params)
     where = f" matching {{{selector(canary_matchers)}}}"
     reports = []
-    for metric in spec.metrics:
+    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
         canary, baseline = observations.series[metric.name]
         reports.append(
             evaluate_metric(
-                metric, canary, baseline, alpha=alpha_metric, looks=looks, canary_selector=where
+                metric,
+                canary,
+                baseline,
+                alpha=alpha,
+                beta=spec.beta,
+                prerun=observations.prerun.get(metric.name),
+                looks=looks,
+                interval_seconds=window.step.total_seconds(),
+                canary_selector=where,
             )
         )
     verdict = judge(reports, spec.scoring)
@@ -119,6 +152,7 @@ def judge_observations(
         interval_seconds=window.step.total_seconds(),
         looks=look_count,
         alpha=spec.alpha,
+        beta=spec.beta,
     )
 
 

@@ -3,12 +3,15 @@
 Rules:
 * At each step the router sets the canary weight; the analysis then looks once per interval on
   all data since the canary started (evidence accumulates across steps).
-* A failing **critical** metric aborts at once, mid-step.
-* At the end of a step the step's judgement decides: fail → abort; otherwise go to the next step.
-  A metric that failed at any look stays failed (the bounds are valid at every look).
+* Any failing metric aborts at once, mid-step (the false-abort budget covers every metric, so a
+  failure is evidence; `critical` only gives a metric a larger share of the budget). A metric
+  that failed at any look stays failed (the evidence is valid at every look).
+* At the end of a step the canary goes to the next step (a pass is not needed to move on: the
+  failure check guards every look).
 * At the last analysed step the canary is promoted (weight 100) only on a pass. If it is still
-  inconclusive, the loop keeps looking up to `extra_looks` more intervals, then stops **paused**:
-  no evidence is never a promotion.
+  inconclusive, the loop keeps looking up to `extra_looks` more intervals, then stops **paused**,
+  with the canary back at the first step's weight so that little traffic is at risk while a
+  person decides: no evidence is never a promotion.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from analyzer.analysis import AnalysisReport, run_analysis
 from analyzer.clock import Clock
 from analyzer.judge import with_sticky_failures
 from analyzer.spec import AnalysisSpec
-from analyzer.verdicts import MetricReport, MetricStatus, Verdict
+from analyzer.verdicts import MetricReport, Verdict
 from metrics.source import MetricSource, Window
 from strategies.router import TrafficRouter
 
@@ -87,8 +90,7 @@ def run_canary(
         report: AnalysisReport | None = None
         for k in range(budget):
             report = look(step_no, weight)
-            critical = [m for m in report.metrics if m.critical and m.status is MetricStatus.FAIL]
-            if critical:
+            if report.verdict is Verdict.FAIL:
                 return _abort(router, result, report, step_no, weight, log)
             if k + 1 >= looks_per_step and (
                 report.verdict is not Verdict.INCONCLUSIVE or not last_step
@@ -104,8 +106,6 @@ def run_canary(
                 "looks": look_index,
             }
         )
-        if report.verdict is Verdict.FAIL:
-            return _abort(router, result, report, step_no, weight, log)
         result.final = report
     final = result.final
     if final is not None and final.verdict is Verdict.PASS:
@@ -115,8 +115,11 @@ def run_canary(
         log.info("canary promoted", score=final.score)
     else:
         result.decision = "paused"
+        if analysed:
+            router.set_weight(analysed[0])
+        back = f" (canary back at {analysed[0]} %)" if analysed else ""
         result.reason = (
-            ("Paused for a person to decide: " + final.reason)
+            (f"Paused for a person to decide{back}: " + final.reason)
             if final
             else "Paused: no steps to analyse."
         )

@@ -1,43 +1,32 @@
-"""Evaluate one metric at one or more looks: cumulative counts in, a `MetricReport` out.
+"""One metric at one look, as a person reads it: per-interval counts in, a `MetricReport` out.
 
-Pure: series in, report out. The false-abort budget given to a metric (`alpha`) is split equally
-between its checks (SLO gate, comparison); each check's confidence sequences keep both its false
-fail and its false pass at or below its share (see analyzer.stats.ratio).
-
-A metric's failure is sticky: once any look shows the canary worse than allowed, the metric has
-failed, even if later data dilute the evidence. This is what makes a look at every interval safe
-and useful: the bounds are valid at all looks at once.
+Pure. The decision is `analyzer.looks` (every look at once, the one implementation of the rules);
+this module reads the requested look out of it, finds the first look at which the metric failed
+(failures are sticky), and writes the reasons and figures: each check's e-values against the
+levels they must reach, the alpha and beta it used, and, when undecided, how many more canary
+requests (and minutes at the current rate) a pass would need if the rates stayed as they are.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from analyzer.looks import CODES_TO_STATUS, CheckLooks, MetricLooks, metric_looks
 from analyzer.looks import FAIL as FAIL_CODE
-from analyzer.looks import alpha_per_check, look_statuses
 from analyzer.spec import MetricSpec
-from analyzer.stats import (
-    Outcome,
-    compare_rates,
-    comparison_bucket_bound,
-    exceedance,
-    quantile,
-    slo_gate,
-)
+from analyzer.stats import Outcome, quantile
+from analyzer.stats.eprocess import extra_requests_for, logit
 from analyzer.stats.mann_whitney import mann_whitney_compare
 from analyzer.verdicts import CheckReport, MetricReport, MetricStatus
 from metrics.source import HistogramSeries, RatioSeries, Series
 
-_NO_BASELINE = CheckReport(
-    "compare", str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with"
-)
-
 
 def _pct(rate: float) -> str:
-    return f"{rate * 100:.3g}%"
+    return "n/a" if rate != rate else f"{rate * 100:.3g}%"
 
 
 def _ms(seconds: float) -> str:
@@ -50,10 +39,14 @@ def evaluate_metric(
     baseline: Series | None,
     *,
     alpha: float,
+    beta: float = 0.10,
+    prerun: Series | None = None,
     looks: Sequence[int] | None = None,
+    interval_seconds: float | None = None,
     canary_selector: str = "",
 ) -> MetricReport:
-    """Judge one metric. `looks` are 1-based interval counts to look at (default: every interval)."""
+    """Judge one metric. `looks` are 1-based interval counts to look at (default: every interval);
+    the report is the last of them, with the first failure among them if any."""
     if canary is None or _total(canary) <= 0:
         what = "no series" if canary is None else "no requests"
         return _no_data(
@@ -67,51 +60,62 @@ def evaluate_metric(
     look_list = list(looks) if looks is not None else list(range(1, n + 1))
     if not look_list or any(not 1 <= k <= n for k in look_list):
         raise ValueError("looks must lie between 1 and the number of intervals")
-    check_alpha = alpha_per_check(spec, alpha)
     last = look_list[-1]
-    report = _checks_at(spec, canary, baseline, last, check_alpha)
-    if len(look_list) == 1:  # one look (the web provider's case): no replay needed
-        failed_at = last if any(c.outcome == Outcome.FAIL for c in report) else None
-    else:
-        failed_at = _first_failure(spec, canary, baseline, alpha, look_list, check_alpha)
-    failed_checks: list[CheckReport] = []
-    if failed_at is not None:
-        at_failure = (
-            report
-            if failed_at == last
-            else _checks_at(spec, canary, baseline, failed_at, check_alpha)
+    canary_t = _head(canary, last)
+    baseline_t = None if baseline is None else _head(baseline, last)
+    if _total(canary_t) <= 0:
+        return _no_data(
+            spec, alpha, f"{spec.name}: the canary has no requests yet{canary_selector}; no data is never a pass"
         )
-        failed_checks = [c for c in at_failure if c.outcome == Outcome.FAIL]
-    canary_fig = _figures(spec, canary, last)
-    baseline_fig = _figures(spec, baseline, last) if baseline is not None else {}
-    if failed_at is not None:
-        reasons = "; ".join(c.reason for c in failed_checks)
-        when = "" if failed_at == last else f" (first shown at look {failed_at})"
-        return MetricReport(
-            name=spec.name,
-            kind=str(spec.kind),
-            status=MetricStatus.FAIL,
-            reason=reasons + when,
-            critical=spec.critical,
-            weight=spec.weight,
-            canary=canary_fig,
-            baseline=baseline_fig,
-            checks=report if failed_at == last else failed_checks,
-            alpha=alpha,
-            failed_at_look=failed_at,
-        )
-    outcomes = [c.outcome for c in report]
-    if outcomes and all(o == Outcome.PASS for o in outcomes):
-        status, reason = MetricStatus.PASS, "; ".join(c.reason for c in report)
+    sequential_spec = spec
+    if spec.test == "mann-whitney" and spec.compare is not None:
+        sequential_spec = spec.model_copy(update={"compare": None}) if spec.slo is not None else None  # type: ignore[assignment]
+    checks: list[CheckReport] = []
+    status = MetricStatus.INCONCLUSIVE
+    failed_at: int | None = None
+    more: int | None = None
+    minutes: float | None = None
+    if sequential_spec is not None:
+        ml = metric_looks(sequential_spec, canary_t, baseline_t, prerun, alpha=alpha, beta=beta)
+        codes = ml.codes
+        fails = [k for k in look_list if codes[k - 1] == FAIL_CODE]
+        failed_at = fails[0] if fails else None
+        status = CODES_TO_STATUS[int(codes[last - 1])]
+        rate_per_minute = _rate_per_minute(canary_t, interval_seconds)
+        checks = [
+            _check_report(spec, ml, c, last, alpha, beta, rate_per_minute) for c in ml.checks
+        ]
+        if status is MetricStatus.INCONCLUSIVE:
+            needed = [c.more_requests_needed for c in checks if c.outcome != Outcome.PASS]
+            if needed and all(x is not None for x in needed):
+                more = max(x for x in needed if x is not None)
+                if rate_per_minute:
+                    minutes = more / rate_per_minute
+    if spec.test == "mann-whitney" and spec.compare is not None:
+        mw = _mann_whitney_check(spec, canary_t, baseline_t, last)
+        checks.append(mw)
+        if status is not MetricStatus.FAIL:
+            if mw.outcome == Outcome.FAIL:
+                status, failed_at = MetricStatus.FAIL, last
+            elif mw.outcome == Outcome.PASS and (sequential_spec is None or status is MetricStatus.PASS):
+                status = MetricStatus.PASS
+            else:
+                status = MetricStatus.INCONCLUSIVE
+    canary_fig = _figures(spec, canary_t)
+    baseline_fig = _figures(spec, baseline_t) if baseline_t is not None else {}
+    if status is MetricStatus.FAIL:
+        failing = [c for c in checks if c.outcome == Outcome.FAIL] or [
+            max(checks, key=lambda c: float(c.statistic.get("eFail") or 0.0))
+        ]
+        reason = "; ".join(c.reason for c in failing)
+        if failed_at is not None and failed_at != last:
+            reason += f" (first shown at look {failed_at})"
+    elif status is MetricStatus.PASS:
+        reason = "; ".join(c.reason for c in checks)
     else:
-        status = MetricStatus.INCONCLUSIVE
-        reason = "; ".join(c.reason for c in report if c.outcome != Outcome.PASS)
-    needed = [c.more_requests_needed for c in report if c.outcome == Outcome.INCONCLUSIVE]
-    more = (
-        None
-        if not needed or any(x is None for x in needed)
-        else max(x for x in needed if x is not None)
-    )
+        reason = "; ".join(c.reason for c in checks if c.outcome != Outcome.PASS)
+        if more is not None and minutes is not None:
+            reason += f" (a pass needs about {more:,} more canary requests, ~{_minutes(minutes)} at the current rate)"
     return MetricReport(
         name=spec.name,
         kind=str(spec.kind),
@@ -121,33 +125,184 @@ def evaluate_metric(
         weight=spec.weight,
         canary=canary_fig,
         baseline=baseline_fig,
-        checks=report,
+        checks=checks,
         alpha=alpha,
+        failed_at_look=failed_at if status is MetricStatus.FAIL else None,
         more_requests_needed=more,
+        more_minutes_needed=None if minutes is None else round(minutes, 1),
     )
 
 
-def _first_failure(
+def _minutes(m: float) -> str:
+    return f"{m:.0f} min" if m >= 10 else f"{m:.1f} min"
+
+
+def _check_report(
     spec: MetricSpec,
-    canary: Series,
-    baseline: Series | None,
+    ml: MetricLooks,
+    c: CheckLooks,
+    look: int,
     alpha: float,
-    look_list: list[int],
-    check_alpha: float,
-) -> int | None:
-    """The first look (1-based) in `look_list` at which any check of the metric failed."""
-    statuses = look_statuses(spec, canary, baseline, alpha)
-    if statuses is not None:
-        for look in look_list:
-            if statuses[look - 1] == FAIL_CODE:
-                return look
+    beta: float,
+    rate_per_minute: float | None,
+) -> CheckReport:
+    i = look - 1
+    e_fail = float(c.fail.log_e[i])
+    e_pass = float(c.passes.log_e[i])
+    fail_level = float(ml.fail_level) - math.log(c.weight)  # this check alone
+    pass_level = float(ml.pass_level)
+    if e_fail >= fail_level or (
+        float(ml.log_e_fail[i]) >= float(ml.fail_level) and e_fail > 0
+    ):
+        outcome = Outcome.FAIL
+    elif e_pass >= pass_level:
+        outcome = Outcome.PASS
+    else:
+        outcome = Outcome.INCONCLUSIVE
+    d = {k: (float(v[..., i]) if np.ndim(v) >= 1 else float(v)) for k, v in c.detail.items()}
+    stat: dict[str, Any] = {
+        "eFail": _e(e_fail),
+        "failAt": _e(fail_level),
+        "ePass": _e(e_pass),
+        "passAt": _e(pass_level),
+        "alpha": alpha * c.weight,
+        "weight": c.weight,
+        "beta": beta,
+    }
+    more: int | None = None
+    if "missing" in d:
+        return CheckReport(
+            c.check, str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with", _rounded(stat)
+        )
+    if c.check == "slo":
+        reason, more = _slo_reason(spec, c, d, outcome, pass_level, stat)
+    else:
+        reason, more = _compare_reason(spec, c, d, outcome, pass_level, stat)
+    return CheckReport(c.check, str(outcome), reason, _rounded(stat), more)
+
+
+def _slo_reason(
+    spec: MetricSpec,
+    c: CheckLooks,
+    d: dict[str, float],
+    outcome: Outcome,
+    pass_level: float,
+    stat: dict[str, Any],
+) -> tuple[str, int | None]:
+    if spec.kind.value == "ratio":
+        max_rate = d["max"]
+        noun = "failure rate" if spec.higher_is_better else "rate"
+        what = f"canary {noun}"
+        bound = max_rate
+        total = d["canaryRequests"]
+        rate = d["canaryBad"] / total if total > 0 else float("nan")
+        stat.update({"max": max_rate, "rate": rate})
+        limit = f"the SLO's {_pct(max_rate)}"
+    else:
+        threshold, share = d["threshold"], d["maxSlowerShare"]
+        what = f"share of canary requests slower than {_ms(threshold)}"
+        bound = share
+        total = d["canaryRequests"]
+        rate = d["slowerPossible"] / total if total > 0 else float("nan")
+        stat.update({"threshold": threshold, "maxSlowerShare": share, "slowerShare": rate})
+        limit = f"the {_pct(share)} a p{spec.effective_quantile * 100:g} SLO allows"
+    if outcome == Outcome.FAIL:
+        return f"{what} is shown above {limit} ({_evidence(stat['eFail'], stat['failAt'])})", None
+    if outcome == Outcome.PASS:
+        return f"{what} is shown within {limit} ({_evidence(stat['ePass'], stat['passAt'])})", None
+    more = None
+    if rate == rate and rate < bound:
+        o = float(logit(bound))
+        more = extra_requests_for(
+            c.passes.last_log_lr, pass_level, lambda x: (x * rate, x, o), upward=False
+        )
+    text = f"{what} is {_pct(rate)} over {total:,.0f} requests, not yet shown on either side of {_pct(bound)}"
+    if more is None:
+        text += "; at the current rate more requests alone will not show it within"
+    return text, more
+
+
+def _compare_reason(
+    spec: MetricSpec,
+    c: CheckLooks,
+    d: dict[str, float],
+    outcome: Outcome,
+    pass_level: float,
+    stat: dict[str, Any],
+) -> tuple[str, int | None]:
+    assert spec.compare is not None
+    kind = spec.kind.value
+    if kind == "ratio":
+        noun = "failure rate" if spec.higher_is_better else "rate"
+    else:
+        noun = f"share slower than {_ms(d['threshold'])}"
+    ratio, r_fail, r_pass = d["ratio"], d["failAboveRatio"], d["passBelowRatio"]
+    p_bar = d["prerunBaselineRate"]
+    stat.update(
+        {
+            "canaryRate": d["canaryRate"],
+            "baselineRate": d["baselineRate"],
+            "ratio": ratio,
+            "failAboveRatio": r_fail,
+            "passBelowRatio": r_pass,
+            "prerunBaselineRate": p_bar,
+            "tolerance": spec.compare.tolerance,
+            "promoteTolerance": spec.compare.effective_promote_tolerance,
+            "margin": spec.compare.margin,
+        }
+    )
+    if kind != "ratio":
+        stat["threshold"] = d["threshold"]
+        stat["thresholdChosenAtLook"] = int(d["thresholdChosenAtLook"])
+    basis = (
+        f"baseline {_pct(p_bar)} before the run"
+        if p_bar == p_bar
+        else "the baseline's bound so far (little pre-run data)"
+    )
+    allowance = f"× {r_fail:.3g} of the baseline ({1 + spec.compare.tolerance:g} + margin {_pct(spec.compare.margin)} ÷ {basis})"
+    figures = f"canary {noun} {_pct(d['canaryRate'])} vs baseline {_pct(d['baselineRate'])}, ratio {ratio:.3g}"
+    if kind != "ratio" and d["canaryRequests"] <= 0:
+        chosen = "no threshold yet: the baseline needs more requests to set one"
+        return chosen, None
+    if outcome == Outcome.FAIL:
+        return f"{figures}: shown above the allowed {allowance} ({_evidence(stat['eFail'], stat['failAt'])})", None
+    if outcome == Outcome.PASS:
+        return f"{figures}: shown below × {r_pass:.3g} ({_evidence(stat['ePass'], stat['passAt'])})", None
+    more = None
+    n, m = d["canaryRequests"], d["baselineRequests"]
+    p_c, p_b = d["canaryRate"], d["baselineRate"]
+    if n > 0 and m > 0 and ratio == ratio and ratio < r_pass and p_b > 0:
+        share = n / (n + m)
+        o = float(logit(share)) + math.log(r_pass)
+        more = extra_requests_for(
+            c.passes.last_log_lr,
+            pass_level,
+            lambda x: (x * p_c, x * p_c + x * (m / n) * p_b, o),
+            upward=False,
+        )
+    text = f"{figures}: not yet shown above × {r_fail:.3g} nor below × {r_pass:.3g}"
+    if more is None:
+        text += "; at the current rates more requests alone will not show it below"
+    return text, more
+
+
+def _evidence(value: float, level: float) -> str:
+    """`e-value 37.2 ≥ 20`, with very large e-values shown as powers of ten."""
+    shown = f"{value:.3g}" if value < 1e6 else f"10^{math.floor(math.log10(value))}"
+    return f"e-value {shown} ≥ {level:.3g}"
+
+
+def _e(log_e: float) -> float:
+    if log_e == -math.inf:
+        return 0.0
+    return float(f"{math.exp(min(log_e, 700.0)):.4g}")
+
+
+def _rate_per_minute(canary: Series, interval_seconds: float | None) -> float | None:
+    if not interval_seconds:
         return None
-    for look in look_list:
-        if any(
-            c.outcome == Outcome.FAIL for c in _checks_at(spec, canary, baseline, look, check_alpha)
-        ):
-            return look
-    return None
+    last = float(canary.total[-1]) if isinstance(canary, RatioSeries) else float(canary.counts[-1].sum())
+    return last * 60.0 / interval_seconds if last > 0 else None
 
 
 def _no_data(spec: MetricSpec, alpha: float, reason: str) -> MetricReport:
@@ -173,27 +328,25 @@ def _length(series: Series) -> int:
     )
 
 
+def _head(series: Series, look: int) -> Series:
+    if isinstance(series, RatioSeries):
+        return RatioSeries(bad=series.bad[:look], total=series.total[:look])
+    return HistogramSeries(bounds=series.bounds, counts=series.counts[:look])
+
+
 def _total(series: Series) -> float:
     if isinstance(series, RatioSeries):
         return float(series.total.sum())
     return float(series.counts.sum())
 
 
-def _cum_ratio(series: RatioSeries, look: int) -> tuple[float, float]:
-    return float(series.bad[:look].sum()), float(series.total[:look].sum())
-
-
-def _cum_buckets(series: HistogramSeries, look: int) -> np.ndarray:
-    return np.asarray(series.counts[:look].sum(axis=0), dtype=np.float64)
-
-
-def _figures(spec: MetricSpec, series: Series, look: int) -> dict[str, Any]:
+def _figures(spec: MetricSpec, series: Series) -> dict[str, Any]:
     if isinstance(series, RatioSeries):
-        bad, total = _cum_ratio(series, look)
+        bad, total = float(series.bad.sum()), float(series.total.sum())
         rate = bad / total if total > 0 else float("nan")
         shown = 1.0 - rate if spec.higher_is_better else rate
         return {"requests": round(total, 1), "bad": round(bad, 1), "rate": _round(shown)}
-    counts = _cum_buckets(series, look)
+    counts = np.asarray(series.counts.sum(axis=0), dtype=np.float64)
     q = spec.effective_quantile
     return {
         "requests": round(float(counts.sum()), 1),
@@ -203,124 +356,34 @@ def _figures(spec: MetricSpec, series: Series, look: int) -> dict[str, Any]:
 
 
 def _round(x: float) -> float | None:
-    return None if x != x else float(f"{x:.6g}")
-
-
-def _checks_at(
-    spec: MetricSpec, canary: Series, baseline: Series | None, look: int, alpha: float
-) -> list[CheckReport]:
-    if isinstance(canary, RatioSeries):
-        assert baseline is None or isinstance(baseline, RatioSeries)
-        return _ratio_checks(spec, canary, baseline, look, alpha)
-    assert baseline is None or isinstance(baseline, HistogramSeries)
-    return _latency_checks(spec, canary, baseline, look, alpha)
-
-
-def _ratio_checks(
-    spec: MetricSpec, canary: RatioSeries, baseline: RatioSeries | None, look: int, alpha: float
-) -> list[CheckReport]:
-    out: list[CheckReport] = []
-    c_bad, c_total = _cum_ratio(canary, look)
-    noun = "failure rate" if spec.higher_is_better else "rate"
-    max_bad = spec.max_bad_rate()
-    if max_bad is not None:
-        g = slo_gate(c_bad, c_total, max_bad, alpha)
-        stat = {"rate": g.rate, "lower": g.lower, "upper": g.upper, "max": max_bad, "alpha": alpha}
-        if g.outcome == Outcome.FAIL:
-            why = f"canary {noun} is at least {_pct(g.lower)}, above the SLO's {_pct(max_bad)}"
-        elif g.outcome == Outcome.PASS:
-            why = f"canary {noun} is at most {_pct(g.upper)}, within the SLO's {_pct(max_bad)}"
-        else:
-            why = _undecided(f"canary {noun}", g.lower, g.upper, max_bad, g.more_requests_needed)
-        out.append(CheckReport("slo", str(g.outcome), why, _rounded(stat), g.more_requests_needed))
-    if spec.compare is not None:
-        if baseline is None:
-            out.append(_NO_BASELINE)
-        elif spec.test == "mann-whitney":
-            out.append(_mann_whitney_ratio(spec, canary, baseline, look))
-        else:
-            b_bad, b_total = _cum_ratio(baseline, look)
-            out.append(_comparison(spec, c_bad, c_total, b_bad, b_total, alpha, noun))
-    return out
-
-
-def _comparison(
-    spec: MetricSpec,
-    c_bad: float,
-    c_total: float,
-    b_bad: float,
-    b_total: float,
-    alpha: float,
-    noun: str,
-) -> CheckReport:
-    assert spec.compare is not None
-    r = compare_rates(
-        c_bad,
-        c_total,
-        b_bad,
-        b_total,
-        tolerance=spec.compare.tolerance,
-        margin=spec.compare.margin,
-        alpha=alpha,
-    )
-    stat = {
-        "canaryLower": r.canary_lower,
-        "canaryUpper": r.canary_upper,
-        "baselineLower": r.baseline_lower,
-        "baselineUpper": r.baseline_upper,
-        "failAbove": r.fail_threshold,
-        "passAtOrBelow": r.pass_threshold,
-        "tolerance": r.tolerance,
-        "margin": r.margin,
-        "alpha": alpha,
-    }
-    allowance = f"baseline {_pct(r.baseline_rate)} × {1 + r.tolerance:g} + {_pct(r.margin)}"
-    if b_total <= 0:
-        why = "the baseline has no requests to compare with"
-    elif r.outcome == Outcome.FAIL:
-        why = (
-            f"canary {noun} is at least {_pct(r.canary_lower)}, above the allowed "
-            f"{_pct(r.fail_threshold)} ({allowance})"
-        )
-    elif r.outcome == Outcome.PASS:
-        why = (
-            f"canary {noun} is at most {_pct(r.canary_upper)}, within the allowed "
-            f"{_pct(r.pass_threshold)} ({allowance})"
-        )
-    else:
-        why = _undecided(
-            f"canary {noun} vs {allowance}",
-            r.canary_lower,
-            r.canary_upper,
-            r.allowed_rate,
-            r.more_requests_needed,
-        )
-    return CheckReport("compare", str(r.outcome), why, _rounded(stat), r.more_requests_needed)
-
-
-def _undecided(what: str, lower: float, upper: float, bound: float, needed: int | None) -> str:
-    text = f"{what}: between {_pct(lower)} and {_pct(upper)}, not yet shown on either side of {_pct(bound)}"
-    if needed is not None and needed > 0:
-        text += f"; about {needed:,} more canary requests needed at the current rate"
-    elif needed is None:
-        text += "; at the current rate more requests alone will not show it within"
-    return text
+    return None if x != x or math.isinf(x) else float(f"{x:.6g}")
 
 
 def _rounded(stat: dict[str, Any]) -> dict[str, Any]:
     return {k: (_round(v) if isinstance(v, float) else v) for k, v in stat.items()}
 
 
-def _mann_whitney_ratio(
-    spec: MetricSpec, canary: RatioSeries, baseline: RatioSeries, look: int
+def _mann_whitney_check(
+    spec: MetricSpec, canary: Series, baseline: Series | None, look: int
 ) -> CheckReport:
-    def per_interval(s: RatioSeries) -> np.ndarray:
-        total = s.total[:look]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rates = np.where(total > 0, s.bad[:look] / np.where(total > 0, total, 1.0), np.nan)
-        return np.asarray(rates, dtype=np.float64)
+    if baseline is None:
+        return CheckReport("compare", str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with")
+    if isinstance(canary, RatioSeries):
+        assert isinstance(baseline, RatioSeries)
+        return _mann_whitney(_per_interval_rates(canary), _per_interval_rates(baseline))
+    assert isinstance(baseline, HistogramSeries)
+    q = spec.effective_quantile
+    return _mann_whitney(_per_interval_quantiles(canary, q), _per_interval_quantiles(baseline, q))
 
-    return _mann_whitney(per_interval(canary), per_interval(baseline))
+
+def _per_interval_rates(s: RatioSeries) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where(s.total > 0, s.bad / np.where(s.total > 0, s.total, 1.0), np.nan)
+    return np.asarray(rates, dtype=np.float64)
+
+
+def _per_interval_quantiles(series: HistogramSeries, q: float) -> np.ndarray:
+    return np.array([quantile(q, series.bounds, row) for row in series.counts], dtype=np.float64)
 
 
 def _mann_whitney(canary_values: np.ndarray, baseline_values: np.ndarray) -> CheckReport:
@@ -334,83 +397,3 @@ def _mann_whitney(canary_values: np.ndarray, baseline_values: np.ndarray) -> Che
         "baselineN": m.baseline_n,
     }
     return CheckReport("mann-whitney", str(m.outcome), m.reason, _rounded(stat))
-
-
-def _latency_checks(
-    spec: MetricSpec,
-    canary: HistogramSeries,
-    baseline: HistogramSeries | None,
-    look: int,
-    alpha: float,
-) -> list[CheckReport]:
-    out: list[CheckReport] = []
-    q = spec.effective_quantile
-    share = 1.0 - q
-    c_counts = _cum_buckets(canary, look)
-    threshold = spec.latency_threshold()
-    if threshold is not None:
-        ex = exceedance(threshold, canary.bounds, c_counts)
-        g = slo_gate(ex.certain, ex.total, share, alpha, bad_at_most=ex.possible)
-        stat = {
-            "threshold": threshold,
-            "slowerShareLower": g.lower,
-            "slowerShareUpper": g.upper,
-            "maxSlowerShare": share,
-            "thresholdIsBucketBound": ex.exact,
-            "alpha": alpha,
-        }
-        what = f"share of canary requests slower than {_ms(threshold)}"
-        if g.outcome == Outcome.FAIL:
-            why = f"{what} is at least {_pct(g.lower)}, more than the {_pct(share)} a p{q * 100:g} SLO allows"
-        elif g.outcome == Outcome.PASS:
-            why = f"{what} is at most {_pct(g.upper)}: p{q * 100:g} is within {_ms(threshold)}"
-        else:
-            why = _undecided(what, g.lower, g.upper, share, g.more_requests_needed)
-        out.append(CheckReport("slo", str(g.outcome), why, _rounded(stat), g.more_requests_needed))
-    if spec.compare is not None:
-        if baseline is None:
-            out.append(_NO_BASELINE)
-            return out
-        if spec.test == "mann-whitney":
-            out.append(
-                _mann_whitney(
-                    _per_interval_quantiles(canary, q, look),
-                    _per_interval_quantiles(baseline, q, look),
-                )
-            )
-            return out
-        b_counts = _cum_buckets(baseline, look)
-        bound = comparison_bucket_bound(q, baseline.bounds, b_counts)
-        if not np.isfinite(bound):
-            out.append(
-                CheckReport(
-                    "compare",
-                    str(Outcome.INCONCLUSIVE),
-                    "the baseline has no requests yet: no latency threshold to compare at",
-                )
-            )
-            return out
-        ex_c = exceedance(bound, canary.bounds, c_counts)
-        ex_b = exceedance(bound, baseline.bounds, b_counts)
-        check = _comparison(
-            spec,
-            ex_c.certain,
-            ex_c.total,
-            ex_b.certain,
-            ex_b.total,
-            alpha,
-            f"share slower than {_ms(bound)}",
-        )
-        statistic = dict(check.statistic, threshold=bound)
-        out.append(
-            CheckReport(
-                check.check, check.outcome, check.reason, statistic, check.more_requests_needed
-            )
-        )
-    return out
-
-
-def _per_interval_quantiles(series: HistogramSeries, q: float, look: int) -> np.ndarray:
-    return np.array(
-        [quantile(q, series.bounds, row) for row in series.counts[:look]], dtype=np.float64
-    )

@@ -1,14 +1,15 @@
 """Metric verdicts → one analysis verdict, a score and a reason a person can act on.
 
 Rules (pure):
-* A failing **critical** metric fails the analysis at once, whatever the others say.
-* Default scoring mode `all` (the platform's promotion criteria are all-of): any failing metric
-  fails the analysis; the analysis passes only when every metric passes; otherwise it is
-  inconclusive. No data is never a pass.
+* Any failing metric fails the analysis, in every mode: the false-abort budget alpha covers every
+  metric (`critical` only gives a metric a larger share of it, see `analyzer.budget`), so a
+  failure is evidence, and a canary is never promoted past one.
+* Default scoring mode `all` (the platform's promotion criteria are all-of): the analysis passes
+  only when every metric passes; otherwise it is inconclusive. No data is never a pass.
 * Opt-in mode `score` (Kayenta-style, peers.md §1.7): score = 100 × Σ weights of passing metrics /
-  Σ all weights. The analysis passes when the score reaches `pass_threshold`, fails when it can no
-  longer reach it even if every undecided metric passed, and is otherwise inconclusive.
-  Metrics without data count as not passing, so missing data can never lift a score.
+  Σ all weights. With no failure, the analysis passes when the score reaches `pass_threshold`, and
+  is otherwise inconclusive. Metrics without data count as not passing, so missing data can never
+  lift a score.
 * The score is always reported.
 """
 
@@ -47,12 +48,11 @@ def decide(
     scoring = scoring or ScoringSpec()
     if not statuses:
         return Verdict.INCONCLUSIVE
-    failed = [s is MetricStatus.FAIL for s in statuses]
-    if any(f and c for f, c in zip(failed, critical, strict=True)):
+    if len(critical) != len(statuses) or len(weights) != len(statuses):
+        raise ValueError("one critical flag and one weight per metric status")
+    if any(s is MetricStatus.FAIL for s in statuses):
         return Verdict.FAIL
     if scoring.mode == "all":
-        if any(failed):
-            return Verdict.FAIL
         if all(s is MetricStatus.PASS for s in statuses):
             return Verdict.PASS
         return Verdict.INCONCLUSIVE
@@ -62,11 +62,8 @@ def decide(
         * sum(w for s, w in zip(statuses, weights, strict=True) if s is MetricStatus.PASS)
         / total
     )
-    best = 100.0 * (1.0 - sum(w for f, w in zip(failed, weights, strict=True) if f) / total)
     if round(value, 2) >= scoring.pass_threshold:
         return Verdict.PASS
-    if best < scoring.pass_threshold:
-        return Verdict.FAIL
     return Verdict.INCONCLUSIVE
 
 
@@ -90,19 +87,12 @@ def _reason(verdict: Verdict, metrics: Sequence[MetricReport], scoring: ScoringS
     if verdict is Verdict.FAIL:
         if critical:
             return f"Critical metric {critical[0].name} failed: {critical[0].reason}."
-        if scoring.mode == "all":
-            others = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            return f"Metric {failed[0].name} failed{others}: {failed[0].reason}."
-        names = ", ".join(m.name for m in failed)
-        return (
-            f"Score cannot reach the pass threshold {scoring.pass_threshold:g} "
-            f"because {names} failed (score {value:g})."
-        )
+        others = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return f"Metric {failed[0].name} failed{others}: {failed[0].reason}."
     if verdict is Verdict.PASS:
         if scoring.mode == "all":
             return _all_pass(metrics)
-        note = f" ({len(failed)} non-critical metric(s) failed)" if failed else ""
-        return f"Score {value:g} reaches the pass threshold {scoring.pass_threshold:g}{note}."
+        return f"Score {value:g} reaches the pass threshold {scoring.pass_threshold:g}."
     if scoring.mode == "score":
         return f"Score {value:g} is below {scoring.pass_threshold:g} so far: " + _undecided(metrics)
     return _undecided(metrics)
@@ -121,9 +111,11 @@ def _undecided(metrics: Sequence[MetricReport]) -> str:
     needed = [m.more_requests_needed for m in open_metrics if m.more_requests_needed]
     names = ", ".join(m.name for m in open_metrics)
     if needed and len(needed) == len(open_metrics):
+        minutes = [m.more_minutes_needed for m in open_metrics if m.more_minutes_needed is not None]
+        when = f" (~{max(minutes):.0f} min at the current rate)" if len(minutes) == len(needed) else ""
         return (
             f"Not enough evidence yet for {names}: keep watching; about {max(needed):,} more "
-            "canary requests are needed."
+            f"canary requests are needed{when}."
         )
     return f"Not enough evidence yet for {names}: keep watching (or extend the step / raise canary traffic)."
 

@@ -1,18 +1,42 @@
-"""Vectorised metric outcomes at every look of a window (one numpy pass per check).
+"""Every look of one metric at once: per-check e-processes → a status after each interval.
 
-The same rules as `analyzer.checks` (which builds the readable report for one look), computed for
-all looks at once on cumulative counts. Used to find the first look at which a metric failed, and
-by the benchmarks to replay thousands of canaries.
+This is the one implementation of the decision rules; `analyzer.checks` reads a look out of it
+and writes the report a person reads, and the benchmarks run it on thousands of canaries at once
+(any leading axes of the count arrays are carried through).
+
+Rules (DESIGN.md, "Statistics in one paragraph"):
+
+* FAIL: the weighted mean of the metric's FAIL e-values (SLO gate 0.3, comparison 0.7; one check:
+  1) reaches 1/alpha at some look. A mean of e-processes is an e-process, so the metric's false
+  fail rate over all looks is at most its alpha (Ville). A failure is sticky.
+* PASS: every check's PASS e-value reaches 1/beta at this look (an intersection-union test: each
+  check at the full beta, no split).
+* Otherwise INCONCLUSIVE; NO_DATA while the canary has no requests (never a pass).
+
+Latency comparison: requests slower than a threshold are counted like bad requests. The threshold
+is the baseline's quantile rounded down to a bucket bound, chosen from the pre-run window and
+frozen for the run; without enough pre-run requests it is chosen from the run's own baseline once
+it has enough, and only the intervals after that choice are tested.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from analyzer.spec import MetricSpec
-from analyzer.stats import rate_bounds
+from analyzer.stats.eprocess import EProcess
 from analyzer.stats.histogram import comparison_bound_index
+from analyzer.stats.ratio import (
+    MIN_PRERUN_BAD,
+    AllowedRatios,
+    allowed_ratios,
+    comparison_evidence,
+    rate_ratio,
+    slo_evidence,
+)
 from analyzer.verdicts import MetricStatus
 from metrics.source import HistogramSeries, RatioSeries, Series
 
@@ -24,134 +48,326 @@ CODES_TO_STATUS = {
     FAIL: MetricStatus.FAIL,
     NO_DATA: MetricStatus.NO_DATA,
 }
+CHECK_WEIGHTS = {"slo": 0.3, "compare": 0.7}
+FALLBACK_SHARE = 0.1  # of the comparison's share of alpha (and of beta) when p̄ is estimated
+
 IntArray = npt.NDArray[np.int8]
 FloatArray = npt.NDArray[np.float64]
 
 
-def _gate(lower: FloatArray, upper: FloatArray, bound: float) -> IntArray:
-    return np.where(lower > bound, FAIL, np.where(upper <= bound, PASS, INCONCLUSIVE)).astype(
-        np.int8
+@dataclass(frozen=True)
+class CheckLooks:
+    """One check's evidence after every look, and what a report shows of it."""
+
+    check: str  # "slo" | "compare"
+    weight: float  # its share of the metric's FAIL e-value
+    fail: EProcess
+    passes: EProcess
+    detail: dict[str, FloatArray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricLooks:
+    codes: IntArray  # (..., looks): the metric's status after each look, failures sticky
+    log_e_fail: FloatArray  # (..., looks): log of the weighted mean FAIL e-value
+    fail_level: FloatArray  # (...): log(1/alpha) the mean must reach (alpha less any fallback)
+    pass_level: FloatArray  # (...): log(1/beta) each PASS e-value must reach
+    checks: list[CheckLooks]
+    canary_requests: FloatArray  # (..., looks), cumulative
+
+
+def check_weights(spec: MetricSpec) -> dict[str, float]:
+    """The weights of the metric's checks in its FAIL e-value (they sum to 1)."""
+    present = [c for c in ("slo", "compare") if getattr(spec, c) is not None]
+    total = sum(CHECK_WEIGHTS[c] for c in present)
+    return {c: CHECK_WEIGHTS[c] / total for c in present}
+
+
+def metric_looks(
+    spec: MetricSpec,
+    canary: Series,
+    baseline: Series | None,
+    prerun: Series | None,
+    *,
+    alpha: float,
+    beta: float,
+) -> MetricLooks:
+    """Status and evidence of one metric after every interval of the series."""
+    if isinstance(canary, RatioSeries):
+        assert baseline is None or isinstance(baseline, RatioSeries)
+        assert prerun is None or isinstance(prerun, RatioSeries)
+        return ratio_looks(
+            spec,
+            canary.bad,
+            canary.total,
+            None if baseline is None else baseline.bad,
+            None if baseline is None else baseline.total,
+            None if prerun is None else np.asarray(prerun.bad.sum()),
+            None if prerun is None else np.asarray(prerun.total.sum()),
+            alpha=alpha,
+            beta=beta,
+        )
+    assert baseline is None or isinstance(baseline, HistogramSeries)
+    assert prerun is None or isinstance(prerun, HistogramSeries)
+    return latency_looks(
+        spec,
+        canary.bounds,
+        canary.counts,
+        None if baseline is None else baseline.counts,
+        None if prerun is None else prerun.counts.sum(axis=0),
+        alpha=alpha,
+        beta=beta,
     )
 
 
-def _compare(
+def ratio_looks(
+    spec: MetricSpec,
+    c_bad: FloatArray,
+    c_total: FloatArray,
+    b_bad: FloatArray | None,
+    b_total: FloatArray | None,
+    pre_bad: FloatArray | None,
+    pre_total: FloatArray | None,
+    *,
+    alpha: float,
+    beta: float,
+) -> MetricLooks:
+    """Ratio metric: per-interval counts (..., intervals); pre-run counts (...)."""
+    c_bad = np.clip(np.asarray(c_bad, dtype=np.float64), 0, None)
+    c_total = np.asarray(c_total, dtype=np.float64)
+    c_bad = np.minimum(c_bad, c_total)
+    weights = check_weights(spec)
+    checks: list[CheckLooks] = []
+    lead = c_total.shape[:-1]
+    fallback_alpha = np.zeros(lead)
+    fallback_beta = np.zeros(lead)
+    max_bad = spec.max_bad_rate()
+    if max_bad is not None:
+        ev = slo_evidence(c_bad, c_total, max_bad)
+        detail = {
+            "max": np.asarray(max_bad),
+            "canaryBad": np.cumsum(c_bad, axis=-1),
+            "canaryRequests": np.cumsum(c_total, axis=-1),
+        }
+        checks.append(CheckLooks("slo", weights["slo"], ev.fail, ev.passes, detail))
+    if spec.compare is not None:
+        if b_bad is None or b_total is None:
+            checks.append(_undecidable("compare", weights["compare"], c_total.shape))
+        else:
+            b_bad = np.clip(np.asarray(b_bad, dtype=np.float64), 0, None)
+            b_total = np.asarray(b_total, dtype=np.float64)
+            b_bad = np.minimum(b_bad, b_total)
+            check, fa, fb = _comparison(
+                spec, weights["compare"], c_bad, c_total, b_bad, b_total,
+                np.zeros(lead) if pre_bad is None else pre_bad,
+                np.zeros(lead) if pre_total is None else pre_total,
+                alpha, beta,
+            )
+            checks.append(check)
+            fallback_alpha, fallback_beta = fa, fb
+    return _combine(checks, np.cumsum(c_total, axis=-1), alpha, beta, fallback_alpha, fallback_beta)
+
+
+def _comparison(
+    spec: MetricSpec,
+    weight: float,
     c_bad: FloatArray,
     c_total: FloatArray,
     b_bad: FloatArray,
     b_total: FloatArray,
-    tolerance: float,
-    margin: float,
+    pre_bad: FloatArray,
+    pre_total: FloatArray,
     alpha: float,
-) -> IntArray:
-    c = rate_bounds(c_bad, c_total, alpha / 2)
-    b = rate_bounds(b_bad, b_total, alpha / 2)
-    factor = 1.0 + tolerance
-    fail = c.lower > b.upper * factor + margin
-    ok = c.upper <= b.lower * factor + margin
-    out = np.where(fail, FAIL, np.where(ok, PASS, INCONCLUSIVE)).astype(np.int8)
-    return np.where(b_total > 0, out, INCONCLUSIVE).astype(np.int8)
-
-
-def _combine(outcomes: list[IntArray], canary_total: FloatArray) -> IntArray:
-    stacked = np.vstack(outcomes)
-    status = np.where(
-        (stacked == FAIL).any(axis=0),
-        FAIL,
-        np.where((stacked == PASS).all(axis=0), PASS, INCONCLUSIVE),
+    beta: float,
+) -> tuple[CheckLooks, FloatArray, FloatArray]:
+    assert spec.compare is not None
+    alpha_fb = FALLBACK_SHARE * weight * alpha
+    beta_fb = FALLBACK_SHARE * beta
+    ratios: AllowedRatios = allowed_ratios(
+        b_bad,
+        b_total,
+        pre_bad,
+        pre_total,
+        tolerance=spec.compare.tolerance,
+        promote_tolerance=spec.compare.effective_promote_tolerance,
+        margin=spec.compare.margin,
+        fallback_alpha=alpha_fb,
+        fallback_beta=beta_fb,
     )
-    return np.where(canary_total > 0, status, NO_DATA).astype(np.int8)
+    ev = comparison_evidence(c_bad, c_total, b_bad, b_total, ratios)
+    cum_c_bad, cum_c_total = np.cumsum(c_bad, axis=-1), np.cumsum(c_total, axis=-1)
+    cum_b_bad, cum_b_total = np.cumsum(b_bad, axis=-1), np.cumsum(b_total, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        detail = {
+            "canaryRate": cum_c_bad / cum_c_total,
+            "baselineRate": cum_b_bad / cum_b_total,
+            "ratio": rate_ratio(c_bad, c_total, b_bad, b_total),
+            "failAboveRatio": ratios.fail,
+            "passBelowRatio": ratios.passes,
+            "prerunBaselineRate": np.broadcast_to(ratios.baseline_rate[..., -1], c_total.shape[:-1]),
+            "canaryBad": cum_c_bad,
+            "canaryRequests": cum_c_total,
+            "baselineBad": cum_b_bad,
+            "baselineRequests": cum_b_total,
+            "lastCanaryShare": c_total / (c_total + b_total),
+        }
+    used = ~ratios.from_prerun[..., -1]
+    fallback_alpha = np.where(used, alpha_fb, 0.0)
+    fallback_beta = np.where(used, beta_fb, 0.0)
+    return CheckLooks("compare", weight, ev.fail, ev.passes, detail), fallback_alpha, fallback_beta
 
 
-def alpha_per_check(spec: MetricSpec, alpha: float) -> float:
-    """A metric's budget split equally between its checks (SLO gate, comparison)."""
-    return alpha / max((spec.slo is not None) + (spec.compare is not None), 1)
-
-
-def look_statuses(
-    spec: MetricSpec, canary: Series, baseline: Series | None, alpha: float
-) -> IntArray | None:
-    """Status code of the metric at every look (cumulative counts after interval 1, 2, ...).
-
-    Returns None for the fixed-horizon Mann-Whitney mode, which is not vectorised.
-    """
-    if spec.test == "mann-whitney" and spec.compare is not None:
-        return None
-    check_alpha = alpha_per_check(spec, alpha)
-    if isinstance(canary, RatioSeries):
-        assert baseline is None or isinstance(baseline, RatioSeries)
-        return _ratio(spec, canary, baseline, check_alpha)
-    assert isinstance(canary, HistogramSeries)
-    assert baseline is None or isinstance(baseline, HistogramSeries)
-    return _latency(spec, canary, baseline, check_alpha)
-
-
-def _ratio(
-    spec: MetricSpec, canary: RatioSeries, baseline: RatioSeries | None, alpha: float
-) -> IntArray:
-    c_bad, c_total = np.cumsum(canary.bad), np.cumsum(canary.total)
-    outcomes: list[IntArray] = []
-    max_bad = spec.max_bad_rate()
-    if max_bad is not None:
-        b = rate_bounds(c_bad, c_total, alpha)
-        outcomes.append(_gate(b.lower, b.upper, max_bad))
-    if spec.compare is not None:
-        if baseline is None:
-            outcomes.append(np.full(c_total.shape, INCONCLUSIVE, dtype=np.int8))
-        else:
-            outcomes.append(
-                _compare(
-                    c_bad,
-                    c_total,
-                    np.cumsum(baseline.bad),
-                    np.cumsum(baseline.total),
-                    spec.compare.tolerance,
-                    spec.compare.margin,
-                    alpha,
-                )
-            )
-    return _combine(outcomes, c_total)
-
-
-def _latency(
-    spec: MetricSpec, canary: HistogramSeries, baseline: HistogramSeries | None, alpha: float
-) -> IntArray:
+def latency_looks(
+    spec: MetricSpec,
+    bounds: FloatArray,
+    c_counts: FloatArray,
+    b_counts: FloatArray | None,
+    pre_counts: FloatArray | None,
+    *,
+    alpha: float,
+    beta: float,
+) -> MetricLooks:
+    """Latency metric: per-interval bucket counts (..., intervals, buckets); pre-run (..., buckets)."""
+    bounds = np.asarray(bounds, dtype=np.float64)
+    c_counts = np.clip(np.asarray(c_counts, dtype=np.float64), 0, None)
+    c_cum = np.cumsum(c_counts, axis=-1)  # per interval, cumulative over buckets
+    c_total = c_cum[..., -1]
+    lead = c_total.shape[:-1]
     q = spec.effective_quantile
-    c_cum = np.cumsum(
-        np.cumsum(canary.counts, axis=0), axis=1
-    )  # (looks, buckets), cumulative both ways
-    c_total = c_cum[:, -1]
-    bounds = canary.bounds
-    outcomes: list[IntArray] = []
+    weights = check_weights(spec)
+    checks: list[CheckLooks] = []
+    fallback_alpha = np.zeros(lead)
+    fallback_beta = np.zeros(lead)
     threshold = spec.latency_threshold()
     if threshold is not None:
         k_hi = int(np.searchsorted(bounds, threshold, side="left"))
         exact = k_hi < len(bounds) and bounds[k_hi] == threshold
-        certain = c_total - c_cum[:, k_hi] if k_hi < len(bounds) else np.zeros_like(c_total)
-        if exact:
-            possible = certain
-        else:
-            possible = c_total - (c_cum[:, k_hi - 1] if k_hi >= 1 else 0.0)
-        lower = rate_bounds(np.maximum(certain, 0), c_total, alpha).lower
-        upper = rate_bounds(np.maximum(possible, 0), c_total, alpha).upper
-        outcomes.append(_gate(lower, upper, 1.0 - q))
-    if spec.compare is not None:
-        if baseline is None:
-            outcomes.append(np.full(c_total.shape, INCONCLUSIVE, dtype=np.int8))
-        else:
-            b_cum = np.cumsum(np.cumsum(baseline.counts, axis=0), axis=1)
-            b_total = b_cum[:, -1]
-            k = comparison_bound_index(b_cum, q)
-            finite = np.isfinite(bounds[k]) & (b_total > 0)
-            c_slow = c_total - np.take_along_axis(c_cum, k[:, None], axis=1)[:, 0]
-            b_slow = b_total - np.take_along_axis(b_cum, k[:, None], axis=1)[:, 0]
-            out = _compare(
-                np.maximum(c_slow, 0),
-                c_total,
-                np.maximum(b_slow, 0),
-                b_total,
-                spec.compare.tolerance,
-                spec.compare.margin,
-                alpha,
+        certain = c_total - c_cum[..., k_hi] if k_hi < len(bounds) else np.zeros_like(c_total)
+        possible = certain if exact else c_total - (c_cum[..., k_hi - 1] if k_hi >= 1 else 0.0)
+        ev = slo_evidence(
+            np.clip(certain, 0, None), c_total, 1.0 - q, bad_at_most=np.clip(possible, 0, None)
+        )
+        checks.append(
+            CheckLooks(
+                "slo",
+                weights["slo"],
+                ev.fail,
+                ev.passes,
+                {
+                    "threshold": np.asarray(threshold),
+                    "maxSlowerShare": np.asarray(1.0 - q),
+                    "slowerCertain": np.cumsum(certain, axis=-1),
+                    "slowerPossible": np.cumsum(possible, axis=-1),
+                    "canaryRequests": np.cumsum(c_total, axis=-1),
+                },
             )
-            outcomes.append(np.where(finite, out, INCONCLUSIVE).astype(np.int8))
-    return _combine(outcomes, c_total)
+        )
+    if spec.compare is not None:
+        if b_counts is None:
+            checks.append(_undecidable("compare", weights["compare"], c_total.shape))
+        else:
+            check, fallback_alpha, fallback_beta = _latency_comparison(
+                spec, weights["compare"], bounds, c_cum, b_counts, pre_counts, q, alpha, beta
+            )
+            checks.append(check)
+    return _combine(checks, np.cumsum(c_total, axis=-1), alpha, beta, fallback_alpha, fallback_beta)
+
+
+def _latency_comparison(
+    spec: MetricSpec,
+    weight: float,
+    bounds: FloatArray,
+    c_cum: FloatArray,
+    b_counts: FloatArray,
+    pre_counts: FloatArray | None,
+    q: float,
+    alpha: float,
+    beta: float,
+) -> tuple[CheckLooks, FloatArray, FloatArray]:
+    b_cum = np.cumsum(np.clip(np.asarray(b_counts, dtype=np.float64), 0, None), axis=-1)
+    c_total, b_total = c_cum[..., -1], b_cum[..., -1]
+    lead = c_total.shape[:-1]
+    looks = c_total.shape[-1]
+    enough_requests = MIN_PRERUN_BAD / (1.0 - q)
+    if pre_counts is None:
+        pre_cum = np.zeros((*lead, len(bounds)))
+    else:
+        pre_cum = np.broadcast_to(
+            np.cumsum(np.clip(np.asarray(pre_counts, dtype=np.float64), 0, None), axis=-1),
+            (*lead, len(bounds)),
+        )
+    from_prerun = pre_cum[..., -1] >= enough_requests
+    # the run's own fallback: the first look at which the baseline has enough requests
+    run_cum = np.cumsum(b_cum, axis=-2)  # (..., looks, buckets), cumulative over intervals
+    reached = run_cum[..., -1] >= enough_requests
+    freeze = np.where(reached.any(axis=-1), np.argmax(reached, axis=-1), looks)  # 0-based look
+    frozen_cum = np.take_along_axis(
+        run_cum, np.minimum(freeze, looks - 1)[..., None, None], axis=-2
+    )[..., 0, :]
+    basis = np.where(from_prerun[..., None], pre_cum, frozen_cum)
+    flat = basis.reshape(-1, len(bounds))
+    safe = np.where(flat[:, -1:] > 0, flat, 1.0)
+    k = comparison_bound_index(safe, q).reshape(lead)
+    # intervals tested: all of them with a pre-run threshold, else only those after the freeze
+    tested = np.where(
+        from_prerun[..., None], True, np.arange(looks) > np.asarray(freeze)[..., None]
+    )
+    kk = np.broadcast_to(np.asarray(k)[..., None, None], (*lead, looks, 1))
+    c_slow = np.where(tested, c_total - np.take_along_axis(c_cum, kk, axis=-1)[..., 0], 0.0)
+    b_slow = np.where(tested, b_total - np.take_along_axis(b_cum, kk, axis=-1)[..., 0], 0.0)
+    c_n = np.where(tested, c_total, 0.0)
+    b_n = np.where(tested, b_total, 0.0)
+    k_pre = np.asarray(k)[..., None]
+    pre_slow = np.where(from_prerun, pre_cum[..., -1] - np.take_along_axis(pre_cum, k_pre, axis=-1)[..., 0], 0.0)
+    pre_total = np.where(from_prerun, pre_cum[..., -1], 0.0)
+    check, fa, fb = _comparison(
+        spec, weight, np.clip(c_slow, 0, None), c_n, np.clip(b_slow, 0, None), b_n,
+        pre_slow, pre_total, alpha, beta,
+    )
+    threshold = np.asarray(bounds[np.asarray(k)], dtype=np.float64)
+    chosen = np.where(from_prerun, 0, np.asarray(freeze) + 1)  # 1-based look; 0: pre-run
+    detail = dict(check.detail)
+    detail["threshold"] = np.broadcast_to(threshold, lead)
+    detail["thresholdChosenAtLook"] = np.broadcast_to(chosen.astype(np.float64), lead)
+    return (
+        CheckLooks(check.check, check.weight, check.fail, check.passes, detail),
+        fa,
+        fb,
+    )
+
+
+def _undecidable(check: str, weight: float, shape: tuple[int, ...]) -> CheckLooks:
+    """A check without the data it needs (no baseline series): no evidence either way."""
+    zero = np.zeros(shape)
+    none = EProcess(log_e=zero, last_log_lr=np.zeros((*shape[:-1], 1)))
+    never = EProcess(log_e=np.full(shape, -np.inf), last_log_lr=np.full((*shape[:-1], 1), -np.inf))
+    return CheckLooks(check, weight, none, never, {"missing": np.asarray(1.0)})
+
+
+def _combine(
+    checks: list[CheckLooks],
+    canary_requests: FloatArray,
+    alpha: float,
+    beta: float,
+    fallback_alpha: FloatArray,
+    fallback_beta: FloatArray,
+) -> MetricLooks:
+    fail_level = np.log(1.0 / (alpha - fallback_alpha))
+    pass_level = np.log(1.0 / (beta - fallback_beta))
+    stacked = np.stack([np.log(c.weight) + c.fail.log_e for c in checks])
+    top = stacked.max(axis=0)
+    log_e_fail = top + np.log(np.exp(stacked - top).sum(axis=0))
+    failed = np.maximum.accumulate(log_e_fail >= fail_level[..., None], axis=-1)
+    passed = np.all(
+        np.stack([c.passes.log_e >= pass_level[..., None] for c in checks]), axis=0
+    )
+    codes = np.where(failed, FAIL, np.where(passed, PASS, INCONCLUSIVE))
+    codes = np.where((canary_requests <= 0) & ~failed, NO_DATA, codes).astype(np.int8)
+    return MetricLooks(
+        codes=codes,
+        log_e_fail=np.asarray(log_e_fail, dtype=np.float64),
+        fail_level=np.asarray(fail_level, dtype=np.float64),
+        pass_level=np.asarray(pass_level, dtype=np.float64),
+        checks=checks,
+        canary_requests=canary_requests,
+    )

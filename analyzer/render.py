@@ -54,6 +54,8 @@ def metric_json(metric: MetricReport, *, compact: bool = False) -> dict[str, Any
         out["failedAtLook"] = metric.failed_at_look
     if metric.more_requests_needed is not None:
         out["moreRequestsNeeded"] = metric.more_requests_needed
+    if metric.more_minutes_needed is not None:
+        out["moreMinutesNeeded"] = metric.more_minutes_needed
     return out
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 
 from analyzer.durations import parse_seconds
 from analyzer.limits import MAX_ANALYSIS_FILE_BYTES
+from analyzer.notify.config import GrafanaSpec, NotificationSpec
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import MetricKind, MetricQuery
 
@@ -65,6 +66,28 @@ class CompareSpec(_Model):
         default=0.5, ge=0, description="relative: 0.5 allows 1.5x the baseline"
     )
     margin: float = Field(default=0.001, ge=0, le=1, description="absolute, in rate units")
+    promote_tolerance: float | None = Field(
+        default=None,
+        alias="promoteTolerance",
+        ge=0,
+        description="relative: a pass needs the canary shown below baseline × (1 + this) + "
+        "margin; default 1.5 × tolerance",
+    )
+
+    @model_validator(mode="after")
+    def _promote_at_least_fail(self) -> CompareSpec:
+        if self.promote_tolerance is not None and self.promote_tolerance < self.tolerance:
+            raise ValueError(
+                "promoteTolerance must be at least tolerance (a pass is shown below a bound "
+                "at or above the one a failure is shown above)"
+            )
+        return self
+
+    @property
+    def effective_promote_tolerance(self) -> float:
+        if self.promote_tolerance is not None:
+            return self.promote_tolerance
+        return 1.5 * self.tolerance
 
 
 class QuerySpec(_Model):
@@ -213,10 +236,21 @@ class AnalysisSpec(_Model):
     canary: dict[str, str]
     baseline: dict[str, str]
     interval: Seconds = Field(default=30.0, gt=0)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="false-abort budget, whole analysis")
+    beta: float = Field(
+        default=0.10, gt=0, lt=1, description="false-promote rate of each check at its pass bound"
+    )
+    pre_run_window: Seconds = Field(
+        default=3600.0,
+        alias="preRunWindow",
+        ge=0,
+        description="baseline window before the run that fixes the comparison's thresholds; 0: none",
+    )
     metrics: list[MetricSpec] = Field(min_length=1)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+    grafana: GrafanaSpec | None = None  # annotations (analyzer/notify/config.py)
+    notifications: list[NotificationSpec] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod

@@ -45,6 +45,7 @@ class MetricReport:
     alpha: float
     failed_at_look: int | None = None
     more_requests_needed: int | None = None
+    more_minutes_needed: float | None = None  # at the canary's current request rate
 
 
 @dataclass(frozen=True)

@@ -51,14 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"accuracy{suffix}.md").write_text(markdown(result, images, command), encoding="utf-8")
         for line in console_tables(result):
             print(line)
-        t = result["targets"]
-        print(f"\ntarget 1 (Verdict false aborts ≤ α everywhere): {'met' if t['false_abort_at_most_alpha']['met'] else 'NOT met'}")
-        fast = t["fastest_among_qualified"]
-        print(
-            f"target 2 (fastest among judges with false aborts ≤ α): {'met' if fast['met'] else 'NOT met'}"
-            f" (fastest in {fast['cells_fastest']} cells, slower in {fast['cells_slower']}, "
-            f"no qualified judge detects in {fast['cells_none_detects']})"
-        )
     else:
         from benchmarks.cost import console_tables as cost_tables
         from benchmarks.cost import run_cost

@@ -3,7 +3,7 @@
 Headlines are ratios (absolute seconds depend on the machine and are printed too):
 
 * looks/s of the three-metric default analysis, through `judge_observations(looks=[k])` (what the
-  canary loop and the web provider call) and through the vectorised `look_statuses` path;
+  canary loop and the web provider call) and through the vectorised `metric_looks` path;
 * runs kept in memory per 100 MB (tracemalloc of a 40-minute run's Observations);
 * one `run_analysis` against a real Prometheus ÷ the same PromQL queries sent with `requests`
   alone, at 1, 100 and 1000 series (pods) per version. `PrometheusSource` asks, per counter and
@@ -32,9 +32,10 @@ import numpy as np
 import requests
 
 from analyzer.analysis import Observations, fetch_observations, judge_observations, run_analysis
+from analyzer.budget import metric_alphas
 from analyzer.demo import default_analysis
 from analyzer.judge import decide
-from analyzer.looks import CODES_TO_STATUS, FAIL, look_statuses
+from analyzer.looks import CODES_TO_STATUS, metric_looks
 from analyzer.spec import AnalysisSpec
 from benchmarks import prom
 from metrics.prometheus import PrometheusSource
@@ -70,15 +71,15 @@ def _timed(fn: Callable[[], object], repeat: int) -> float:
 
 
 def vectorised_verdicts(spec: AnalysisSpec, obs: Observations) -> list[str]:
-    """Every look's verdict from `look_statuses` + `decide` (the benchmark replay's path)."""
-    alpha = spec.alpha / len(spec.metrics)
+    """Every look's verdict from `metric_looks` + `decide` (the benchmark replay's path)."""
     codes = []
-    for metric in spec.metrics:
+    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
         canary, baseline = obs.series[metric.name]
         assert canary is not None
-        c = look_statuses(metric, canary, baseline, alpha)
-        assert c is not None
-        codes.append(np.where(np.maximum.accumulate(c == FAIL), FAIL, c))  # failures stick
+        looks = metric_looks(
+            metric, canary, baseline, obs.prerun.get(metric.name), alpha=alpha, beta=spec.beta
+        )
+        codes.append(looks.codes)  # failures already stick
     critical = [m.critical for m in spec.metrics]
     weights = [m.weight for m in spec.metrics]
     out = []

@@ -4,41 +4,44 @@ Every judge answers, per run, a decision (promoted, aborted, paused) and the 1-b
 taken at. Looks are 30 s intervals on the timeline of `benchmarks.simulate`.
 
 * `verdict_decisions`: Verdict's engine. Per-look metric statuses come from
-  `analyzer.looks.look_statuses` (the engine's vectorised path), are made sticky once failed and
-  combined per look by `analyzer.judge.decide`; `replay_steps` then applies the step rules of
-  `analyzer.canary.run_canary` (critical failure aborts at once, a failed step aborts at its end,
-  promotion at the end of the last analysed step only on a pass, else extra looks then paused).
+  `analyzer.looks` (the engine's one implementation of the rules, run on every run of a batch at
+  once, failures sticky); `replay_steps` then applies the step rules of
+  `analyzer.canary.run_canary` (any failure aborts at once, promotion from the end of the last
+  analysed step on only on a pass, else paused at the horizon).
   `tests/test_benchmark_replay.py` checks it against `run_canary` itself.
-* `threshold_decisions`: fixed thresholds as Argo Rollouts and Flagger users write them, judged on
-  each interval's own data: error rate < 1 %, p99 < 500 ms; an empty interval fails the check.
-* `kayenta_decisions`: Kayenta's Mann-Whitney classifier on one-minute points, re-judged every
-  look on all minutes so far.
+* `threshold_decisions`: fixed thresholds as Argo Rollouts and Flagger users write them (error
+  rate < 1 %, p99 < 500 ms on the canary's data over the query's window; an empty window fails),
+  measured on the schedule of a `ThresholdRule`: `ARGO` / `FLAGGER` as their documentation
+  configures them (the page is cited beside each), `ARGO_TIGHT` / `FLAGGER_TIGHT` the previous
+  benchmark's 30 s settings.
+* `kayenta_decisions`: Kayenta's Mann-Whitney classifier on a growing window of points, judged on
+  the schedule of a `KayentaSchedule`: `KAYENTA` a few times on ≥ 50 points, `KAYENTA_TIGHT`
+  every minute on one-minute points (the previous setting).
 * `naive_z_decisions`: a one-sided two-proportion z-test on cumulative counts at every look.
+
+Every judge sees the same timeline up to `HORIZON`; a peer that never fails promotes when its
+analysis completes, at the end of the horizon.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy.stats import norm
 
-from analyzer.judge import decide
-from analyzer.looks import CODES_TO_STATUS, FAIL, look_statuses
+from analyzer.budget import metric_alphas
+from analyzer.looks import FAIL, PASS, latency_looks, metric_looks, ratio_looks
 from analyzer.spec import AnalysisSpec
-from analyzer.verdicts import MetricStatus, Verdict
 from benchmarks.simulate import (
     ANALYSED_LOOKS,
     BOUNDS,
-    EXTRA_LOOKS,
-    LOOKS_PER_STEP,
-    STEPS,
+    HORIZON,
     Batch,
 )
-from metrics.source import HistogramSeries, MetricKind, RatioSeries, Series
+from metrics.source import MetricKind, Series
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -64,99 +67,125 @@ class Decisions:
 
 
 def metric_codes(
-    spec: AnalysisSpec, series: dict[str, tuple[Series | None, Series | None]]
+    spec: AnalysisSpec,
+    series: dict[str, tuple[Series | None, Series | None]],
+    prerun: dict[str, Series | None] | None = None,
 ) -> npt.NDArray[np.int8]:
     """Status code of every metric at every look, shape (metrics, looks), as the engine sees it
-    (the analysis' alpha split equally between its metrics, as `judge_observations` does)."""
-    alpha = spec.alpha / len(spec.metrics)
+    (the analysis' alpha split by `analyzer.budget.metric_alphas`, as `judge_observations` does)."""
+    prerun = prerun or {}
     rows = []
-    for metric in spec.metrics:
+    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
         canary, baseline = series[metric.name]
         if canary is None:
             raise ValueError(f"{metric.name}: the benchmark always has canary data")
-        codes = look_statuses(metric, canary, baseline, alpha)
-        if codes is None:
+        if metric.test != "sequential":
             raise ValueError(f"{metric.name}: the Mann-Whitney mode is not replayed here")
-        rows.append(codes)
+        looks = metric_looks(
+            metric, canary, baseline, prerun.get(metric.name), alpha=alpha, beta=spec.beta
+        )
+        rows.append(looks.codes)
     return np.vstack(rows)
+
+
+def batch_codes(spec: AnalysisSpec, batch: Batch) -> npt.NDArray[np.int8]:
+    """`metric_codes` for every run of a batch at once: shape (metrics, runs, looks).
+
+    The pre-run window is the batch's own (`baseline_pre_*`) when it carries one, else none."""
+    pre_total = getattr(batch, "baseline_pre_total", None)
+    pre_bad = getattr(batch, "baseline_pre_bad", None)
+    pre_buckets = getattr(batch, "baseline_pre_buckets", None)
+    rows = []
+    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
+        if metric.kind is MetricKind.RATIO:
+            looks = ratio_looks(
+                metric,
+                batch.canary_bad,
+                batch.canary_total,
+                batch.baseline_bad,
+                batch.baseline_total,
+                pre_bad,
+                pre_total,
+                alpha=alpha,
+                beta=spec.beta,
+            )
+        else:
+            looks = latency_looks(
+                metric,
+                BOUNDS,
+                batch.canary_buckets,
+                batch.baseline_buckets,
+                pre_buckets,
+                alpha=alpha,
+                beta=spec.beta,
+            )
+        rows.append(looks.codes)
+    return np.stack(rows)
 
 
 def replay_steps(
     codes: npt.NDArray[np.int8],
-    critical: Sequence[bool],
-    weights: Sequence[float],
     spec: AnalysisSpec,
     *,
-    steps: int = len(STEPS),
-    looks_per_step: int = LOOKS_PER_STEP,
-    extra_looks: int = EXTRA_LOOKS,
-) -> tuple[Decision, int]:
-    """The step rules of `analyzer.canary.run_canary` on precomputed per-look metric codes."""
-    failed = np.maximum.accumulate(codes == FAIL, axis=1)
-    look = 0
-    final: Verdict | None = None
-    for step in range(1, steps + 1):
-        last = step == steps
-        budget = looks_per_step + (extra_looks if last else 0)
-        verdict = Verdict.INCONCLUSIVE
-        for k in range(budget):
-            look += 1
-            column = look - 1
-            statuses = [
-                MetricStatus.FAIL if failed[m, column] else CODES_TO_STATUS[int(codes[m, column])]
-                for m in range(codes.shape[0])
-            ]
-            if any(c and s is MetricStatus.FAIL for c, s in zip(critical, statuses, strict=True)):
-                return Decision.ABORTED, look
-            verdict = decide(statuses, critical, weights, spec.scoring)
-            if k + 1 >= looks_per_step and (verdict is not Verdict.INCONCLUSIVE or not last):
-                break
-        if verdict is Verdict.FAIL:
-            return Decision.ABORTED, look
-        final = verdict
-    return (Decision.PROMOTED if final is Verdict.PASS else Decision.PAUSED), look
+    analysed_looks: int = ANALYSED_LOOKS,
+) -> Decisions:
+    """The step rules of `analyzer.canary.run_canary` on per-look metric codes (metrics, runs,
+    looks) in the `all` scoring mode: any failure aborts at once; from the end of the last
+    analysed step on, the first look at which every metric passes promotes; otherwise paused at
+    the horizon (the last look given)."""
+    if spec.scoring.mode != "all":
+        raise ValueError("the replay covers the default `all` scoring mode")
+    failed = (codes == FAIL).any(axis=0)  # (runs, looks); metric failures are already sticky
+    passed = (codes == PASS).all(axis=0)
+    passed[:, : analysed_looks - 1] = False
+    any_fail, first_fail = _first_true(failed)
+    any_pass, first_pass = _first_true(passed)
+    horizon = codes.shape[-1]
+    aborted = any_fail & (~any_pass | (first_fail <= first_pass))
+    promoted = any_pass & ~aborted
+    decision = np.where(
+        aborted, int(Decision.ABORTED), np.where(promoted, int(Decision.PROMOTED), int(Decision.PAUSED))
+    ).astype(np.int64)
+    look = np.where(aborted, first_fail + 1, np.where(promoted, first_pass + 1, horizon)).astype(np.int64)
+    return Decisions(decision, look)
 
 
-def run_series(batch: Batch, run: int) -> tuple[RatioSeries, RatioSeries, HistogramSeries, HistogramSeries]:
-    return (
-        RatioSeries(bad=batch.canary_bad[run], total=batch.canary_total[run]),
-        RatioSeries(bad=batch.baseline_bad[run], total=batch.baseline_total[run]),
-        HistogramSeries(bounds=BOUNDS, counts=batch.canary_buckets[run]),
-        HistogramSeries(bounds=BOUNDS, counts=batch.baseline_buckets[run]),
-    )
+def comparisons_only(spec: AnalysisSpec) -> AnalysisSpec:
+    """The analysis with its SLO gates removed: only the canary-vs-baseline comparisons."""
+    metrics = [m.model_copy(update={"slo": None}) for m in spec.metrics if m.compare is not None]
+    return spec.model_copy(update={"metrics": metrics})
 
 
 def verdict_decisions(spec: AnalysisSpec, batch: Batch) -> Decisions:
-    """Verdict's decision for every run of the batch (one `look_statuses` call per metric and run)."""
-    critical = [m.critical for m in spec.metrics]
-    weights = [m.weight for m in spec.metrics]
-    decision = np.empty(batch.runs, dtype=np.int64)
-    look = np.empty(batch.runs, dtype=np.int64)
-    for r in range(batch.runs):
-        c_ratio, b_ratio, c_hist, b_hist = run_series(batch, r)
-        series: dict[str, tuple[Series | None, Series | None]] = {}
-        for metric in spec.metrics:
-            is_ratio = metric.kind is MetricKind.RATIO
-            series[metric.name] = (c_ratio, b_ratio) if is_ratio else (c_hist, b_hist)
-        d, k = replay_steps(metric_codes(spec, series), critical, weights, spec)
-        decision[r], look[r] = d, k
-    return Decisions(decision, look)
+    """Verdict's decision for every run of the batch (the engine's vectorised path, all runs at once)."""
+    return replay_steps(batch_codes(spec, batch), spec)
 
 
 # --- shared helpers --------------------------------------------------------------------------
 
 
 def _first_true(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.bool_], IntArray]:
-    """Per row: whether any entry is true, and the 1-based index of the first one."""
+    """Per row: whether any entry is true, and the 0-based index of the first one (0 if none)."""
     any_true = np.asarray(mask.any(axis=1), dtype=np.bool_)
-    return any_true, np.where(any_true, mask.argmax(axis=1) + 1, 0).astype(np.int64)
+    return any_true, np.where(any_true, mask.argmax(axis=1), 0).astype(np.int64)
 
 
-def _abort_or_promote(mask: npt.NDArray[np.bool_]) -> Decisions:
-    """Abort at the first true look, else promote at the end of the last analysed step."""
-    aborted, first = _first_true(mask[:, :ANALYSED_LOOKS])
+def _abort_or_promote(mask: npt.NDArray[np.bool_], looks: IntArray | None = None) -> Decisions:
+    """Abort at the first true column, else promote when the analysis completes, at the end of
+    the horizon. Column j is taken at 1-based look `looks[j]` (default j + 1: every look)."""
+    at = np.arange(1, mask.shape[1] + 1, dtype=np.int64) if looks is None else looks
+    aborted, first = _first_true(mask)
     decision = np.where(aborted, int(Decision.ABORTED), int(Decision.PROMOTED)).astype(np.int64)
-    return Decisions(decision, np.where(aborted, first, ANALYSED_LOOKS).astype(np.int64))
+    return Decisions(decision, np.where(aborted, at[first], HORIZON).astype(np.int64))
+
+
+def window_sums(a: FloatArray, looks: IntArray, window: int) -> FloatArray:
+    """Sums of `a` (runs, intervals[, …]) over the `window` intervals ending at each 1-based look
+    (fewer at the start): what a query over `[window × 30s]` at that look sees."""
+    cumulative = np.concatenate([np.zeros_like(a[:, :1]), np.cumsum(a, axis=1)], axis=1)
+    return np.asarray(
+        cumulative[:, looks] - cumulative[:, np.maximum(looks - window, 0)], dtype=np.float64
+    )
 
 
 def histogram_quantiles(q: float, counts: FloatArray) -> FloatArray:
@@ -184,43 +213,90 @@ def histogram_quantiles(q: float, counts: FloatArray) -> FloatArray:
 
 ERROR_THRESHOLD = 0.01
 P99_THRESHOLD = 0.5
-FLAGGER_THRESHOLD = 5
 
 
-def threshold_failures(batch: Batch, *, flagger: bool) -> npt.NDArray[np.bool_]:
-    """Failed checks per look, on that interval's canary data only.
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a fixed-threshold judge measures: every `every` looks, on the `window` intervals
+    before (its query's range), aborting when `failures_to_abort` measurements have failed.
+    `strict`: fail only strictly outside the threshold (Flagger's thresholdRange); otherwise at or
+    above it (Argo's `successCondition: result[0] < x`)."""
 
-    Argo Rollouts' `successCondition: result[0] < 0.01` (and `< 0.5` s for p99) fails at or above
-    the threshold; Flagger's `thresholdRange` fails strictly outside it (success rate < 99 %,
-    p99 > 500 ms). An interval without canary requests fails (NaN result / no values found).
+    every: int
+    window: int
+    failures_to_abort: int
+    strict: bool
+
+    def looks(self) -> IntArray:
+        """1-based looks of the measurements, within the horizon."""
+        return np.arange(self.every, HORIZON + 1, self.every, dtype=np.int64)
+
+
+# Argo Rollouts docs (docs/analysis/prometheus.md, docs/features/analysis.md): `interval: 5m`, the
+# query over `[5m]`, `failureLimit: 3` (the metric fails when failed > failureLimit: the 4th).
+ARGO = ThresholdRule(every=10, window=10, failures_to_abort=4, strict=False)
+# the previous benchmark's setting: one measurement per 30 s interval, `failureLimit: 0` (default)
+ARGO_TIGHT = ThresholdRule(every=1, window=1, failures_to_abort=1, strict=False)
+# Flagger docs (usage/metrics.md, tutorials/istio-progressive-delivery.md): `interval: 1m`, the
+# built-in metrics over `interval: 1m`, `threshold: 5` failed checks roll back
+FLAGGER = ThresholdRule(every=2, window=2, failures_to_abort=5, strict=True)
+# the previous benchmark's setting: 30 s checks on 30 s windows, threshold 5
+FLAGGER_TIGHT = ThresholdRule(every=1, window=1, failures_to_abort=5, strict=True)
+
+
+def threshold_failures(batch: Batch, rule: ThresholdRule) -> npt.NDArray[np.bool_]:
+    """Failed measurements, shape (runs, measurements), on the canary's data in each window.
+
+    Error rate (5xx ÷ requests) at or above 1 % fails, p99 (`histogram_quantile` of the window's
+    buckets) at or above 500 ms fails (strict: above 1 % / 500 ms). A window without canary
+    requests fails (0/0 = NaN fails Argo's condition; Flagger's "no values found" is a failed
+    check).
     """
-    total = batch.canary_total
+    looks = rule.looks()
+    total = window_sums(batch.canary_total, looks, rule.window)
+    bad = window_sums(batch.canary_bad, looks, rule.window)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(total > 0, batch.canary_bad / np.where(total > 0, total, 1.0), np.nan)
-    p99 = histogram_quantiles(0.99, batch.canary_buckets)
-    empty = total <= 0
-    if flagger:
-        bad = (rate > ERROR_THRESHOLD) | (p99 > P99_THRESHOLD)
+        rate = np.where(total > 0, bad / np.where(total > 0, total, 1.0), np.nan)
+    p99 = histogram_quantiles(0.99, window_sums(batch.canary_buckets, looks, rule.window))
+    if rule.strict:
+        failed = (rate > ERROR_THRESHOLD) | (p99 > P99_THRESHOLD)
     else:
-        bad = (rate >= ERROR_THRESHOLD) | (p99 >= P99_THRESHOLD)
-    return np.asarray(empty | bad, dtype=np.bool_)
+        failed = (rate >= ERROR_THRESHOLD) | (p99 >= P99_THRESHOLD)
+    return np.asarray((total <= 0) | failed, dtype=np.bool_)
 
 
-def threshold_decisions(batch: Batch, *, flagger: bool = False) -> Decisions:
-    """Argo Rollouts (failureLimit 0: abort on the first failed measurement) or Flagger
-    (abort when `FLAGGER_THRESHOLD` failed checks have accumulated)."""
-    failed = threshold_failures(batch, flagger=flagger)
-    if flagger:
-        return _abort_or_promote(np.cumsum(failed, axis=1) >= FLAGGER_THRESHOLD)
-    return _abort_or_promote(failed)
+def threshold_decisions(batch: Batch, rule: ThresholdRule) -> Decisions:
+    """Abort at the measurement that brings the failed count to `failures_to_abort` (failures
+    accumulate: neither tool resets them within an analysis), else promote at the horizon."""
+    failed = threshold_failures(batch, rule)
+    return _abort_or_promote(np.cumsum(failed, axis=1) >= rule.failures_to_abort, rule.looks())
 
 
 # --- Kayenta-style Mann-Whitney --------------------------------------------------------------
 
 KAYENTA_CONFIDENCE = 0.98
 KAYENTA_TOLERANCE = 0.25
-KAYENTA_MIN_VALUES = 3
 KAYENTA_FAIL, KAYENTA_PASS, KAYENTA_INCONCLUSIVE = 2, 1, 0
+
+
+@dataclass(frozen=True)
+class KayentaSchedule:
+    """Points of `point_intervals` intervals each (the range query's `step`), judged at the given
+    1-based looks on every point since the start (a growing window, `lookbackMins: 0`); a side
+    with fewer than `min_values` points is Nodata."""
+
+    point_intervals: int
+    judge_looks: tuple[int, ...]
+    min_values: int
+
+
+# Kayenta: no minimum in the classifier; "at least 50" points advised (standalone API `step`
+# doc, spinnaker/kayenta#633). Points every 30 s (`step: 30s`, the data's resolution), judged every
+# 5 minutes (`analysisIntervalMins: 5`) once the window holds 50 points: minutes 25, 30 and 35.
+KAYENTA = KayentaSchedule(point_intervals=1, judge_looks=(50, 60, 70), min_values=1)
+# the previous benchmark's setting: one-minute points, re-judged every minute from minute 3, with
+# a minimum of 3 values per side (the engine's Mann-Whitney minimum, not Kayenta's)
+KAYENTA_TIGHT = KayentaSchedule(point_intervals=2, judge_looks=tuple(range(6, HORIZON + 1, 2)), min_values=3)
 
 
 def _tie_sum(values: FloatArray) -> FloatArray:
@@ -230,11 +306,14 @@ def _tie_sum(values: FloatArray) -> FloatArray:
     return np.asarray(np.where(np.isnan(values), 0.0, t**2 - 1.0).sum(axis=1), dtype=np.float64)
 
 
-def kayenta_outcomes(canary: FloatArray, baseline: FloatArray) -> npt.NDArray[np.int8]:
-    """`analyzer.stats.mann_whitney_compare(direction="increase")` for every row at once.
+def kayenta_outcomes(
+    canary: FloatArray, baseline: FloatArray, *, min_values: int
+) -> npt.NDArray[np.int8]:
+    """`analyzer.stats.mann_whitney_compare(direction="increase")` for every row at once, with
+    `min_values` values per side (the engine's `MIN_VALUES`; Kayenta itself needs only one).
 
     `canary` (runs, n) and `baseline` (runs, m) hold per-interval values, NaN where missing.
-    Returns KAYENTA_FAIL ("High"), KAYENTA_PASS or KAYENTA_INCONCLUSIVE per row.
+    Returns KAYENTA_FAIL ("High"), KAYENTA_PASS or KAYENTA_INCONCLUSIVE (Nodata) per row.
     """
     x, y = canary, baseline
     n = (~np.isnan(x)).sum(axis=1)
@@ -265,43 +344,49 @@ def kayenta_outcomes(canary: FloatArray, baseline: FloatArray) -> npt.NDArray[np
     high = lo > KAYENTA_TOLERANCE * np.abs(hl)
     out = np.where(high, KAYENTA_FAIL, KAYENTA_PASS)
     out = np.where(single | identical, KAYENTA_PASS, out)
-    out = np.where((n < KAYENTA_MIN_VALUES) | (m < KAYENTA_MIN_VALUES), KAYENTA_INCONCLUSIVE, out)
+    few = (n < max(min_values, 1)) | (m < max(min_values, 1))
+    out = np.where(few, KAYENTA_INCONCLUSIVE, out)
     return np.asarray(out, dtype=np.int8)
 
 
-def minute_points(batch: Batch) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """One-minute points over the analysed looks: error rate and p99 per minute, both versions
-    (NaN for a minute without requests, removed as Kayenta's default NaN strategy does)."""
+def points(batch: Batch, per_point: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Points of `per_point` intervals over the horizon: error rate and p99 per point, both
+    versions (NaN for a point without requests, removed as Kayenta's default NaN strategy does)."""
 
-    def per_minute(a: FloatArray) -> FloatArray:
-        a = a[:, :ANALYSED_LOOKS]
-        return np.asarray(a.reshape(a.shape[0], -1, 2, *a.shape[2:]).sum(axis=2), dtype=np.float64)
+    def grouped(a: FloatArray) -> FloatArray:
+        a = a[:, : HORIZON - HORIZON % per_point]
+        return np.asarray(a.reshape(a.shape[0], -1, per_point, *a.shape[2:]).sum(axis=2), dtype=np.float64)
 
     def rate(bad: FloatArray, total: FloatArray) -> FloatArray:
-        b, t = per_minute(bad), per_minute(total)
+        b, t = grouped(bad), grouped(total)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(np.where(t > 0, b / np.where(t > 0, t, 1.0), np.nan), dtype=np.float64)
 
     return (
         rate(batch.canary_bad, batch.canary_total),
         rate(batch.baseline_bad, batch.baseline_total),
-        histogram_quantiles(0.99, per_minute(batch.canary_buckets)),
-        histogram_quantiles(0.99, per_minute(batch.baseline_buckets)),
+        histogram_quantiles(0.99, grouped(batch.canary_buckets)),
+        histogram_quantiles(0.99, grouped(batch.baseline_buckets)),
     )
 
 
-def kayenta_decisions(batch: Batch) -> Decisions:
-    """Judge error rate and p99 at every minute on all minutes so far; abort as soon as one
-    metric is High (one of two equal-weight metrics failing scores 50, under Spinnaker's default
-    marginal threshold 75), else promote at the end of the last analysed step."""
-    c_rate, b_rate, c_p99, b_p99 = minute_points(batch)
-    minutes = c_rate.shape[1]
-    high = np.zeros((batch.runs, ANALYSED_LOOKS), dtype=np.bool_)
-    for j in range(KAYENTA_MIN_VALUES, minutes + 1):
-        error = kayenta_outcomes(c_rate[:, :j], b_rate[:, :j]) == KAYENTA_FAIL
-        latency = kayenta_outcomes(c_p99[:, :j], b_p99[:, :j]) == KAYENTA_FAIL
-        high[:, 2 * j - 1] = error | latency  # the look that completes minute j
-    return _abort_or_promote(high)
+def kayenta_decisions(batch: Batch, schedule: KayentaSchedule) -> Decisions:
+    """Judge error rate and p99 at each of the schedule's looks on all points so far. Two equal
+    metrics score 100, 50 (one High) or 0; one High is under Spinnaker's default marginal
+    threshold (75), so it aborts, and so does Nodata on ≥ 50 % of the metrics (score 0).
+    Otherwise promote at the horizon."""
+    c_rate, b_rate, c_p99, b_p99 = points(batch, schedule.point_intervals)
+    looks = np.asarray(schedule.judge_looks, dtype=np.int64)
+    fail = np.zeros((batch.runs, len(looks)), dtype=np.bool_)
+    for j, look in enumerate(looks):
+        k = int(look) // schedule.point_intervals  # points complete at this look
+        error = kayenta_outcomes(c_rate[:, :k], b_rate[:, :k], min_values=schedule.min_values)
+        latency = kayenta_outcomes(c_p99[:, :k], b_p99[:, :k], min_values=schedule.min_values)
+        high = (error == KAYENTA_FAIL) | (latency == KAYENTA_FAIL)
+        if schedule.min_values <= 1:  # Kayenta's Nodata rule; the old setting had none
+            high |= (error == KAYENTA_INCONCLUSIVE) | (latency == KAYENTA_INCONCLUSIVE)
+        fail[:, j] = high
+    return _abort_or_promote(fail, looks)
 
 
 # --- naive per-look z-test -------------------------------------------------------------------
@@ -336,14 +421,35 @@ def naive_z_decisions(batch: Batch, q: float = 0.99) -> Decisions:
     return _abort_or_promote((z_err > Z_CRITICAL) | (z_lat > Z_CRITICAL))
 
 
-JUDGES: tuple[str, ...] = ("verdict", "argo-threshold", "flagger-threshold", "kayenta", "naive-z")
+JUDGES: tuple[str, ...] = (
+    "verdict",
+    "verdict-compare",
+    "argo-threshold",
+    "argo-threshold-tight",
+    "flagger-threshold",
+    "flagger-threshold-tight",
+    "kayenta",
+    "kayenta-tight",
+    "naive-z",
+)
+
+
+def peer_decisions(batch: Batch) -> dict[str, Decisions]:
+    """Every judge but Verdict."""
+    return {
+        "argo-threshold": threshold_decisions(batch, ARGO),
+        "argo-threshold-tight": threshold_decisions(batch, ARGO_TIGHT),
+        "flagger-threshold": threshold_decisions(batch, FLAGGER),
+        "flagger-threshold-tight": threshold_decisions(batch, FLAGGER_TIGHT),
+        "kayenta": kayenta_decisions(batch, KAYENTA),
+        "kayenta-tight": kayenta_decisions(batch, KAYENTA_TIGHT),
+        "naive-z": naive_z_decisions(batch),
+    }
 
 
 def all_decisions(spec: AnalysisSpec, batch: Batch) -> dict[str, Decisions]:
     return {
         "verdict": verdict_decisions(spec, batch),
-        "argo-threshold": threshold_decisions(batch, flagger=False),
-        "flagger-threshold": threshold_decisions(batch, flagger=True),
-        "kayenta": kayenta_decisions(batch),
-        "naive-z": naive_z_decisions(batch),
+        "verdict-compare": verdict_decisions(comparisons_only(spec), batch),
+        **peer_decisions(batch),
     }

@@ -18,7 +18,7 @@ def plots(result: dict[str, Any], out: Path) -> list[str]:
     axes[0].plot(looks, [1e3 * r["seconds_per_look"] for r in s["by_looks"].values()], "o-",
                  label="judge_observations(looks=[k]) on k intervals")
     axes[0].plot(looks, [1e3 * r["vectorised_seconds_per_look"] for r in s["by_looks"].values()], "s-",
-                 label="vectorised look_statuses + decide")
+                 label="vectorised metric_looks + decide")
     axes[0].set_xscale("log")
     axes[0].set_yscale("log")
     axes[0].set_xlabel("looks in the run")
@@ -69,7 +69,7 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
     ]
     three = t["analyses"]["three metrics (default analysis)"]
     lines.append(
-        f"| vectorised look_statuses path ÷ judge_observations(looks=[k]), looks/s, default analysis "
+        f"| vectorised metric_looks path ÷ judge_observations(looks=[k]), looks/s, default analysis "
         f"| ×{three['vectorised_speed_up']:.0f} |"
     )
     lines.append(f"| runs kept per 100 MB (40-minute run, 3 metrics, both versions) | {m['runs_per_100_mb']:,.0f} |")

@@ -4,10 +4,15 @@ The draws follow `metrics.simulated.SimulatedSource` (Poisson requests per inter
 errors, log-normal latency binned into Istio's default buckets by a multinomial draw), but for a
 whole batch of runs in a few numpy calls instead of one generator per interval.
 
-Timeline (the same for every judge): 30 s intervals, one look per interval, the default steps
-5 → 10 → 50 % canary weight with `LOOKS_PER_STEP` looks each, then up to `EXTRA_LOOKS` more looks
-at 50 % (Verdict's wait for evidence before it pauses). `HORIZON` intervals are drawn per run;
-a judge that stops earlier simply ignores the rest (nothing after a decision can change it).
+Timeline (the same for every judge): 30 s intervals, the default steps 5 → 10 → 50 % canary
+weight with `LOOKS_PER_STEP` intervals each, then `EXTRA_LOOKS` more intervals at 50 %: `HORIZON`
+intervals (35 minutes) are drawn per run and every judge may look at all of them, each on its own
+schedule; a judge that stops earlier simply ignores the rest (nothing after a decision can change
+it).
+
+Before the canary starts, every run also has `PRE_WINDOW_MINUTES` of the baseline's traffic (the
+whole service, at the load of the canary's start): a pre-run window a judge may use to fix its
+thresholds before the run.
 
 Traffic: `rpm` is the canary's requests per minute **at the 10 % step**, so the service as a
 whole serves 10 × rpm; the canary gets 5 %, 10 % and 50 % of it at the three steps and the
@@ -32,12 +37,14 @@ LOOKS_PER_STEP = 10
 EXTRA_LOOKS = 40
 ANALYSED_LOOKS = LOOKS_PER_STEP * len(STEPS)  # end of the last analysed step
 HORIZON = ANALYSED_LOOKS + EXTRA_LOOKS
+PRE_WINDOW_MINUTES = 60  # the baseline's traffic before the canary starts (Batch.baseline_pre_*)
 BOUNDS: FloatArray = np.asarray(ISTIO_BUCKETS_SECONDS, dtype=np.float64)
 SLOW_SECONDS = 0.5  # "bad" latency: slower than the 500 ms SLO threshold
 BASELINE_ERROR_RATE = 0.005
 LATENCY_MEDIAN = 0.08
 LATENCY_SIGMA = 0.5
 TOLERANCE, MARGIN = 0.5, 0.001  # Verdict's default comparison allowance
+TWICE_TOLERANCE_ERROR_RATE = BASELINE_ERROR_RATE * (1 + 2 * TOLERANCE) + MARGIN  # 1.1 %
 CANARY_PODS, BASELINE_PODS = 3, 10
 DAY_MINUTES = 24 * 60.0
 
@@ -61,6 +68,11 @@ class Scenario:
     errors_follow_load: bool = False  # error rate ∝ load, for both versions
     pod_sigma: float = 0.0  # log-normal sd of per-pod (fixed) and per-pod-interval error noise
     beyond_tolerance: bool = False  # Verdict's comparison is meant to fail it
+    must_not_promote: bool = False  # promoting it is a false promote (reported as a target)
+    # an error-rate incident in BOTH versions: (start minute, end minute, the baseline's error
+    # rate during it); the canary keeps its multiple of the baseline's rate (a shared cause, e.g. a
+    # failing dependency), minutes from the canary's start, the end excluded
+    incident: tuple[float, float, float] | None = None
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -123,10 +135,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "latency-tail",
         False,
-        "tail-only: 2 % of canary requests 3× slower (p99 256 → ~305 ms)",
+        "tail-only: 2 % of canary requests 3× slower (p99 256 → ~305 ms; must not be promoted)",
         metric="latency",
         tail_fraction=0.02,
         beyond_tolerance=True,
+        must_not_promote=True,
     ),
     Scenario(
         "errors-2%-mid-canary",
@@ -136,6 +149,43 @@ SCENARIOS: tuple[Scenario, ...] = (
         onset=15,
         beyond_tolerance=True,
     ),
+    # added later: appended, so that the seeds of the scenarios above (by index) stay the same
+    Scenario(
+        "aa-shared-incident",
+        True,
+        "A/A with an incident in both versions: 5 % errors in minutes 15–20 (just after the "
+        "last step's 10 looks, at 50 %)",
+        incident=(15.0, 20.0, 0.05),
+    ),
+    Scenario(
+        "errors-2x-tolerance",
+        False,
+        "canary errors at twice Verdict's tolerance: baseline × (1 + 2 × 0.5) + 0.1 pp = 1.1 % "
+        "(must not be promoted)",
+        canary_error_rate=TWICE_TOLERANCE_ERROR_RATE,
+        beyond_tolerance=True,
+        must_not_promote=True,
+    ),
+    Scenario(
+        "shared-incident",
+        False,
+        "canary errors 2.2 × the baseline's (1.1 %), and an incident in BOTH versions in minutes "
+        "1–9: the baseline at 2 % errors, the canary still 2.2 × (must not be promoted)",
+        canary_error_rate=2.2 * BASELINE_ERROR_RATE,
+        incident=(1.0, 9.0, 0.02),
+        beyond_tolerance=True,
+        must_not_promote=True,
+    ),
+    Scenario(
+        "latency-2x-tolerance",
+        False,
+        "every canary request 1.16× slower: the share slower than 250 ms at about twice "
+        "Verdict's tolerance (must not be promoted)",
+        metric="latency",
+        latency_factor=1.16,
+        beyond_tolerance=True,
+        must_not_promote=True,
+    ),
 )
 
 SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
@@ -144,7 +194,8 @@ TRAFFIC_RPM: tuple[int, ...] = (10, 100, 1000)
 
 @dataclass(frozen=True)
 class Batch:
-    """Per-interval counts of `runs` canaries: arrays of shape (runs, HORIZON[, buckets])."""
+    """Per-interval counts of `runs` canaries: arrays of shape (runs, HORIZON[, buckets]), and the
+    baseline's totals over the `PRE_WINDOW_MINUTES` before the canary: shape (runs[, buckets])."""
 
     canary_total: FloatArray
     canary_bad: FloatArray
@@ -154,6 +205,9 @@ class Batch:
     baseline_buckets: FloatArray
     canary_harm: FloatArray  # bad requests the canary served per interval (5xx or > 500 ms)
     canary_expected_harm: FloatArray  # the same at the baseline's behaviour (expected value)
+    baseline_pre_total: FloatArray  # requests the baseline served in the pre-run window
+    baseline_pre_bad: FloatArray  # of which errors (5xx)
+    baseline_pre_buckets: FloatArray  # of which per latency bucket (Istio's, not cumulative)
 
     @property
     def runs(self) -> int:
@@ -182,17 +236,23 @@ def _slow_share(p: FloatArray) -> float:
 
 
 def generate(scenario: Scenario, rpm: float, runs: int, rng: np.random.Generator) -> Batch:
-    """Draw `runs` canaries of `scenario` at `rpm` canary requests per minute (at 10 %)."""
+    """Draw `runs` canaries of `scenario` at `rpm` canary requests per minute (at 10 %).
+
+    The pre-run window is drawn after everything else, so the canary-time draws of a scenario
+    are the same whatever is added to the pre-run window."""
     shape = (runs, HORIZON)
     w = weights()[None, :]
     minutes = (np.arange(HORIZON) + 0.5) * INTERVAL_SECONDS / 60.0
     load = np.ones(shape)
+    load_start = np.ones((runs, 1))  # the service's load when the canary starts (minute 0)
     if scenario.load_ramp is not None:
         a, b = scenario.load_ramp
         load = load * (a + (b - a) * minutes / minutes[-1])[None, :]
+        load_start = load_start * a
     if scenario.daily_amplitude > 0:
         phase = rng.uniform(0, 2 * math.pi, size=(runs, 1))
         load = load * (1 + scenario.daily_amplitude * np.sin(2 * math.pi * minutes / DAY_MINUTES + phase))
+        load_start = load_start * (1 + scenario.daily_amplitude * np.sin(phase))
     per_interval = 10.0 * rpm * INTERVAL_SECONDS / 60.0  # whole service, requests per interval
     mean_c = per_interval * w * load
     mean_b = per_interval * (1 - w) * load
@@ -201,10 +261,17 @@ def generate(scenario: Scenario, rpm: float, runs: int, rng: np.random.Generator
     if scenario.errors_follow_load:
         p_b = p_b * load
     p_c = np.where(regressed, scenario.canary_error_rate * (p_b / BASELINE_ERROR_RATE), p_b)
+    if scenario.incident is not None:
+        start, end, during = scenario.incident
+        start_minutes = np.arange(HORIZON) * INTERVAL_SECONDS / 60.0
+        hit = ((start_minutes >= start) & (start_minutes < end))[None, :]
+        p_c = np.where(hit, p_c * during / p_b, p_c)
+        p_b = np.where(hit, during, p_b)
 
+    b_fixed: FloatArray | None = None
     if scenario.pod_sigma > 0:
-        c_total, c_bad = _pods(rng, mean_c, p_c, CANARY_PODS, scenario.pod_sigma)
-        b_total, b_bad = _pods(rng, mean_b, p_b, BASELINE_PODS, scenario.pod_sigma)
+        c_total, c_bad, _ = _pods(rng, mean_c, p_c, CANARY_PODS, scenario.pod_sigma)
+        b_total, b_bad, b_fixed = _pods(rng, mean_b, p_b, BASELINE_PODS, scenario.pod_sigma)
     else:
         c_total = rng.poisson(mean_c).astype(np.float64)
         b_total = rng.poisson(mean_b).astype(np.float64)
@@ -224,18 +291,45 @@ def generate(scenario: Scenario, rpm: float, runs: int, rng: np.random.Generator
     else:
         harm = c_bad
         expected = c_total * p_b
-    return Batch(c_total, c_bad, b_total, b_bad, c_buckets, b_buckets, harm, expected)
+
+    # the pre-run window: the whole service on the baseline, at the start's load and error rate
+    p_pre = BASELINE_ERROR_RATE * (load_start if scenario.errors_follow_load else np.ones((runs, 1)))
+    pre_intervals = int(PRE_WINDOW_MINUTES * 60 / INTERVAL_SECONDS)
+    mean_pre = np.broadcast_to(per_interval * load_start, (runs, pre_intervals))
+    if scenario.pod_sigma > 0:
+        assert b_fixed is not None
+        pre_total, pre_bad, _ = _pods(
+            rng, mean_pre, np.broadcast_to(p_pre, (runs, pre_intervals)), BASELINE_PODS,
+            scenario.pod_sigma, fixed=b_fixed,
+        )
+        pre_total, pre_bad = pre_total.sum(axis=1), pre_bad.sum(axis=1)
+    else:
+        pre_total = rng.poisson(mean_pre.sum(axis=1)).astype(np.float64)
+        pre_bad = rng.binomial(pre_total.astype(np.int64), np.clip(p_pre[:, 0], 0, 1)).astype(np.float64)
+    pre_buckets = rng.multinomial(pre_total.astype(np.int64), p_base).astype(np.float64)
+    return Batch(
+        c_total, c_bad, b_total, b_bad, c_buckets, b_buckets, harm, expected,
+        pre_total, pre_bad, pre_buckets,
+    )
 
 
 def _pods(
-    rng: np.random.Generator, mean: FloatArray, p: FloatArray, pods: int, sigma: float
-) -> tuple[FloatArray, FloatArray]:
+    rng: np.random.Generator,
+    mean: FloatArray,
+    p: FloatArray,
+    pods: int,
+    sigma: float,
+    *,
+    fixed: FloatArray | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Requests split evenly over `pods`; each pod's error rate is p × a fixed per-pod factor ×
-    a per-interval factor, both log-normal with mean 1 and log-sd `sigma`."""
+    a per-interval factor, both log-normal with mean 1 and log-sd `sigma`. Returns the totals,
+    the errors and the fixed factors (drawn here unless given: the same pods over time)."""
     runs, horizon = mean.shape
     mu = -0.5 * sigma**2
-    fixed = rng.lognormal(mu, sigma, size=(runs, 1, pods))
+    if fixed is None:
+        fixed = rng.lognormal(mu, sigma, size=(runs, 1, pods))
     noise = rng.lognormal(mu, sigma, size=(runs, horizon, pods))
     n = rng.poisson(np.broadcast_to(mean[..., None] / pods, (runs, horizon, pods)))
     bad = rng.binomial(n, np.clip(p[..., None] * fixed * noise, 0.0, 1.0))
-    return n.sum(axis=-1).astype(np.float64), bad.sum(axis=-1).astype(np.float64)
+    return n.sum(axis=-1).astype(np.float64), bad.sum(axis=-1).astype(np.float64), fixed

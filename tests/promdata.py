@@ -64,7 +64,9 @@ class Scenario:
     """Traffic of one service during a rollout.
 
     `start`/`end` is the analysis window (timezone-aware, on the scrape grid); series start
-    `warmup` before it, so the first interval of the window already has a sample before it.
+    `warmup` before it, so the first interval of the window already has a sample before it, and
+    (by default, 65 minutes) the analysis has the hour of baseline traffic before the run that a
+    real rollout has: its pre-run window.
 
     Regression semantics: before `regression_onset` the canary behaves like the baseline
     (baseline error probability, latency factor 1); from the onset on (or during the whole
@@ -99,7 +101,7 @@ class Scenario:
     canary_absent: bool = False
     scrape_interval_s: float = SCRAPE_INTERVAL_S
     scrape_offset_s: float = 0.0
-    warmup: timedelta = timedelta(minutes=5)
+    warmup: timedelta = timedelta(minutes=65)
     nan_at: datetime | None = None
     seed: int = 20240611
 

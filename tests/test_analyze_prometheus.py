@@ -86,7 +86,8 @@ def test_error_regression_fails_on_the_critical_metric(
     assert m["canary"]["rate"] == pytest.approx(0.05, rel=0.2)
     # the statistic that decided it is in the answer
     slo = next(c for c in m["checks"] if c["check"] == "slo")
-    assert slo["statistic"]["lower"] > slo["statistic"]["max"] == 0.005
+    assert slo["statistic"]["eFail"] >= slo["statistic"]["failAt"]
+    assert slo["statistic"]["rate"] > slo["statistic"]["max"] == 0.005
 
 
 def test_latency_regression_fails_on_p99(prometheus: PrometheusServer, tmp_path: Path) -> None:
@@ -121,9 +122,11 @@ def test_counter_reset_mid_window_is_still_a_healthy_pass(
     prometheus: PrometheusServer, tmp_path: Path
 ) -> None:
     code, doc, _ = _analyze(prometheus, tmp_path, "counter-reset")
-    assert code == 0, doc.get("reason")
+    assert code == 0, json.dumps(_metric(doc, "error-rate"), indent=1)
     requests = _metric(doc, "error-rate")["canary"]["requests"]
     assert requests == pytest.approx(48000, rel=0.05)  # no negative or doubled counts
+    compare = next(c for c in _metric(doc, "error-rate")["checks"] if c["check"] == "compare")
+    assert compare["statistic"]["prerunBaselineRate"] == pytest.approx(0.0002, rel=0.5)
 
 
 def test_text_output_is_a_table(prometheus: PrometheusServer, tmp_path: Path) -> None:

@@ -18,8 +18,10 @@ import pytest
 
 from analyzer.analysis import fetch_observations
 from analyzer.canary import run_canary
+from analyzer.looks import CODES_TO_STATUS
 from analyzer.spec import AnalysisSpec
 from analyzer.stats import mann_whitney_compare, quantile
+from analyzer.stats.mann_whitney import MIN_VALUES
 from benchmarks import judges
 from benchmarks.simulate import BOUNDS, HORIZON, LOOKS_PER_STEP, STEPS
 from benchmarks.specs import benchmark_analysis
@@ -45,8 +47,10 @@ MODELS = {
 
 def _schedule(t: datetime) -> float:
     """The weights run_canary sets: each step for LOOKS_PER_STEP intervals, the last one after."""
+    if t < START:  # before the canary: all traffic on the baseline
+        return 0.0
     index = int((t - START) / STEP)
-    return float(STEPS[min(max(index, 0) // LOOKS_PER_STEP, len(STEPS) - 1)])
+    return float(STEPS[min(index // LOOKS_PER_STEP, len(STEPS) - 1)])
 
 
 def engine(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int]:
@@ -61,17 +65,34 @@ def replay(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int
     source = SimulatedSource(model, _schedule, seed=seed)
     window = Window(start=START, end=START + STEP * HORIZON, step=STEP)
     observations = fetch_observations(spec, source, window)
-    codes = judges.metric_codes(spec, observations.series)
-    decision, look = judges.replay_steps(
-        codes, [m.critical for m in spec.metrics], [m.weight for m in spec.metrics], spec
-    )
-    return decision.name.lower(), look
+    codes = judges.metric_codes(spec, observations.series, observations.prerun)
+    d = judges.replay_steps(codes[:, None, :], spec)
+    return judges.Decision(int(d.decision[0])).name.lower(), int(d.look[0])
 
 
 @pytest.mark.parametrize("scenario", sorted(MODELS))
 def test_replay_takes_the_engines_decision_at_the_same_look(scenario: str) -> None:
     spec = benchmark_analysis()
     assert replay(spec, MODELS[scenario], 1) == engine(spec, MODELS[scenario], 1)
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "errors-2%", "latency-x1.5", "onset", "overdispersed"])
+def test_every_looks_metric_statuses_are_the_engines_over_many_seeds(scenario: str) -> None:
+    """Not only the decision: at every look of run_canary, each metric's status is the replay's."""
+    spec = benchmark_analysis()
+    for seed in range(1, 5):
+        clock = SimulatedClock(START)
+        router = SimulatedRouter(clock)
+        source = SimulatedSource(MODELS[scenario], router.weight_at, seed=seed)
+        result = run_canary(spec, source, router, clock, looks_per_step=LOOKS_PER_STEP)
+        window = Window(start=START, end=START + STEP * HORIZON, step=STEP)
+        replayed = SimulatedSource(MODELS[scenario], _schedule, seed=seed)
+        observations = fetch_observations(spec, replayed, window)
+        codes = judges.metric_codes(spec, observations.series, observations.prerun)
+        for look in result.looks:
+            engine_statuses = [m.status for m in look.report.metrics]
+            replay_statuses = [CODES_TO_STATUS[int(c)] for c in codes[:, look.look - 1]]
+            assert engine_statuses == replay_statuses, (scenario, seed, look.look)
 
 
 def test_replay_matches_the_engine_with_the_default_analysis() -> None:
@@ -99,7 +120,7 @@ def test_vectorised_kayenta_classifier_equals_mann_whitney_compare() -> None:
         y = _random_values(rng, 400, width)
         x[:40] = y[:40]  # identical data
         x[40:60] = y[40:60] + 0.05  # clear shifts
-        got = judges.kayenta_outcomes(x, y)
+        got = judges.kayenta_outcomes(x, y, min_values=MIN_VALUES)
         for row in range(x.shape[0]):
             expected = mann_whitney_compare(x[row], y[row], direction="increase").outcome
             code = {"fail": judges.KAYENTA_FAIL, "pass": judges.KAYENTA_PASS}.get(

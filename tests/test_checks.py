@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analyzer.checks import evaluate_metric
-from analyzer.looks import FAIL, INCONCLUSIVE, NO_DATA, PASS, look_statuses
+from analyzer.looks import FAIL, INCONCLUSIVE, NO_DATA, PASS, metric_looks
 from analyzer.spec import AnalysisSpec, parse_analysis
 from analyzer.verdicts import MetricStatus
 from metrics.simulated import SimulatedSource, TrafficModel
@@ -64,8 +64,7 @@ def test_vectorised_looks_agree_with_readable_checks(model: TrafficModel) -> Non
     data = series(model, seed=3)
     for m in s.metrics:
         canary, baseline = data[m.name]
-        codes = look_statuses(m, canary, baseline, alpha=0.05 / 3)  # type: ignore[arg-type]
-        assert codes is not None
+        codes = metric_looks(m, canary, baseline, None, alpha=0.05 / 3, beta=0.1).codes  # type: ignore[arg-type]
         for look in range(1, WINDOW.intervals + 1, 7):
             report = evaluate_metric(m, canary, baseline, alpha=0.05 / 3, looks=[look])  # type: ignore[arg-type]
             assert report.status is CODES[int(codes[look - 1])], (m.name, look)
@@ -114,12 +113,19 @@ def test_zero_canary_requests_is_no_data() -> None:
     assert report.status is MetricStatus.NO_DATA
 
 
-def test_low_traffic_is_inconclusive_with_requests_needed() -> None:
+def test_low_traffic_is_inconclusive_with_requests_and_minutes_needed() -> None:
     m = spec().metrics[2]  # success-rate SLO
     canary = RatioSeries(np.zeros(4), np.full(4, 20.0))
-    report = evaluate_metric(m, canary, canary, alpha=0.01)
+    report = evaluate_metric(m, canary, canary, alpha=0.01, interval_seconds=30)
     assert report.status is MetricStatus.INCONCLUSIVE
     assert report.more_requests_needed is not None and report.more_requests_needed > 100
+    # 20 canary requests per 30 s interval: 40 a minute
+    assert report.more_minutes_needed == pytest.approx(report.more_requests_needed / 40, abs=0.06)
+    assert "more canary requests" in report.reason and "min at the current rate" in report.reason
+    # and those requests, at the same (zero) error rate, do make it pass
+    extra = report.more_requests_needed
+    grown = RatioSeries(np.zeros(5), np.array([20.0] * 4 + [float(extra)]))
+    assert evaluate_metric(m, grown, grown, alpha=0.01).status is MetricStatus.PASS
 
 
 def test_latency_slo_between_bucket_bounds_is_conservative() -> None:

@@ -1,4 +1,4 @@
-"""Metric verdicts → analysis verdict: all-of by default, critical at once, opt-in score."""
+"""Metric verdicts → analysis verdict: any failure fails, all-of passes by default, opt-in score."""
 
 from __future__ import annotations
 
@@ -66,24 +66,32 @@ def test_no_data_cannot_lift_a_score_to_pass() -> None:
     assert j.verdict is Verdict.INCONCLUSIVE and j.score == 50.0
 
 
-def test_score_mode_accepts_a_light_non_critical_failure() -> None:
+def test_score_mode_never_promotes_past_a_failed_metric() -> None:
+    # a failure is evidence (alpha covers every metric): even a light one fails the analysis
     metrics = [metric("a", P, weight=4), metric("b", F, weight=1)]
     j = judge(metrics, ScoringSpec(mode="score", pass_threshold=75))
-    assert j.verdict is Verdict.PASS and j.score == 80.0
-    assert "non-critical" in j.reason
+    assert j.verdict is Verdict.FAIL and j.score == 80.0
+    assert j.reason.startswith("Metric b failed")
 
 
-def test_score_mode_fails_once_the_threshold_is_out_of_reach() -> None:
-    metrics = [metric("a", U, weight=1), metric("b", F, weight=1)]
-    j = judge(metrics, ScoringSpec(mode="score", pass_threshold=75))
-    assert j.verdict is Verdict.FAIL
-    assert "cannot reach the pass threshold" in j.reason
+def test_score_mode_passes_at_the_threshold_without_failures() -> None:
+    metrics = [metric("a", P, weight=3), metric("b", U, weight=1)]
+    assert judge(metrics, ScoringSpec(mode="score", pass_threshold=75)).verdict is Verdict.PASS
+    assert judge(metrics, ScoringSpec(mode="score", pass_threshold=76)).verdict is Verdict.INCONCLUSIVE
 
 
 def test_inconclusive_reason_says_how_many_more_requests() -> None:
     j = judge([metric("a", P), metric("b", U, needed=1200)])
     assert j.verdict is Verdict.INCONCLUSIVE
     assert "1,200 more canary requests" in j.reason
+
+
+def test_inconclusive_reason_says_how_many_minutes_at_the_current_rate() -> None:
+    b = metric("b", U, needed=1200)
+    from dataclasses import replace
+
+    j = judge([metric("a", P), replace(b, more_minutes_needed=7.6)])
+    assert "1,200 more canary requests are needed (~8 min at the current rate)" in j.reason
 
 
 def test_score_is_weighted() -> None:
@@ -96,9 +104,12 @@ def test_score_is_weighted() -> None:
     [
         ([P, P], [False, False], Verdict.PASS),
         ([P, F], [False, False], Verdict.FAIL),
+        ([U, F], [True, False], Verdict.FAIL),
         ([P, U], [False, False], Verdict.INCONCLUSIVE),
         ([P, N], [False, True], Verdict.INCONCLUSIVE),
+        ([N, N], [False, False], Verdict.INCONCLUSIVE),
         ([F, P], [True, False], Verdict.FAIL),
+        ([F, N], [False, False], Verdict.FAIL),
     ],
 )
 def test_decide_matches_judge(
@@ -110,3 +121,5 @@ def test_decide_matches_judge(
         for i, (s, c) in enumerate(zip(statuses, critical, strict=True))
     ]
     assert judge(reports).verdict is expected
+    scored = decide(statuses, critical, [1.0] * len(statuses), ScoringSpec(mode="score", pass_threshold=100))
+    assert scored is expected  # at threshold 100 the score mode is the all-of mode

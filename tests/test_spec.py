@@ -172,3 +172,43 @@ def test_folder_of_analyses_by_name(tmp_path: Path) -> None:
     write_analysis(tmp_path / "c.yaml", data)
     with pytest.raises(SpecError, match="used by another file"):
         load_analyses(tmp_path)
+
+
+def test_decision_keys_default_to_the_documented_values() -> None:
+    spec = parse_analysis(example_analysis())
+    assert spec.beta == 0.10 and spec.pre_run_window == 3600.0
+    compare = spec.metrics[0].compare
+    assert compare is not None
+    assert compare.effective_promote_tolerance == pytest.approx(1.5 * compare.tolerance)
+
+
+def test_decision_keys_as_users_write_them() -> None:
+    data = example_analysis()
+    data.update({"beta": 0.05, "preRunWindow": "2h"})
+    data["metrics"][0]["compare"]["promoteTolerance"] = 1.0  # type: ignore[index]
+    spec = parse_analysis(data)
+    assert spec.beta == 0.05 and spec.pre_run_window == 7200.0
+    assert spec.metrics[0].compare is not None
+    assert spec.metrics[0].compare.effective_promote_tolerance == 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"beta": 0}, "beta"),
+        ({"beta": 1.5}, "beta"),
+        ({"preRunWindow": "-5m"}, "preRunWindow"),
+    ],
+)
+def test_bad_decision_keys_are_named(change: dict[str, object], key: str) -> None:
+    data = example_analysis()
+    data.update(change)
+    with pytest.raises(SpecError, match=key):
+        parse_analysis(data)
+
+
+def test_promote_tolerance_below_the_tolerance_is_explained() -> None:
+    data = example_analysis()
+    data["metrics"][0]["compare"]["promoteTolerance"] = 0.2  # type: ignore[index]
+    with pytest.raises(SpecError, match="promoteTolerance must be at least tolerance"):
+        parse_analysis(data)

@@ -248,3 +248,13 @@ def test_result_is_frozen() -> None:
     r = mann_whitney_compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.5])
     with pytest.raises(AttributeError):
         r.outcome = Outcome.FAIL  # type: ignore[misc]
+
+
+def test_a_significant_but_small_relative_drop_is_not_low() -> None:
+    # The mirror image of the test above: the CI excludes 0 but its upper end lies above
+    # -0.25 * |HL|, so Kayenta's Low rule does not fire, even watching for decreases.
+    canary, baseline = _samples(0.8, 25, 25, seed=8)
+    r = mann_whitney_compare(baseline, canary, direction="decrease")
+    assert -0.25 * abs(r.hodges_lehmann) <= r.ci_upper < 0
+    assert r.outcome is Outcome.PASS
+    assert mann_whitney_compare(baseline, canary, direction="decrease", tolerance=0.0).outcome is Outcome.FAIL

@@ -4,6 +4,7 @@ Nothing here does I/O, logging or configuration: numbers and numpy arrays in, fr
 """
 
 from analyzer.stats.confidence import RateBounds, rate_bounds
+from analyzer.stats.eprocess import EProcess, binomial_e_process
 from analyzer.stats.histogram import (
     Exceedance,
     comparison_bucket_bound,
@@ -14,27 +15,31 @@ from analyzer.stats.histogram import (
 from analyzer.stats.mann_whitney import MannWhitneyResult, mann_whitney_compare
 from analyzer.stats.outcome import Outcome
 from analyzer.stats.ratio import (
-    ComparisonResult,
-    GateResult,
-    compare_rates,
-    requests_needed_below,
-    slo_gate,
+    AllowedRatios,
+    Evidence,
+    allowed_ratios,
+    comparison_evidence,
+    rate_ratio,
+    slo_evidence,
 )
 
 __all__ = [
-    "ComparisonResult",
+    "AllowedRatios",
+    "EProcess",
+    "Evidence",
     "Exceedance",
-    "GateResult",
     "MannWhitneyResult",
     "Outcome",
     "RateBounds",
-    "compare_rates",
+    "allowed_ratios",
+    "binomial_e_process",
     "comparison_bucket_bound",
+    "comparison_evidence",
     "exceedance",
     "mann_whitney_compare",
     "quantile",
     "quantile_bucket_bound",
     "rate_bounds",
-    "requests_needed_below",
-    "slo_gate",
+    "rate_ratio",
+    "slo_evidence",
 ]
