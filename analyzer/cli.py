@@ -9,6 +9,7 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -290,6 +292,24 @@ def demo(
     raise typer.Exit(DECISION_EXIT_CODES[result.decision])
 
 
+def _notify_secrets(specs: Iterable[AnalysisSpec], grafana_token_file: str | None) -> list[str]:
+    """Grafana tokens and webhook URLs (a Slack webhook URL is a credential), to be masked
+    wherever Verdict shows text; unreadable ones are reported when the notifiers are built."""
+    from analyzer.notify import NotifyConfigError
+
+    found: list[str] = []
+    if grafana_token_file:
+        with contextlib.suppress(OSError):
+            found.append(Path(grafana_token_file).read_text(encoding="utf-8").strip())
+    for spec in specs:
+        with contextlib.suppress(NotifyConfigError, OSError):
+            found.append((spec.grafana.token() or "") if spec.grafana else "")
+        for notification in spec.notifications:
+            with contextlib.suppress(NotifyConfigError, OSError):
+                found.append(notification.target_url())
+    return found
+
+
 def _notifier(
     spec: AnalysisSpec, grafana_url: str | None, grafana_token_file: str | None
 ) -> BackgroundNotifier | NopNotifier:
@@ -433,7 +453,12 @@ def serve(
     if (namespace or kubeconfig or leader_elect) and not watch:
         _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
-    redactor = Redactor.of([s.prometheus.headers for s in analyses.values()], token)
+    redactor = Redactor.of(
+        [s.prometheus.headers for s in analyses.values()]
+        + [n.headers for s in analyses.values() for n in s.notifications],
+        token,
+        *_notify_secrets(analyses.values(), grafana_token_file),
+    )
     logs.configure(json=True, level=log_level, redactor=redactor, capture_stdlib=True)
     if url:
         url = _check_url(url, "--prometheus-url", redactor)

@@ -130,3 +130,23 @@ def test_analyze_stderr_masks_the_url_password_and_header_tokens(
     assert "HTTP 500" in result.stderr and "bad request headers" in result.stderr
     assert PASSWORD not in result.stderr and TOKEN not in result.stderr, result.stderr
     assert MASK in result.stderr
+
+
+def test_grafana_tokens_and_webhook_urls_are_known_secrets(tmp_path: Path) -> None:
+    from analyzer.cli import _notify_secrets
+    from analyzer.spec import parse_analysis
+
+    token_file = tmp_path / "grafana-token"
+    token_file.write_text("glsa_0123456789abcdef\n")
+    data = example_analysis()
+    data["grafana"] = {"url": "http://grafana:3000", "tokenFile": str(token_file)}
+    data["notifications"] = [
+        {"type": "slack", "url": "https://hooks.slack.com/services/T000/B000/XyZ123secret"}
+    ]
+    spec = parse_analysis(data, "a.yaml")
+    redactor = Redactor.of([], *_notify_secrets([spec], None))
+    text = redactor.text(
+        "slack answered 404 for https://hooks.slack.com/services/T000/B000/XyZ123secret; "
+        "grafana rejected glsa_0123456789abcdef"
+    )
+    assert "XyZ123secret" not in text and "glsa_0123456789abcdef" not in text
