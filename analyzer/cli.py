@@ -9,13 +9,20 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import re
+import signal
+import socket
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from analyzer.notify import BackgroundNotifier, NopNotifier
+    from analyzer.redaction import Redactor
     from analyzer.spec import AnalysisSpec
 
 # Start at once: `verdict --help` imports typer and nothing else of weight; each command imports
@@ -32,6 +40,8 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 EXIT_SOURCE_UNREACHABLE = 4
 DECISION_EXIT_CODES = {"promoted": 0, "aborted": 1, "paused": 3}
+MAX_TIMEOUT_SECONDS = 600.0
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 app = typer.Typer(
     help="Verdict: always-valid canary analysis for progressive delivery.",
@@ -60,21 +70,65 @@ def _default_output(output: Output | None) -> Output:
     return Output.text if sys.stdout.isatty() else Output.json
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    from rich.console import Console
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (ESC included) shown as `\\xNN`."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
+
+def _fail(message: str, code: int, redactor: Redactor | None = None) -> NoReturn:
+    """One line on stderr (secrets masked, control characters escaped), then exit `code`."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from analyzer.redaction import Redactor
+
+    text = printable((redactor or Redactor()).text(message))
+    error = Text.assemble(("error:", "bold red"), " ", text)
+    Console(stderr=True, soft_wrap=True).print(error, highlight=False)
     raise typer.Exit(code)
 
 
-def _parse_time(value: str, flag: str) -> datetime:
-    """An RFC 3339 time with a zone (`analyzer.clock.parse_time`); exit 2 otherwise."""
-    from analyzer.clock import parse_time
+def _parse_time(value: str, flag: str, now: datetime) -> datetime:
+    """One rule for the CLI and the API (`analyzer.clock`): RFC 3339 with a zone, not ahead."""
+    from analyzer.clock import CLOCK_SKEW, parse_time
 
     try:
-        return parse_time(value)
+        parsed = parse_time(value)
     except ValueError as error:
         _fail(f"{flag}: {error}", EXIT_BAD_INPUT)
+    if parsed > now + CLOCK_SKEW:
+        _fail(
+            f"{flag}: {value!r} lies in the future (more than {CLOCK_SKEW.total_seconds():g} s "
+            "ahead); there is no data there yet",
+            EXIT_BAD_INPUT,
+        )
+    return parsed
+
+
+def _check_url(url: str, where: str, redactor: Redactor) -> str:
+    """An http(s) URL with a host; exit 2 with one line otherwise."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as error:
+        _fail(f"{where}: not a valid URL {url!r}: {error}", EXIT_BAD_INPUT, redactor)
+    if parts.scheme not in ("http", "https") or not host:
+        _fail(
+            f"{where}: expected an http(s) URL such as http://prometheus:9090, got {url!r}",
+            EXIT_BAD_INPUT,
+            redactor,
+        )
+    return url.strip()
+
+
+def _check_timeout(timeout: float) -> float:
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_SECONDS):
+        _fail(
+            f"--timeout: give seconds above 0 and at most {MAX_TIMEOUT_SECONDS:g}, got {timeout:g}",
+            EXIT_BAD_INPUT,
+        )
+    return timeout
 
 
 def _params(values: list[str]) -> dict[str, str]:
@@ -113,6 +167,8 @@ def analyze(
 ) -> None:
     """Judge canary vs baseline over a past window; exit 0 pass, 1 fail, 3 inconclusive."""
     from analyzer import logs
+    from analyzer.limits import window_error
+    from analyzer.redaction import Redactor
     from analyzer.spec import SpecError, load_analysis
     from metrics.errors import BadData, QueryError, SourceUnavailable
     from metrics.source import Window
@@ -123,25 +179,33 @@ def analyze(
         spec = load_analysis(config)
     except SpecError as error:
         _fail(str(error), EXIT_BAD_INPUT)
-    window_start = _parse_time(start, "--start")
-    window_end = _parse_time(end, "--end") if end else datetime.now(UTC)
+    redactor = Redactor.of([spec.prometheus.headers])
+    logs.configure(json=out is Output.json, redactor=redactor)
+    now = datetime.now(UTC)
+    window_start = _parse_time(start, "--start", now)
+    window_end = min(_parse_time(end, "--end", now), now) if end else now
     if window_end <= window_start:
         _fail("--end must be after --start", EXIT_BAD_INPUT)
     if window_end - window_start < timedelta(seconds=spec.interval):
         _fail(f"the window is shorter than one interval ({spec.interval:g}s)", EXIT_BAD_INPUT)
+    too_long = window_error(window_end - window_start, spec.interval)
+    if too_long:
+        _fail(too_long, EXIT_BAD_INPUT)
+    query_timeout = _check_timeout(timeout if timeout is not None else spec.prometheus.timeout)
     url = prometheus_url or os.environ.get("VERDICT_PROMETHEUS_URL") or spec.prometheus.url
     if not url:
         _fail(
             "no Prometheus URL: give --prometheus-url, VERDICT_PROMETHEUS_URL or prometheus.url",
             EXIT_BAD_INPUT,
         )
+    url = _check_url(url, "the Prometheus URL", redactor)
     from analyzer.analysis import run_analysis
     from metrics.factory import SourceSettings, open_source
 
     source = open_source(
         SourceSettings.of(
             url,
-            timeout=timeout if timeout is not None else spec.prometheus.timeout,
+            timeout=query_timeout,
             retries=spec.prometheus.retries,
             headers=spec.prometheus.headers,
         )
@@ -150,11 +214,11 @@ def analyze(
     try:
         report = run_analysis(spec, source, window, params=_params(param))
     except SpecError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
+        _fail(str(error), EXIT_BAD_INPUT, redactor)
     except QueryError as error:
-        _fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT)
+        _fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT, redactor)
     except (SourceUnavailable, BadData) as error:
-        _fail(str(error), EXIT_SOURCE_UNREACHABLE)
+        _fail(str(error), EXIT_SOURCE_UNREACHABLE, redactor)
     from analyzer.render import EXIT_CODES, print_report, report_json
 
     if out is Output.json:
@@ -246,6 +310,24 @@ def demo(
     raise typer.Exit(DECISION_EXIT_CODES[result.decision])
 
 
+def _notify_secrets(specs: Iterable[AnalysisSpec], grafana_token_file: str | None) -> list[str]:
+    """Grafana tokens and webhook URLs (a Slack webhook URL is a credential), to be masked
+    wherever Verdict shows text; unreadable ones are reported when the notifiers are built."""
+    from analyzer.notify import NotifyConfigError
+
+    found: list[str] = []
+    if grafana_token_file:
+        with contextlib.suppress(OSError):
+            found.append(Path(grafana_token_file).read_text(encoding="utf-8").strip())
+    for spec in specs:
+        with contextlib.suppress(NotifyConfigError, OSError):
+            found.append((spec.grafana.token() or "") if spec.grafana else "")
+        for notification in spec.notifications:
+            with contextlib.suppress(NotifyConfigError, OSError):
+                found.append(notification.target_url())
+    return found
+
+
 def _notifier(
     spec: AnalysisSpec, grafana_url: str | None, grafana_token_file: str | None
 ) -> BackgroundNotifier | NopNotifier:
@@ -302,6 +384,9 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    prometheus_concurrency: Annotated[
+        int, typer.Option(help="Looks that may query Prometheus at once (others wait in budget).")
+    ] = 16,
     grafana_url: Annotated[
         str | None,
         typer.Option(help="Annotate every run on this Grafana (over the files' grafana.url)."),
@@ -348,14 +433,21 @@ def serve(
     with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer import logs
     from analyzer.durations import parse_seconds
+    from analyzer.redaction import Redactor
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import SpecError, load_analyses
 
+    try:
+        logs.parse_level(log_level)
+    except ValueError as error:
+        _fail(f"--log-level: {error}", EXIT_BAD_INPUT)
     logs.configure(json=True, level=log_level)
     try:
         analyses = load_analyses(config)
     except SpecError as error:
         _fail(str(error), EXIT_BAD_INPUT)
+    if not 1 <= prometheus_concurrency <= 256:
+        _fail("--prometheus-concurrency: give a number between 1 and 256", EXIT_BAD_INPUT)
     if not 0 < look_budget <= 60:
         _fail("--look-budget: give seconds between 0 and 60, e.g. 8", EXIT_BAD_INPUT)
     try:
@@ -381,6 +473,18 @@ def serve(
     if (namespace or kubeconfig or leader_elect) and not watch:
         _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
+    redactor = Redactor.of(
+        [s.prometheus.headers for s in analyses.values()]
+        + [n.headers for s in analyses.values() for n in s.notifications],
+        token,
+        *_notify_secrets(analyses.values(), grafana_token_file),
+    )
+    logs.configure(json=True, level=log_level, redactor=redactor, capture_stdlib=True)
+    if url:
+        url = _check_url(url, "--prometheus-url", redactor)
+    for spec in analyses.values():
+        if spec.prometheus.url and not url:
+            _check_url(spec.prometheus.url, f"{spec.name}: prometheus.url", redactor)
     api_client = None
     if watch:
         from analyzer.controller.app import KubeConfigError, kube_api_client
@@ -392,7 +496,8 @@ def serve(
     try:
         run_store = open_store(store)
     except StoreConfigError as error:
-        _fail(f"--store: {error}", EXIT_BAD_INPUT)
+        _fail(f"--store: {error}", EXIT_BAD_INPUT, redactor)
+    listener = _listen(host, port)
     import structlog
     import uvicorn
 
@@ -408,7 +513,12 @@ def serve(
             "run store unavailable at start; /readyz says so until it is back", error=str(error)
         )
     sources = PrometheusSources(look_budget=look_budget, url=url)
-    settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
+    settings = ServeSettings(
+        look_budget=look_budget,
+        run_ttl=ttl,
+        token=token,
+        prometheus_concurrency=prometheus_concurrency,
+    )
     notifiers = {
         name: _notifier(spec, grafana_url, grafana_token_file) for name, spec in analyses.items()
     }
@@ -444,6 +554,7 @@ def serve(
         token=token,
         readiness=[controller.readiness] if controller is not None else [],
         companions=[controller] if controller is not None else [],
+        redactor=redactor,
     )
     log.info(
         "verdict serve starting",
@@ -456,13 +567,56 @@ def serve(
         run_ttl=str(ttl),
         controller=watch,
     )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            web,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            # longer than clients keep idle connections (Go's default: 90 s), so a poll never
+            # races the server closing its connection
+            timeout_keep_alive=120,
+        )
+    )
+    # uvicorn re-raises SIGTERM/SIGINT once it has finished the requests in flight; with these
+    # handlers that ends the process normally (exit 0) instead of by the signal.
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, _stopped)
     try:
-        uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         for notifier in notifiers.values():
             notifier.close(timeout=2)
         sources.close()
         run_store.close()
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """Signal handler run after uvicorn's graceful shutdown: nothing left to do."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or exit 2 with one line (busy port, unknown host)."""
+    if not 0 <= port <= 65535:
+        _fail(f"--port: give a port between 0 and 65535, got {port}", EXIT_BAD_INPUT)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as error:
+        _fail(f"--host: cannot listen on {host!r}: {error}", EXIT_BAD_INPUT)
+    family, kind, proto, _, address = infos[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as error:
+        listener.close()
+        reason = error.strerror or str(error)
+        _fail(f"cannot listen on {host}:{port}: {reason}", EXIT_BAD_INPUT)
+    return listener
 
 
 def _read_token(token_file: str | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 _RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
@@ -18,6 +18,11 @@ _RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 _SPACE_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$", re.IGNORECASE)
 
 EXAMPLE_TIME = "2026-11-26T10:00:00Z"
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+"""Times outside [EARLIEST, LATEST) are refused: no data lies there, and some overflow in UTC."""
+CLOCK_SKEW = timedelta(seconds=30)
+"""A user's time may lie this far in the future (clocks differ a little), no further."""
 
 
 class Clock(Protocol):
@@ -63,7 +68,13 @@ def parse_time(value: str) -> datetime:
         raise ValueError(
             f"{value[:64]!r} has no zone: end it with Z (UTC) or an offset such as +01:00"
         )
-    return parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{value[:64]!r} is not a time between 1970 and 2999")
+    return utc
 
 
 def format_time(value: datetime) -> str:

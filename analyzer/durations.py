@@ -7,6 +7,8 @@ from datetime import timedelta
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_SECONDS = 366 * 86400.0
+"""No duration Verdict reads (interval, timeout, TTL, latency) is longer than a year."""
 
 
 def parse_seconds(value: object) -> float:
@@ -31,6 +33,8 @@ def parse_seconds(value: object) -> float:
         raise ValueError(f"expected a duration such as 30s or 500ms, got {value!r}")
     if seconds != seconds or seconds < 0:
         raise ValueError(f"a duration must not be negative, got {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"a duration must be at most 366 days, got {value!r}")
     return seconds
 
 

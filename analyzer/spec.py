@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from analyzer.durations import parse_seconds
+from analyzer.limits import MAX_ANALYSIS_FILE_BYTES
 from analyzer.notify.config import GrafanaSpec, NotificationSpec
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import MetricKind, MetricQuery
@@ -351,10 +352,21 @@ def load_analysis(path: str | os.PathLike[str]) -> AnalysisSpec:
     """Read and validate one analysis file; every problem becomes a `SpecError`."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_ANALYSIS_FILE_BYTES + 1)
     except OSError as error:
         raise SpecError(
             f"{file}: cannot read the analysis file: {error.strerror or error}"
+        ) from None
+    if len(raw) > MAX_ANALYSIS_FILE_BYTES:
+        raise SpecError(
+            f"{file}: the analysis file is larger than {MAX_ANALYSIS_FILE_BYTES // 1024} KiB"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            f"{file}: the analysis file is not UTF-8 text (byte {error.start})"
         ) from None
     try:
         data = yaml.safe_load(text)

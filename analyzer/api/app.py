@@ -8,12 +8,15 @@ right now (Argo records an Error and asks again in 10 s), 200 with the verdict o
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, Protocol
 
+import anyio
+import anyio.to_thread
 import structlog
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +25,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analyzer.api.errors import http_error
+from analyzer.api.limits import (
+    MAX_BODY_BYTES,
+    MAX_EXTRAS,
+    BodyLimit,
+    StampArrival,
+    arrival,
+    has_lone_surrogate,
+)
 from analyzer.api.models import (
     ANALYSIS_DOC,
     CANARY_DOC,
@@ -40,6 +51,7 @@ from analyzer.api.models import (
 from analyzer.api.settings import ServeSettings
 from analyzer.clock import Clock, SystemClock
 from analyzer.notify import Notifier
+from analyzer.redaction import Redactor
 from analyzer.runs import (
     Look,
     LookRequest,
@@ -54,6 +66,9 @@ from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import AnalysisSpec
 
 _log = structlog.get_logger()
+LOOK_THREADS = 64
+"""Looks computed at once by one process (the run service bounds Prometheus fetches further)."""
+PROBE_THREADS = 4
 _KNOWN_QUERY_KEYS = {"analysis", "namespace", "rollout", "canaryHash", "stableHash", "start"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
@@ -61,6 +76,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "Malformed request (e.g. a body that is not JSON)."),
         (401, "Missing or wrong bearer token."),
         (404, "No analysis with this name."),
+        (413, f"The body is larger than {MAX_BODY_BYTES} bytes."),
         (422, "A field is missing or invalid; `error.field` names it."),
         (503, "Verdict cannot judge right now (Prometheus or the run store); ask again."),
     )
@@ -71,12 +87,34 @@ class CompactJSON(JSONResponse):
     """JSON without spaces: Argo stores the answer in every measurement."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+        # a lone surrogate cannot be UTF-8: `\\udXXX` keeps the document valid JSON
+        return text.encode("utf-8", "backslashreplace")
 
 
-def _error(error: ApiError) -> CompactJSON:
+def _error(error: ApiError, redactor: Redactor) -> CompactJSON:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return CompactJSON(error.body(), status_code=error.status, headers=headers)
+    return CompactJSON(redactor.value(error.body()), status_code=error.status, headers=headers)
+
+
+def _extras(items: Mapping[str, Any]) -> dict[str, str]:
+    """The placeholder values of a call: at most `MAX_EXTRAS`, text only (422 otherwise)."""
+    if len(items) > MAX_EXTRAS:
+        raise ApiError(
+            422,
+            "too_many_fields",
+            f"{len(items)} extra fields; a call carries at most {MAX_EXTRAS} placeholder values",
+        )
+    for name, value in items.items():
+        if has_lone_surrogate(name) or has_lone_surrogate(str(value)):
+            field = name.encode("utf-8", "backslashreplace").decode("utf-8")[:80]
+            raise ApiError(
+                422,
+                "invalid_field",
+                f"{field}: holds a lone UTF-16 surrogate, which is not text",
+                field=field,
+            )
+    return {name: str(value) for name, value in items.items()}
 
 
 def create_app(
@@ -87,9 +125,14 @@ def create_app(
     clock: Clock | None = None,
     settings: ServeSettings | None = None,
     notifiers: Mapping[str, Notifier] | None = None,
+    redactor: Redactor | None = None,
 ) -> FastAPI:
     """The HTTP app over a run service built from the given parts (nothing global: tests hand
-    in real ones). `notifiers`: per analysis name."""
+    in real ones). `notifiers`: per analysis name.
+
+    `redactor` masks secrets (Prometheus URL user-info, credential headers) in every error
+    answer and in `/readyz`; by default it masks URL user-info and the API token.
+    """
     settings = settings or ServeSettings()
     service = RunService(
         analyses=analyses,
@@ -100,7 +143,7 @@ def create_app(
         telemetry=Telemetry(store.count),
         notifiers=notifiers,
     )
-    return web_app(service, token=settings.token)
+    return web_app(service, token=settings.token, redactor=redactor)
 
 
 ReadinessCheck = Callable[[], dict[str, str]]
@@ -123,10 +166,13 @@ def web_app(
     token: str | None = None,
     readiness: Sequence[ReadinessCheck] = (),
     companions: Sequence[Companion] = (),
+    redactor: Redactor | None = None,
 ) -> FastAPI:
     """The HTTP app over `service` (shared with the controller when it runs in this process).
     `token`: the bearer token the API requires (None: none). `companions` run while the app
-    serves. The app closes the service when it stops."""
+    serves. `redactor` masks secrets in error answers and `/readyz` (default: URL user-info and
+    the token). The app closes the service when it stops."""
+    redactor = redactor or Redactor.with_secrets([token])
     store = service.store
     telemetry = service.telemetry
 
@@ -152,7 +198,7 @@ def web_app(
     app.state.service = service
     bearer = HTTPBearer(auto_error=False, description="`--token-file` / VERDICT_API_TOKEN")
 
-    def authenticated(
+    async def authenticated(
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> None:
         if token is None:
@@ -165,9 +211,18 @@ def web_app(
 
     protected = [Depends(authenticated)]
 
-    def answer(request: LookRequest) -> CompactJSON:
+    # Looks run in threads of their own (at most LOOK_THREADS at once; more wait, within their
+    # budget, which starts when the call arrived); readiness probes never wait behind them.
+    looks = anyio.CapacityLimiter(LOOK_THREADS)
+    probes = anyio.CapacityLimiter(PROBE_THREADS)
+    budget = service.settings.look_budget
+
+    async def answer(http: Request, request: LookRequest) -> CompactJSON:
+        deadline = arrival(http) + budget
         try:
-            look: Look = service.look(request)
+            look: Look = await anyio.to_thread.run_sync(
+                functools.partial(service.look, request, deadline=deadline), limiter=looks
+            )
         except RunError as error:
             raise http_error(error) from None
         assert look.run.answer is not None
@@ -181,9 +236,10 @@ def web_app(
         tags=["verdict"],
         summary="Look once more at a run and answer its verdict (JSON body)",
     )
-    def verdict_post(body: VerdictRequest) -> Response:
-        extras = dict(body.model_extra or {})
-        return answer(
+    async def verdict_post(request: Request, body: VerdictRequest) -> Response:
+        extras = _extras(body.model_extra or {})
+        return await answer(
+            request,
             LookRequest(
                 analysis=body.analysis,
                 namespace=body.namespace,
@@ -203,7 +259,7 @@ def web_app(
         tags=["verdict"],
         summary="Look once more at a run and answer its verdict (query string)",
     )
-    def verdict_get(
+    async def verdict_get(
         request: Request,
         analysis: Annotated[
             str, Query(min_length=1, max_length=MAX_VALUE_LENGTH, description=ANALYSIS_DOC)
@@ -224,8 +280,11 @@ def web_app(
         ],
         start: Annotated[str | None, Query(max_length=64, description=START_DOC)] = None,
     ) -> Response:
-        extras = {k: v for k, v in request.query_params.items() if k not in _KNOWN_QUERY_KEYS}
-        return answer(
+        extras = _extras(
+            {k: v for k, v in request.query_params.items() if k not in _KNOWN_QUERY_KEYS}
+        )
+        return await answer(
+            request,
             LookRequest(
                 analysis=analysis,
                 namespace=namespace,
@@ -308,10 +367,15 @@ def web_app(
         summary="Ready: the run store and every Prometheus answer",
         responses={503: {"model": ErrorBody, "description": "A dependency is not reachable."}},
     )
-    def readyz() -> Response:
-        checks = service.readiness()
-        for check in readiness:
-            checks.update(check())
+    async def readyz() -> Response:
+        def ready_checks() -> dict[str, str]:
+            checks = service.readiness()
+            for check in readiness:
+                checks.update(check())
+            return checks
+
+        checks = await anyio.to_thread.run_sync(ready_checks, limiter=probes)
+        checks = redactor.value(checks)
         broken = {name: state for name, state in checks.items() if state != "ok"}
         if not broken:
             return CompactJSON({"status": "ready", "checks": checks})
@@ -334,7 +398,9 @@ def web_app(
             telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    _install_error_handlers(app)
+    _install_error_handlers(app, redactor)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(StampArrival)
     _document_analyses(app, sorted(service.analyses))
     return app
 
@@ -344,13 +410,13 @@ def _field_of(location: tuple[Any, ...]) -> str | None:
     return ".".join(parts) if parts else None
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, redactor: Redactor) -> None:
     """Every error answer is JSON with `error.code` and `error.message` (FastAPI's default
     handlers answer `{"detail": ...}`)."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> Response:
-        return _error(error)
+        return _error(error, redactor)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
@@ -360,14 +426,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = str(first.get("type", ""))
         message = str(first.get("msg", "invalid"))
         if kind == "json_invalid":
-            return _error(ApiError(400, "bad_json", f"the body is not valid JSON: {message}"))
-        if kind == "missing":
-            if field is None:
-                return _error(ApiError(422, "missing_body", "a JSON object body is required"))
-            return _error(ApiError(422, "missing_field", f"{field}: required", field=field))
-        if field is None:
-            return _error(ApiError(422, "invalid_body", f"the body: {message}"))
-        return _error(ApiError(422, "invalid_field", f"{field}: {message}", field=field))
+            problem = ApiError(400, "bad_json", f"the body is not valid JSON: {message}")
+        elif kind == "missing" and field is None:
+            problem = ApiError(422, "missing_body", "a JSON object body is required")
+        elif kind == "missing":
+            problem = ApiError(422, "missing_field", f"{field}: required", field=field)
+        elif field is None:
+            problem = ApiError(422, "invalid_body", f"the body: {message}")
+        else:
+            problem = ApiError(422, "invalid_field", f"{field}: {message}", field=field)
+        return _error(problem, redactor)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:

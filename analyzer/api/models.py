@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from analyzer.api.limits import has_lone_surrogate
 from analyzer.runs.service import MAX_VALUE_LENGTH
 
 # Kubernetes name rules: a namespace is a DNS label, a Rollout name a DNS subdomain, a pod
@@ -45,6 +46,13 @@ class VerdictRequest(BaseModel):
         json_schema_extra={"format": "date-time"},
     )
     __pydantic_extra__: dict[str, str] = Field(init=False)
+
+    @field_validator("analysis", "start")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        if value is not None and has_lone_surrogate(value):
+            raise ValueError("holds a lone UTF-16 surrogate, which is not text")
+        return value
 
 
 class RunInfo(BaseModel):

@@ -12,9 +12,16 @@ in flight waits for it (within its own budget), then makes its own look on fresh
 successful look is counted exactly once, and no look is lost. A look that cannot get the run
 within its budget raises `RunBusy` and counts nothing.
 
-Budget. A look never waits on Prometheus longer than `look_budget` seconds: each query gets a
-quarter of the budget (or the analysis file's `prometheus.timeout` if shorter) and at most one
-retry; the whole fetch-and-judge runs against a deadline and raises `OverBudget` when it passes.
+Budget. A look never takes longer than `look_budget` seconds from the moment the call arrived
+(the caller may hand in that deadline: time queued before the look starts counts): each query
+gets a quarter of the budget (or the analysis file's `prometheus.timeout` if shorter) and at
+most one retry; at most `prometheus_concurrency` looks ask Prometheus at once (the others wait
+their turn within their own budget, so a slow Prometheus slows answers but never breaks the
+budget); the whole fetch-and-judge runs against the deadline, and the deadline is checked again
+inside the store's transaction: a look past its budget raises `OverBudget` and is not counted.
+
+Readiness. `readiness` probes the store (a rolled-back write: a full or read-only store is
+reported) and each Prometheus in threads of its own, so probes never queue behind looks.
 
 Expiry. Runs are deleted `run_ttl` after their last look, by the first look after each
 `cleanup_every`.
@@ -30,8 +37,8 @@ import contextvars
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +46,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
-from analyzer.clock import Clock, parse_time
+from analyzer.clock import CLOCK_SKEW, Clock, parse_time
 from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo, figures_of
 from analyzer.runs.errors import (
     BadInput,
@@ -80,8 +87,10 @@ class RunSettings:
     """Expired runs are deleted by the first look after this much time since the last cleanup."""
     max_start_age: timedelta = timedelta(days=7)
     """A new run's `start` may not lie further back than this."""
-    clock_skew: timedelta = timedelta(seconds=30)
+    clock_skew: timedelta = CLOCK_SKEW
     """A `start` this far in the future is taken as now (clocks differ a little)."""
+    prometheus_concurrency: int = 16
+    """At most this many looks fetch from Prometheus at once; the others wait (in budget)."""
 
 
 @dataclass(frozen=True)
@@ -188,21 +197,37 @@ class RunService:
         self.clock = clock
         self.settings = settings
         self.telemetry = telemetry
-        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="verdict-look")
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(1, settings.prometheus_concurrency), thread_name_prefix="verdict-look"
+        )
+        self._probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="verdict-probe")
+        self._probing: dict[str, Future[None]] = {}
+        self._probing_lock = threading.Lock()
         self._locks = _RunLocks()
         self._cleanup_lock = threading.Lock()
         self._last_cleanup: datetime | None = None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._probes.shutdown(wait=False, cancel_futures=True)
 
     # --- the look ----------------------------------------------------------------------
 
-    def look(self, request: LookRequest) -> Look:
-        """One look for the request's run. Raises the errors of `analyzer.runs.errors`."""
+    def look(self, request: LookRequest, *, deadline: float | None = None) -> Look:
+        """One look for the request's run. Raises the errors of `analyzer.runs.errors`.
+
+        `deadline` (`time.monotonic()` seconds): when the answer is due; by default the look
+        budget from now. Give the call's arrival + budget so that queueing counts.
+        """
         started = time.monotonic()
-        deadline = started + self.settings.look_budget
+        if deadline is None:
+            deadline = started + self.settings.look_budget
         try:
+            if started >= deadline:
+                raise OverBudget(
+                    "the call waited the whole look budget "
+                    f"({self.settings.look_budget:g} s) before its look could start"
+                )
             result = self._look(request, deadline)
         except RunError as error:
             # unknown names share one label: a caller must not create metric series at will
@@ -275,12 +300,20 @@ class RunService:
         outcome: list[tuple[Run, Look]] = []
 
         def change(current: Run) -> Run:
+            if time.monotonic() > deadline:  # checked under the row lock: not counted
+                raise OverBudget(
+                    f"the look took longer than its budget ({self.settings.look_budget:g} s); "
+                    "it is not counted"
+                )
             look = advance(spec, current, report, now)
             outcome.append((current, look))
             return look.run
 
         try:
             self.store.update(run.id, change)
+        except OverBudget as error:
+            _log.warning("look budget exceeded", error=str(error))
+            raise
         except StoreUnavailable as error:
             raise _store_error(error) from None
         except RunNotFound:
@@ -450,25 +483,21 @@ class RunService:
         return min(start, now)
 
     def readiness(self, *, timeout: float = 0.8) -> dict[str, str]:
-        """Each dependency's state: `ok` or what is wrong. Keys: `store`, `prometheus <url>`."""
+        """Each dependency's state: `ok` or what is wrong. Keys: `store`, `prometheus <url>`.
+
+        Probes run in threads of their own (never behind looks); a probe still running from an
+        earlier call is waited for instead of starting another one.
+        """
         checks: dict[str, str] = {}
-        try:
-            self.store.ping()
-            checks["store"] = "ok"
-        except StoreUnavailable as error:
-            checks["store"] = str(error)
-        sources: dict[str, MetricSource] = {}
+        probes: dict[str, Callable[[], None]] = {"store": self.store.ping}
         for spec in self.analyses.values():
             try:
                 source = self.sources(spec)
             except SourceUnavailable as error:
                 checks[f"prometheus for {spec.name}"] = str(error)
                 continue
-            sources.setdefault(f"prometheus {getattr(source, 'url', spec.name)}", source)
-        pending = {
-            name: self._executor.submit(contextvars.copy_context().run, source.check)
-            for name, source in sources.items()
-        }
+            probes.setdefault(f"prometheus {getattr(source, 'url', spec.name)}", source.check)
+        pending = {name: self._probe(name, probe) for name, probe in probes.items()}
         deadline = time.monotonic() + timeout
         for name, future in pending.items():
             try:
@@ -476,9 +505,18 @@ class RunService:
                 checks[name] = "ok"
             except TimeoutError:
                 checks[name] = f"did not answer within {timeout:g} s"
-            except SourceUnavailable as error:
+            except (SourceUnavailable, StoreUnavailable) as error:
                 checks[name] = str(error)
-        return checks
+        return dict(sorted(checks.items(), key=lambda item: item[0] != "store"))
+
+    def _probe(self, name: str, probe: Callable[[], None]) -> Future[None]:
+        with self._probing_lock:
+            running = self._probing.get(name)
+            if running is not None and not running.done():
+                return running
+            future = self._probes.submit(contextvars.copy_context().run, probe)
+            self._probing[name] = future
+            return future
 
     # --- upkeep ------------------------------------------------------------------------
 

@@ -10,11 +10,12 @@ neither overwrites the other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from analyzer.runs.journal import ActionRecord
@@ -93,7 +94,9 @@ class RunStore(Protocol):
         ...
 
     def ping(self) -> None:
-        """Raise `StoreUnavailable` unless the store can be read."""
+        """Raise `StoreUnavailable` unless the store can be read and can take one more look
+        (a probe row is written in a transaction that is rolled back: a full or read-only
+        store fails it)."""
         ...
 
     def record_action(self, action: ActionRecord) -> tuple[ActionRecord, bool]:
@@ -112,6 +115,23 @@ class RunStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+_PROBE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def probe_run() -> Run:
+    """The row `ping` writes and rolls back: as large as a real run's (one page or more)."""
+    return Run(
+        id="readiness-probe",
+        key=RunKey("(readiness probe)", "", "", ""),
+        stable_hash="",
+        params={},
+        started_at=_PROBE_TIME,
+        created_at=_PROBE_TIME,
+        updated_at=_PROBE_TIME,
+        reason="x" * 4096,
+    )
 
 
 def json_text(value: Any) -> str:
@@ -181,7 +201,10 @@ class Pool(Generic[Connection]):
 
     `connect` opens one; a connection that raised during use is closed, not reused. `prepare`
     (creating the schema) runs once, on the first connection handed out, before it is used;
-    if it raises, it runs again on the next one.
+    if it raises, it runs again on the next one. `check` runs on an idle connection before it
+    is handed out again: one that fails it (the server restarted, a proxy dropped it) is closed
+    with every other idle one, and a fresh connection is opened instead, so the first call
+    after an outage succeeds.
     """
 
     def __init__(
@@ -190,10 +213,12 @@ class Pool(Generic[Connection]):
         close: Callable[[Connection], None],
         *,
         prepare: Callable[[Connection], None] | None = None,
+        check: Callable[[Connection], None] | None = None,
         keep: int = 8,
     ) -> None:
         self._connect = connect
         self._close = close
+        self._check = check
         self._prepare = prepare
         self._prepared = prepare is None
         self._prepare_lock = threading.Lock()
@@ -203,8 +228,7 @@ class Pool(Generic[Connection]):
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
+        conn = self._checked_idle()
         if conn is None:
             conn = self._connect()
         try:
@@ -218,6 +242,23 @@ class Pool(Generic[Connection]):
                 self._idle.append(conn)
                 return
         self._close(conn)
+
+    def _checked_idle(self) -> Connection | None:
+        """An idle connection that passes `check`, or None (stale ones are all dropped)."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or self._check is None:
+            return conn
+        try:
+            self._check(conn)
+            return conn
+        except Exception:
+            with self._lock:
+                stale, self._idle = [conn, *self._idle], []
+            for old in stale:
+                with contextlib.suppress(Exception):
+                    self._close(old)
+            return None
 
     def _prepare_once(self, conn: Connection) -> None:
         if self._prepared:

@@ -38,6 +38,7 @@ from analyzer.runs.store.base import (
     TABLE,
     Pool,
     json_text,
+    probe_run,
     row_values,
     run_from_row,
 )
@@ -138,7 +139,7 @@ class PostgresStore:
         self.timeout = timeout
         self._description = redact(url)
         self._pool: Pool[psycopg.Connection[Any]] = Pool(
-            self._connect, lambda c: c.close(), prepare=self._create_schema
+            self._connect, lambda c: c.close(), prepare=self._create_schema, check=_alive
         )
 
     @property
@@ -275,11 +276,19 @@ class PostgresStore:
         return [action_from_row(tuple(r), _from_db) for r in rows]
 
     def ping(self) -> None:
-        with self._db() as conn:
+        with self._db() as conn, conn.transaction(force_rollback=True):
             conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+            conn.execute(_INSERT, row_values(probe_run(), _to_db))
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _alive(conn: psycopg.Connection[Any]) -> None:
+    """Raise unless the connection still reaches the server (one round trip)."""
+    if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise psycopg.OperationalError("connection not reusable")
+    conn.execute("SELECT 1")
 
 
 def _key(key: RunKey) -> tuple[str, str, str, str]:

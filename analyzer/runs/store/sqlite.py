@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from analyzer.runs.store.base import (
     TABLE,
     Pool,
     json_text,
+    probe_run,
     row_values,
     run_from_row,
 )
@@ -144,6 +146,7 @@ class SQLiteStore:
         except ValueError:
             raise StoreConfigError(f"{url!r}: max_page_count and timeout are numbers") from None
         self._description = f"sqlite:///{path}"
+        self._write_lock = threading.Lock()
         self._pool: Pool[sqlite3.Connection] = Pool(
             self._connect, lambda c: c.close(), prepare=self._create_schema
         )
@@ -187,14 +190,17 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # One writer at a time in this process: threads queue on a lock instead of SQLite's
+        # busy handler, whose growing sleeps let a writer starve behind many others.
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:  # SQLite rolls back by itself on some errors (FULL)
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # --- RunStore ----------------------------------------------------------------------
 
@@ -321,6 +327,13 @@ class SQLiteStore:
     def ping(self) -> None:
         with self._db() as conn:
             conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(_INSERT, row_values(probe_run(), _to_db))
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self._pool.close()
