@@ -26,7 +26,7 @@ from analyzer.analysis import AnalysisReport, run_analysis
 from analyzer.clock import Clock
 from analyzer.judge import with_sticky_failures
 from analyzer.spec import AnalysisSpec
-from analyzer.verdicts import MetricReport, MetricStatus, Verdict
+from analyzer.verdicts import MetricReport, Verdict
 from metrics.source import MetricSource, Window
 from strategies.router import TrafficRouter
 
