@@ -27,7 +27,9 @@ canary_app = typer.Typer(
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/bold red] {message}", highlight=False
+    )
     raise typer.Exit(code)
 
 

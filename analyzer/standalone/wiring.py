@@ -80,7 +80,7 @@ def run_rollout(
     file: RolloutFile, deps: Deps, *, keep_weights: bool, console: Console | None
 ) -> tuple[Outcome | None, int | None]:
     """Run the rollout; (outcome, None), or (None, exit code) after printing the error."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
 
     def fail(message: str, code: int) -> tuple[None, int]:
         err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
