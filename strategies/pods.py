@@ -72,7 +72,7 @@ class PodGate:
     """Checks the pods matching `selector` in `namespace` (see the module docstring)."""
 
     def __init__(
-        self, api: CoreApi, *, namespace: str, selector: str, ready_timeout: float, clock: Clock
+        self, api: Any, *, namespace: str, selector: str, ready_timeout: float, clock: Clock
     ) -> None:
         self._api = api
         self.namespace = namespace

@@ -185,9 +185,14 @@ class CanaryRollout:
         found_weights = self.deps.router.adopt()
         key = self._key(base, attempt)
         run = self.deps.store.start(
-            new_run(key, stable_hash=self._params(key)["stableHash"], params=self._params(key),
-                    started_at=now, now=now)
-        )  # fmt: skip
+            new_run(
+                key,
+                stable_hash=self._params(key)["stableHash"],
+                params=self._params(key),
+                started_at=now,
+                now=now,
+            )
+        )
         progress = {
             "strategy": "canary",
             "virtualService": f"{self.rollout.namespace}/{self.rollout.virtual_service}",
@@ -283,8 +288,13 @@ class CanaryRollout:
         state.progress["reason"] = reason
         self._save(state)
         self.log.info("rollout finished", decision=decision, reason=reason)
-        return Outcome(decision=decision, reason=reason, run_id=state.run.id,
-                       steps=list(state.progress["steps"]), final=self.final)  # fmt: skip
+        return Outcome(
+            decision=decision,
+            reason=reason,
+            run_id=state.run.id,
+            steps=list(state.progress["steps"]),
+            final=self.final,
+        )
 
     def _back_to_stable(self, state: _State) -> None:
         self._write(state, 0)
@@ -340,9 +350,14 @@ class CanaryRollout:
         now = format_time(self.deps.clock.now())
         state.progress["step"] = number
         state.progress["steps"].append(
-            {"step": number, "weights": weights.as_dict(), "start": now, "end": None,
-             "verdict": None}
-        )  # fmt: skip
+            {
+                "step": number,
+                "weights": weights.as_dict(),
+                "start": now,
+                "end": None,
+                "verdict": None,
+            }
+        )
         self._save(state)
 
     def _end_step(self, state: _State, verdict: str) -> None:
@@ -412,8 +427,14 @@ class CanaryRollout:
             left = (end - clock.now()).total_seconds()
             if self.on_look is not None:
                 self.on_look(
-                    LookEvent(step=number, steps=len(self.rollout.analysed_steps), weights=weights,
-                              look=state.run.looks, report=report, seconds_left=max(left, 0.0))
-                )  # fmt: skip
+                    LookEvent(
+                        step=number,
+                        steps=len(self.rollout.analysed_steps),
+                        weights=weights,
+                        look=state.run.looks,
+                        report=report,
+                        seconds_left=max(left, 0.0),
+                    )
+                )
             if report.verdict is Verdict.FAIL or left <= 0:
                 return report

@@ -111,12 +111,14 @@ def canary_run(
         )
     )
     console = Console(stderr=as_json) if sys.stderr.isatty() or not as_json else None
-    from analyzer.standalone.wiring import kube_deps, run_rollout
+    from analyzer.standalone.wiring import run_rollout, runner
 
-    deps = kube_deps(file, api_client, source, run_store)
+    rollout = runner(
+        file, api_client, source, run_store, keep_weights=keep_weights, console=console
+    )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        outcome, code = run_rollout(file, deps, keep_weights=keep_weights, console=console)
+        outcome, code = run_rollout(rollout)
     except StoreUnavailable as error:
         _fail(str(error), EXIT_STORE_UNAVAILABLE)
     finally:

@@ -34,7 +34,7 @@ class DestinationSpec(_Model):
 
 
 class RolloutSpec(_Model):
-    strategy: Literal["canary"] = "canary"
+    strategy: Literal["canary", "blueGreen", "rolling"] = "canary"
     namespace: str = Field(default="default", min_length=1)
     virtual_service: str | None = Field(default=None, alias="virtualService")
     route: str | None = None
@@ -45,6 +45,14 @@ class RolloutSpec(_Model):
     step_duration: Seconds = Field(default=300.0, gt=0, alias="stepDuration")
     on_timeout: Literal["pause", "abort", "promote"] = Field(default="pause", alias="onTimeout")
     pod_ready_timeout: Seconds = Field(default=300.0, gt=0, alias="podReadyTimeout")
+    # blueGreen
+    active_service: str | None = Field(default=None, alias="activeService")
+    preview_service: str | None = Field(default=None, alias="previewService")
+    blue: dict[str, str] | None = None
+    green: dict[str, str] | None = None
+    validation_period: Seconds = Field(default=600.0, gt=0, alias="validationPeriod")
+    # rolling
+    deployment: str | None = None
 
     @field_validator("steps")
     @classmethod
@@ -58,19 +66,28 @@ class RolloutSpec(_Model):
         return value
 
     @model_validator(mode="after")
-    def _canary_needs(self) -> RolloutSpec:
-        missing = [
-            key
-            for key, value in (
+    def _strategy_needs(self) -> RolloutSpec:
+        needs = {
+            "canary": (
                 ("virtualService", self.virtual_service),
                 ("stable", self.stable),
                 ("canary", self.canary),
                 ("canaryPods", self.canary_pods),
-            )
-            if value is None
-        ]
+            ),
+            "blueGreen": (
+                ("activeService", self.active_service),
+                ("blue", self.blue),
+                ("green", self.green),
+            ),
+            "rolling": (("deployment", self.deployment),),
+        }[self.strategy]
+        missing = [key for key, value in needs if value is None]
         if missing:
-            raise ValueError(f"strategy canary needs {', '.join(missing)}")
+            raise ValueError(f"strategy {self.strategy} needs {', '.join(missing)}")
+        if self.strategy == "blueGreen" and (
+            not self.blue or not self.green or self.blue == self.green
+        ):
+            raise ValueError("blue and green are two different, non-empty label sets")
         return self
 
     @property

@@ -14,23 +14,13 @@ from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import MetricReport
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import MetricSource
+from strategies.deployments import DeploymentError
 from strategies.istio import Destination, IstioRouter, RouterError
 from strategies.kube import KubeUnreachable
 from strategies.pods import PodGate
+from strategies.services import ServiceError
 
 EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_UNREACHABLE = 2, 3, 4
-
-
-def kube_deps(
-    file: RolloutFile, api_client: Any, source: MetricSource, store: RunStore, clock: Any = None
-) -> Deps:
-    """Deps over a `kubernetes.client.ApiClient` (or anything with the same two APIs)."""
-    from kubernetes import client
-
-    return deps_over(
-        file, client.CustomObjectsApi(api_client), client.CoreV1Api(api_client), source, store,
-        clock or SystemClock(),
-    )  # fmt: skip
 
 
 def deps_over(
@@ -47,9 +37,12 @@ def deps_over(
         canary=Destination(r.canary.host, r.canary.subset),
     )
     gate = PodGate(
-        core, namespace=r.namespace, selector=r.canary_pods, ready_timeout=r.pod_ready_timeout,
+        core,
+        namespace=r.namespace,
+        selector=r.canary_pods,
+        ready_timeout=r.pod_ready_timeout,
         clock=clock,
-    )  # fmt: skip
+    )
     return Deps(router=router, gate=gate, source=source, store=store, clock=clock)
 
 
@@ -76,9 +69,70 @@ def show_look(console: Console) -> Any:
     return show
 
 
-def run_rollout(
-    file: RolloutFile, deps: Deps, *, keep_weights: bool, console: Console | None
-) -> tuple[Outcome | None, int | None]:
+def runner(
+    file: RolloutFile,
+    api_client: Any,
+    source: MetricSource,
+    store: RunStore,
+    *,
+    keep_weights: bool,
+    console: Console | None,
+) -> Any:
+    """The strategy's runner (`.run()` returns an `Outcome`) over a Kubernetes API client."""
+    from kubernetes import client
+
+    clock = SystemClock()
+    r = file.rollout
+    say = (lambda m: console.print(m, highlight=False)) if console is not None else None
+    core = client.CoreV1Api(api_client)
+    if r.strategy == "blueGreen":
+        from analyzer.standalone.bluegreen import BlueGreenRollout, _labels
+        from strategies.services import ServiceSwitch
+
+        assert r.green is not None
+        return BlueGreenRollout(
+            file,
+            switch=ServiceSwitch(core, namespace=r.namespace, name=str(r.active_service)),
+            gate=PodGate(
+                core,
+                namespace=r.namespace,
+                selector=_labels(r.green),
+                ready_timeout=r.pod_ready_timeout,
+                clock=clock,
+            ),
+            source=source,
+            store=store,
+            clock=clock,
+            on_message=say,
+        )
+    if r.strategy == "rolling":
+        from analyzer.standalone.rolling import RollingRollout
+        from strategies.deployments import DeploymentOps
+
+        return RollingRollout(
+            file,
+            ops=DeploymentOps(
+                client.AppsV1Api(api_client),
+                namespace=r.namespace,
+                name=str(r.deployment),
+                clock=clock,
+            ),
+            source=source,
+            store=store,
+            clock=clock,
+            on_message=say,
+        )
+    deps = deps_over(file, client.CustomObjectsApi(api_client), core, source, store, clock)
+    return CanaryRollout(
+        file,
+        deps,
+        keep_weights=keep_weights,
+        on_look=show_look(console) if console is not None else None,
+        on_message=say,
+    )
+
+
+def run_rollout(rollout: Any) -> tuple[Outcome | None, int | None]:
     """Run the rollout; (outcome, None), or (None, exit code) after printing the error."""
     err = Console(stderr=True, soft_wrap=True)
 
@@ -86,18 +140,11 @@ def run_rollout(
         err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
         return None, code
 
-    rollout = CanaryRollout(
-        file,
-        deps,
-        keep_weights=keep_weights,
-        on_look=show_look(console) if console is not None else None,
-        on_message=(lambda m: console.print(m, highlight=False)) if console else None,
-    )
     try:
         return rollout.run(), None
     except CannotResume as error:
         return fail(str(error), EXIT_PAUSED)
-    except (SpecError, RouterError) as error:
+    except (SpecError, RouterError, ServiceError, DeploymentError) as error:
         return fail(str(error), EXIT_BAD_INPUT)
     except QueryError as error:
         return fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT)
