@@ -163,6 +163,8 @@ class IstioRouter:
         self.where = f"VirtualService {namespace}/{name}"
         self.expected: Weights | None = None
         """The weights Verdict last wrote or found at the start; None: not read yet."""
+        self._pending: Weights | None = None
+        """The weights of a write whose answer was not seen (interrupted): may be in place."""
 
     def _read(self) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -200,7 +202,7 @@ class IstioRouter:
         return weights
 
     def _check(self, weights: Weights) -> None:
-        if self.expected is not None and weights != self.expected:
+        if self.expected is not None and weights not in (self.expected, self._pending):
             raise TrafficChanged(
                 f"{self.where} route {self.route or '(only)'} was changed by someone else: it "
                 f"sends {weights.stable}/{weights.canary} (stable/canary), Verdict left "
@@ -220,6 +222,7 @@ class IstioRouter:
             body = weights_patch(
                 vs, self.route, self.stable, self.canary, canary_percent, self.where
             )
+            self._pending = Weights(stable=100 - canary_percent, canary=canary_percent)
             try:
                 self._api.patch_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, PLURAL, self.name, body,
@@ -236,6 +239,6 @@ class IstioRouter:
                 raise KubeUnreachable(f"{self.where}: the API answered {error.status}") from None
             except NETWORK_ERRORS as error:
                 raise KubeUnreachable(f"the Kubernetes API is unreachable: {error}") from None
-            self.expected = Weights(stable=100 - canary_percent, canary=canary_percent)
+            self.expected, self._pending = self._pending, None
             return
         raise KubeUnreachable(f"{self.where}: still conflicting after {_RETRIES} fresh reads")

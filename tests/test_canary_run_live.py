@@ -154,14 +154,14 @@ def test_a_route_moved_by_someone_else_while_stopped_is_reported_and_not_resumed
     kube: KubeServer, tmp_path: Path
 ) -> None:
     install(kube)
-    config = rollout_file(tmp_path / "checkout.yaml", f"http://127.0.0.1:{free_port()}",
-                          stepDuration="120s")  # fmt: skip
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
     store = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    first = start(config, kubeconfig, store)
-    wait_for(lambda: weights(kube) == (95, 5), 30, "the first step")
-    first.kill()
-    first.communicate(timeout=10)
+    with live_traffic(kube, tmp_path / "prom", Version(error_rate=0.001)) as url:
+        config = rollout_file(tmp_path / "checkout.yaml", url, stepDuration="120s")
+        first = start(config, kubeconfig, store)
+        wait_for(lambda: weights(kube) == (95, 5), 30, "the first step")
+        first.kill()
+        first.communicate(timeout=10)
 
     def someone(vs: dict[str, Any]) -> None:
         vs["spec"]["http"][1]["route"][0]["weight"] = 80
@@ -173,3 +173,25 @@ def test_a_route_moved_by_someone_else_while_stopped_is_reported_and_not_resumed
     assert again.returncode == 3, err
     assert "now shows 80/20 (stable/canary)" in err and "not resuming" in err
     assert written_weights(kube) == [5]
+
+
+def test_prometheus_unreachable_exits_4_before_any_weight_moves(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    install(kube)
+    config = rollout_file(tmp_path / "checkout.yaml", f"http://127.0.0.1:{free_port()}")
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    process = start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}")
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 4, err
+    assert written_weights(kube) == []
+
+
+def test_the_kubernetes_api_unreachable_exits_4(tmp_path: Path) -> None:
+    config = rollout_file(tmp_path / "checkout.yaml", f"http://127.0.0.1:{free_port()}")
+    with KubeServer() as gone:
+        kubeconfig = gone.write_kubeconfig(tmp_path / "kubeconfig")
+    process = start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}")
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 4, err
+    assert "Kubernetes API is unreachable" in err

@@ -380,6 +380,8 @@ class CanaryRollout:
                 weights = Weights(**state.progress["weights"])
             else:
                 self.deps.gate.wait_ready()
+                if index == first:
+                    self.deps.source.check()  # Prometheus answers before traffic moves
                 weights = self._write(state, weight)
                 self._start_step(state, number, weights)
                 started = self.deps.clock.now()
