@@ -40,7 +40,7 @@ def selector_patch(current: dict[str, str], target: dict[str, str], rv: str) -> 
 
 class ServiceSwitch:
     def __init__(self, api: Any, *, namespace: str, name: str) -> None:
-        self._api = api
+        self.api = api
         self.namespace = namespace
         self.name = name
         self.where = f"Service {namespace}/{name}"
@@ -49,7 +49,7 @@ class ServiceSwitch:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            found = self._api.read_namespaced_service(
+            found = self.api.read_namespaced_service(
                 self.name, self.namespace, _preload_content=False
             )
         except ApiException as error:
@@ -80,7 +80,7 @@ class ServiceSwitch:
                 )
             body = selector_patch(current, target, service["metadata"]["resourceVersion"])
             try:
-                self._api.patch_namespaced_service(
+                self.api.patch_namespaced_service(
                     self.name, self.namespace, body, _content_type=MERGE_PATCH
                 )
             except ApiException as error:

@@ -35,6 +35,9 @@ def install(kube: KubeServer) -> None:
     kube.put({"apiVersion": "v1", "kind": "Service",
               "metadata": {"name": "checkout", "namespace": NS},
               "spec": {"selector": BLUE, "ports": [{"port": 80}]}})  # fmt: skip
+    kube.put({"apiVersion": "v1", "kind": "Service",
+              "metadata": {"name": "checkout-preview", "namespace": NS},
+              "spec": {"selector": GREEN, "ports": [{"port": 80}]}})  # fmt: skip
     for i in (1, 2):
         kube.put({
             "apiVersion": "v1", "kind": "Pod",
@@ -44,11 +47,13 @@ def install(kube: KubeServer) -> None:
 
 
 @contextmanager
-def world(kube: KubeServer, tmp_path: Path, green: Version) -> Iterator[Path]:
+def world(kube: KubeServer, tmp_path: Path, green: Version, *, preview: int = 0) -> Iterator[Path]:
+    """`preview`: the share of requests green gets through the preview Service before the
+    switch (0: no preview Service)."""
     install(kube)
     exporter = LiveExporter(
         "checkout", total_rps=8000,
-        canary_weight=lambda: 100 if selector(kube) == GREEN else 0,
+        canary_weight=lambda: 100 if selector(kube) == GREEN else preview,
         canary=green, baseline=Version(error_rate=0.001),
     ).start()  # fmt: skip
     root = tmp_path / "prom"
@@ -60,6 +65,8 @@ def world(kube: KubeServer, tmp_path: Path, green: Version) -> Iterator[Path]:
             data["rollout"] = {"strategy": "blueGreen", "namespace": NS,
                                "activeService": "checkout", "blue": BLUE, "green": GREEN,
                                "validationPeriod": "30s", "podReadyTimeout": "10s"}  # fmt: skip
+            if preview:
+                data["rollout"]["previewService"] = "checkout-preview"
             time.sleep(12)  # blue's own figures before the switch
             yield write_analysis(tmp_path / "bluegreen.yaml", data)
     finally:
@@ -94,3 +101,13 @@ def test_a_regression_in_the_validation_period_switches_back_to_blue(
     assert doc["reason"].startswith("switched back to blue")
     assert selector(kube) == BLUE
     assert selector_writes(kube) == [GREEN, BLUE]
+
+
+def test_green_failing_on_the_preview_is_not_switched_to(kube: KubeServer, tmp_path: Path) -> None:
+    with world(kube, tmp_path, Version(error_rate=0.05), preview=10) as config:
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
+    assert (code, doc["decision"]) == (1, "aborted"), doc["reason"]
+    assert doc["reason"].startswith("green failed on the preview, not switched")
+    assert selector(kube) == BLUE
+    assert selector_writes(kube) == []

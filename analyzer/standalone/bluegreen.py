@@ -19,13 +19,14 @@ from typing import Any
 
 import structlog
 
+from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
 from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore
 from analyzer.standalone.canary import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome
 from analyzer.standalone.record import Recorder
 from analyzer.standalone.spec import RolloutFile
-from analyzer.verdicts import Verdict
+from analyzer.verdicts import MetricStatus, Verdict
 from metrics.source import MetricQuery, MetricSource, Series, Version, Window
 from strategies.pods import PodGate, PodsUnhealthy
 from strategies.services import SelectorChanged, ServiceSwitch
@@ -73,6 +74,7 @@ class BlueGreenRollout:
         self.switch = switch
         self.gate = gate
         self.clock = clock
+        self.source = source
         self.recorder = Recorder(file.analysis, store, BeforeSwitch(source), clock)
         self.say = on_message or (lambda _m: None)
         self.log = structlog.get_logger().bind(service=switch.where)
@@ -93,6 +95,29 @@ class BlueGreenRollout:
             final=self.recorder.final,
         )
 
+    def _preview(self) -> AnalysisReport | None:
+        """Green through the preview Service, against blue serving now, over the last
+        `validationPeriod`; None when green has had no preview traffic."""
+        ServiceSwitch(
+            self.switch.api, namespace=self.r.namespace, name=str(self.r.preview_service)
+        ).selector()  # it exists
+        now = self.clock.now()
+        length = timedelta(seconds=self.r.validation_period)
+        window = Window(start=now - length, end=now, step=length)
+        params = {
+            "namespace": self.r.namespace,
+            "rollout": str(self.r.active_service),
+            "canaryHash": _labels(self.green),
+            "stableHash": _labels(self.blue),
+        }
+        observations = fetch_observations(self.file.analysis, self.source, window, params)
+        report = judge_observations(self.file.analysis, observations, looks=[1], params=params)
+        if all(m.status is MetricStatus.NO_DATA for m in report.metrics):
+            self.say("the preview has had no traffic: not analysed")
+            return None
+        self.say(f"preview analysis: {report.verdict}: {report.reason}")
+        return report
+
     def _back_to_blue(self) -> None:
         self.switch.switch(self.green, self.blue)
         self.recorder.progress["selector"] = self.blue
@@ -104,6 +129,12 @@ class BlueGreenRollout:
                 f"{self.switch.where} selects {current}, not blue {self.blue}: nothing to switch"
             )
         self.gate.wait_ready()
+        if self.r.preview_service:
+            preview = self._preview()
+            if preview is not None and preview.verdict is Verdict.FAIL:
+                reason = f"green failed on the preview, not switched: {preview.reason}"
+                self.log.warning("blue/green aborted on the preview", reason=preview.reason)
+                return Outcome(decision=ABORTED, reason=reason, run_id=None, final=preview)
         self.switch.switch(self.blue, self.green)
         switched = self.clock.now()
         digest = hashlib.sha256(f"{self.file.text}{format_time(switched)}".encode()).hexdigest()
