@@ -47,7 +47,9 @@ def install(kube: KubeServer) -> None:
 
 
 @contextmanager
-def world(kube: KubeServer, tmp_path: Path, green: Version, *, preview: int = 0) -> Iterator[Path]:
+def world(
+    kube: KubeServer, tmp_path: Path, green: Version, *, preview: int = 0, **rollout: Any
+) -> Iterator[Path]:
     """`preview`: the share of requests green gets through the preview Service before the
     switch (0: no preview Service)."""
     install(kube)
@@ -65,6 +67,7 @@ def world(kube: KubeServer, tmp_path: Path, green: Version, *, preview: int = 0)
             data["rollout"] = {"strategy": "blueGreen", "namespace": NS,
                                "activeService": "checkout", "blue": BLUE, "green": GREEN,
                                "validationPeriod": "30s", "podReadyTimeout": "10s"}  # fmt: skip
+            data["rollout"].update(rollout)
             if preview:
                 data["rollout"]["previewService"] = "checkout-preview"
             time.sleep(12)  # blue's own figures before the switch
@@ -94,12 +97,25 @@ def test_healthy_green_is_switched_to_and_kept(kube: KubeServer, tmp_path: Path)
 def test_a_regression_in_the_validation_period_switches_back_to_blue(
     kube: KubeServer, tmp_path: Path
 ) -> None:
-    with world(kube, tmp_path, Version(error_rate=0.05)) as config:
+    only_analysis = {"maxErrorRate": None}
+    with world(kube, tmp_path, Version(error_rate=0.05), rollbackOn=only_analysis) as config:
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
         code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
     assert (code, doc["decision"]) == (1, "aborted"), doc["reason"]
-    assert doc["reason"].startswith("switched back to blue")
+    assert doc["reason"].startswith("switched back to blue: Critical metric error-rate failed")
     assert selector(kube) == BLUE
+    assert selector_writes(kube) == [GREEN, BLUE]
+
+
+def test_an_error_rate_over_rollback_on_switches_back_without_the_analysis(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    only_rate = {"analysisFails": False, "maxErrorRate": 0.01}
+    with world(kube, tmp_path, Version(error_rate=0.05), rollbackOn=only_rate) as config:
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
+    assert (code, doc["decision"]) == (1, "aborted"), doc["reason"]
+    assert "above rollbackOn.maxErrorRate 0.01" in doc["reason"]
     assert selector_writes(kube) == [GREEN, BLUE]
 
 

@@ -118,6 +118,25 @@ class BlueGreenRollout:
         self.say(f"preview analysis: {report.verdict}: {report.reason}")
         return report
 
+    def _error_rate_over(self, report: AnalysisReport) -> str | None:
+        """`rollbackOn.maxErrorRate`: green's error rate on any error-rate metric (a ratio whose
+        lower values are better) above the limit, once it has `minRequests` requests."""
+        limit = self.r.rollback_on.max_error_rate
+        if limit is None:
+            return None
+        specs = {m.name: m for m in self.file.analysis.metrics}
+        for m in report.metrics:
+            spec = specs.get(m.name)
+            rate, requests = m.canary.get("rate"), m.canary.get("requests") or 0
+            if spec is None or spec.higher_is_better or not isinstance(rate, float | int):
+                continue
+            if requests >= self.r.rollback_on.min_requests and rate > limit:
+                return (
+                    f"green's {m.name} is {rate:.4g} over {requests:g} requests, above "
+                    f"rollbackOn.maxErrorRate {limit:g}"
+                )
+        return None
+
     def _back_to_blue(self) -> None:
         self.switch.switch(self.green, self.blue)
         self.recorder.progress["selector"] = self.blue
@@ -176,7 +195,11 @@ class BlueGreenRollout:
                     f"validation look {self.recorder.run.looks if self.recorder.run else 0}:"
                     f" {report.verdict} ({max(left, 0):.0f} s left)"
                 )
-                if report.verdict is Verdict.FAIL:
+                too_many = self._error_rate_over(report)
+                if too_many is not None:
+                    self._back_to_blue()
+                    return self._finish(ABORTED, f"switched back to blue: {too_many}", "fail")
+                if report.verdict is Verdict.FAIL and self.r.rollback_on.analysis_fails:
                     self._back_to_blue()
                     return self._finish(ABORTED, f"switched back to blue: {report.reason}", "fail")
                 if (end - self.clock.now()).total_seconds() <= 0:

@@ -33,6 +33,15 @@ class DestinationSpec(_Model):
     subset: str | None = None
 
 
+class RollbackOnSpec(_Model):
+    """Blue/green: what switches back to blue during the validation period (besides Ctrl-C)."""
+
+    analysis_fails: bool = Field(default=True, alias="analysisFails")
+    max_error_rate: float | None = Field(default=0.01, ge=0, le=1, alias="maxErrorRate")
+    """Green's error rate (any error-rate metric, over at least `min_requests`) above this."""
+    min_requests: int = Field(default=1000, ge=1, alias="minRequests")
+
+
 class RolloutSpec(_Model):
     strategy: Literal["canary", "blueGreen", "rolling"] = "canary"
     namespace: str = Field(default="default", min_length=1)
@@ -51,6 +60,7 @@ class RolloutSpec(_Model):
     blue: dict[str, str] | None = None
     green: dict[str, str] | None = None
     validation_period: Seconds = Field(default=600.0, gt=0, alias="validationPeriod")
+    rollback_on: RollbackOnSpec = Field(default_factory=RollbackOnSpec, alias="rollbackOn")
     # rolling
     deployment: str | None = None
 
