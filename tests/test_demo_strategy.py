@@ -49,3 +49,50 @@ def test_the_in_memory_kubernetes_refuses_a_stale_write_as_a_server_does() -> No
     })  # fmt: skip
     with pytest.raises(TrafficChanged):
         router.set_weight(50)
+
+
+def test_canary_pods_losing_readiness_mid_step_abort_after_pod_ready_timeout() -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from tempfile import TemporaryDirectory
+
+    from analyzer.demo import SCENARIOS, default_analysis, demo_rollout, demo_world
+    from analyzer.runs.store import open_store
+    from analyzer.standalone.canary import CanaryRollout
+    from analyzer.standalone.spec import RolloutFile
+    from analyzer.standalone.wiring import deps_over
+    from metrics.simulated import SimulatedSource
+    from strategies.istio import read_weights
+    from strategies.simulated import SimulatedClock, SimulatedRouter
+
+    spec = default_analysis()
+    clock = SimulatedClock(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
+    kube = MemoryKube()
+    demo_world(kube)
+    history = SimulatedRouter(clock)
+    written: list[int] = []
+
+    def follow(plural: str, obj: dict[str, object]) -> None:
+        if plural == "virtualservices":
+            w = read_weights(obj, "primary", Destination("checkout", "stable"),
+                             Destination("checkout", "canary"), "t").canary  # fmt: skip
+            history.set_weight(w)
+            written.append(w)
+            if w == 5:  # a canary pod stops being Ready once traffic reaches it
+                kube.put("pods", {
+                    "metadata": {"name": "checkout-canary-2", "namespace": "demo",
+                                 "labels": {"app": "checkout", "track": "canary"}},
+                    "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+                })  # fmt: skip
+
+    kube.on_write(follow)
+    rollout = demo_rollout(spec).model_copy(update={"pod_ready_timeout": 60.0})
+    file = RolloutFile(path="t", analysis=spec, rollout=rollout, text="t")
+    source = SimulatedSource(SCENARIOS["healthy"], history.weight_at, seed=1)
+    with TemporaryDirectory() as folder:
+        store = open_store(f"sqlite:///{Path(folder) / 'runs.sqlite'}")
+        outcome = CanaryRollout(file, deps_over(file, kube, kube, source, store, clock)).run()
+        store.close()
+    assert outcome.decision == "aborted"
+    assert "not Ready after 60 s: not Ready: checkout-canary-2" in outcome.reason
+    assert written == [5, 0]
