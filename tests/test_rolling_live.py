@@ -65,3 +65,35 @@ def test_a_regression_in_new_pods_pauses_rolls_back_and_verifies_the_rollback(
     assert deployment["spec"]["paused"] is False
     assert (standin.ready("stable"), standin.ready("canary")) == (4, 0)
     assert kube.permissions_used() <= allowed(STRATEGIES)
+
+
+def test_a_healthy_update_completes_without_any_write_from_verdict(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    standin = DeploymentStandIn(kube, NS)
+    standin.install(replicas=4)
+    exporter = LiveExporter(
+        "checkout", total_rps=8000, canary_weight=standin.canary_weight,
+        canary=Version(error_rate=0.001), baseline=Version(error_rate=0.001),
+    ).start()  # fmt: skip
+    root = tmp_path / "prom"
+    root.mkdir()
+    try:
+        with live_prometheus(root, [exporter.address]) as url, standin.running(period=5.0):
+            data: dict[str, Any] = example_analysis()
+            data.update(
+                prometheus={"url": url}, interval="5s",
+                canary={"destination_service_name": "checkout-{{ newHash }}"},
+                baseline={"destination_service_name": "checkout-{{ oldHash }}"},
+                rollout={"strategy": "rolling", "namespace": NS, "deployment": "checkout"},
+            )  # fmt: skip
+            config = write_analysis(tmp_path / "rolling.yaml", data)
+            kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+            code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
+    finally:
+        exporter.stop()
+    assert doc["decision"] in ("promoted", "paused"), doc["reason"]
+    assert code == {"promoted": 0, "paused": 3}[doc["decision"]]
+    assert doc["reason"].startswith("update complete")
+    assert kube.writes(plural="deployments", method="PATCH") == []
+    assert (standin.ready("stable"), standin.ready("canary")) == (0, 4)
