@@ -13,8 +13,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from analyzer.clock import Clock
-from strategies.kube import NETWORK_ERRORS, KubeUnreachable
+from strategies.errors import DeploymentError, KubeUnreachable
+from strategies.kube import NETWORK_ERRORS, Clock
+
+__all__ = ["DeploymentError", "DeploymentOps", "Revisions", "complete", "undo_patch"]
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -28,10 +30,6 @@ SKIPPED_ANNOTATIONS = (
     "deployment.kubernetes.io/max-replicas",
     "deprecated.deployment.rollback.to",
 )
-
-
-class DeploymentError(Exception):
-    """The Deployment cannot be followed or rolled back as asked."""
 
 
 class AppsApi(Protocol):

@@ -16,21 +16,16 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from strategies.kube import NETWORK_ERRORS, KubeUnreachable
+from strategies.errors import KubeUnreachable, RouterError, TrafficChanged
+from strategies.kube import NETWORK_ERRORS
+
+__all__ = ["Destination", "IstioRouter", "RouterError", "TrafficChanged", "Weights", "read_weights"]
 
 GROUP = "networking.istio.io"
 VERSION = "v1beta1"
 PLURAL = "virtualservices"
 MERGE_PATCH = "application/merge-patch+json"
 _RETRIES = 5
-
-
-class RouterError(Exception):
-    """The VirtualService cannot be routed as configured (missing, no such route, ...)."""
-
-
-class TrafficChanged(RouterError):
-    """Someone else changed the route's weights during the run."""
 
 
 @dataclass(frozen=True)

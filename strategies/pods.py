@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from analyzer.clock import Clock
-from strategies.kube import NETWORK_ERRORS, KubeUnreachable
+from strategies.errors import KubeUnreachable, PodsUnhealthy
+from strategies.kube import NETWORK_ERRORS, Clock
+
+__all__ = ["PodGate", "PodState", "PodsUnhealthy", "pod_state"]
 
 FATAL_REASONS = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff")
 POLL_SECONDS = 1.0
-
-
-class PodsUnhealthy(Exception):
-    """The canary's pods failed the health gate; the message says which pod and why."""
 
 
 class CoreApi(Protocol):

@@ -10,18 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from strategies.kube import NETWORK_ERRORS, KubeUnreachable
+from strategies.errors import KubeUnreachable, SelectorChanged, ServiceError
+from strategies.kube import NETWORK_ERRORS
+
+__all__ = ["SelectorChanged", "ServiceError", "ServiceSwitch", "selector_patch"]
 
 MERGE_PATCH = "application/merge-patch+json"
 _RETRIES = 5
-
-
-class ServiceError(Exception):
-    """The Service cannot be switched as configured."""
-
-
-class SelectorChanged(ServiceError):
-    """The Service's selector is not the one Verdict expects (someone else changed it)."""
 
 
 class CoreServices(Protocol):

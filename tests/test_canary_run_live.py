@@ -168,10 +168,9 @@ def test_a_route_moved_by_someone_else_while_stopped_is_reported_and_not_resumed
         vs["spec"]["http"][1]["route"][1]["weight"] = 20
 
     kube.modify(*VS, NS, "checkout", someone)
-    again = start(config, kubeconfig, store)
-    _out, err = again.communicate(timeout=60)
-    assert again.returncode == 3, err
-    assert "now shows 80/20 (stable/canary)" in err and "not resuming" in err
+    code, doc = finish(start(config, kubeconfig, store), 60)
+    assert (code, doc["decision"]) == (3, "paused")
+    assert "now shows 80/20 (stable/canary)" in doc["reason"] and "not resuming" in doc["reason"]
     assert written_weights(kube) == [5]
 
 

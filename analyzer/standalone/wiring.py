@@ -9,7 +9,14 @@ from rich.console import Console
 from analyzer.clock import SystemClock
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
-from analyzer.standalone.canary import CanaryRollout, CannotResume, Deps, LookEvent, Outcome
+from analyzer.standalone.canary import (
+    PAUSED,
+    CanaryRollout,
+    CannotResume,
+    Deps,
+    LookEvent,
+    Outcome,
+)
 from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import MetricReport
 from metrics.errors import BadData, QueryError, SourceUnavailable
@@ -143,7 +150,7 @@ def run_rollout(rollout: Any) -> tuple[Outcome | None, int | None]:
     try:
         return rollout.run(), None
     except CannotResume as error:
-        return fail(str(error), EXIT_PAUSED)
+        return Outcome(decision=PAUSED, reason=str(error), run_id=None), None
     except (SpecError, RouterError, ServiceError, DeploymentError) as error:
         return fail(str(error), EXIT_BAD_INPUT)
     except QueryError as error:
