@@ -175,9 +175,9 @@ def _check_report(
             c.check, str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with", _rounded(stat)
         )
     if c.check == "slo":
-        reason, more = _slo_reason(spec, c, d, i, outcome, pass_level, stat)
+        reason, more = _slo_reason(spec, c, d, outcome, pass_level, stat)
     else:
-        reason, more = _compare_reason(spec, c, d, i, outcome, pass_level, stat)
+        reason, more = _compare_reason(spec, c, d, outcome, pass_level, stat)
     return CheckReport(c.check, str(outcome), reason, _rounded(stat), more)
 
 
@@ -185,7 +185,6 @@ def _slo_reason(
     spec: MetricSpec,
     c: CheckLooks,
     d: dict[str, float],
-    i: int,
     outcome: Outcome,
     pass_level: float,
     stat: dict[str, Any],
@@ -208,9 +207,9 @@ def _slo_reason(
         stat.update({"threshold": threshold, "maxSlowerShare": share, "slowerShare": rate})
         limit = f"the {_pct(share)} a p{spec.effective_quantile * 100:g} SLO allows"
     if outcome == Outcome.FAIL:
-        return f"{what} is shown above {limit} (e-value {stat['eFail']:g} ≥ {stat['failAt']:g})", None
+        return f"{what} is shown above {limit} ({_evidence(stat['eFail'], stat['failAt'])})", None
     if outcome == Outcome.PASS:
-        return f"{what} is shown within {limit} (e-value {stat['ePass']:g} ≥ {stat['passAt']:g})", None
+        return f"{what} is shown within {limit} ({_evidence(stat['ePass'], stat['passAt'])})", None
     more = None
     if rate == rate and rate < bound:
         o = float(logit(bound))
@@ -227,7 +226,6 @@ def _compare_reason(
     spec: MetricSpec,
     c: CheckLooks,
     d: dict[str, float],
-    i: int,
     outcome: Outcome,
     pass_level: float,
     stat: dict[str, Any],
@@ -267,9 +265,9 @@ def _compare_reason(
         chosen = "no threshold yet: the baseline needs more requests to set one"
         return chosen, None
     if outcome == Outcome.FAIL:
-        return f"{figures}: shown above the allowed {allowance} (e-value {stat['eFail']:g} ≥ {stat['failAt']:g})", None
+        return f"{figures}: shown above the allowed {allowance} ({_evidence(stat['eFail'], stat['failAt'])})", None
     if outcome == Outcome.PASS:
-        return f"{figures}: shown below × {r_pass:.3g} (e-value {stat['ePass']:g} ≥ {stat['passAt']:g})", None
+        return f"{figures}: shown below × {r_pass:.3g} ({_evidence(stat['ePass'], stat['passAt'])})", None
     more = None
     n, m = d["canaryRequests"], d["baselineRequests"]
     p_c, p_b = d["canaryRate"], d["baselineRate"]
@@ -286,6 +284,12 @@ def _compare_reason(
     if more is None:
         text += "; at the current rates more requests alone will not show it below"
     return text, more
+
+
+def _evidence(value: float, level: float) -> str:
+    """`e-value 37.2 ≥ 20`, with very large e-values shown as powers of ten."""
+    shown = f"{value:.3g}" if value < 1e6 else f"10^{math.floor(math.log10(value))}"
+    return f"e-value {shown} ≥ {level:.3g}"
 
 
 def _e(log_e: float) -> float:

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,8 +23,11 @@ from rich.console import Console
 from analyzer import logs
 from analyzer.clock import parse_time
 from analyzer.render import EXIT_CODES, print_report, report_json
-from analyzer.spec import SpecError, load_analysis
+from analyzer.spec import AnalysisSpec, SpecError, load_analysis
 from metrics.errors import BadData, QueryError, SourceUnavailable
+
+if TYPE_CHECKING:
+    from analyzer.notify import BackgroundNotifier, NopNotifier
 from metrics.source import Window
 
 EXIT_BAD_INPUT = 2
@@ -157,16 +160,35 @@ def demo(
     output: Annotated[
         Output | None, typer.Option(help="text (default on a terminal) or json.")
     ] = None,
+    store: Annotated[
+        str, typer.Option(help="Run store that keeps the run for `verdict report`.")
+    ] = "sqlite:///verdict-runs.sqlite",
+    grafana_url: Annotated[
+        str | None,
+        typer.Option(help="Annotate the run on this Grafana (the run then starts now)."),
+    ] = None,
+    grafana_token_file: Annotated[
+        str | None, typer.Option(help="File holding a Grafana service account token.")
+    ] = None,
 ) -> None:
     """A simulated canary through 5 → 10 → 50 → 100 % with the real judge; no services needed."""
     from analyzer.canary import Look
-    from analyzer.demo import SCENARIOS, demo_json, run_demo
+    from analyzer.demo import DEMO_START, SCENARIOS, default_analysis, demo_json, run_demo
 
     if scenario not in SCENARIOS:
         _fail(f"--scenario: choose one of {', '.join(SCENARIOS)}, got {scenario!r}", EXIT_BAD_INPUT)
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
     console = _console()
+    spec = default_analysis()
+    notifier = _notifier(spec, grafana_url, grafana_token_file)
+    # on a real Grafana the simulated run is drawn from now on; otherwise at a fixed time
+    start = (
+        datetime.now(UTC).replace(second=0, microsecond=0)
+        if grafana_url or spec.grafana
+        else DEMO_START
+    )
+    run_store = _open_run_store(store)
 
     def show(look: Look) -> None:
         r = look.report
@@ -177,7 +199,19 @@ def demo(
             highlight=False,
         )
 
-    run = run_demo(scenario, seed, on_look=show if out is Output.text else None)
+    try:
+        run = run_demo(
+            scenario,
+            seed,
+            spec,
+            on_look=show if out is Output.text else None,
+            store=run_store,
+            notifier=notifier,
+            start=start,
+        )
+    finally:
+        notifier.close(timeout=10)
+        run_store.close()
     result = run.result
     if out is Output.json:
         print(json.dumps(demo_json(run), indent=2))
@@ -188,7 +222,33 @@ def demo(
             result.decision, "bold yellow"
         )
         console.print(f"[{style}]{result.decision.upper()}[/{style}]: {result.reason}")
+        if run.run is not None:
+            console.print(f"run {run.run.id}: see it with `verdict report {run.run.id}`")
+    if run.run is None:
+        Console(stderr=True).print(
+            f"[yellow]warning:[/yellow] the run could not be stored in {store}", highlight=False
+        )
     raise typer.Exit(DECISION_EXIT_CODES[result.decision])
+
+
+def _notifier(
+    spec: AnalysisSpec, grafana_url: str | None, grafana_token_file: str | None
+) -> BackgroundNotifier | NopNotifier:
+    """The analysis' notifier, with --grafana-url / --grafana-token-file over its file."""
+    from analyzer.notify import GrafanaOverride, NotifyConfigError, build_notifier
+
+    if grafana_token_file and not (grafana_url or spec.grafana):
+        _fail(
+            "--grafana-token-file needs --grafana-url (or grafana.url in the file)", EXIT_BAD_INPUT
+        )
+    try:
+        return build_notifier(
+            spec.grafana,
+            spec.notifications,
+            override=GrafanaOverride(url=grafana_url, token_file=grafana_token_file),
+        )
+    except NotifyConfigError as error:
+        _fail(f"{spec.name}: {error}", EXIT_BAD_INPUT)
 
 
 EXIT_STORE_UNAVAILABLE = 5
@@ -236,6 +296,13 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    grafana_url: Annotated[
+        str | None,
+        typer.Option(help="Annotate every run on this Grafana (over the files' grafana.url)."),
+    ] = None,
+    grafana_token_file: Annotated[
+        str | None, typer.Option(help="File holding a Grafana service account token.")
+    ] = None,
     watch: Annotated[
         bool,
         typer.Option(
@@ -335,6 +402,9 @@ def serve(
         )
     sources = PrometheusSources(look_budget=look_budget, url=url)
     settings = ServeSettings(look_budget=look_budget, run_ttl=ttl, token=token)
+    notifiers = {
+        name: _notifier(spec, grafana_url, grafana_token_file) for name, spec in analyses.items()
+    }
     clock = SystemClock()
     service = RunService(
         analyses=analyses,
@@ -343,6 +413,7 @@ def serve(
         clock=clock,
         settings=settings,
         telemetry=Telemetry(run_store.count),
+        notifiers=notifiers,
     )
     controller = None
     if api_client is not None:
@@ -381,6 +452,8 @@ def serve(
     try:
         uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        for notifier in notifiers.values():
+            notifier.close(timeout=2)
         sources.close()
         run_store.close()
 
@@ -502,6 +575,46 @@ def runs_show(
         )
     if doc["reason"]:
         console.print(doc["reason"], highlight=False)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="The run's id (`verdict runs list`, or `run.id`).")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="html (with plots), json or md.")
+    ] = "html",
+    output_file: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write here instead of to stdout.")
+    ] = None,
+    store: Annotated[
+        str, typer.Option(help="Run store URL (as given to verdict serve or verdict demo).")
+    ] = "sqlite:///verdict-runs.sqlite",
+) -> None:
+    """One run's report from the run store: steps, looks, each metric over time, the verdict."""
+    from analyzer.report import ReportFormat, RunNotInStore, load_report, render_report
+    from analyzer.runs.store import StoreUnavailable
+
+    logs.configure(json=True, level="error")
+    try:
+        fmt = ReportFormat(format)
+    except ValueError:
+        _fail(f"--format: choose html, json or md, got {format!r}", EXIT_BAD_INPUT)
+    run_store = _open_run_store(store)
+    try:
+        text = render_report(load_report(run_store, run_id), fmt)
+    except RunNotInStore as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    except StoreUnavailable as error:
+        _fail(str(error), EXIT_STORE_UNAVAILABLE)
+    finally:
+        run_store.close()
+    if output_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output_file).write_text(text, encoding="utf-8")
+    except OSError as error:
+        _fail(f"--output: cannot write {output_file}: {error.strerror}", EXIT_BAD_INPUT)
 
 
 def main(argv: list[str] | None = None) -> Any:

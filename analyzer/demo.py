@@ -10,7 +10,7 @@ written, in simulated time.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -19,8 +19,12 @@ from typing import Any
 import yaml
 
 from analyzer.canary import CanaryResult, Look
+from analyzer.canary_events import CanaryRecorder, finish_run
+from analyzer.notify import NopNotifier, Notifier, RunInfo
 from analyzer.render import report_json
-from analyzer.runs.store import open_store
+from analyzer.runs import Run, RunKey, new_run
+from analyzer.runs.events import RunJournal
+from analyzer.runs.store import RunStore, StoreUnavailable, open_store
 from analyzer.spec import AnalysisSpec, parse_analysis
 from analyzer.standalone.canary import CanaryRollout, LookEvent
 from analyzer.standalone.spec import RolloutFile, RolloutSpec
@@ -31,7 +35,6 @@ from strategies.istio import Destination, read_weights
 from strategies.memory_kube import MemoryKube
 from strategies.simulated import SimulatedClock, SimulatedRouter
 
-NAMESPACE = "demo"
 LOOKS_PER_STEP = 8
 
 SCENARIOS: dict[str, TrafficModel] = {
@@ -49,6 +52,11 @@ def default_analysis() -> AnalysisSpec:
     return parse_analysis(yaml.safe_load(text), "embedded checkout.yaml")
 
 
+DEMO_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+DEMO_NAMESPACE = "demo"
+NAMESPACE = DEMO_NAMESPACE
+
+
 @dataclass(frozen=True)
 class DemoRun:
     scenario: str
@@ -56,6 +64,8 @@ class DemoRun:
     result: CanaryResult
     weights: tuple[int, ...] = ()
     """Every canary weight written to the in-memory VirtualService, in order."""
+    run: Run | None = None
+    """The run as stored (None without a store, or when the store could not take it)."""
 
 
 class _PerInterval:
@@ -141,12 +151,33 @@ def demo_rollout(spec: AnalysisSpec) -> RolloutSpec:
 
 
 def run_demo(
-    scenario: str, seed: int, spec: AnalysisSpec | None = None, on_look: Any = None
+    scenario: str,
+    seed: int,
+    spec: AnalysisSpec | None = None,
+    on_look: Any = None,
+    *,
+    store: RunStore | None = None,
+    notifier: Notifier | None = None,
+    start: datetime = DEMO_START,
 ) -> DemoRun:
+    """One simulated canary, from `start` in simulated time. With a store, the run and its
+    events (steps, looks, the decision) are stored, so `verdict report` can show it; the
+    notifier is told about every event."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     spec = spec or default_analysis()
-    clock = SimulatedClock(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
+    clock = SimulatedClock(start)
+    stored = _start_run(store, spec, scenario, seed, start)
+    info = RunInfo(
+        id=stored.id if stored else "unstored",
+        analysis=spec.name,
+        namespace=DEMO_NAMESPACE,
+        rollout=f"{spec.name}-{scenario}",
+        way="demo",
+    )
+    recorder = CanaryRecorder(
+        RunJournal(store if stored else None, notifier or NopNotifier()), info, clock.now
+    )
     history = SimulatedRouter(clock)
     kube = MemoryKube()
     demo_world(kube)
@@ -158,6 +189,7 @@ def run_demo(
             weight = read_weights(obj, "primary", stable, canary, "demo").canary
             history.set_weight(weight)
             written.append(weight)
+            recorder.weight_set(weight)
 
     kube.on_write(follow)
     source = _PerInterval(
@@ -170,6 +202,7 @@ def run_demo(
         look = Look(step=event.step, weight=event.weights.canary, look=event.look,
                     time=clock.now(), report=event.report)  # fmt: skip
         result.looks.append(look)
+        recorder.on_look(look)
         if on_look is not None:
             on_look(look)
 
@@ -195,8 +228,34 @@ def run_demo(
             "looks": looks_by_step.get(s["step"], len(result.looks)),
         }
         for s in outcome.steps
+        if s["weights"]["canary"] < 100  # the analysed steps (the promotion is the decision)
     ]
-    return DemoRun(scenario=scenario, seed=seed, result=result, weights=tuple(written))
+    decision = recorder.finish(result)
+    if store is not None and stored is not None:
+        stored = finish_run(store, stored, decision, looks=len(result.looks)) or stored
+    return DemoRun(scenario=scenario, seed=seed, result=result, weights=tuple(written), run=stored)
+
+
+def _start_run(
+    store: RunStore | None, spec: AnalysisSpec, scenario: str, seed: int, start: datetime
+) -> Run | None:
+    if store is None:
+        return None
+    run = new_run(
+        RunKey(spec.name, DEMO_NAMESPACE, f"{spec.name}-{scenario}", "pending"),
+        stable_hash="stable",
+        params={"scenario": scenario, "seed": str(seed)},
+        started_at=start,
+        now=datetime.now(UTC),
+    )
+    run = replace(run, key=replace(run.key, canary_hash=f"demo-{run.id}"))  # a new run each time
+    try:
+        return store.start(run)
+    except StoreUnavailable as error:
+        import structlog
+
+        structlog.get_logger().warning("demo run not stored", error=str(error))
+        return None
 
 
 def look_json(look: Look) -> dict[str, Any]:
@@ -221,4 +280,5 @@ def demo_json(run: DemoRun) -> dict[str, Any]:
         "steps": r.steps,
         "looks": [look_json(look) for look in r.looks],
         "final": report_json(r.final) if r.final is not None else None,
+        "run": None if run.run is None else {"id": run.run.id},
     }

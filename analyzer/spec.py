@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from analyzer.durations import parse_seconds
+from analyzer.notify.config import GrafanaSpec, NotificationSpec
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import MetricKind, MetricQuery
 
@@ -247,6 +248,8 @@ class AnalysisSpec(_Model):
     metrics: list[MetricSpec] = Field(min_length=1)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+    grafana: GrafanaSpec | None = None  # annotations (analyzer/notify/config.py)
+    notifications: list[NotificationSpec] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod

@@ -27,7 +27,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.grafana_server import GrafanaStandIn
+from tests.grafana_server import running as grafana_running
 from tests.helpers import stop_process
+from tests.hook_server import HookReceiver
+from tests.hook_server import running as hooks_running
 from tests.kube_server import KubeServer
 from tests.promdata import (
     Scenario,
@@ -250,3 +254,18 @@ def kube() -> Iterator[KubeServer]:
     objects against the CRDs and records every request (`kube.requests`, `kube.writes()`)."""
     with KubeServer() as server:
         yield server
+
+
+@pytest.fixture
+def grafana() -> Iterator[GrafanaStandIn]:
+    """A Grafana stand-in checking every request against the annotations API
+    (`tests/grafana_server.py`)."""
+    with grafana_running(GrafanaStandIn()) as state:
+        yield state
+
+
+@pytest.fixture
+def hooks() -> Iterator[HookReceiver]:
+    """A receiver of webhook and Slack notifications (`tests/hook_server.py`)."""
+    with hooks_running(HookReceiver()) as state:
+        yield state

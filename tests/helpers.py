@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from tests.promdata import Scenario
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "analyzer" / "examples" / "checkout.yaml"
 
@@ -31,6 +33,19 @@ def run_verdict(
 def example_analysis() -> dict[str, object]:
     data = yaml.safe_load(EXAMPLE.read_text())
     assert isinstance(data, dict)
+    return data
+
+
+def scenario_analysis(name: str, scenario: Scenario) -> dict[str, object]:
+    """The example analysis named `name`, selecting the scenario's canary and baseline, with no
+    `prometheus` key (the URL comes from --prometheus-url or VERDICT_PROMETHEUS_URL)."""
+    data = example_analysis()
+    data.update(
+        name=name,
+        canary=dict(scenario.canary_matchers),
+        baseline=dict(scenario.baseline_matchers),
+    )
+    data.pop("prometheus", None)
     return data
 
 

@@ -189,3 +189,26 @@ def test_the_rbac_rules_cover_the_controller_calls() -> None:
     assert rules[("argoproj.io", "rollouts/status")] >= {"patch"}
     assert rules[("", "events")] >= {"create"}
     assert rules[("coordination.k8s.io", "leases")] >= {"get", "create", "update"}
+
+
+def test_a_blue_green_rollout_paused_before_its_switch_is_promoted_on_pass() -> None:
+    blue_green: dict[str, Any] = {
+        "metadata": {"name": "web", "namespace": "shop", "generation": 2},
+        "spec": {
+            "strategy": {"blueGreen": {"activeService": "web", "autoPromotionEnabled": False}}
+        },
+        "status": {
+            "observedGeneration": "2",
+            "currentPodHash": "green",
+            "stableRS": "blue",
+            "pauseConditions": [{"reason": "BlueGreenPause", "startTime": NOW.isoformat()}],
+        },
+    }
+    view = rollout_view(blue_green)
+    assert decide(Verdict.PASS, view, now=NOW, step_looks=2, policy=POLICY).action is (
+        Action.PROMOTE
+    )
+    assert decide(Verdict.INCONCLUSIVE, view, now=NOW, step_looks=2, policy=POLICY).action is (
+        Action.NONE
+    )
+    assert decide(Verdict.FAIL, view, now=NOW, step_looks=2, policy=POLICY).action is Action.ABORT

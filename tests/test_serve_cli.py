@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from analyzer.cli import app
 from tests.conftest import PrometheusServer, free_port
-from tests.helpers import REPO, example_analysis, stop_process, write_analysis
+from tests.helpers import REPO, example_analysis, scenario_analysis, stop_process, write_analysis
 
 pytestmark = pytest.mark.prometheus
 
@@ -38,15 +38,7 @@ def verdict(*args: str) -> tuple[int, str, str]:
 def _analyses(prometheus: PrometheusServer, folder: Path) -> Path:
     folder.mkdir()
     for name in ("healthy", "error-regression"):
-        scenario = prometheus.scenarios[name]
-        data = example_analysis()
-        data.update(
-            name=name,
-            canary=dict(scenario.canary_matchers),
-            baseline=dict(scenario.baseline_matchers),
-        )
-        data.pop("prometheus", None)
-        write_analysis(folder / f"{name}.yaml", data)
+        write_analysis(folder / f"{name}.yaml", scenario_analysis(name, prometheus.scenarios[name]))
     return folder
 
 

@@ -154,6 +154,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
     with psycopg.connect(server.url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS verdict_runs")
         conn.execute("DROP TABLE IF EXISTS verdict_actions")
+        conn.execute("DROP TABLE IF EXISTS verdict_run_events")
     return StoreCase(
         "postgres",
         server.url,
@@ -264,6 +265,23 @@ def test_runs_are_listed_latest_first_and_expire_after_their_last_look(case: Sto
     assert store.expire(NOW - timedelta(hours=24)) == 1
     assert store.get(old.id) is None
     assert {r.id for r in store.runs()} == {recent.id, looked.id}
+
+
+def test_a_runs_events_are_kept_in_order_and_expire_with_it(case: StoreCase) -> None:
+    store = open_store(case.url)
+    old = store.start(_run("old111", at=NOW - timedelta(hours=30)))
+    kept = store.start(_run("new222", at=NOW - timedelta(hours=2)))
+    for n in range(3):
+        store.add_event(old.id, "look", {"look": n + 1})
+        store.add_event(kept.id, "look", {"look": n + 1, "figure": np.float64(0.5)})
+    store.add_event(kept.id, "decision", {"outcome": "promoted"})
+    assert [e["look"] for e in store.events(old.id)] == [1, 2, 3]
+    events = open_store(case.url).events(kept.id)
+    assert [e["kind"] for e in events] == ["look", "look", "look", "decision"]
+    assert events[0]["figure"] == 0.5 and events[-1]["outcome"] == "promoted"
+    assert store.expire(NOW - timedelta(hours=24)) == 1
+    assert store.events(old.id) == []
+    assert len(store.events(kept.id)) == 4
 
 
 def test_metric_reports_round_trip_through_the_store(case: StoreCase) -> None:
@@ -380,6 +398,7 @@ def test_two_replicas_sharing_postgres_count_every_look_once(
     with psycopg.connect(postgres_server.url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS verdict_runs")
         conn.execute("DROP TABLE IF EXISTS verdict_actions")
+        conn.execute("DROP TABLE IF EXISTS verdict_run_events")
     start = prometheus.scenarios["healthy"].start
     clock = Clock(start + minutes(20))
     request = body("healthy", start=start.isoformat())

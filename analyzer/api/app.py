@@ -12,7 +12,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import structlog
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -39,6 +39,7 @@ from analyzer.api.models import (
 )
 from analyzer.api.settings import ServeSettings
 from analyzer.clock import Clock, SystemClock
+from analyzer.notify import Notifier
 from analyzer.runs import (
     Look,
     LookRequest,
@@ -85,9 +86,10 @@ def create_app(
     sources: SourceFactory,
     clock: Clock | None = None,
     settings: ServeSettings | None = None,
+    notifiers: Mapping[str, Notifier] | None = None,
 ) -> FastAPI:
     """The HTTP app over a run service built from the given parts (nothing global: tests hand
-    in real ones)."""
+    in real ones). `notifiers`: per analysis name."""
     settings = settings or ServeSettings()
     service = RunService(
         analyses=analyses,
@@ -96,6 +98,7 @@ def create_app(
         clock=clock or SystemClock(),
         settings=settings,
         telemetry=Telemetry(store.count),
+        notifiers=notifiers,
     )
     return web_app(service, token=settings.token)
 
@@ -263,6 +266,37 @@ def web_app(
         if run is None:
             raise ApiError(404, "unknown_run", f"no run with id {run_id!r}", field="run_id")
         return CompactJSON(run_json(run, full=True))
+
+    @app.get(
+        "/api/v1/runs/{run_id}/report",
+        dependencies=protected,
+        responses=_ERRORS,
+        tags=["runs"],
+        summary="One run's report: steps, looks, each metric over time with its bounds",
+        description="`format`: html (a self-contained page with one plot per metric), json, md.",
+    )
+    def run_report(
+        run_id: Annotated[str, Path(max_length=64)],
+        format: Annotated[Literal["html", "json", "md"], Query()] = "html",
+    ) -> Response:
+        from analyzer.report import (
+            MEDIA_TYPES,
+            ReportFormat,
+            RunNotInStore,
+            load_report,
+            render_report,
+        )
+
+        fmt = ReportFormat(format)
+        try:
+            text = render_report(load_report(store, run_id), fmt)
+        except StoreUnavailable as error:
+            raise ApiError(503, "store_unavailable", str(error)) from None
+        except RunNotInStore:
+            raise ApiError(
+                404, "unknown_run", f"no run with id {run_id!r}", field="run_id"
+            ) from None
+        return Response(text, media_type=MEDIA_TYPES[fmt])
 
     @app.get("/healthz", tags=["operations"], summary="Alive (no dependencies checked)")
     def healthz() -> Response:

@@ -232,6 +232,14 @@ class Controller:
         outcome = ""
         if decision.action is not Action.NONE and run_id:
             outcome = self._act(run_id, view, decision)
+            if outcome == "sent":  # a decision of the run: stored, and told (Grafana, hooks)
+                self.service.decided(
+                    run_id,
+                    _OUTCOMES[decision.action],
+                    decision.reason,
+                    step=view.step_index,
+                    way="controller",
+                )
         self._say(obj, view, verdict, decision, outcome)
         return decision
 
@@ -345,6 +353,9 @@ class Controller:
             _log.warning("decision not written on the rollout", error=str(error)[:300])
             with self._lock:
                 self._said.pop(job, None)
+
+
+_OUTCOMES = {Action.PROMOTE: "promoted", Action.PAUSE: "paused", Action.ABORT: "aborted"}
 
 
 def _event_reason(decision: Decision, verdict: Verdict | None) -> str:

@@ -18,6 +18,10 @@ retry; the whole fetch-and-judge runs against a deadline and raises `OverBudget`
 
 Expiry. Runs are deleted `run_ttl` after their last look, by the first look after each
 `cleanup_every`.
+
+Events. Each look is recorded as an event of its run (`analyzer.runs.events`): the first opens
+the run's region, and a verdict that becomes pass or fail is a decision (which closes the region
+the first time). The store keeps them for reports; the analysis' notifier only queues them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import structlog
 
 from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
 from analyzer.clock import Clock, parse_time
+from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo, figures_of
 from analyzer.runs.errors import (
     BadInput,
     OverBudget,
@@ -47,6 +52,7 @@ from analyzer.runs.errors import (
     StoreDown,
     UnknownAnalysis,
 )
+from analyzer.runs.events import RunJournal, look_event
 from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
 from analyzer.runs.sources import SourceFactory
 from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
@@ -167,10 +173,16 @@ class RunService:
         clock: Clock,
         settings: RunSettings,
         telemetry: Telemetry,
+        notifiers: Mapping[str, Notifier] | None = None,
+        way: str = "web",
     ) -> None:
+        """`notifiers`: per analysis name (none: nobody is told); `way`: how these runs are
+        driven, as events name it (web, controller)."""
         if settings.look_budget <= 0:
             raise ValueError("the look budget must be positive")
         self.analyses = dict(analyses)
+        self.notifiers = dict(notifiers or {})
+        self.way = way
         self.store = store
         self.sources = sources
         self.clock = clock
@@ -244,7 +256,8 @@ class RunService:
                         f"another look of run {run.id} took the whole look budget "
                         f"({self.settings.look_budget:g} s); ask again",
                     )
-                result = self._locked_look(spec, run, deadline)
+                before, result = self._locked_look(spec, run, deadline)
+            self._record(spec, before, result)
             _log.info(
                 "look answered",
                 look=result.run.looks,
@@ -255,14 +268,15 @@ class RunService:
         self._cleanup(self.clock.now())
         return result
 
-    def _locked_look(self, spec: AnalysisSpec, run: Run, deadline: float) -> Look:
+    def _locked_look(self, spec: AnalysisSpec, run: Run, deadline: float) -> tuple[Run, Look]:
+        """The run as it was before the look, and the look."""
         now = self.clock.now()
         report = self._report(spec, run, now, deadline)
-        outcome: list[Look] = []
+        outcome: list[tuple[Run, Look]] = []
 
         def change(current: Run) -> Run:
             look = advance(spec, current, report, now)
-            outcome.append(look)
+            outcome.append((current, look))
             return look.run
 
         try:
@@ -272,6 +286,83 @@ class RunService:
         except RunNotFound:
             raise RunExpired(f"run {run.id} expired during the look; ask again") from None
         return outcome[-1]
+
+    def decided(
+        self,
+        run_id: str,
+        outcome: str,
+        reason: str,
+        *,
+        step: int | None = None,
+        way: str | None = None,
+    ) -> None:
+        """Record a decision a way in took on a run (the controller's promote, pause, abort)
+        as an event of the run; never raises (problems are logged)."""
+        try:
+            run = self.store.get(run_id)
+            if run is None:
+                return
+            spec = self.analyses.get(run.key.analysis)
+            notifier = self.notifiers.get(run.key.analysis, NopNotifier())
+            info = RunInfo(
+                run.id, run.key.analysis, run.key.namespace, run.key.rollout, way or self.way
+            )
+            metrics = (run.answer or {}).get("metrics", []) if spec is not None else []
+            RunJournal(self.store, notifier).record(
+                RunEvent(
+                    EventKind.DECISION,
+                    info,
+                    self.clock.now(),
+                    step=step,
+                    look=run.looks,
+                    verdict=run.verdict,
+                    outcome=outcome,
+                    reason=reason,
+                    score=run.score,
+                    figures=figures_of(metrics),
+                )
+            )
+        except Exception as error:  # events must never change or fail a decision
+            _log.error("decision not recorded", error=f"{type(error).__name__}: {error}")
+
+    def _record(self, spec: AnalysisSpec, before: Run, look: Look) -> None:
+        """The look's events (module docstring). Never fails the look: problems are logged."""
+        try:
+            journal = RunJournal(self.store, self.notifiers.get(spec.name, NopNotifier()))
+            run = look.run
+            info = RunInfo(run.id, spec.name, run.key.namespace, run.key.rollout, self.way)
+            if before.looks == 0:
+                journal.record(RunEvent(EventKind.STARTED, info, run.started_at))
+            event = look_event(info, look.report, time=run.updated_at, look=run.looks)
+            journal.record(event)
+            verdict = run.verdict
+            if verdict in ("pass", "fail") and verdict != before.verdict:
+                if before.verdict not in ("pass", "fail"):
+                    journal.record(
+                        RunEvent(
+                            EventKind.ENDED,
+                            info,
+                            run.updated_at,
+                            look=run.looks,
+                            verdict=verdict,
+                            started=run.started_at,
+                        )
+                    )
+                journal.record(
+                    RunEvent(
+                        EventKind.DECISION,
+                        info,
+                        run.updated_at,
+                        look=run.looks,
+                        verdict=verdict,
+                        outcome=verdict,
+                        reason=run.reason,
+                        score=run.score,
+                        figures=event.figures,
+                    )
+                )
+        except Exception as error:  # events must never change or fail a look's answer
+            _log.error("run events not recorded", error=f"{type(error).__name__}: {error}")
 
     def _report(
         self, spec: AnalysisSpec, run: Run, now: datetime, deadline: float

@@ -21,6 +21,8 @@ from analyzer.runs.journal import ActionRecord
 from analyzer.runs.model import Run, RunKey
 
 TABLE = "verdict_runs"
+EVENTS_TABLE = "verdict_run_events"
+"""A run's events (looks, steps, decisions) in order: what reports are made of."""
 
 COLUMNS = (
     "id",
@@ -73,13 +75,21 @@ class RunStore(Protocol):
         """The most recently updated runs first."""
         ...
 
+    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        """Append one event (a look, a step, a decision) to the run's history."""
+        ...
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's events in the order they were added (each `body`, with its `kind`)."""
+        ...
+
     def count(self) -> int:
         """How many runs are stored (not yet expired)."""
         ...
 
     def expire(self, before: datetime) -> int:
-        """Delete runs whose last look (or start) is older than `before`, and journal entries
-        last changed before it; return how many runs."""
+        """Delete runs whose last look (or start) is older than `before`, with their events, and
+        journal entries last changed before it; return how many runs."""
         ...
 
     def ping(self) -> None:

@@ -12,6 +12,7 @@ stuck database turns into a 503, not a hung call. Needs the `postgres` extra (ps
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -31,7 +32,15 @@ from analyzer.runs.journal import (
     actions_schema,
 )
 from analyzer.runs.model import Run, RunKey
-from analyzer.runs.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
+from analyzer.runs.store.base import (
+    COLUMNS,
+    EVENTS_TABLE,
+    TABLE,
+    Pool,
+    json_text,
+    row_values,
+    run_from_row,
+)
 from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
@@ -70,6 +79,15 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     UNIQUE (analysis, namespace, rollout, canary_hash)
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_updated_at ON {TABLE} (updated_at);
+"""
+_EVENTS_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    kind text NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_run ON {EVENTS_TABLE} (run_id, id);
 """
 _SCHEMA_LOCK_ID = 0x76657264  # advisory lock: replicas starting together create the table once
 
@@ -149,7 +167,11 @@ class PostgresStore:
 
     @staticmethod
     def _create_schema(conn: psycopg.Connection[Any]) -> None:
-        for table, schema in ((TABLE, _SCHEMA), (ACTIONS_TABLE, _ACTIONS_SCHEMA)):
+        for table, schema in (
+            (TABLE, _SCHEMA),
+            (ACTIONS_TABLE, _ACTIONS_SCHEMA),
+            (EVENTS_TABLE, _EVENTS_SCHEMA),
+        ):
             exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
             if exists is None or exists[0] is None:
                 with conn.transaction():
@@ -199,13 +221,32 @@ class PostgresStore:
             ).fetchall()
         return [run_from_row(tuple(r), _from_db) for r in rows]
 
+    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        with self._db() as conn:
+            conn.execute(
+                f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (%s, %s, %s)",
+                (run_id, kind, json_text(body)),
+            )
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        with self._db() as conn:
+            rows = conn.execute(
+                f"SELECT kind, body FROM {EVENTS_TABLE} WHERE run_id = %s ORDER BY id", (run_id,)
+            ).fetchall()
+        return [{**json.loads(body), "kind": kind} for kind, body in rows]
+
     def count(self) -> int:
         with self._db() as conn:
             row = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
         return int(row[0]) if row else 0
 
     def expire(self, before: datetime) -> int:
-        with self._db() as conn:
+        with self._db() as conn, conn.transaction():
+            conn.execute(
+                f"DELETE FROM {EVENTS_TABLE} WHERE run_id IN "
+                f"(SELECT id FROM {TABLE} WHERE updated_at < %s)",
+                (_to_db(before),),
+            )
             cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < %s", (_to_db(before),))
             conn.execute(f"DELETE FROM {ACTIONS_TABLE} WHERE updated_at < %s", (_to_db(before),))
             return int(cursor.rowcount)

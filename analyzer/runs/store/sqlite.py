@@ -15,11 +15,13 @@ read-change-write of one look, never while Prometheus is being asked.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from analyzer.runs.journal import (
@@ -32,7 +34,15 @@ from analyzer.runs.journal import (
     actions_schema,
 )
 from analyzer.runs.model import Run, RunKey
-from analyzer.runs.store.base import COLUMNS, TABLE, Pool, row_values, run_from_row
+from analyzer.runs.store.base import (
+    COLUMNS,
+    EVENTS_TABLE,
+    TABLE,
+    Pool,
+    json_text,
+    row_values,
+    run_from_row,
+)
 from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
@@ -71,6 +81,15 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     UNIQUE (analysis, namespace, rollout, canary_hash)
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_updated_at ON {TABLE} (updated_at);
+"""
+_EVENTS_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_run ON {EVENTS_TABLE} (run_id, id);
 """
 
 
@@ -158,8 +177,7 @@ class SQLiteStore:
         except sqlite3.Error as error:
             raise StoreUnavailable(_describe(error, self._description)) from error
 
-    @staticmethod
-    def _create_schema(conn: sqlite3.Connection) -> None:
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
         ).fetchone()
@@ -219,12 +237,46 @@ class SQLiteStore:
             ).fetchall()
         return [run_from_row(r, _from_db) for r in rows]
 
+    # --- a run's events (their table is made with the first event) ------------------------
+
+    @staticmethod
+    def _has_events(conn: sqlite3.Connection) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)
+        ).fetchone()
+        return found is not None
+
+    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        with self._db() as conn:
+            if not self._has_events(conn):
+                conn.executescript(_EVENTS_SCHEMA)
+        with self._db() as conn, self._write(conn):
+            conn.execute(
+                f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (?, ?, ?)",
+                (run_id, kind, json_text(body)),
+            )
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        with self._db() as conn:
+            if not self._has_events(conn):
+                return []
+            rows = conn.execute(
+                f"SELECT kind, body FROM {EVENTS_TABLE} WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [{**json.loads(body), "kind": kind} for kind, body in rows]
+
     def count(self) -> int:
         with self._db() as conn:
             return int(conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
 
     def expire(self, before: datetime) -> int:
         with self._db() as conn, self._write(conn):
+            if self._has_events(conn):
+                conn.execute(
+                    f"DELETE FROM {EVENTS_TABLE} WHERE run_id IN "
+                    f"(SELECT id FROM {TABLE} WHERE updated_at < ?)",
+                    (_to_db(before),),
+                )
             cursor = conn.execute(f"DELETE FROM {TABLE} WHERE updated_at < ?", (_to_db(before),))
             if self._has_journal(conn):
                 conn.execute(f"DELETE FROM {ACTIONS_TABLE} WHERE updated_at < ?", (_to_db(before),))
