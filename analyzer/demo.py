@@ -210,7 +210,7 @@ def run_demo(
         store = open_store(f"sqlite:///{Path(folder) / 'runs.sqlite'}")
         try:
             deps = deps_over(file, kube, kube, source, store, clock)
-            outcome = CanaryRollout(file, deps, on_look=seen).run()
+            outcome = CanaryRollout(file, deps, on_look=seen, record_events=False).run()
         finally:
             store.close()
     result.decision, result.reason, result.final = outcome.decision, outcome.reason, outcome.final

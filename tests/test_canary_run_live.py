@@ -81,6 +81,11 @@ def test_a_healthy_canary_is_promoted_through_exactly_5_10_50_100(
     run = json.loads(shown.stdout)
     assert (run["rollout"], run["canaryHash"], run["verdict"]) == ("checkout", "c4n4ry", "pass")
     assert run["lastAnswer"]["rollout"]["state"] == "promoted"
+    reported = run_verdict("report", doc["run"], "--store", store, "--format", "json")
+    assert reported.returncode == 0, reported.stderr
+    report = json.loads(reported.stdout)
+    assert (report["run"]["way"], report["headline"]) == ("canary", "promoted")
+    assert [s["weight"] for s in report["steps"]] == [5, 10, 50]
 
 
 def test_a_regression_at_the_first_step_goes_back_to_0_without_reaching_10(

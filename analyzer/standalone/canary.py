@@ -29,7 +29,12 @@ from typing import Any, Protocol
 import structlog
 
 from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.canary import CanaryResult
+from analyzer.canary import Look as LoopLook
+from analyzer.canary_events import CanaryRecorder
 from analyzer.clock import Clock, format_time, parse_time
+from analyzer.notify import NopNotifier, RunInfo
+from analyzer.runs.events import RunJournal
 from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
@@ -119,8 +124,11 @@ class CanaryRollout:
         keep_weights: bool = False,
         on_look: Callable[[LookEvent], None] | None = None,
         on_message: Callable[[str], None] | None = None,
+        record_events: bool = True,
     ) -> None:
         self.file = file
+        self.record_events = record_events
+        self.recorder: CanaryRecorder | None = None
         self.spec = file.analysis
         self.rollout = file.rollout
         self.deps = deps
@@ -266,6 +274,8 @@ class CanaryRollout:
 
     def _write(self, state: _State, canary: int) -> Weights:
         self.deps.router.set_weight(canary)
+        if self.recorder is not None:
+            self.recorder.weight_set(canary)
         weights = Weights(stable=100 - canary, canary=canary)
         state.progress["weights"] = weights.as_dict()
         self.log.info("weights set", stable=weights.stable, canary=weights.canary)
@@ -287,6 +297,8 @@ class CanaryRollout:
         state.progress["state"] = decision
         state.progress["reason"] = reason
         self._save(state)
+        if self.recorder is not None:
+            self.recorder.finish(CanaryResult(decision=decision, reason=reason, final=self.final))
         self.log.info("rollout finished", decision=decision, reason=reason)
         return Outcome(
             decision=decision,
@@ -305,6 +317,16 @@ class CanaryRollout:
     def run(self) -> Outcome:
         state, first = self._open()
         self.state = state
+        if self.record_events:
+            info = RunInfo(
+                id=state.run.id,
+                analysis=self.spec.name,
+                namespace=self.rollout.namespace,
+                rollout=str(self.rollout.virtual_service),
+                way="canary",
+            )
+            journal = RunJournal(self.deps.store, NopNotifier())
+            self.recorder = CanaryRecorder(journal, info, self.deps.clock.now)
         resumed = first if state.progress["steps"] else None
         try:
             outcome = self._steps(state, first)
@@ -427,6 +449,16 @@ class CanaryRollout:
             self.deps.router.verify()
             report = self._look(state)
             left = (end - clock.now()).total_seconds()
+            if self.recorder is not None:
+                self.recorder.on_look(
+                    LoopLook(
+                        step=number,
+                        weight=weights.canary,
+                        look=state.run.looks,
+                        time=clock.now(),
+                        report=report,
+                    )
+                )
             if self.on_look is not None:
                 self.on_look(
                     LookEvent(
