@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
-from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.analysis import AnalysisReport
 from analyzer.canary import CanaryResult
 from analyzer.canary import Look as LoopLook
 from analyzer.canary_events import CanaryRecorder
 from analyzer.clock import Clock, format_time, parse_time
 from analyzer.notify import NopNotifier, RunInfo
 from analyzer.runs.events import RunJournal
-from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
+from analyzer.runs.model import Run, RunKey, new_run
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
+from analyzer.standalone.record import Recorder
 from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import Verdict
 from metrics.source import MetricSource
@@ -101,12 +102,6 @@ class CannotResume(Exception):
     """A recorded run cannot be resumed (the route shows other weights); nothing was written."""
 
 
-@dataclass
-class _State:
-    run: Run
-    progress: dict[str, Any]
-
-
 def _progress_of(run: Run) -> dict[str, Any] | None:
     answer = run.answer or {}
     found = answer.get("rollout")
@@ -140,7 +135,7 @@ class CanaryRollout:
             namespace=self.rollout.namespace,
             virtual_service=self.rollout.virtual_service,
         )
-        self.state: _State | None = None
+        self.state: Recorder | None = None
         self.final: AnalysisReport | None = None
 
     # --- identity and resume --------------------------------------------------------------
@@ -173,7 +168,7 @@ class CanaryRollout:
             )
         return params
 
-    def _open(self) -> tuple[_State, int]:
+    def _open(self) -> tuple[Recorder, int]:
         """The run to drive and the 0-based index of the step to start at (resumed or new)."""
         base = self._base_hash()
         previous: Run | None = None
@@ -212,12 +207,12 @@ class CanaryRollout:
             "trafficRestored": False,
             "reason": "",
         }
-        state = _State(run=run, progress=progress)
-        self._save(state)
+        state = self._recorder(run, progress)
+        state.save()
         self.on_message(f"run {run.id} started; {self._where()} at {self._show(found_weights)}")
         return state, 0
 
-    def _resume(self, run: Run, progress: dict[str, Any]) -> tuple[_State, int] | None:
+    def _resume(self, run: Run, progress: dict[str, Any]) -> tuple[Recorder, int] | None:
         weights = self.deps.router.current()
         step = int(progress.get("step", 0))
         recorded = Weights(**progress["weights"])
@@ -235,7 +230,7 @@ class CanaryRollout:
             self.log.info("run resumed", run=run.id, step=step)
             steps = progress.get("steps") or []
             ended = bool(steps) and steps[-1].get("end") is not None
-            return _State(run=run, progress=progress), step if ended else step - 1
+            return self._recorder(run, progress), step if ended else step - 1
         raise CannotResume(
             f"run {run.id} was {progress.get('state')} at step {step} with "
             f"{self._show(recorded)}, but {self._where()} now shows {self._show(weights)}: not "
@@ -253,26 +248,14 @@ class CanaryRollout:
 
     # --- the store ------------------------------------------------------------------------
 
-    def _save(
-        self, state: _State, look: tuple[AnalysisReport | None, datetime] | None = None
-    ) -> Look | None:
-        outcome: list[Look] = []
-
-        def change(current: Run) -> Run:
-            if look is not None:
-                done = advance(self.spec, current, look[0], look[1])
-                outcome.append(done)
-                current = done.run
-            answer = dict(current.answer or {})
-            answer["rollout"] = state.progress
-            return replace(current, answer=answer)
-
-        state.run = self.deps.store.update(state.run.id, change)
-        return outcome[-1] if outcome else None
+    def _recorder(self, run: Run, progress: dict[str, Any]) -> Recorder:
+        recorder = Recorder(self.spec, self.deps.store, self.deps.source, self.deps.clock)
+        recorder.run, recorder.progress = run, progress
+        return recorder
 
     # --- actions --------------------------------------------------------------------------
 
-    def _write(self, state: _State, canary: int) -> Weights:
+    def _write(self, state: Recorder, canary: int) -> Weights:
         self.deps.router.set_weight(canary)
         if self.recorder is not None:
             self.recorder.weight_set(canary)
@@ -281,34 +264,27 @@ class CanaryRollout:
         self.log.info("weights set", stable=weights.stable, canary=weights.canary)
         return weights
 
-    def _look(self, state: _State) -> AnalysisReport:
-        now = self.deps.clock.now()
-        window = look_window(state.run, now)
-        report = None
-        if window is not None:
-            observations = fetch_observations(self.spec, self.deps.source, window, state.run.params)
-            report = judge_observations(self.spec, observations, looks=[1], params=state.run.params)
-        done = self._save(state, (report, now))
-        assert done is not None
-        self.final = done.report
-        return done.report
+    def _look(self, state: Recorder) -> AnalysisReport:
+        report = state.look()
+        self.final = report
+        return report
 
-    def _finish(self, state: _State, decision: str, reason: str) -> Outcome:
+    def _finish(self, state: Recorder, decision: str, reason: str) -> Outcome:
         state.progress["state"] = decision
         state.progress["reason"] = reason
-        self._save(state)
+        state.save()
         if self.recorder is not None:
             self.recorder.finish(CanaryResult(decision=decision, reason=reason, final=self.final))
         self.log.info("rollout finished", decision=decision, reason=reason)
         return Outcome(
             decision=decision,
             reason=reason,
-            run_id=state.run.id,
+            run_id=state.run_id,
             steps=list(state.progress["steps"]),
             final=self.final,
         )
 
-    def _back_to_stable(self, state: _State) -> None:
+    def _back_to_stable(self, state: Recorder) -> None:
         self._write(state, 0)
         state.progress["trafficRestored"] = True
 
@@ -319,7 +295,7 @@ class CanaryRollout:
         self.state = state
         if self.record_events:
             info = RunInfo(
-                id=state.run.id,
+                id=state.run_id,
                 analysis=self.spec.name,
                 namespace=self.rollout.namespace,
                 rollout=str(self.rollout.virtual_service),
@@ -363,12 +339,12 @@ class CanaryRollout:
             outcome.resumed_at_step = resumed + 1
         return outcome
 
-    def _abort(self, state: _State, reason: str) -> Outcome:
+    def _abort(self, state: Recorder, reason: str) -> Outcome:
         if state.progress["weights"]["canary"] > 0:
             self._back_to_stable(state)
         return self._finish(state, ABORTED, reason)
 
-    def _start_step(self, state: _State, number: int, weights: Weights) -> None:
+    def _start_step(self, state: Recorder, number: int, weights: Weights) -> None:
         now = format_time(self.deps.clock.now())
         state.progress["step"] = number
         state.progress["steps"].append(
@@ -380,15 +356,15 @@ class CanaryRollout:
                 "verdict": None,
             }
         )
-        self._save(state)
+        state.save()
 
-    def _end_step(self, state: _State, verdict: str) -> None:
+    def _end_step(self, state: Recorder, verdict: str) -> None:
         steps = state.progress["steps"]
         if steps and steps[-1]["end"] is None:
             steps[-1]["end"] = format_time(self.deps.clock.now())
             steps[-1]["verdict"] = verdict
 
-    def _steps(self, state: _State, first: int) -> Outcome:
+    def _steps(self, state: Recorder, first: int) -> Outcome:
         analysed = self.rollout.analysed_steps
         report: AnalysisReport | None = None
         if first >= len(analysed):
@@ -414,7 +390,7 @@ class CanaryRollout:
                     state, f"aborted at {weight} % canary weight (step {number}): {report.reason}"
                 )
             self._end_step(state, str(report.verdict))
-            self._save(state)
+            state.save()
         if report is not None and report.verdict is Verdict.PASS:
             return self._promote(state, f"promoted to 100 %: {report.reason}")
         undecided = report.reason if report is not None else "no look"
@@ -429,7 +405,7 @@ class CanaryRollout:
             f"paused for a person to decide (canary back at {analysed[0]} %): {undecided}",
         )
 
-    def _promote(self, state: _State, reason: str) -> Outcome:
+    def _promote(self, state: Recorder, reason: str) -> Outcome:
         self.deps.gate.wait_ready()
         weights = self._write(state, 100)
         self._start_step(state, len(self.rollout.analysed_steps) + 1, weights)
@@ -437,7 +413,7 @@ class CanaryRollout:
         return self._finish(state, PROMOTED, reason)
 
     def _watch_step(
-        self, state: _State, number: int, weights: Weights, started: datetime
+        self, state: Recorder, number: int, weights: Weights, started: datetime
     ) -> AnalysisReport:
         clock = self.deps.clock
         end = started + timedelta(seconds=self.rollout.step_duration)
@@ -454,7 +430,7 @@ class CanaryRollout:
                     LoopLook(
                         step=number,
                         weight=weights.canary,
-                        look=state.run.looks,
+                        look=state.looks,
                         time=clock.now(),
                         report=report,
                     )
@@ -465,7 +441,7 @@ class CanaryRollout:
                         step=number,
                         steps=len(self.rollout.analysed_steps),
                         weights=weights,
-                        look=state.run.looks,
+                        look=state.looks,
                         report=report,
                         seconds_left=max(left, 0.0),
                     )

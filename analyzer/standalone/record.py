@@ -71,6 +71,15 @@ class Recorder:
         self.run = self.store.update(self.run.id, change)
         return outcome[-1] if outcome else None
 
+    @property
+    def run_id(self) -> str:
+        assert self.run is not None, "the run has not started"
+        return self.run.id
+
+    @property
+    def looks(self) -> int:
+        return self.run.looks if self.run is not None else 0
+
     def look(self) -> AnalysisReport:
         assert self.run is not None
         now = self.clock.now()
