@@ -23,8 +23,7 @@ from analyzer.analysis import AnalysisReport, fetch_observations, judge_observat
 from analyzer.clock import Clock, format_time
 from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore
-from analyzer.standalone.canary import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome
-from analyzer.standalone.record import Recorder
+from analyzer.standalone.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
 from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import MetricStatus, Verdict
 from metrics.source import MetricQuery, MetricSource, Series, Version, Window
@@ -80,20 +79,8 @@ class BlueGreenRollout:
         self.log = structlog.get_logger().bind(service=switch.where)
 
     def _finish(self, decision: str, reason: str, verdict: str) -> Outcome:
-        p = self.recorder.progress
-        if p.get("steps") and p["steps"][-1]["end"] is None:
-            p["steps"][-1].update(end=format_time(self.clock.now()), verdict=verdict)
-        p.update(state=decision, reason=reason)
-        self.recorder.save()
         self.log.info("blue/green finished", decision=decision, reason=reason)
-        run = self.recorder.run
-        return Outcome(
-            decision=decision,
-            reason=reason,
-            run_id=run.id if run else None,
-            steps=list(p.get("steps", [])),
-            final=self.recorder.final,
-        )
+        return self.recorder.finish(decision, reason, verdict)
 
     def _preview(self) -> AnalysisReport | None:
         """Green through the preview Service, against blue serving now, over the last

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -38,15 +38,21 @@ from analyzer.runs.events import RunJournal
 from analyzer.runs.model import Run, RunKey, new_run
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
-from analyzer.standalone.record import Recorder
+from analyzer.standalone.record import (
+    ABORTED,
+    INTERRUPTED,
+    PAUSED,
+    PROMOTED,
+    RUNNING,
+    Outcome,
+    Recorder,
+)
 from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import Verdict
 from metrics.source import MetricSource
 from strategies.istio import TrafficChanged, Weights
 from strategies.pods import PodState, PodsUnhealthy
 
-RUNNING, INTERRUPTED = "running", "interrupted"
-PROMOTED, ABORTED, PAUSED = "promoted", "aborted", "paused"
 MAX_ATTEMPTS = 1000
 
 
@@ -86,16 +92,6 @@ class LookEvent:
     look: int
     report: AnalysisReport
     seconds_left: float
-
-
-@dataclass
-class Outcome:
-    decision: str  # promoted | aborted | paused | interrupted
-    reason: str
-    run_id: str | None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    final: AnalysisReport | None = None
-    resumed_at_step: int | None = None
 
 
 class CannotResume(Exception):

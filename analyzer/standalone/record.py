@@ -7,16 +7,31 @@ the run's start, sticky failures) with the strategy's progress in the last answe
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
-from analyzer.clock import Clock
+from analyzer.clock import Clock, format_time
 from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
 from analyzer.runs.store import RunStore
 from analyzer.spec import AnalysisSpec, SpecError
 from metrics.source import MetricSource
+
+RUNNING, INTERRUPTED = "running", "interrupted"
+PROMOTED, ABORTED, PAUSED = "promoted", "aborted", "paused"
+
+
+@dataclass
+class Outcome:
+    """How a standalone rollout ended (what `verdict canary run` prints)."""
+
+    decision: str  # promoted | aborted | paused | interrupted
+    reason: str
+    run_id: str | None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    final: AnalysisReport | None = None
+    resumed_at_step: int | None = None
 
 
 class Recorder:
@@ -93,3 +108,19 @@ class Recorder:
         assert done is not None
         self.final = done.report
         return done.report
+
+    def finish(self, decision: str, reason: str, verdict: str) -> Outcome:
+        """Close the open step with `verdict`, record the decision, and return the outcome."""
+        p = self.progress
+        steps = p.setdefault("steps", [])
+        if steps and steps[-1].get("end") is None:
+            steps[-1].update(end=format_time(self.clock.now()), verdict=verdict)
+        p.update(state=decision, reason=reason)
+        self.save()
+        return Outcome(
+            decision=decision,
+            reason=reason,
+            run_id=self.run.id if self.run else None,
+            steps=list(steps),
+            final=self.final,
+        )

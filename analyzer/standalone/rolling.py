@@ -21,8 +21,7 @@ from analyzer.analysis import AnalysisReport
 from analyzer.clock import Clock, format_time
 from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore
-from analyzer.standalone.canary import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome
-from analyzer.standalone.record import Recorder
+from analyzer.standalone.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
 from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import Verdict
 from metrics.source import MetricSource
@@ -49,20 +48,8 @@ class RollingRollout:
         self.log = structlog.get_logger().bind(deployment=ops.where)
 
     def _finish(self, decision: str, reason: str, verdict: str) -> Outcome:
-        p = self.recorder.progress
-        step = p["steps"][-1]
-        step.update(end=format_time(self.clock.now()), verdict=verdict)
-        p.update(state=decision, reason=reason)
-        self.recorder.save()
         self.log.info("rolling update finished", decision=decision, reason=reason)
-        run = self.recorder.run
-        return Outcome(
-            decision=decision,
-            reason=reason,
-            run_id=run.id if run else None,
-            steps=list(p["steps"]),
-            final=self.recorder.final,
-        )
+        return self.recorder.finish(decision, reason, verdict)
 
     def _rollback(self, revisions: Revisions, why: str, decision: str = ABORTED) -> Outcome:
         self.ops.pause()

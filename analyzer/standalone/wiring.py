@@ -9,14 +9,8 @@ from rich.console import Console
 from analyzer.clock import SystemClock
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
-from analyzer.standalone.canary import (
-    PAUSED,
-    CanaryRollout,
-    CannotResume,
-    Deps,
-    LookEvent,
-    Outcome,
-)
+from analyzer.standalone.canary import CanaryRollout, CannotResume, Deps, LookEvent
+from analyzer.standalone.record import PAUSED, Outcome
 from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import MetricReport
 from metrics.errors import BadData, QueryError, SourceUnavailable
