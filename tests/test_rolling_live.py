@@ -21,32 +21,43 @@ from tests.test_strategies_istio import allowed
 pytestmark = pytest.mark.prometheus
 
 
-def test_a_regression_in_new_pods_pauses_rolls_back_and_verifies_the_rollback(
-    kube: KubeServer, tmp_path: Path
-) -> None:
+def run_rolling(
+    kube: KubeServer, tmp_path: Path, *, new_pods: Version, period: float, **rollout: Any
+) -> tuple[int, dict[str, Any], DeploymentStandIn]:
+    """`verdict canary run` on a Deployment rolling from `stable` to `canary` (4 replicas, one
+    moved every `period` s), with traffic following the pods' shares."""
     standin = DeploymentStandIn(kube, NS)
     standin.install(replicas=4)
     exporter = LiveExporter(
         "checkout", total_rps=8000, canary_weight=standin.canary_weight,
-        canary=Version(error_rate=0.05), baseline=Version(error_rate=0.001),
+        canary=new_pods, baseline=Version(error_rate=0.001),
     ).start()  # fmt: skip
     root = tmp_path / "prom"
     root.mkdir()
     try:
-        with live_prometheus(root, [exporter.address]) as url, standin.running(period=3.0):
+        with live_prometheus(root, [exporter.address]) as url, standin.running(period=period):
             data: dict[str, Any] = example_analysis()
             data.update(
                 prometheus={"url": url}, interval="5s",
                 canary={"destination_service_name": "checkout-{{ newHash }}"},
                 baseline={"destination_service_name": "checkout-{{ oldHash }}"},
                 rollout={"strategy": "rolling", "namespace": NS, "deployment": "checkout",
-                         "podReadyTimeout": "60s"},
+                         **rollout},
             )  # fmt: skip
             config = write_analysis(tmp_path / "rolling.yaml", data)
             kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
             code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
     finally:
         exporter.stop()
+    return code, doc, standin
+
+
+def test_a_regression_in_new_pods_pauses_rolls_back_and_verifies_the_rollback(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    code, doc, standin = run_rolling(
+        kube, tmp_path, new_pods=Version(error_rate=0.05), period=3.0, podReadyTimeout="60s"
+    )
     assert (code, doc["decision"]) == (1, "aborted"), doc["reason"]
     assert "rollback complete" in doc["reason"]
     patches = [(r.content_type, r.body)
@@ -70,28 +81,7 @@ def test_a_regression_in_new_pods_pauses_rolls_back_and_verifies_the_rollback(
 def test_a_healthy_update_completes_without_any_write_from_verdict(
     kube: KubeServer, tmp_path: Path
 ) -> None:
-    standin = DeploymentStandIn(kube, NS)
-    standin.install(replicas=4)
-    exporter = LiveExporter(
-        "checkout", total_rps=8000, canary_weight=standin.canary_weight,
-        canary=Version(error_rate=0.001), baseline=Version(error_rate=0.001),
-    ).start()  # fmt: skip
-    root = tmp_path / "prom"
-    root.mkdir()
-    try:
-        with live_prometheus(root, [exporter.address]) as url, standin.running(period=5.0):
-            data: dict[str, Any] = example_analysis()
-            data.update(
-                prometheus={"url": url}, interval="5s",
-                canary={"destination_service_name": "checkout-{{ newHash }}"},
-                baseline={"destination_service_name": "checkout-{{ oldHash }}"},
-                rollout={"strategy": "rolling", "namespace": NS, "deployment": "checkout"},
-            )  # fmt: skip
-            config = write_analysis(tmp_path / "rolling.yaml", data)
-            kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-            code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
-    finally:
-        exporter.stop()
+    code, doc, standin = run_rolling(kube, tmp_path, new_pods=Version(error_rate=0.001), period=5.0)
     assert doc["decision"] in ("promoted", "paused"), doc["reason"]
     assert code == {"promoted": 0, "paused": 3}[doc["decision"]]
     assert doc["reason"].startswith("update complete")
