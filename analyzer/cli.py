@@ -356,6 +356,15 @@ runs_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 
 
+def _add_canary_app() -> None:
+    from analyzer.standalone.cli import canary_app
+
+    app.add_typer(canary_app, name="canary")
+
+
+_add_canary_app()
+
+
 @app.command()
 def serve(
     config: Annotated[

@@ -1,24 +1,41 @@
-"""`verdict demo`: a simulated canary through the default steps, judged by the real engine."""
+"""`verdict demo`: a simulated canary through the default steps, judged by the real engine.
+
+The demo runs the real standalone canary (`analyzer.standalone.canary.CanaryRollout`, the code
+`verdict canary run` runs): its Istio router writes the weights of a VirtualService and its pod
+gate reads the canary's pods, both on an in-memory Kubernetes (`strategies.memory_kube`), the run
+is kept in a throwaway run store, and the simulated metric source sends traffic by the weights
+written, in simulated time.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from analyzer.canary import CanaryResult, Look, run_canary
+from analyzer.canary import CanaryResult, Look
 from analyzer.canary_events import CanaryRecorder, finish_run
 from analyzer.notify import NopNotifier, Notifier, RunInfo
 from analyzer.render import report_json
 from analyzer.runs import Run, RunKey, new_run
 from analyzer.runs.events import RunJournal
-from analyzer.runs.store import RunStore, StoreUnavailable
+from analyzer.runs.store import RunStore, StoreUnavailable, open_store
 from analyzer.spec import AnalysisSpec, parse_analysis
+from analyzer.standalone.canary import CanaryRollout, LookEvent
+from analyzer.standalone.spec import RolloutFile, RolloutSpec
+from analyzer.standalone.wiring import deps_over
 from metrics.simulated import SimulatedSource, TrafficModel
+from metrics.source import HistogramSeries, MetricQuery, RatioSeries, Series, Version, Window
+from strategies.istio import Destination, read_weights
+from strategies.memory_kube import MemoryKube
 from strategies.simulated import SimulatedClock, SimulatedRouter
+
+LOOKS_PER_STEP = 8
 
 SCENARIOS: dict[str, TrafficModel] = {
     "healthy": TrafficModel(),
@@ -37,6 +54,7 @@ def default_analysis() -> AnalysisSpec:
 
 DEMO_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 DEMO_NAMESPACE = "demo"
+NAMESPACE = DEMO_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -44,8 +62,92 @@ class DemoRun:
     scenario: str
     seed: int
     result: CanaryResult
+    weights: tuple[int, ...] = ()
+    """Every canary weight written to the in-memory VirtualService, in order."""
     run: Run | None = None
     """The run as stored (None without a store, or when the store could not take it)."""
+
+
+class _PerInterval:
+    """The simulated source asked once per interval and summed: a look's one window from the
+    run's start holds the same traffic at every look (as Prometheus' `increase()` does)."""
+
+    def __init__(self, inner: SimulatedSource, interval: float) -> None:
+        self._inner = inner
+        self._step = timedelta(seconds=interval)
+
+    def check(self) -> None:
+        return None
+
+    def fetch(
+        self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
+    ) -> Series | None:
+        fine = Window(start=window.start, end=window.end, step=self._step)
+        series = self._inner.fetch(query, version, matchers, fine)
+        if series is None:
+            return None
+        if isinstance(series, RatioSeries):
+            return RatioSeries(
+                bad=series.bad.sum(keepdims=True), total=series.total.sum(keepdims=True)
+            )
+        return HistogramSeries(
+            bounds=series.bounds, counts=series.counts.sum(axis=0, keepdims=True)
+        )
+
+
+def demo_world(kube: MemoryKube) -> None:
+    kube.put(
+        "virtualservices",
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "VirtualService",
+            "metadata": {"name": "checkout", "namespace": NAMESPACE},
+            "spec": {
+                "hosts": ["checkout"],
+                "http": [
+                    {
+                        "name": "primary",
+                        "route": [
+                            {
+                                "destination": {"host": "checkout", "subset": "stable"},
+                                "weight": 100,
+                            },
+                            {"destination": {"host": "checkout", "subset": "canary"}, "weight": 0},
+                        ],
+                    }
+                ],
+            },
+        },
+    )
+    for i in (1, 2):
+        kube.put(
+            "pods",
+            {
+                "metadata": {
+                    "name": f"checkout-canary-{i}",
+                    "namespace": NAMESPACE,
+                    "labels": {"app": "checkout", "track": "canary", "pod-template-hash": "demo"},
+                },
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            },
+        )
+
+
+def demo_rollout(spec: AnalysisSpec) -> RolloutSpec:
+    return RolloutSpec.model_validate(
+        {
+            "strategy": "canary",
+            "namespace": NAMESPACE,
+            "virtualService": "checkout",
+            "route": "primary",
+            "stable": {"host": "checkout", "subset": "stable"},
+            "canary": {"host": "checkout", "subset": "canary"},
+            "canaryPods": "app=checkout,track=canary",
+            "steps": spec.steps,
+            "stepDuration": spec.interval * LOOKS_PER_STEP,
+            "onTimeout": "pause",
+        }
+    )
 
 
 def run_demo(
@@ -65,8 +167,6 @@ def run_demo(
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     spec = spec or default_analysis()
     clock = SimulatedClock(start)
-    router = SimulatedRouter(clock)
-    source = SimulatedSource(SCENARIOS[scenario], router.weight_at, seed=seed)
     stored = _start_run(store, spec, scenario, seed, start)
     info = RunInfo(
         id=stored.id if stored else "unstored",
@@ -75,19 +175,65 @@ def run_demo(
         rollout=f"{spec.name}-{scenario}",
         way="demo",
     )
-    journal = RunJournal(store if stored else None, notifier or NopNotifier())
-    recorder = CanaryRecorder(journal, info, clock.now)
+    recorder = CanaryRecorder(
+        RunJournal(store if stored else None, notifier or NopNotifier()), info, clock.now
+    )
+    history = SimulatedRouter(clock)
+    kube = MemoryKube()
+    demo_world(kube)
+    written: list[int] = []
+    stable, canary = Destination("checkout", "stable"), Destination("checkout", "canary")
 
-    def look(entry: Look) -> None:
-        recorder.on_look(entry)
+    def follow(plural: str, obj: dict[str, Any]) -> None:
+        if plural == "virtualservices":
+            weight = read_weights(obj, "primary", stable, canary, "demo").canary
+            history.set_weight(weight)
+            written.append(weight)
+            recorder.weight_set(weight)
+
+    kube.on_write(follow)
+    source = _PerInterval(
+        SimulatedSource(SCENARIOS[scenario], history.weight_at, seed=seed), spec.interval
+    )
+    file = RolloutFile(path="demo", analysis=spec, rollout=demo_rollout(spec), text="demo")
+    result = CanaryResult(decision="paused", reason="", final=None)
+
+    def seen(event: LookEvent) -> None:
+        look = Look(step=event.step, weight=event.weights.canary, look=event.look,
+                    time=clock.now(), report=event.report)  # fmt: skip
+        result.looks.append(look)
+        recorder.on_look(look)
         if on_look is not None:
-            on_look(entry)
+            on_look(look)
 
-    result = run_canary(spec, source, recorder.router(router), clock, on_look=look)
+    with tempfile.TemporaryDirectory(prefix="verdict-demo-") as folder:
+        store = open_store(f"sqlite:///{Path(folder) / 'runs.sqlite'}")
+        try:
+            deps = deps_over(file, kube, kube, source, store, clock)
+            outcome = CanaryRollout(file, deps, on_look=seen, record_events=False).run()
+        finally:
+            store.close()
+    result.decision, result.reason, result.final = outcome.decision, outcome.reason, outcome.final
+    looks_by_step: dict[int, int] = {}
+    for look in result.looks:
+        looks_by_step[look.step] = look.look
+    result.steps = [
+        {
+            "step": s["step"],
+            "weight": s["weights"]["canary"],
+            "weights": s["weights"],
+            "start": s["start"],
+            "end": s["end"],
+            "verdict": s["verdict"],
+            "looks": looks_by_step.get(s["step"], len(result.looks)),
+        }
+        for s in outcome.steps
+        if s["weights"]["canary"] < 100  # the analysed steps (the promotion is the decision)
+    ]
     decision = recorder.finish(result)
     if store is not None and stored is not None:
         stored = finish_run(store, stored, decision, looks=len(result.looks)) or stored
-    return DemoRun(scenario=scenario, seed=seed, result=result, run=stored)
+    return DemoRun(scenario=scenario, seed=seed, result=result, weights=tuple(written), run=stored)
 
 
 def _start_run(

@@ -1,0 +1,1 @@
+"""Standalone strategies: Verdict moves traffic itself (`verdict canary run`, `verdict demo`)."""

@@ -1,0 +1,221 @@
+"""Blue/green: switch the active Service from blue to green, validate green, switch back on fail.
+
+* Before the switch green's pods must be Ready (the pod gate on green's labels).
+* The active Service's selector moves from blue to green in one write; the run starts then.
+* During `validationPeriod` every look judges green (the analysis' canary matchers) by the SLO
+  gates and against blue's own figures (the baseline matchers) over the same length of time
+  just before the switch: there is no concurrent baseline, so the baseline's window is the
+  look's window moved back by its own length (`BeforeSwitch`).
+* A fail moves the selector back to blue at once (exit 1). A pass at the end keeps green
+  (promoted). Undecided at the end: `onTimeout` (`pause` keeps green and exits 3 for a person,
+  `abort` switches back, `promote` keeps green as promoted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.clock import Clock, format_time
+from analyzer.runs.model import RunKey
+from analyzer.runs.store import RunStore
+from analyzer.standalone.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
+from analyzer.standalone.spec import RolloutFile
+from analyzer.verdicts import MetricStatus, Verdict
+from metrics.source import MetricQuery, MetricSource, Series, Version, Window
+from strategies.pods import PodGate, PodsUnhealthy
+from strategies.services import SelectorChanged, ServiceSwitch
+
+
+class BeforeSwitch:
+    """A source whose baseline windows are moved back by their own length (blue before the
+    switch, as long as green has run since)."""
+
+    def __init__(self, inner: MetricSource) -> None:
+        self._inner = inner
+
+    def check(self) -> None:
+        self._inner.check()
+
+    def fetch(
+        self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
+    ) -> Series | None:
+        if version is Version.BASELINE:
+            length = window.end - window.start
+            window = Window(start=window.start - length, end=window.start, step=window.step)
+        return self._inner.fetch(query, version, matchers, window)
+
+
+def _labels(selector: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+class BlueGreenRollout:
+    def __init__(
+        self,
+        file: RolloutFile,
+        *,
+        switch: ServiceSwitch,
+        gate: PodGate,
+        source: MetricSource,
+        store: RunStore,
+        clock: Clock,
+        on_message: Any = None,
+    ) -> None:
+        self.file = file
+        self.r = file.rollout
+        assert self.r.blue is not None and self.r.green is not None
+        self.blue, self.green = dict(self.r.blue), dict(self.r.green)
+        self.switch = switch
+        self.gate = gate
+        self.clock = clock
+        self.source = source
+        self.recorder = Recorder(file.analysis, store, BeforeSwitch(source), clock)
+        self.say = on_message or (lambda _m: None)
+        self.log = structlog.get_logger().bind(service=switch.where)
+
+    def _finish(self, decision: str, reason: str, verdict: str) -> Outcome:
+        self.log.info("blue/green finished", decision=decision, reason=reason)
+        return self.recorder.finish(decision, reason, verdict)
+
+    def _preview(self) -> AnalysisReport | None:
+        """Green through the preview Service, against blue serving now, over the last
+        `validationPeriod`; None when green has had no preview traffic."""
+        ServiceSwitch(
+            self.switch.api, namespace=self.r.namespace, name=str(self.r.preview_service)
+        ).selector()  # it exists
+        now = self.clock.now()
+        length = timedelta(seconds=self.r.validation_period)
+        window = Window(start=now - length, end=now, step=length)
+        params = {
+            "namespace": self.r.namespace,
+            "rollout": str(self.r.active_service),
+            "canaryHash": _labels(self.green),
+            "stableHash": _labels(self.blue),
+        }
+        observations = fetch_observations(self.file.analysis, self.source, window, params)
+        report = judge_observations(self.file.analysis, observations, looks=[1], params=params)
+        if all(m.status is MetricStatus.NO_DATA for m in report.metrics):
+            self.say("the preview has had no traffic: not analysed")
+            return None
+        self.say(f"preview analysis: {report.verdict}: {report.reason}")
+        return report
+
+    def _error_rate_over(self, report: AnalysisReport) -> str | None:
+        """`rollbackOn.maxErrorRate`: green's error rate on any error-rate metric (a ratio whose
+        lower values are better) above the limit, once it has `minRequests` requests."""
+        limit = self.r.rollback_on.max_error_rate
+        if limit is None:
+            return None
+        specs = {m.name: m for m in self.file.analysis.metrics}
+        for m in report.metrics:
+            spec = specs.get(m.name)
+            rate, requests = m.canary.get("rate"), m.canary.get("requests") or 0
+            if spec is None or spec.higher_is_better or not isinstance(rate, float | int):
+                continue
+            if requests >= self.r.rollback_on.min_requests and rate > limit:
+                return (
+                    f"green's {m.name} is {rate:.4g} over {requests:g} requests, above "
+                    f"rollbackOn.maxErrorRate {limit:g}"
+                )
+        return None
+
+    def _back_to_blue(self) -> None:
+        self.switch.switch(self.green, self.blue)
+        self.recorder.progress["selector"] = self.blue
+
+    def run(self) -> Outcome:
+        current = self.switch.selector()
+        if current != self.blue:
+            raise SelectorChanged(
+                f"{self.switch.where} selects {current}, not blue {self.blue}: nothing to switch"
+            )
+        self.gate.wait_ready()
+        if self.r.preview_service:
+            preview = self._preview()
+            if preview is not None and preview.verdict is Verdict.FAIL:
+                reason = f"green failed on the preview, not switched: {preview.reason}"
+                self.log.warning("blue/green aborted on the preview", reason=preview.reason)
+                return Outcome(decision=ABORTED, reason=reason, run_id=None, final=preview)
+        self.switch.switch(self.blue, self.green)
+        switched = self.clock.now()
+        digest = hashlib.sha256(f"{self.file.text}{format_time(switched)}".encode()).hexdigest()
+        key = RunKey(
+            self.file.analysis.name, self.r.namespace, str(self.r.active_service), digest[:12]
+        )
+        params = {
+            "namespace": self.r.namespace,
+            "rollout": str(self.r.active_service),
+            "canaryHash": _labels(self.green),
+            "stableHash": _labels(self.blue),
+        }
+        progress = {
+            "strategy": "blueGreen",
+            "service": f"{self.r.namespace}/{self.r.active_service}",
+            "state": "running",
+            "selector": self.green,
+            "steps": [
+                {
+                    "step": 1,
+                    "selector": self.green,
+                    "start": format_time(switched),
+                    "end": None,
+                    "verdict": None,
+                }
+            ],
+            "reason": "",
+        }
+        self.recorder.start(key, params, switched, progress)
+        self.say(f"{self.switch.where} switched to green {self.green}; validating")
+        end = switched + timedelta(seconds=self.r.validation_period)
+        try:
+            while True:
+                left = (end - self.clock.now()).total_seconds()
+                self.clock.sleep(max(0.0, min(self.file.analysis.interval, left)))
+                self.gate.check()
+                report = self.recorder.look()
+                self.say(
+                    f"validation look {self.recorder.run.looks if self.recorder.run else 0}:"
+                    f" {report.verdict} ({max(left, 0):.0f} s left)"
+                )
+                too_many = self._error_rate_over(report)
+                if too_many is not None:
+                    self._back_to_blue()
+                    return self._finish(ABORTED, f"switched back to blue: {too_many}", "fail")
+                if report.verdict is Verdict.FAIL and self.r.rollback_on.analysis_fails:
+                    self._back_to_blue()
+                    return self._finish(ABORTED, f"switched back to blue: {report.reason}", "fail")
+                if (end - self.clock.now()).total_seconds() <= 0:
+                    break
+        except PodsUnhealthy as error:
+            self._back_to_blue()
+            return self._finish(ABORTED, f"switched back to blue: green pods: {error}", "fail")
+        except KeyboardInterrupt:
+            self._back_to_blue()
+            return self._finish(INTERRUPTED, "interrupted: switched back to blue", "interrupted")
+        except Exception as error:
+            self.log.error(
+                "blue/green stopped by an error; switching back to blue", error=str(error)
+            )
+            try:
+                self._back_to_blue()
+            except Exception as restore:
+                self.log.error("could not switch back to blue", error=str(restore))
+            self._finish(ABORTED, f"stopped by an error: {error}", "error")
+            raise
+        if report.verdict is Verdict.PASS:
+            return self._finish(PROMOTED, f"green kept: {report.reason}", "pass")
+        if self.r.on_timeout == "abort":
+            self._back_to_blue()
+            return self._finish(
+                ABORTED, f"switched back to blue, undecided: {report.reason}", "inconclusive"
+            )
+        if self.r.on_timeout == "promote":
+            return self._finish(PROMOTED, f"green kept undecided: {report.reason}", "inconclusive")
+        return self._finish(
+            PAUSED, f"green kept, undecided: a person decides: {report.reason}", "inconclusive"
+        )

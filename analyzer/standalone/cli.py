@@ -1,0 +1,140 @@
+"""`verdict canary run`: the standalone canary from the command line (thin: wire, run, render)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from analyzer import logs
+from analyzer.render import print_report, report_json
+from analyzer.spec import SpecError
+
+EXIT_CODES = {"promoted": 0, "aborted": 1, "paused": 3, "interrupted": 130}
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 4
+EXIT_STORE_UNAVAILABLE = 5
+
+canary_app = typer.Typer(
+    help="Standalone canary: Verdict moves the traffic itself.", no_args_is_help=True
+)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/bold red] {message}", highlight=False
+    )
+    raise typer.Exit(code)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def outcome_json(outcome: Any) -> dict[str, Any]:
+    return {
+        "decision": outcome.decision,
+        "reason": outcome.reason,
+        "run": outcome.run_id,
+        "resumedAtStep": outcome.resumed_at_step,
+        "steps": outcome.steps,
+        "final": report_json(outcome.final) if outcome.final is not None else None,
+    }
+
+
+@canary_app.command("run")
+def canary_run(
+    config: Annotated[
+        str, typer.Option("--config", "-c", help="Analysis file with a rollout: section.")
+    ],
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="kubeconfig file; default KUBECONFIG, else in-cluster.")
+    ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(help="Prometheus base URL; overrides the file. Env: VERDICT_PROMETHEUS_URL."),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option(help="text (default on a terminal) or json.")
+    ] = None,
+    keep_weights: Annotated[
+        bool,
+        typer.Option("--keep-weights", help="On Ctrl-C / SIGTERM leave the weights as they are."),
+    ] = False,
+    store: Annotated[
+        str, typer.Option(help="Run store: sqlite:///path.db (default) or postgresql://...")
+    ] = "sqlite:///verdict-runs.sqlite",
+) -> None:
+    """Run a rollout to its end: exit 0 promoted, 1 aborted, 3 paused, 2 bad input,
+    4 Prometheus or the Kubernetes API unreachable, 130 interrupted."""
+    if output not in (None, "text", "json"):
+        _fail(f"--output: text or json, got {output!r}", EXIT_BAD_INPUT)
+    as_json = output == "json" or (output is None and not sys.stdout.isatty())
+    logs.configure(json=as_json, level="warning")
+    from analyzer.standalone.spec import load_rollout_file
+
+    try:
+        file = load_rollout_file(config)
+    except SpecError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    spec = file.analysis
+    url = prometheus_url or os.environ.get("VERDICT_PROMETHEUS_URL") or spec.prometheus.url
+    if not url:
+        _fail(
+            "no Prometheus URL: give --prometheus-url, VERDICT_PROMETHEUS_URL or prometheus.url",
+            EXIT_BAD_INPUT,
+        )
+    from analyzer.controller.app import KubeConfigError, kube_api_client
+    from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
+    from metrics.factory import SourceSettings, open_source
+
+    try:
+        api_client = kube_api_client(kubeconfig)
+    except KubeConfigError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    try:
+        run_store = open_store(store)
+    except StoreConfigError as error:
+        _fail(f"--store: {error}", EXIT_BAD_INPUT)
+    source = open_source(
+        SourceSettings.of(
+            url,
+            timeout=spec.prometheus.timeout,
+            retries=spec.prometheus.retries,
+            headers=spec.prometheus.headers,
+        )
+    )
+    console = Console(stderr=as_json) if sys.stderr.isatty() or not as_json else None
+    from analyzer.standalone.wiring import run_rollout, runner
+
+    rollout = runner(
+        file, api_client, source, run_store, keep_weights=keep_weights, console=console
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        outcome, code = run_rollout(rollout)
+    except StoreUnavailable as error:
+        _fail(str(error), EXIT_STORE_UNAVAILABLE)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        run_store.close()
+    if code is not None:
+        raise typer.Exit(code)
+    assert outcome is not None
+    if as_json:
+        print(json.dumps(outcome_json(outcome), indent=2))
+    else:
+        out = Console()
+        if outcome.final is not None:
+            print_report(outcome.final, out)
+        style = {"promoted": "bold green", "aborted": "bold red"}.get(
+            outcome.decision, "bold yellow"
+        )
+        out.print(f"[{style}]{outcome.decision.upper()}[/{style}]: {outcome.reason}")
+    raise typer.Exit(EXIT_CODES[outcome.decision])

@@ -1,0 +1,126 @@
+"""A standalone run in the run store: one look at a time, with the strategy's progress.
+
+Blue/green and rolling keep their run as the canary does: the run core's run (one window from
+the run's start, sticky failures) with the strategy's progress in the last answer under
+`rollout`, written in the same store update as each look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.clock import Clock, format_time
+from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
+from analyzer.runs.store import RunStore
+from analyzer.spec import AnalysisSpec, SpecError
+from metrics.source import MetricSource
+
+RUNNING, INTERRUPTED = "running", "interrupted"
+PROMOTED, ABORTED, PAUSED = "promoted", "aborted", "paused"
+
+
+@dataclass
+class Outcome:
+    """How a standalone rollout ended (what `verdict canary run` prints)."""
+
+    decision: str  # promoted | aborted | paused | interrupted
+    reason: str
+    run_id: str | None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    final: AnalysisReport | None = None
+    resumed_at_step: int | None = None
+
+
+class Recorder:
+    def __init__(
+        self, spec: AnalysisSpec, store: RunStore, source: MetricSource, clock: Clock
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.source = source
+        self.clock = clock
+        self.run: Run | None = None
+        self.progress: dict[str, Any] = {}
+        self.final: AnalysisReport | None = None
+
+    def start(
+        self, key: RunKey, params: dict[str, str], started_at: datetime, progress: dict[str, Any]
+    ) -> Run:
+        missing = sorted(self.spec.placeholders() - params.keys())
+        if missing:
+            raise SpecError(
+                f"the matchers use {', '.join(missing)}; this strategy fills "
+                f"{', '.join(sorted(params))}"
+            )
+        now = self.clock.now()
+        run = self.store.start(
+            new_run(
+                key,
+                stable_hash=params.get("stableHash", ""),
+                params=params,
+                started_at=started_at,
+                now=now,
+            )
+        )
+        self.run = run
+        self.progress = progress
+        self.save()
+        return run
+
+    def save(self, look: tuple[AnalysisReport | None, datetime] | None = None) -> Look | None:
+        assert self.run is not None
+        outcome: list[Look] = []
+
+        def change(current: Run) -> Run:
+            if look is not None:
+                done = advance(self.spec, current, look[0], look[1])
+                outcome.append(done)
+                current = done.run
+            answer = dict(current.answer or {})
+            answer["rollout"] = self.progress
+            return replace(current, answer=answer)
+
+        self.run = self.store.update(self.run.id, change)
+        return outcome[-1] if outcome else None
+
+    @property
+    def run_id(self) -> str:
+        assert self.run is not None, "the run has not started"
+        return self.run.id
+
+    @property
+    def looks(self) -> int:
+        return self.run.looks if self.run is not None else 0
+
+    def look(self) -> AnalysisReport:
+        assert self.run is not None
+        now = self.clock.now()
+        window = look_window(self.run, now)
+        report = None
+        if window is not None:
+            params = self.run.params
+            observations = fetch_observations(self.spec, self.source, window, params)
+            report = judge_observations(self.spec, observations, looks=[1], params=params)
+        done = self.save((report, now))
+        assert done is not None
+        self.final = done.report
+        return done.report
+
+    def finish(self, decision: str, reason: str, verdict: str) -> Outcome:
+        """Close the open step with `verdict`, record the decision, and return the outcome."""
+        p = self.progress
+        steps = p.setdefault("steps", [])
+        if steps and steps[-1].get("end") is None:
+            steps[-1].update(end=format_time(self.clock.now()), verdict=verdict)
+        p.update(state=decision, reason=reason)
+        self.save()
+        return Outcome(
+            decision=decision,
+            reason=reason,
+            run_id=self.run.id if self.run else None,
+            steps=list(steps),
+            final=self.final,
+        )
