@@ -33,10 +33,10 @@ from tests.live_exporter import Version
 pytestmark = pytest.mark.prometheus
 
 
-def start(config: Path, kubeconfig: Path, store: str) -> subprocess.Popen[str]:
+def start(config: Path, kubeconfig: Path, store: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "analyzer.cli", "canary", "run", "--config", str(config),
-         "--kubeconfig", str(kubeconfig), "--store", store, "--output", "json"],
+         "--kubeconfig", str(kubeconfig), "--store", store, "--output", "json", *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -76,12 +76,12 @@ def test_a_healthy_canary_is_promoted_through_exactly_5_10_50_100(
     assert all(s["start"] and s["end"] for s in doc["steps"])
     assert doc["final"]["verdict"] == "pass"
     assert not kube.rejected
-    shown = run_verdict("runs", "show", doc["run"], "--store", store, "--output", "json")
+    shown = run_verdict("runs", "show", doc["run"]["id"], "--store", store, "--output", "json")
     assert shown.returncode == 0, shown.stderr
     run = json.loads(shown.stdout)
     assert (run["rollout"], run["canaryHash"], run["verdict"]) == ("checkout", "c4n4ry", "pass")
     assert run["lastAnswer"]["rollout"]["state"] == "promoted"
-    reported = run_verdict("report", doc["run"], "--store", store, "--format", "json")
+    reported = run_verdict("report", doc["run"]["id"], "--store", store, "--format", "json")
     assert reported.returncode == 0, reported.stderr
     report = json.loads(reported.stdout)
     assert (report["run"]["way"], report["headline"]) == ("canary", "promoted")
@@ -95,8 +95,14 @@ def test_a_regression_at_the_first_step_goes_back_to_0_without_reaching_10(
     with live_traffic(kube, tmp_path / "prom", Version(error_rate=0.05)) as url:
         config = rollout_file(tmp_path / "checkout.yaml", url, stepDuration="60s")
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-        code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
+        report = tmp_path / "report.html"
+        code, doc = finish(
+            start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}", "--report", str(report))
+        )
     assert (code, doc["decision"]) == (1, "aborted"), doc["reason"]
+    # --report writes the run's self-contained report at the end
+    html = report.read_text(encoding="utf-8")
+    assert "aborted" in html.lower() and "data:image/png;base64," in html
     assert written_weights(kube) == [5, 0]
     assert weights(kube) == (100, 0)
     assert doc["reason"].startswith("aborted at 5 % canary weight (step 1)")

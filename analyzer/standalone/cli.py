@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
 
@@ -41,11 +42,23 @@ def outcome_json(outcome: Any) -> dict[str, Any]:
     return {
         "decision": outcome.decision,
         "reason": outcome.reason,
-        "run": outcome.run_id,
+        "run": {"id": outcome.run_id} if outcome.run_id is not None else None,
         "resumedAtStep": outcome.resumed_at_step,
         "steps": outcome.steps,
         "final": report_json(outcome.final) if outcome.final is not None else None,
     }
+
+
+def _write_report(run_store: Any, run_id: str, path: str) -> None:
+    """The run's report (as `verdict report` writes it), its format from the file's suffix."""
+    from analyzer.report import ReportFormat, load_report, render_report
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    fmt = {"md": ReportFormat("md"), "json": ReportFormat("json")}.get(suffix, ReportFormat("html"))
+    try:
+        Path(path).write_text(render_report(load_report(run_store, run_id), fmt), encoding="utf-8")
+    except OSError as error:
+        print(f"--report: cannot write {path}: {error.strerror}", file=sys.stderr)
 
 
 @canary_app.command("run")
@@ -70,6 +83,13 @@ def canary_run(
     store: Annotated[
         str, typer.Option(help="Run store: sqlite:///path.db (default) or postgresql://...")
     ] = "sqlite:///verdict-runs.sqlite",
+    report_file: Annotated[
+        str | None,
+        typer.Option(
+            "--report",
+            help="At the end, write the run's report here (.html with plots, .md or .json).",
+        ),
+    ] = None,
 ) -> None:
     """Run a rollout to its end: exit 0 promoted, 1 aborted, 3 paused, 2 bad input,
     4 Prometheus or the Kubernetes API unreachable, 130 interrupted."""
@@ -119,6 +139,8 @@ def canary_run(
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         outcome, code = run_rollout(rollout)
+        if report_file is not None and outcome is not None and outcome.run_id is not None:
+            _write_report(run_store, outcome.run_id, report_file)
     except StoreUnavailable as error:
         _fail(str(error), EXIT_STORE_UNAVAILABLE)
     finally:
