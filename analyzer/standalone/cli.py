@@ -11,11 +11,9 @@ from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
-from analyzer import logs
-from analyzer.render import print_report, report_json
-from analyzer.spec import SpecError
+# The command's heavy imports (rich, the engine, the Kubernetes client) wait until it runs, so
+# that `verdict --help` stays quick: this module is imported whenever the CLI starts.
 
 EXIT_CODES = {"promoted": 0, "aborted": 1, "paused": 3, "interrupted": 130}
 EXIT_BAD_INPUT = 2
@@ -28,6 +26,8 @@ canary_app = typer.Typer(
 
 
 def _fail(message: str, code: int) -> NoReturn:
+    from rich.console import Console
+
     Console(stderr=True, soft_wrap=True).print(
         f"[bold red]error:[/bold red] {message}", highlight=False
     )
@@ -39,6 +39,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def outcome_json(outcome: Any) -> dict[str, Any]:
+    from analyzer.render import report_json
+
     return {
         "decision": outcome.decision,
         "reason": outcome.reason,
@@ -96,6 +98,12 @@ def canary_run(
     if output not in (None, "text", "json"):
         _fail(f"--output: text or json, got {output!r}", EXIT_BAD_INPUT)
     as_json = output == "json" or (output is None and not sys.stdout.isatty())
+    from rich.console import Console
+
+    from analyzer import logs
+    from analyzer.render import print_report
+    from analyzer.spec import SpecError
+
     logs.configure(json=as_json, level="warning")
     from analyzer.standalone.spec import load_rollout_file
 
