@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import requests
 
 
 class StateServer(ThreadingHTTPServer):
@@ -29,3 +33,35 @@ def serving(handler: type[BaseHTTPRequestHandler], state: Any) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+Rewrite = Callable[[str, dict[str, Any]], bool]
+
+
+class _RewritingHandler(BaseHTTPRequestHandler):
+    """Forwards a GET to the upstream Prometheus; `rewrite(query, answer)` may change the JSON
+    answer in place and returns whether it did (then the changed answer is sent)."""
+
+    def do_GET(self) -> None:
+        upstream_url, rewrite = self.server.state  # type: ignore[attr-defined]
+        upstream = requests.get(upstream_url + self.path, timeout=30)
+        body = upstream.content
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])[0]
+        data = upstream.json()
+        if rewrite(query, data):
+            body = json.dumps(data).encode()
+        self.send_response(upstream.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def rewriting_prometheus(upstream_url: str, rewrite: Rewrite) -> Iterator[str]:
+    """A proxy to a real Prometheus whose answers `rewrite` may change; yields its base URL."""
+    with serving(_RewritingHandler, (upstream_url, rewrite)) as url:
+        yield url

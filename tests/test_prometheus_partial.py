@@ -10,16 +10,14 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import subprocess
-import threading
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -30,6 +28,7 @@ from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import RatioSeries, Version, Window
 from tests.conftest import PrometheusServer, _binary, _wait_ready, free_port
 from tests.helpers import run_verdict, stop_process
+from tests.local_http import rewriting_prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -151,33 +150,15 @@ def blanking_proxy(prometheus: PrometheusServer) -> Iterator[_Blanking]:
     """An HTTP proxy to the real Prometheus that empties the answers of chosen queries."""
     proxy = _Blanking(url="")
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            upstream = requests.get(prometheus.url + self.path, timeout=30)
-            body = upstream.content
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])[0]
-            if proxy.pattern is not None and proxy.pattern.search(query):
-                data = upstream.json()
-                data["data"]["result"] = []
-                body = json.dumps(data).encode()
-            self.send_response(upstream.status_code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def blank(query: str, answer: dict[str, Any]) -> bool:
+        if proxy.pattern is None or not proxy.pattern.search(query):
+            return False
+        answer["data"]["result"] = []
+        return True
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with rewriting_prometheus(prometheus.url, blank) as url:
+        proxy.url = url
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_error_series_seen_at_an_earlier_look_cannot_vanish(

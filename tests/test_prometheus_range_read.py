@@ -8,23 +8,22 @@ in many small pages) answers what it answers with one cumulative `increase()` qu
 
 from __future__ import annotations
 
-import http.server
-import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
-import requests
 import structlog.testing
 
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import HistogramSeries, MetricQuery, RatioSeries, Series, Version
 from tests.conftest import PrometheusServer, SlowProxy
+from tests.local_http import rewriting_prometheus
 from tests.promdata import default_scenarios
 
 pytestmark = pytest.mark.prometheus
@@ -173,33 +172,15 @@ def doubling_proxy(prometheus: PrometheusServer) -> Iterator[str]:
     """A proxy to the real Prometheus whose answers to `increase()` over 40 minutes are doubled:
     a PromQL engine with other arithmetic than the raw read's."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            upstream = requests.get(prometheus.url + self.path, timeout=30)
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])[0]
-            body = upstream.content
-            if "increase(" in query and "[40m]" in query:
-                data = upstream.json()
-                for series in data["data"]["result"]:
-                    series["value"][1] = repr(2 * float(series["value"][1]))
-                body = json.dumps(data).encode()
-            self.send_response(upstream.status_code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def double(query: str, answer: dict[str, Any]) -> bool:
+        if "increase(" not in query or "[40m]" not in query:
+            return False
+        for series in answer["data"]["result"]:
+            series["value"][1] = repr(2 * float(series["value"][1]))
+        return True
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with rewriting_prometheus(prometheus.url, double) as url:
+        yield url
 
 
 def test_a_raw_read_that_disagrees_with_prometheus_gives_way_to_its_answers(
