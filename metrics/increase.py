@@ -245,14 +245,16 @@ class CumulativeIncrease:
             increase = result * (extrapolate / sampled)
         groups = len(self._groups)
         born_here = born[:, None] & (count >= 1)
+        # one bin per (group, look), filled in series order as a per-look sum would be
+        bins = group[:, None] * looks + np.arange(looks)[None, :]
+        size = groups * looks
+        grown = np.bincount(bins[two], weights=increase[two], minlength=size)
+        has_grown = np.bincount(bins[two], minlength=size) > 0
+        born_sum = np.bincount(bins[born_here], weights=mins[born_here], minlength=size)
+        has_born = np.bincount(bins[born_here], minlength=size) > 0
+        value = np.where(has_born, grown + born_sum, grown)
         names = list(self._groups)
-        for j in range(looks):
-            grown_in = two[:, j]
-            grown = np.bincount(group[grown_in], weights=increase[grown_in, j], minlength=groups)
-            has_grown = np.bincount(group[grown_in], minlength=groups) > 0
-            born_in = born_here[:, j]
-            born_sum = np.bincount(group[born_in], weights=mins[born_in, j], minlength=groups)
-            has_born = np.bincount(group[born_in], minlength=groups) > 0
-            for g in np.flatnonzero(has_grown):
-                value = float(grown[g] + born_sum[g]) if has_born[g] else float(grown[g])
-                self._answers.setdefault(names[g], {})[first_look + j] = value
+        answered = np.flatnonzero(has_grown)
+        for at, v in zip(answered.tolist(), value[answered].tolist(), strict=True):
+            g, j = divmod(at, looks)
+            self._answers.setdefault(names[g], {})[first_look + j] = v

@@ -29,17 +29,21 @@ reach Prometheus, timeout, server error), `QueryError` (Prometheus rejected the 
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import math
+import os
 import socket
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +61,7 @@ from metrics.errors import (
     SourceUnavailable,
 )
 from metrics.increase import CumulativeIncrease, LabelKey, Page
+from metrics.matrix import Matrix, NotAMatrix, decode_matrix
 from metrics.promql import increase_query, promql_duration, render
 from metrics.source import (
     FloatArray,
@@ -79,6 +84,7 @@ _DENSEST_SCRAPE_MS = 5_000.0  # a first page assumes scrapes this frequent (rare
 _PAGE_SAMPLES_PER_SERIES = 20  # pages hold at least this many samples per series
 
 BoolArray = npt.NDArray[np.bool_]
+_T = TypeVar("_T")
 
 _log = structlog.get_logger()
 
@@ -158,6 +164,8 @@ class PrometheusSource:
     takes at most about (retries + 1) * timeout seconds plus backoff.
     Answers about instants older than `settle_seconds` (5 minutes by default) are cached: they
     cannot change, and a canary that looks every interval would otherwise ask them at every look.
+    Answers come uncompressed unless `compress` (gzip costs Prometheus more CPU than a fast
+    network saves on a megabyte-sized page of raw samples).
     """
 
     def __init__(
@@ -170,6 +178,7 @@ class PrometheusSource:
         settle_seconds: float = 300.0,
         range_read_from: int = 3,
         page_samples: int = 200_000,
+        compress: bool = False,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -180,6 +189,16 @@ class PrometheusSource:
         self.retries = retries
         session = requests.Session()
         session.hooks["response"].append(_raise_on_failure)
+        # The environment (proxies, NO_PROXY, the CA bundle, ~/.netrc) is read once, here,
+        # as requests would read it for this URL; not again on every query.
+        session.proxies.update(requests.utils.get_environ_proxies(self.url))
+        session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        netrc_auth = requests.utils.get_netrc_auth(self.url)
+        if netrc_auth is not None:
+            session.auth = netrc_auth
+        session.trust_env = False
         retry = Retry(
             total=retries,
             backoff_factor=0.2,
@@ -194,10 +213,18 @@ class PrometheusSource:
             session=session,
         )
         self._session = session
+        # Uncompressed answers by default: a raw-sample page is megabytes, and Prometheus spends
+        # about twice as long gzipping it as writing it; over a slow link, `compress=True`.
+        self._headers = {
+            "Accept-Encoding": "gzip" if compress else "identity",
+            **(self._client.headers or {}),
+        }
         # Cumulative answers for instants older than `settle_seconds` cannot change any more:
         # a canary that looks every interval asks them again and again, so they are kept.
         self.settle_seconds = float(settle_seconds)
-        self._cache: OrderedDict[tuple[str, float], list[dict[str, Any]]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bool, float, float], list[dict[str, Any]] | _Settled] = (
+            OrderedDict()
+        )
         self._cache_lock = threading.Lock()
         self._reading: dict[
             tuple[str, bool, tuple[float, ...]], Future[dict[LabelKey, dict[int, float]] | None]
@@ -213,7 +240,8 @@ class PrometheusSource:
         # None until the first raw read is checked against Prometheus' own answer for its last
         # look; False if they differed (another PromQL engine: Prometheus 3, a remote store):
         # then this source keeps to the instant queries.
-        self._raw_read_agrees: bool | None = None
+        # One check for all reads: the first raw read to finish asks, the others wait for it.
+        self._raw_read_agrees: Future[bool] | None = None
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -250,12 +278,21 @@ class PrometheusSource:
     ) -> RatioSeries | None:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
-        total_result = self._query_cumulative(render(query.total, matchers), window)
-        if not total_result:
-            return None
-        part_result = self._query_cumulative(render(query.bad or query.good, matchers), window)
-        total = _Aligned.of(total_result, window)
-        part = _Aligned.of(part_result, window)
+        # the part is read beside the total (needed unless the version has no series at all)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-part") as beside:
+            reading_part = beside.submit(
+                contextvars.copy_context().run,
+                self._query_cumulative,
+                render(query.bad or query.good, matchers),
+                window,
+            )
+            total_result = self._query_cumulative(render(query.total, matchers), window)
+            if not total_result:
+                reading_part.cancel()
+                return None
+            part_result = reading_part.result()
+        total = _Aligned.of(list(total_result.values()), window)
+        part = _Aligned.of(list(part_result.values()), window)
 
         broken = total.non_finite | part.non_finite
         if broken.any():
@@ -289,9 +326,9 @@ class PrometheusSource:
         if not result:
             return None
 
-        by_bound: dict[float, list[dict[str, Any]]] = {}
-        for series in result:
-            le = series.get("metric", {}).get("le")
+        by_bound: dict[float, list[_Increments]] = {}
+        for key, series in result.items():
+            le = dict(key).get("le")
             try:
                 bound = float(le) if isinstance(le, str) else math.nan
             except ValueError:
@@ -339,48 +376,25 @@ class PrometheusSource:
 
     def _query_cumulative(
         self, selector_text: str, window: Window, *, by_le: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> dict[LabelKey, _Increments]:
         """Per-interval increases, as differences of cumulative increases since window.start.
 
-        Returns range-query shaped series (`{"metric": ..., "values": [[t, v], ...]}`) whose point
-        at the end of interval k is the increase during interval k. A series absent from an
-        answer has no point there; a non-finite cumulative value spoils its two neighbours.
-        The cumulative increases come from one instant query per look, or, when more than
-        `range_read_from - 1` looks are not cached, from one read of the raw samples (the same
-        numbers: `metrics.increase`).
+        Label key -> the increase during every interval the series was answered at (a series
+        absent from an answer has no point there; a non-finite cumulative value spoils its two
+        neighbours). The cumulative increases come from one instant query per look, or, when
+        more than `range_read_from - 1` looks are not cached, from one read of the raw samples
+        (the same numbers: `metrics.increase`).
         """
         ends = window.interval_ends()
         step = window.step.total_seconds()
         queries = [
-            (increase_query(selector_text, step * (k + 1), by_le=by_le), end)
-            for k, end in enumerate(ends)
+            _LookQuery.of(selector_text, by_le, step * (k + 1), end) for k, end in enumerate(ends)
         ]
         cumulative = self._cumulative(selector_text, queries, window, by_le=by_le)
         self._check_consistent(selector_text, window, cumulative or {})
         if cumulative is None:
-            return []
-        out: list[dict[str, Any]] = []
-        for key, by_look in cumulative.items():
-            values: list[list[float]] = []
-            previous = 0.0
-            previous_finite = True
-            for k in range(len(ends)):
-                if k not in by_look:
-                    continue
-                value = by_look[k]
-                finite = math.isfinite(value)
-                if finite and previous_finite:
-                    # cumulative counts never decrease; extrapolation noise could make them
-                    increment = max(value - previous, 0.0)
-                    previous = max(value, previous)
-                else:
-                    increment = math.nan
-                    if finite:
-                        previous = max(value, previous)
-                previous_finite = finite
-                values.append([ends[k].timestamp(), increment])
-            out.append({"metric": dict(key), "values": values})
-        return out
+            return {}
+        return {key: _Increments.of(by_look) for key, by_look in cumulative.items()}
 
     def _check_consistent(
         self, selector_text: str, window: Window, cumulative: dict[LabelKey, dict[int, float]]
@@ -422,7 +436,7 @@ class PrometheusSource:
     def _cumulative(
         self,
         selector_text: str,
-        queries: list[tuple[str, datetime]],
+        queries: list[_LookQuery],
         window: Window,
         *,
         by_le: bool,
@@ -432,7 +446,7 @@ class PrometheusSource:
         Concurrent asks for the same counter and looks (the total of an error-rate and of a
         success-rate metric) share one read.
         """
-        key = (selector_text, by_le, tuple(end.timestamp() for _, end in queries))
+        key = (selector_text, by_le, tuple(q.at_seconds for q in queries))
         with self._cache_lock:
             shared = self._reading.get(key)
             owner = shared is None
@@ -455,24 +469,31 @@ class PrometheusSource:
     def _read_cumulative(
         self,
         selector_text: str,
-        queries: list[tuple[str, datetime]],
+        queries: list[_LookQuery],
         window: Window,
         *,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
-        uncached = sum(1 for q in queries if self._cached(*q) is None)
+        uncached = sum(1 for q in queries if not self._is_cached(q))
         start_ms = _range_start_ms(window)
         if (
             uncached >= self.range_read_from
             and start_ms is not None
-            and self._raw_read_agrees is not False
+            and not self.raw_reads_disagree
         ):
-            raw = self._read_raw(selector_text, queries, start_ms, by_le=by_le)
-            if self._raw_read_agrees or self._agrees(raw, len(queries) - 1, *queries[-1]):
-                self._raw_read_agrees = True
+            raw, asking = self._read_raw(selector_text, queries, start_ms, by_le=by_le)
+            try:
+                # no series at all is Prometheus' own answer (the probe's): nothing to check
+                agrees = (raw is None and asking is None) or self._settle_check(
+                    raw, len(queries) - 1, asking, queries[-1]
+                )
+            except BaseException as exc:
+                if asking is not None:
+                    self._abandon_check(exc)
+                raise
+            if agrees:
                 self._remember_all(queries, raw or {})
                 return raw
-            self._raw_read_agrees = False
             _log.warning(
                 "raw samples give other counts than Prometheus' increase(); "
                 "using one query a look from now on",
@@ -481,13 +502,13 @@ class PrometheusSource:
             )
         # The whole window first: it fails fast when Prometheus is down, and an empty answer
         # means the version has no series at all, so there is nothing more to ask.
-        last = self._instant(*queries[-1])
+        last = self._instant(queries[-1])
         if not last:
             return None
         answers = [last]
         if len(queries) > 1:  # a one-interval window (the web provider's look) needs no pool
             with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
-                answers = [*pool.map(lambda q: self._instant(q[0], q[1]), queries[:-1]), last]
+                answers = [*pool.map(self._instant, queries[:-1]), last]
         cumulative: dict[LabelKey, dict[int, float]] = {}
         for k, answer in enumerate(answers):
             for series in answer:
@@ -498,13 +519,62 @@ class PrometheusSource:
                     raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
         return cumulative
 
+    @property
+    def raw_reads_disagree(self) -> bool:
+        """Whether a raw read gave other counts than Prometheus' own `increase()` (then this
+        source keeps to one instant query a look)."""
+        check = self._raw_read_agrees
+        return check is not None and check.done() and check.exception() is None and not check.result()
+
+    def _claim_check(self, last: _LookQuery) -> Future[list[dict[str, Any]]] | None:
+        """The first raw read of this source checks its counts against Prometheus' own answer
+        for its last look (`_settle_check`): for that read, that answer, asked now and
+        concurrently with the read; None for every other read."""
+        with self._cache_lock:
+            if self._raw_read_agrees is not None:
+                return None
+            self._raw_read_agrees = Future()
+        asker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-check")
+        try:
+            return asker.submit(contextvars.copy_context().run, self._vector, last.promql, last.at_ms)
+        finally:
+            asker.shutdown(wait=False)
+
+    def _settle_check(
+        self,
+        raw: dict[LabelKey, dict[int, float]] | None,
+        look: int,
+        asking: Future[list[dict[str, Any]]] | None,
+        last: _LookQuery,
+    ) -> bool:
+        """Whether the raw read agrees with Prometheus: decided by the checking read, waited
+        for by the others (which ask for themselves if that check failed)."""
+        check = self._raw_read_agrees
+        if asking is None and check is not None:
+            try:
+                return check.result()
+            except Exception:
+                return self._agrees(raw, look, self._vector(last.promql, last.at_ms))
+        agrees = self._agrees(raw, look, asking.result() if asking else self._vector(last.promql, last.at_ms))
+        if check is not None and asking is not None:
+            check.set_result(agrees)
+        return agrees
+
+    def _abandon_check(self, exc: BaseException) -> None:
+        """The checking read failed: its waiters are told, and the next raw read checks."""
+        with self._cache_lock:
+            check, self._raw_read_agrees = self._raw_read_agrees, None
+        if check is not None and not check.done():
+            check.set_exception(exc)
+
+    @staticmethod
     def _agrees(
-        self, raw: dict[LabelKey, dict[int, float]] | None, look: int, promql: str, at: datetime
+        raw: dict[LabelKey, dict[int, float]] | None, look: int, answer: list[dict[str, Any]]
     ) -> bool:
         """Whether Prometheus' own answer for `look` (asked, not cached) is the raw read's."""
         computed = {key: by_look[look] for key, by_look in (raw or {}).items() if look in by_look}
         asked: dict[LabelKey, float] = {}
-        for series in self._vector(promql, _ms(at)):
+        for series in answer:
             try:
                 asked[_label_key(series.get("metric", {}))] = float(series["value"][1])
             except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -520,36 +590,58 @@ class PrometheusSource:
     def _read_raw(
         self,
         selector_text: str,
-        queries: list[tuple[str, datetime]],
+        queries: list[_LookQuery],
         start_ms: int,
         *,
         by_le: bool,
-    ) -> dict[LabelKey, dict[int, float]] | None:
+    ) -> tuple[dict[LabelKey, dict[int, float]] | None, Future[list[dict[str, Any]]] | None]:
         """Every look's cumulative increase from the raw samples, read in time pages of about
-        max(`page_samples`, 20 × series) samples (see `metrics.increase`)."""
-        ends_ms = [_ms(end) for _, end in queries]
+        max(`page_samples`, 20 × series) samples (see `metrics.increase`); and, for the read
+        that checks them, Prometheus' own answer for the last look, asked beside the pages."""
+        ends_ms = [q.at_ms for q in queries]
         # One probe: the series born inside the window (absent at its start: few) and how many
-        # series the window has, which sizes the pages: about `page_samples` samples, or more
-        # with many series, so that a page's labels do not outweigh its samples.
+        # series there were at its start. Together they bound the series the window has, which
+        # sizes the pages: about `page_samples` samples, or more with many series, so that a
+        # page's labels do not outweigh its samples.
         span = promql_duration((ends_ms[-1] - start_ms) / 1000)
         probe = (
             f"(last_over_time({selector_text}[{span}]) unless {selector_text} offset {span}) or "
-            f'label_replace(count(last_over_time({selector_text}[{span}])), "{_COUNT_LABEL}", '
-            '"all", "", "")'
+            f'label_replace(count({selector_text} offset {span}), "{_COUNT_LABEL}", '
+            '"at-start", "", "")'
         )
         born: set[LabelKey] = set()
         series_count = 0
         for series in self._vector(probe, ends_ms[-1]):
             metric = series.get("metric", {})
-            if metric == {_COUNT_LABEL: "all"}:
+            if metric == {_COUNT_LABEL: "at-start"}:
                 try:
-                    series_count = int(float(series["value"][1]))
+                    series_count += int(float(series["value"][1]))
                 except (KeyError, TypeError, ValueError, IndexError) as exc:
                     raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
             else:
                 born.add(_label_key(metric))
+                series_count += 1
         if series_count == 0:
-            return None
+            return None, None
+        asking = self._claim_check(queries[-1])
+        try:
+            return self._read_pages(selector_text, queries, start_ms, born, series_count, by_le), asking
+        except BaseException as exc:
+            if asking is not None:
+                wait([asking])  # no request of this read outlives it
+                self._abandon_check(exc)
+            raise
+
+    def _read_pages(
+        self,
+        selector_text: str,
+        queries: list[_LookQuery],
+        start_ms: int,
+        born: set[LabelKey],
+        series_count: int,
+        by_le: bool,
+    ) -> dict[LabelKey, dict[int, float]] | None:
+        ends_ms = [q.at_ms for q in queries]
         budget = max(self.page_samples, _PAGE_SAMPLES_PER_SERIES * series_count)
         step_ms = (ends_ms[-1] - start_ms) / len(ends_ms)
         per_look = series_count * max(step_ms / _DENSEST_SCRAPE_MS, 1.0)
@@ -572,68 +664,67 @@ class PrometheusSource:
         return cumulative
 
     def _remember_all(
-        self, queries: list[tuple[str, datetime]], cumulative: dict[LabelKey, dict[int, float]]
+        self, queries: list[_LookQuery], cumulative: dict[LabelKey, dict[int, float]]
     ) -> None:
-        """Cache a raw read's settled looks as if each had been asked."""
-        for k, (promql, end) in enumerate(queries):
-            if end.timestamp() <= time.time() - self.settle_seconds:
-                answer = [
-                    {"metric": dict(key), "value": [end.timestamp(), repr(by_look[k])]}
-                    for key, by_look in cumulative.items()
-                    if k in by_look
-                ]
-                self._remember(promql, end, answer)
+        """Cache a raw read's settled looks as if each had been asked (each answer is written
+        out only when it is asked for)."""
+        settled = time.time() - self.settle_seconds
+        with self._cache_lock:
+            for k, q in enumerate(queries):
+                if q.at_seconds <= settled:
+                    self._cache[q.cache_key] = _Settled(cumulative, k)
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
 
     def _page(self, selector_text: str, after_ms: int, end_ms: int, *, by_le: bool) -> Page:
         """The raw samples with times in (after_ms, end_ms], flat."""
         promql = f"{selector_text}[{promql_duration((end_ms - after_ms - 1) / 1000)}]"
-        result = self._api_query(promql, end_ms / 1000, "matrix")
-        try:
-            keys = [_label_key(series.get("metric", {})) for series in result]
-            groups: list[LabelKey] = [
-                (("le", str(series["metric"]["le"])),) if by_le and "le" in series["metric"] else ()
-                for series in result
-            ]
-            sizes = np.fromiter(
-                (len(series["values"]) for series in result), dtype=np.int64, count=len(result)
-            )
-            points = [point for series in result for point in series["values"]]
-            times = np.asarray([point[0] for point in points], dtype=np.float64)
-            values = np.asarray([point[1] for point in points], dtype=np.float64)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise BadData(f"unreadable samples in the answer to {promql!r}: {exc!r}") from exc
+        matrix = self._api_matrix(promql, end_ms / 1000)
+        keys = [_label_key(metric) for metric in matrix.metrics]
+        groups: list[LabelKey] = [
+            (("le", str(metric["le"])),) if by_le and "le" in metric else ()
+            for metric in matrix.metrics
+        ]
         return Page(
             keys=keys,
             groups=groups,
-            sizes=sizes,
-            times_ms=np.rint(times * 1000).astype(np.int64),
-            values=values,
+            sizes=matrix.sizes,
+            times_ms=np.rint(matrix.times * 1000).astype(np.int64),
+            values=matrix.values,
             end_ms=end_ms,
         )
 
-    def _cached(self, promql: str, at: datetime) -> list[dict[str, Any]] | None:
-        if at.timestamp() > time.time() - self.settle_seconds:
+    def _cached(self, query: _LookQuery) -> list[dict[str, Any]] | None:
+        if query.at_seconds > time.time() - self.settle_seconds:
             return None
         with self._cache_lock:
-            cached = self._cache.get((promql, at.timestamp()))
+            cached = self._cache.get(query.cache_key)
             if cached is not None:
-                self._cache.move_to_end((promql, at.timestamp()))
-            return cached
+                self._cache.move_to_end(query.cache_key)
+        if isinstance(cached, _Settled):
+            return cached.answer(query.at_seconds)
+        return cached
 
-    def _remember(self, promql: str, at: datetime, answer: list[dict[str, Any]]) -> None:
+    def _is_cached(self, query: _LookQuery) -> bool:
+        if query.at_seconds > time.time() - self.settle_seconds:
+            return False
         with self._cache_lock:
-            self._cache[(promql, at.timestamp())] = answer
+            return query.cache_key in self._cache
+
+    def _remember(self, query: _LookQuery, answer: list[dict[str, Any]]) -> None:
+        with self._cache_lock:
+            self._cache[query.cache_key] = answer
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
-    def _instant(self, promql: str, at: datetime) -> list[dict[str, Any]]:
+    def _instant(self, query: _LookQuery) -> list[dict[str, Any]]:
         """One instant query; answers about a settled past are served from the cache."""
-        cached = self._cached(promql, at)
+        cached = self._cached(query)
         if cached is not None:
             return cached
-        result = self._vector(promql, _ms(at))
-        if at.timestamp() <= time.time() - self.settle_seconds:
-            self._remember(promql, at, result)
+        result = self._vector(query.promql, query.at_ms)
+        if query.at_seconds <= time.time() - self.settle_seconds:
+            self._remember(query, result)
         return result
 
     def _vector(self, promql: str, at_ms: int) -> list[dict[str, Any]]:
@@ -646,18 +737,42 @@ class PrometheusSource:
 
     def _api_query(self, promql: str, at_seconds: float, result_type: str) -> list[Any]:
         """One `/api/v1/query`; the answer's `result`, checked for type and warnings."""
+        raw = self._call(partial(self._send, promql, at_seconds), promql)
+        body = self._decoded(raw, json.loads)
+        result: list[Any] = self._checked(body, promql, result_type)
+        return result
 
-        def send() -> Any:
-            response = self._session.request(
-                "GET",
-                f"{self.url}/api/v1/query",
-                params={"query": promql, "time": f"{at_seconds:.3f}"},
-                headers=self._client.headers,
-                timeout=self.timeout,
-            )
-            return response.json()
+    def _api_matrix(self, promql: str, at_seconds: float) -> Matrix:
+        """One `/api/v1/query` of a range selector, its samples decoded flat (`metrics.matrix`)."""
+        raw = self._call(partial(self._send, promql, at_seconds), promql)
+        try:
+            matrix = self._decoded(raw, decode_matrix)
+        except NotAMatrix as exc:
+            raise BadData(f"unreadable samples in the answer to {promql!r}: {exc}") from exc
+        self._checked(matrix.body, promql, "matrix")
+        return matrix
 
-        body = self._call(send, promql)
+    def _send(self, promql: str, at_seconds: float) -> bytes:
+        response = self._session.request(
+            "GET",
+            f"{self.url}/api/v1/query",
+            params={"query": promql, "time": f"{at_seconds:.3f}"},
+            headers=self._headers,
+            timeout=self.timeout,
+        )
+        return response.content
+
+    def _decoded(self, raw: bytes, decode: Callable[[bytes], _T]) -> _T:
+        try:
+            return decode(raw)
+        except json.JSONDecodeError:
+            raise SourceUnavailable(
+                f"{self._where} answered with something that is not JSON; "
+                "is this the Prometheus base URL?"
+            ) from None
+
+    def _checked(self, body: Any, promql: str, result_type: str) -> Any:
+        """The answer's `data.result`, once it is a successful `result_type` with no warnings."""
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict) or body.get("status") != "success":
             raise SourceUnavailable(
@@ -727,11 +842,79 @@ class PrometheusSource:
 
 
 @dataclass(frozen=True)
-class _Aligned:
-    """Range-query points summed over series, one slot per interval of the window.
+class _LookQuery:
+    """The cumulative increase of one counter selector from a window's start to one look's
+    end: `increase_query(selector, seconds)` at `at`. Its PromQL is written when first sent."""
 
-    `values[i]` sums the finite points of interval i (0 when none); `present[i]` says whether
-    any series had a point there; `non_finite[i]` whether any of those points was NaN or ±Inf.
+    selector: str
+    by_le: bool
+    seconds: float
+    at: datetime
+    at_seconds: float
+    at_ms: int
+
+    @classmethod
+    def of(cls, selector: str, by_le: bool, seconds: float, at: datetime) -> _LookQuery:
+        return cls(selector, by_le, seconds, at, at.timestamp(), _ms(at))
+
+    @property
+    def cache_key(self) -> tuple[str, bool, float, float]:
+        """The same key for the same PromQL at the same instant."""
+        return (self.selector, self.by_le, self.seconds, self.at_seconds)
+
+    @functools.cached_property
+    def promql(self) -> str:
+        return increase_query(self.selector, self.seconds, by_le=self.by_le)
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """A cached answer of a raw read: look `look` of its cumulative increases."""
+
+    cumulative: dict[LabelKey, dict[int, float]]
+    look: int
+
+    def answer(self, at_seconds: float) -> list[dict[str, Any]]:
+        """The answer as the instant query's vector would give it."""
+        return [
+            {"metric": dict(key), "value": [at_seconds, repr(by_look[self.look])]}
+            for key, by_look in self.cumulative.items()
+            if self.look in by_look
+        ]
+
+
+@dataclass(frozen=True)
+class _Increments:
+    """One series' increase during each interval it was answered at: `values[i]` during
+    interval `looks[i]` (ascending), NaN where it or the look before was not finite."""
+
+    looks: npt.NDArray[np.int64]
+    values: FloatArray
+
+    @classmethod
+    def of(cls, by_look: dict[int, float]) -> _Increments:
+        looks = np.fromiter(by_look.keys(), dtype=np.int64, count=len(by_look))
+        order = np.argsort(looks, kind="stable")
+        looks = looks[order]
+        cumulative = np.fromiter(by_look.values(), dtype=np.float64, count=len(by_look))[order]
+        finite = np.isfinite(cumulative)
+        # cumulative counts never decrease; extrapolation noise could make them: each increase
+        # is taken from the largest finite value before it (0 at the window's start)
+        highest = np.maximum.accumulate(np.where(finite, cumulative, 0.0))
+        before = np.concatenate(([0.0], np.maximum(highest[:-1], 0.0)))
+        finite_before = np.concatenate(([True], finite[:-1]))
+        values = np.where(
+            finite & finite_before, np.maximum(cumulative - before, 0.0), math.nan
+        )
+        return cls(looks=looks, values=values)
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    """Series summed, one slot per interval of the window.
+
+    `values[i]` sums the finite increases of interval i (0 when none); `present[i]` says
+    whether any series had one there; `non_finite[i]` whether any of them was NaN or ±Inf.
     """
 
     values: FloatArray
@@ -739,24 +922,16 @@ class _Aligned:
     non_finite: BoolArray
 
     @classmethod
-    def of(cls, result: list[dict[str, Any]], window: Window) -> _Aligned:
-        values = np.zeros(window.intervals, dtype=np.float64)
-        present = np.zeros(window.intervals, dtype=np.bool_)
-        non_finite = np.zeros(window.intervals, dtype=np.bool_)
-        origin = window.start.timestamp()
-        step = window.step.total_seconds()
-        for series in result:
-            for point in series.get("values", []):
-                try:
-                    timestamp, value = float(point[0]), float(point[1])
-                except (TypeError, ValueError, IndexError) as exc:
-                    raise BadData(f"unreadable point {point!r} in a Prometheus answer") from exc
-                index = round((timestamp - origin) / step) - 1
-                if not 0 <= index < window.intervals:
-                    continue
-                present[index] = True
-                if math.isfinite(value):
-                    values[index] += value
-                else:
-                    non_finite[index] = True
+    def of(cls, series: list[_Increments], window: Window) -> _Aligned:
+        intervals = window.intervals
+        values = np.zeros(intervals, dtype=np.float64)
+        present = np.zeros(intervals, dtype=np.bool_)
+        non_finite = np.zeros(intervals, dtype=np.bool_)
+        for one in series:
+            inside = (one.looks >= 0) & (one.looks < intervals)
+            looks, increases = one.looks[inside], one.values[inside]
+            finite = np.isfinite(increases)
+            present[looks] = True
+            non_finite[looks[~finite]] = True
+            np.add.at(values, looks[finite], increases[finite])
         return cls(values=values, present=present, non_finite=non_finite)

@@ -201,4 +201,4 @@ def test_a_raw_read_that_disagrees_with_prometheus_gives_way_to_its_answers(
     np.testing.assert_array_equal(series.total, engine.total)
     assert series.total[-1] > 1.5 * series.total[-2], "the engine's doubled last look is used"
     assert any("using one query a look" in e["event"] for e in logs)
-    assert source._raw_read_agrees is False
+    assert source.raw_reads_disagree

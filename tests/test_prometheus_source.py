@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import http.server
 import math
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -358,13 +360,18 @@ def test_slow_prometheus_within_the_timeout_answers(
     np.testing.assert_array_equal(proxied.total, direct.total)
 
 
+_COUNTING = threading.Lock()
+
+
 class _FixedAnswer(http.server.BaseHTTPRequestHandler):
     status = 503
     body = b'{"status":"error","errorType":"unavailable","error":"overloaded"}'
-    calls = 0
+    calls: collections.Counter[str]  # attempts per query (the source sends a few at once)
 
     def do_GET(self) -> None:
-        type(self).calls += 1
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])
+        with _COUNTING:
+            type(self).calls[query[0]] += 1
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.body)))
@@ -378,7 +385,7 @@ class _FixedAnswer(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def broken_prometheus() -> Iterator[tuple[str, type[_FixedAnswer]]]:
     """An HTTP server on a free loopback port that gives every request one fixed answer."""
-    handler = type("Answer", (_FixedAnswer,), {"calls": 0})
+    handler = type("Answer", (_FixedAnswer,), {"calls": collections.Counter()})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -424,7 +431,7 @@ def test_server_errors_and_foreign_answers_are_source_unavailable(
         )
 
     assert url in str(raised.value)
-    assert handler.calls == calls
+    assert handler.calls and set(handler.calls.values()) == {calls}, "each query tried this often"
 
 
 @pytest.mark.parametrize("name", ["healthy", "error-regression", "fresh-canary"])
@@ -464,3 +471,22 @@ def test_settled_answers_are_not_asked_again(
     fresh = PrometheusSource(slow_prometheus.url, timeout=1.0, retries=0)
     with pytest.raises(SourceUnavailable, match=r"did not answer within 1\.0 s"):
         fresh.fetch(query, Version.CANARY, scenario.canary_matchers, scenario.window())
+
+
+def test_the_proxy_environment_is_honoured(
+    prometheus: PrometheusServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The environment is read once per source, as requests reads it: a proxy that refuses
+    # connections is used, unless NO_PROXY names the Prometheus host.
+    from tests.conftest import free_port
+
+    scenario = prometheus.scenarios["healthy"]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NO_PROXY", "")
+    through_proxy = PrometheusSource(prometheus.url, timeout=2.0, retries=0)
+    with pytest.raises(SourceUnavailable):
+        through_proxy.fetch(ERROR_RATE, Version.CANARY, scenario.canary_matchers, scenario.window())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = PrometheusSource(prometheus.url, timeout=2.0, retries=0)
+    series = direct.fetch(ERROR_RATE, Version.CANARY, scenario.canary_matchers, scenario.window())
+    assert isinstance(series, RatioSeries) and series.total.sum() > 0

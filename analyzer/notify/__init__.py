@@ -5,24 +5,63 @@ One protocol (`Notifier.post(event)`), one module per backend, a factory, a no-o
 delays or changes a decision. Never handed to the judge.
 """
 
-from analyzer.notify.background import BackgroundNotifier, RetryPolicy, Target
-from analyzer.notify.base import NopNotifier, Notifier
-from analyzer.notify.config import GrafanaSpec, NotificationSpec
-from analyzer.notify.errors import NotifyConfigError, NotifyError
-from analyzer.notify.events import (
-    OUTCOMES,
-    EventKind,
-    Figure,
-    RunEvent,
-    RunInfo,
-    event_from_json,
-    event_json,
-    figures_of,
-)
-from analyzer.notify.factory import GrafanaOverride, build_notifier
-from analyzer.notify.grafana import GrafanaAnnotations, GrafanaSettings
-from analyzer.notify.slack import Slack, SlackSettings, slack_message
-from analyzer.notify.webhook import Webhook, WebhookSettings, webhook_body
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analyzer.notify.background import BackgroundNotifier, RetryPolicy, Target
+    from analyzer.notify.base import NopNotifier, Notifier
+    from analyzer.notify.config import GrafanaSpec, NotificationSpec
+    from analyzer.notify.errors import NotifyConfigError, NotifyError
+    from analyzer.notify.events import (
+        OUTCOMES,
+        EventKind,
+        Figure,
+        RunEvent,
+        RunInfo,
+        event_from_json,
+        event_json,
+        figures_of,
+    )
+    from analyzer.notify.factory import GrafanaOverride, build_notifier
+    from analyzer.notify.grafana import GrafanaAnnotations, GrafanaSettings
+    from analyzer.notify.slack import Slack, SlackSettings, slack_message
+    from analyzer.notify.webhook import Webhook, WebhookSettings, webhook_body
+
+# Each name and the module that defines it: loaded on first use, so reading an analysis file
+# (which only needs `config`) does not import the HTTP clients of every backend.
+_HOME: dict[str, str] = {
+    "BackgroundNotifier": "analyzer.notify.background",
+    "EventKind": "analyzer.notify.events",
+    "Figure": "analyzer.notify.events",
+    "GrafanaAnnotations": "analyzer.notify.grafana",
+    "GrafanaOverride": "analyzer.notify.factory",
+    "GrafanaSettings": "analyzer.notify.grafana",
+    "GrafanaSpec": "analyzer.notify.config",
+    "NopNotifier": "analyzer.notify.base",
+    "NotificationSpec": "analyzer.notify.config",
+    "Notifier": "analyzer.notify.base",
+    "NotifyConfigError": "analyzer.notify.errors",
+    "NotifyError": "analyzer.notify.errors",
+    "OUTCOMES": "analyzer.notify.events",
+    "RetryPolicy": "analyzer.notify.background",
+    "RunEvent": "analyzer.notify.events",
+    "RunInfo": "analyzer.notify.events",
+    "Slack": "analyzer.notify.slack",
+    "SlackSettings": "analyzer.notify.slack",
+    "Target": "analyzer.notify.background",
+    "Webhook": "analyzer.notify.webhook",
+    "WebhookSettings": "analyzer.notify.webhook",
+    "build_notifier": "analyzer.notify.factory",
+    "event_from_json": "analyzer.notify.events",
+    "event_json": "analyzer.notify.events",
+    "figures_of": "analyzer.notify.events",
+    "slack_message": "analyzer.notify.slack",
+    "webhook_body": "analyzer.notify.webhook",
+}
+
 
 __all__ = [
     "OUTCOMES",
@@ -53,3 +92,16 @@ __all__ = [
     "slack_message",
     "webhook_body",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import betaln, logsumexp, xlog1py, xlogy
+
+from analyzer.stats.special import log_beta, log_sum_exp, x_log1p_y, x_log_y
 
 SCALE_FREE_PRIOR: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
 _TINY = 1e-15
@@ -63,8 +64,8 @@ def log_marginal(
     if np.any((means <= 0) | (means >= 1)):
         raise ValueError("prior rates must lie in (0, 1)")
     b = (1.0 - means) / means
-    terms = betaln(1.0 + s, b + n - s) - betaln(1.0, b)
-    return np.asarray(logsumexp(terms, axis=-1) - np.log(len(means)), dtype=np.float64)
+    terms = log_beta(1.0 + s, b + n - s) - log_beta(1.0, b)
+    return np.asarray(log_sum_exp(terms, axis=-1) - np.log(len(means)), dtype=np.float64)
 
 
 def _log_marginal_scalar(s: float, n: float, prior_rates: Sequence[float]) -> float:
@@ -97,7 +98,7 @@ def log_mixture_martingale(
 
 def _log_likelihood(s: FloatArray, n: FloatArray, p: ArrayLike) -> FloatArray:
     pp = np.clip(np.asarray(p, dtype=np.float64), _TINY, 1.0 - _TINY)
-    return np.asarray(xlogy(s, pp) + xlog1py(n - s, -pp), dtype=np.float64)
+    return np.asarray(x_log_y(s, pp) + x_log1p_y(n - s, -pp), dtype=np.float64)
 
 
 def _validate(bad: ArrayLike, total: ArrayLike) -> tuple[FloatArray, FloatArray]:

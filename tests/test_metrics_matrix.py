@@ -1,0 +1,94 @@
+"""The flat matrix decoder gives exactly what `json.loads` gives, or falls back to it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from metrics.matrix import NotAMatrix, _decode_fast, decode_matrix
+
+
+def _answer(result: list[dict[str, Any]], **extra: Any) -> bytes:
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _plain(raw: bytes) -> tuple[list[dict[str, str]], list[int], list[float], list[float]]:
+    result = json.loads(raw)["data"]["result"]
+    points = [p for s in result for p in s["values"]]
+    return (
+        [s["metric"] for s in result],
+        [len(s["values"]) for s in result],
+        [float(p[0]) for p in points],
+        [float(p[1]) for p in points],
+    )
+
+
+SERIES = [
+    {
+        "metric": {"__name__": "req_total", "pod": "a", "le": "0.25"},
+        "values": [[1764550000.123, "1"], [1764550015, "2.5"], [1764550030.5, "1e+21"]],
+    },
+    # a label value that looks like the layout the decoder cuts on
+    {"metric": {"pod": 'b"values":[[1,"2"]]', "values": "[[x]]"}, "values": [[1764550000, "NaN"]]},
+    {"metric": {}, "values": [[1764550000, "+Inf"], [1764550015, "-Inf"], [1764550030, "0"]]},
+]
+
+
+def test_the_flat_arrays_are_the_plain_parse() -> None:
+    raw = _answer(SERIES)
+    matrix = decode_matrix(raw)
+    assert _decode_fast(raw) is not None, "the flat path reads it (no fallback)"
+    metrics, sizes, times, values = _plain(raw)
+    assert matrix.metrics == metrics
+    assert matrix.sizes.tolist() == sizes
+    assert matrix.times.tolist() == times
+    np.testing.assert_array_equal(matrix.values, np.asarray(values))
+    assert matrix.body["status"] == "success" and matrix.body["data"]["result"] == []
+
+
+def test_a_large_random_answer_round_trips() -> None:
+    rng = np.random.default_rng(11)
+    result = []
+    for i in range(300):
+        n = int(rng.integers(0, 50))
+        t = 1764550000 + np.cumsum(rng.integers(1, 30_000, size=n)) / 1000
+        v = rng.integers(0, 10**12, size=n)
+        result.append(
+            {
+                "metric": {"pod": f"p{i}", "le": str(i % 7)},
+                "values": [[float(a), str(b)] for a, b in zip(t, v, strict=True)],
+            }
+        )
+    raw = _answer(result)
+    matrix = decode_matrix(raw)
+    assert _decode_fast(raw) is not None
+    metrics, sizes, times, values = _plain(raw)
+    assert matrix.metrics == metrics and matrix.sizes.tolist() == sizes
+    assert matrix.times.tolist() == times and matrix.values.tolist() == values
+
+
+def test_warnings_and_other_keys_are_kept() -> None:
+    matrix = decode_matrix(_answer(SERIES[:1], warnings=["partial response"]))
+    assert matrix.body["warnings"] == ["partial response"]
+    assert matrix.sizes.tolist() == [3]
+
+
+def test_an_empty_matrix_and_other_answers_have_no_series() -> None:
+    assert decode_matrix(_answer([])).sizes.size == 0
+    error = decode_matrix(b'{"status":"error","errorType":"bad_data","error":"parse error"}')
+    assert error.body["status"] == "error" and error.metrics == []
+    vector = decode_matrix(b'{"status":"success","data":{"resultType":"vector","result":[]}}')
+    assert vector.body["data"]["resultType"] == "vector" and vector.metrics == []
+
+
+def test_unreadable_samples_are_refused_and_not_json_raises() -> None:
+    with pytest.raises(NotAMatrix):
+        decode_matrix(_answer([{"metric": {}, "values": [[1764550000, "lots"]]}]))
+    with pytest.raises(NotAMatrix):
+        decode_matrix(_answer([{"metric": {}, "values": [[1764550000]]}]))
+    with pytest.raises(json.JSONDecodeError):
+        decode_matrix(b"<html>not the API</html>")
