@@ -753,10 +753,11 @@ class PrometheusSource:
         return matrix
 
     def _send(self, promql: str, at_seconds: float) -> bytes:
+        # POST (form-encoded), as Prometheus allows: a long selector never meets a URL limit
         response = self._session.request(
-            "GET",
+            "POST",
             f"{self.url}/api/v1/query",
-            params={"query": promql, "time": f"{at_seconds:.3f}"},
+            data={"query": promql, "time": f"{at_seconds:.3f}"},
             headers=self._headers,
             timeout=self.timeout,
         )

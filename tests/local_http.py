@@ -39,14 +39,28 @@ Rewrite = Callable[[str, dict[str, Any]], bool]
 
 
 class _RewritingHandler(BaseHTTPRequestHandler):
-    """Forwards a GET to the upstream Prometheus; `rewrite(query, answer)` may change the JSON
+    """Forwards a GET or a form POST to the upstream Prometheus; `rewrite(query, answer)` may change the JSON
     answer in place and returns whether it did (then the changed answer is sent)."""
 
     def do_GET(self) -> None:
+        self._forward(b"")
+
+    def do_POST(self) -> None:
+        self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def _forward(self, form: bytes) -> None:
         upstream_url, rewrite = self.server.state  # type: ignore[attr-defined]
-        upstream = requests.get(upstream_url + self.path, timeout=30)
+        upstream = requests.request(
+            self.command,
+            upstream_url + self.path,
+            data=form or None,
+            headers={"Content-Type": "application/x-www-form-urlencoded"} if form else None,
+            timeout=30,
+        )
         body = upstream.content
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])[0]
+        params = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        params.update(urllib.parse.parse_qs(form.decode()))
+        query = params.get("query", [""])[0]
         data = upstream.json()
         if rewrite(query, data):
             body = json.dumps(data).encode()

@@ -150,7 +150,7 @@ def test_concurrent_reads_of_the_same_counter_share_one(
     asked: list[str] = []
     source._session.hooks["response"].append(
         lambda response, *args, **kwargs: asked.append(
-            urllib.parse.parse_qs(urllib.parse.urlsplit(response.request.url).query)["query"][0]
+            urllib.parse.parse_qs(response.request.body)["query"][0]
         )
     )
     barrier = threading.Barrier(2)

@@ -369,7 +369,13 @@ class _FixedAnswer(http.server.BaseHTTPRequestHandler):
     calls: collections.Counter[str]  # attempts per query (the source sends a few at once)
 
     def do_GET(self) -> None:
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])
+        self._answer(urllib.parse.urlsplit(self.path).query)
+
+    def do_POST(self) -> None:
+        self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+
+    def _answer(self, form: str) -> None:
+        query = urllib.parse.parse_qs(form).get("query", [""])
         with _COUNTING:
             type(self).calls[query[0]] += 1
         self.send_response(self.status)
