@@ -77,18 +77,18 @@ def _without_name(key: LabelKey) -> LabelKey:
 class CumulativeIncrease:
     """Every look's `sum by (group)` cumulative increase since `start_ms`, page by page.
 
-    `ends_ms` are the looks' instants (ascending, all after `start_ms`); `born` the label
-    keys (`__name__` is ignored) of the series absent at `start_ms` (no sample in the lookback
-    before it, or a stale one): the answer of `last_over_time(sel[R]) unless sel offset R`. Feed `add_page` the samples of
+    `ends_ms` are the looks' instants (ascending, all after `start_ms`); `present` the label
+    keys (`__name__` is ignored) of the series present at `start_ms` (a sample in the
+    lookback before it, not a stale one): the answer of `sel` at `start_ms`, or of
+    `sel offset R` at the end. Every other series of the pages was born inside the window
+    (`last_over_time(sel[R]) unless sel offset R`). Feed `add_page` the samples of
     consecutive, non-overlapping time pages in order, each ending on a look's instant.
     """
 
-    def __init__(
-        self, start_ms: int, ends_ms: Sequence[int], born: set[LabelKey]
-    ) -> None:
+    def __init__(self, start_ms: int, ends_ms: Sequence[int], present: set[LabelKey]) -> None:
         self.start_ms = start_ms
         self.ends_ms = np.asarray(ends_ms, dtype=np.int64)
-        self.born = {_without_name(key) for key in born}
+        self.present = {_without_name(key) for key in present}
         self._index: dict[LabelKey, int] = {}
         self._groups: dict[LabelKey, int] = {}
         self._state = _State()
@@ -195,7 +195,7 @@ class CumulativeIncrease:
             self._index[key] = slot
             st = self._state
             st.group.append(self._groups.setdefault(group, len(self._groups)))
-            st.born.append(_without_name(key) in self.born)
+            st.born.append(_without_name(key) not in self.present)
             st.first_t.append(0)
             st.first_v.append(float("nan"))
             st.last_t.append(0)

@@ -599,33 +599,31 @@ class PrometheusSource:
         max(`page_samples`, 20 × series) samples (see `metrics.increase`); and, for the read
         that checks them, Prometheus' own answer for the last look, asked beside the pages."""
         ends_ms = [q.at_ms for q in queries]
-        # One probe: the series born inside the window (absent at its start: few) and how many
-        # series there were at its start. Together they bound the series the window has, which
-        # sizes the pages: about `page_samples` samples, or more with many series, so that a
-        # page's labels do not outweigh its samples.
+        # One probe, which reads only the samples in the lookback before two instants: the
+        # series present at the window's start (every other series of the pages was born
+        # inside it), and how many there are at its end. The larger count sizes the pages:
+        # about `page_samples` samples, or more with many series, so that a page's labels do
+        # not outweigh its samples.
         span = promql_duration((ends_ms[-1] - start_ms) / 1000)
         probe = (
-            f"(last_over_time({selector_text}[{span}]) unless {selector_text} offset {span}) or "
-            f'label_replace(count({selector_text} offset {span}), "{_COUNT_LABEL}", '
-            '"at-start", "", "")'
+            f"({selector_text} offset {span}) or "
+            f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
         )
-        born: set[LabelKey] = set()
-        series_count = 0
+        present: set[LabelKey] = set()
+        at_end = 0
         for series in self._vector(probe, ends_ms[-1]):
             metric = series.get("metric", {})
-            if metric == {_COUNT_LABEL: "at-start"}:
+            if metric == {_COUNT_LABEL: "at-end"}:
                 try:
-                    series_count += int(float(series["value"][1]))
+                    at_end = int(float(series["value"][1]))
                 except (KeyError, TypeError, ValueError, IndexError) as exc:
                     raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
             else:
-                born.add(_label_key(metric))
-                series_count += 1
-        if series_count == 0:
-            return None, None
+                present.add(_label_key(metric))
+        series_count = max(len(present), at_end)
         asking = self._claim_check(queries[-1])
         try:
-            return self._read_pages(selector_text, queries, start_ms, born, series_count, by_le), asking
+            return self._read_pages(selector_text, queries, start_ms, present, series_count, by_le), asking
         except BaseException as exc:
             if asking is not None:
                 wait([asking])  # no request of this read outlives it
@@ -637,7 +635,7 @@ class PrometheusSource:
         selector_text: str,
         queries: list[_LookQuery],
         start_ms: int,
-        born: set[LabelKey],
+        present: set[LabelKey],
         series_count: int,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
@@ -645,8 +643,10 @@ class PrometheusSource:
         budget = max(self.page_samples, _PAGE_SAMPLES_PER_SERIES * series_count)
         step_ms = (ends_ms[-1] - start_ms) / len(ends_ms)
         per_look = series_count * max(step_ms / _DENSEST_SCRAPE_MS, 1.0)
-        looks_per_page = max(1, int(budget // per_look))
-        computed = CumulativeIncrease(start_ms, ends_ms, born)
+        # no series at either end (all born and gone inside the window, or none at all):
+        # one look first, and the pages are sized from what it holds
+        looks_per_page = max(1, int(budget // per_look)) if series_count else 1
+        computed = CumulativeIncrease(start_ms, ends_ms, present)
         page_start = start_ms - 1  # the first page includes a sample at `start` itself
         while computed.looks_done < len(ends_ms):
             first = computed.looks_done

@@ -43,8 +43,7 @@ def _series(seed: int) -> list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]
 
 def _run(series: list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]], cuts: list[int],
          present: set[LabelKey]) -> dict[LabelKey, dict[int, float]]:
-    born = {key for key, _, _, _ in series if key not in present}
-    computed = CumulativeIncrease(START, ENDS, born)
+    computed = CumulativeIncrease(START, ENDS, present)
     after = START - 1
     for cut in cuts:
         end = ENDS[cut - 1]

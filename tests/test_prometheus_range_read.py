@@ -111,7 +111,7 @@ def test_a_raw_read_sends_one_query_a_page_not_one_a_look(prometheus: Prometheus
         lambda response, *args, **kwargs: sent.append(response.request.url or "")
     )
     source.fetch(BUILTIN_TEMPLATES["istio-latency"], Version.CANARY, scenario.canary_matchers, window)
-    # one probe (the series born inside the window, and how many there are), one page, and, once
+    # one probe (the series present at the window's start, how many at its end), one page, and, once
     # per source, Prometheus' own answer for the last look to check the raw read against
     assert window.intervals == 80
     assert len(sent) == 3
