@@ -5,15 +5,16 @@ with `json.loads`, every pair becomes a list, a float and a string before numpy 
 that costs more than Prometheus spends writing the answer. `decode_matrix` parses the
 answer's skeleton (status, labels, warnings) with `json` and every sample with one numpy pass:
 
-1. every `"values":[[ ... ]]` span is cut out of the bytes and replaced by its series'
-   index (the pattern cannot occur inside a JSON string, where a `"` is always escaped, nor
-   in a label, whose value is a string);
-2. the skeleton, now small, is parsed with `json.loads` as any answer would be;
+1. every `"values":[[ ... ]]` span is cut out of the bytes, with the series' label object
+   just before it, and the series' index is left in their place (the patterns cannot occur
+   inside a JSON string, where a `"` is always escaped);
+2. the skeleton, now small, is parsed with `json.loads` as any answer would be, and each
+   distinct label object once (a read of many pages passes the labels it has seen);
 3. the spans, joined, lose their quotes and brackets and are read as one comma-separated
    list of numbers (`NaN`, `+Inf` and `-Inf` included, as Prometheus writes them).
 
-Every step is checked: the skeleton must be a matrix whose series carry the index of their
-own span, and the number count must be exactly two per sample. An answer that does not fit
+Every step is checked: the skeleton must be a matrix of exactly the indexes of the spans,
+every label object a JSON object of strings, and the number count exactly two per sample. An answer that does not fit
 (another layout, a non-numeric sample) is parsed with `json.loads` instead, so the result is
 always what the plain parse would give.
 """
@@ -36,14 +37,18 @@ _CLOSE = b"]]"
 _PAIR = b"],["
 
 
+LabelKey = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Matrix:
-    """A matrix answer, flat: series i has labels `metrics[i]` and owns `sizes[i]`
-    consecutive samples of `times` (seconds) and `values`. `body` is the rest of the
-    answer (`status`, `data.resultType`, `warnings`, ...) with `data.result` emptied."""
+    """A matrix answer, flat: series i has labels `keys[i]` (its label pairs, in the answer's
+    order) and owns `sizes[i]` consecutive samples of `times` (seconds) and `values`. `body`
+    is the rest of the answer (`status`, `data.resultType`, `warnings`, ...) with
+    `data.result` emptied."""
 
     body: dict[str, Any]
-    metrics: list[dict[str, str]]
+    keys: list[LabelKey]
     sizes: IntArray
     times: FloatArray
     values: FloatArray
@@ -53,52 +58,69 @@ class NotAMatrix(ValueError):
     """The answer is not a readable matrix (`decode_matrix` names what is wrong)."""
 
 
-def decode_matrix(raw: bytes) -> Matrix:
+def decode_matrix(raw: bytes, known: dict[bytes, LabelKey] | None = None) -> Matrix:
     """The matrix in `raw` (a `/api/v1/query` answer body). Raises `json.JSONDecodeError`
     when `raw` is not JSON and `NotAMatrix` when a matrix's samples are unreadable; any other
-    answer (an error, another result type) comes back as `body` with no series."""
-    fast = _decode_fast(raw)
+    answer (an error, another result type) comes back as `body` with no series.
+
+    `known` maps a series' label object, as written, to its labels: pass the same dict for
+    the pages of one read, and each series' labels are parsed once, not once a page."""
+    fast = _decode_fast(raw, {} if known is None else known)
     return fast if fast is not None else _decode_plain(json.loads(raw))
 
 
-def _decode_fast(raw: bytes) -> Matrix | None:
+_METRIC = b'{"metric":'
+
+
+def _decode_fast(raw: bytes, known: dict[bytes, LabelKey]) -> Matrix | None:
+    # Prometheus writes each series as {"metric":{...},"values":[[...]]}: cut on the values,
+    # take the label object just before each, and leave the series' index in its place.
     parts = raw.split(_OPEN)
     spans: list[bytes] = []
-    skeleton: list[bytes] = [parts[0]]
+    keys: list[LabelKey] = []
+    skeleton: list[bytes] = []
+    head = parts[0]
     for index, part in enumerate(parts[1:]):
+        at = head.rfind(_METRIC)
         close = part.find(_CLOSE)
-        if close < 0:
+        if at < 0 or close < 0 or not head.endswith(b",") or part[close + 2 : close + 3] != b"}":
             return None
+        key = _key(head[at + len(_METRIC) : -1], known)
+        if key is None:
+            return None
+        keys.append(key)
+        skeleton.append(head[:at])
+        skeleton.append(b"%d" % index)
         spans.append(part[:close])
-        skeleton.append(b'"values":%d' % index)
-        skeleton.append(part[close + len(_CLOSE) :])
+        head = part[close + 3 :]
+    skeleton.append(head)
     try:
         body = json.loads(b"".join(skeleton))
     except ValueError:
         return None
     result = _result(body)
-    if result is None:
+    if result is None or result != list(range(len(spans))):
         return None
-    metrics: list[dict[str, str]] = []
-    sizes = np.zeros(len(result), dtype=np.int64)
-    next_span = 0
-    for i, series in enumerate(result):
-        if not isinstance(series, dict) or not isinstance(series.get("metric", {}), dict):
-            return None
-        values = series.get("values")
-        if values == next_span and not isinstance(values, bool):
-            sizes[i] = spans[next_span].count(_PAIR) + 1
-            next_span += 1
-        elif values != []:  # a series with no samples is the only other layout read here
-            return None
-        metrics.append(series.get("metric", {}))
-    if next_span != len(spans):
-        return None
+    sizes = np.fromiter((span.count(_PAIR) + 1 for span in spans), dtype=np.int64, count=len(spans))
     numbers = _numbers(b",".join(spans)) if spans else np.empty(0, dtype=np.float64)
     if numbers is None or numbers.size != 2 * int(sizes.sum()):
         return None
     result.clear()
-    return Matrix(body, metrics, sizes, numbers[0::2].copy(), numbers[1::2].copy())
+    return Matrix(body, keys, sizes, numbers[0::2].copy(), numbers[1::2].copy())
+
+
+def _key(text: bytes, known: dict[bytes, LabelKey]) -> LabelKey | None:
+    """A label object's pairs (parsed once per distinct text); None if it is not one."""
+    key = known.get(text)
+    if key is None:
+        try:
+            labels = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            return None
+        key = known[text] = tuple(labels.items())
+    return key
 
 
 def _numbers(joined: bytes) -> FloatArray | None:
@@ -129,7 +151,7 @@ def _decode_plain(body: Any) -> Matrix:
     if result is None:  # an error answer, or another result type: the caller's checks say so
         return Matrix(body, [], np.empty(0, np.int64), np.empty(0), np.empty(0))
     try:
-        metrics = [series.get("metric", {}) for series in result]
+        keys: list[LabelKey] = [tuple(series.get("metric", {}).items()) for series in result]
         sizes = np.fromiter(
             (len(series["values"]) for series in result), dtype=np.int64, count=len(result)
         )
@@ -139,4 +161,4 @@ def _decode_plain(body: Any) -> Matrix:
     except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise NotAMatrix(f"unreadable samples: {exc!r}") from exc
     result.clear()
-    return Matrix(body, metrics, sizes, times, values)
+    return Matrix(body, keys, sizes, times, values)

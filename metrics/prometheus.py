@@ -647,11 +647,15 @@ class PrometheusSource:
         # one look first, and the pages are sized from what it holds
         looks_per_page = max(1, int(budget // per_look)) if series_count else 1
         computed = CumulativeIncrease(start_ms, ends_ms, present)
+        known: dict[bytes, LabelKey] = {}
+        groups: dict[LabelKey, LabelKey] = {}
         page_start = start_ms - 1  # the first page includes a sample at `start` itself
         while computed.looks_done < len(ends_ms):
             first = computed.looks_done
             page_end = ends_ms[min(first + looks_per_page, len(ends_ms)) - 1]
-            page = self._page(selector_text, page_start, page_end, by_le=by_le)
+            page = self._page(
+                selector_text, page_start, page_end, by_le=by_le, known=known, groups=groups
+            )
             computed.add_page(page)
             samples = int(page.sizes.sum())
             looks_read = computed.looks_done - first
@@ -676,18 +680,27 @@ class PrometheusSource:
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
-    def _page(self, selector_text: str, after_ms: int, end_ms: int, *, by_le: bool) -> Page:
-        """The raw samples with times in (after_ms, end_ms], flat."""
+    def _page(
+        self,
+        selector_text: str,
+        after_ms: int,
+        end_ms: int,
+        *,
+        by_le: bool,
+        known: dict[bytes, LabelKey],
+        groups: dict[LabelKey, LabelKey],
+    ) -> Page:
+        """The raw samples with times in (after_ms, end_ms], flat (`known` and `groups`: what
+        the read's earlier pages learnt of its series)."""
         promql = f"{selector_text}[{promql_duration((end_ms - after_ms - 1) / 1000)}]"
-        matrix = self._api_matrix(promql, end_ms / 1000)
-        keys = [_label_key(metric) for metric in matrix.metrics]
-        groups: list[LabelKey] = [
-            (("le", str(metric["le"])),) if by_le and "le" in metric else ()
-            for metric in matrix.metrics
-        ]
+        matrix = self._api_matrix(promql, end_ms / 1000, known)
+        for key in matrix.keys:
+            if key not in groups:
+                le = dict(key).get("le") if by_le else None
+                groups[key] = (("le", str(le)),) if le is not None else ()
         return Page(
-            keys=keys,
-            groups=groups,
+            keys=matrix.keys,
+            groups=[groups[key] for key in matrix.keys],
             sizes=matrix.sizes,
             times_ms=np.rint(matrix.times * 1000).astype(np.int64),
             values=matrix.values,
@@ -742,11 +755,12 @@ class PrometheusSource:
         result: list[Any] = self._checked(body, promql, result_type)
         return result
 
-    def _api_matrix(self, promql: str, at_seconds: float) -> Matrix:
-        """One `/api/v1/query` of a range selector, its samples decoded flat (`metrics.matrix`)."""
+    def _api_matrix(self, promql: str, at_seconds: float, known: dict[bytes, LabelKey]) -> Matrix:
+        """One `/api/v1/query` of a range selector, its samples decoded flat (`metrics.matrix`;
+        `known`: the label objects this read has parsed already)."""
         raw = self._call(partial(self._send, promql, at_seconds), promql)
         try:
-            matrix = self._decoded(raw, decode_matrix)
+            matrix = self._decoded(raw, partial(decode_matrix, known=known))
         except NotAMatrix as exc:
             raise BadData(f"unreadable samples in the answer to {promql!r}: {exc}") from exc
         self._checked(matrix.body, promql, "matrix")

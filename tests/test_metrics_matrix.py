@@ -16,11 +16,13 @@ def _answer(result: list[dict[str, Any]], **extra: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _plain(raw: bytes) -> tuple[list[dict[str, str]], list[int], list[float], list[float]]:
+def _plain(
+    raw: bytes,
+) -> tuple[list[tuple[tuple[str, str], ...]], list[int], list[float], list[float]]:
     result = json.loads(raw)["data"]["result"]
     points = [p for s in result for p in s["values"]]
     return (
-        [s["metric"] for s in result],
+        [tuple(s["metric"].items()) for s in result],
         [len(s["values"]) for s in result],
         [float(p[0]) for p in points],
         [float(p[1]) for p in points],
@@ -41,9 +43,9 @@ SERIES = [
 def test_the_flat_arrays_are_the_plain_parse() -> None:
     raw = _answer(SERIES)
     matrix = decode_matrix(raw)
-    assert _decode_fast(raw) is not None, "the flat path reads it (no fallback)"
+    assert _decode_fast(raw, {}) is not None, "the flat path reads it (no fallback)"
     metrics, sizes, times, values = _plain(raw)
-    assert matrix.metrics == metrics
+    assert matrix.keys == metrics
     assert matrix.sizes.tolist() == sizes
     assert matrix.times.tolist() == times
     np.testing.assert_array_equal(matrix.values, np.asarray(values))
@@ -54,7 +56,7 @@ def test_a_large_random_answer_round_trips() -> None:
     rng = np.random.default_rng(11)
     result = []
     for i in range(300):
-        n = int(rng.integers(0, 50))
+        n = int(rng.integers(1, 50))
         t = 1764550000 + np.cumsum(rng.integers(1, 30_000, size=n)) / 1000
         v = rng.integers(0, 10**12, size=n)
         result.append(
@@ -65,9 +67,9 @@ def test_a_large_random_answer_round_trips() -> None:
         )
     raw = _answer(result)
     matrix = decode_matrix(raw)
-    assert _decode_fast(raw) is not None
+    assert _decode_fast(raw, {}) is not None
     metrics, sizes, times, values = _plain(raw)
-    assert matrix.metrics == metrics and matrix.sizes.tolist() == sizes
+    assert matrix.keys == metrics and matrix.sizes.tolist() == sizes
     assert matrix.times.tolist() == times and matrix.values.tolist() == values
 
 
@@ -80,9 +82,9 @@ def test_warnings_and_other_keys_are_kept() -> None:
 def test_an_empty_matrix_and_other_answers_have_no_series() -> None:
     assert decode_matrix(_answer([])).sizes.size == 0
     error = decode_matrix(b'{"status":"error","errorType":"bad_data","error":"parse error"}')
-    assert error.body["status"] == "error" and error.metrics == []
+    assert error.body["status"] == "error" and error.keys == []
     vector = decode_matrix(b'{"status":"success","data":{"resultType":"vector","result":[]}}')
-    assert vector.body["data"]["resultType"] == "vector" and vector.metrics == []
+    assert vector.body["data"]["resultType"] == "vector" and vector.keys == []
 
 
 def test_unreadable_samples_are_refused_and_not_json_raises() -> None:
@@ -92,3 +94,19 @@ def test_unreadable_samples_are_refused_and_not_json_raises() -> None:
         decode_matrix(_answer([{"metric": {}, "values": [[1764550000]]}]))
     with pytest.raises(json.JSONDecodeError):
         decode_matrix(b"<html>not the API</html>")
+
+
+def test_a_series_without_samples_is_read_too() -> None:
+    raw = _answer([SERIES[0], {"metric": {"pod": "idle"}, "values": []}, SERIES[2]])
+    matrix = decode_matrix(raw)
+    assert matrix.sizes.tolist() == [3, 0, 3]
+    assert matrix.keys[1] == (("pod", "idle"),)
+    assert matrix.values[3:].tolist()[0] == float("inf")
+
+
+def test_the_pages_of_one_read_parse_each_label_object_once() -> None:
+    known: dict[bytes, tuple[tuple[str, str], ...]] = {}
+    first = decode_matrix(_answer(SERIES), known)
+    second = decode_matrix(_answer(SERIES[::-1]), known)
+    assert len(known) == len(SERIES)
+    assert all(a is b for a, b in zip(first.keys, second.keys[::-1], strict=True))
