@@ -109,11 +109,14 @@ class CumulativeIncrease:
         first_look = self._done
         last_look = int(np.searchsorted(self.ends_ms, page.end_ms, side="right"))
         looks = last_look - first_look
-        ids = np.fromiter(
-            (self._slot(key, group) for key, group in zip(page.keys, page.groups, strict=True)),
-            dtype=np.int64,
-            count=len(page.keys),
-        )
+        known = self._index.get
+        slots = [known(key) for key in page.keys]
+        if None in slots:  # series seen for the first time get the next slots
+            slots = [
+                self._slot(key, group) if slot is None else slot
+                for slot, key, group in zip(slots, page.keys, page.groups, strict=True)
+            ]
+        ids = np.asarray(slots, dtype=np.int64)
         st = self._state
         n = len(st.group)
         sizes = np.asarray(page.sizes, dtype=np.int64)

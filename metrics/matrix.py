@@ -77,7 +77,7 @@ def _decode_fast(raw: bytes, known: dict[bytes, LabelKey]) -> Matrix | None:
     # take the label object just before each, and leave the series' index in its place.
     parts = raw.split(_OPEN)
     spans: list[bytes] = []
-    keys: list[LabelKey] = []
+    labels: list[bytes] = []
     skeleton: list[bytes] = []
     head = parts[0]
     for index, part in enumerate(parts[1:]):
@@ -85,10 +85,7 @@ def _decode_fast(raw: bytes, known: dict[bytes, LabelKey]) -> Matrix | None:
         close = part.find(_CLOSE)
         if at < 0 or close < 0 or not head.endswith(b",") or part[close + 2 : close + 3] != b"}":
             return None
-        key = _key(head[at + len(_METRIC) : -1], known)
-        if key is None:
-            return None
-        keys.append(key)
+        labels.append(head[at + len(_METRIC) : -1])
         skeleton.append(head[:at])
         skeleton.append(b"%d" % index)
         spans.append(part[:close])
@@ -99,8 +96,9 @@ def _decode_fast(raw: bytes, known: dict[bytes, LabelKey]) -> Matrix | None:
     except ValueError:
         return None
     result = _result(body)
-    if result is None or result != list(range(len(spans))):
+    if result is None or result != list(range(len(spans))) or not _learn(labels, known):
         return None
+    keys = [known[text] for text in labels]
     sizes = np.fromiter((span.count(_PAIR) + 1 for span in spans), dtype=np.int64, count=len(spans))
     numbers = _numbers(b",".join(spans)) if spans else np.empty(0, dtype=np.float64)
     if numbers is None or numbers.size != 2 * int(sizes.sum()):
@@ -109,18 +107,23 @@ def _decode_fast(raw: bytes, known: dict[bytes, LabelKey]) -> Matrix | None:
     return Matrix(body, keys, sizes, numbers[0::2].copy(), numbers[1::2].copy())
 
 
-def _key(text: bytes, known: dict[bytes, LabelKey]) -> LabelKey | None:
-    """A label object's pairs (parsed once per distinct text); None if it is not one."""
-    key = known.get(text)
-    if key is None:
-        try:
-            labels = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-            return None
-        key = known[text] = tuple(labels.items())
-    return key
+def _learn(labels: list[bytes], known: dict[bytes, LabelKey]) -> bool:
+    """Add the label objects not in `known` (parsed together, in one `json.loads`); False
+    if any is not a JSON object of strings."""
+    new = list(dict.fromkeys(text for text in labels if text not in known))
+    if not new:
+        return True
+    try:
+        parsed = json.loads(b"[" + b",".join(new) + b"]")
+    except ValueError:
+        return False
+    if len(parsed) != len(new):
+        return False
+    for text, one in zip(new, parsed, strict=True):
+        if not isinstance(one, dict) or not all(isinstance(v, str) for v in one.values()):
+            return False
+        known[text] = tuple(one.items())
+    return True
 
 
 def _numbers(joined: bytes) -> FloatArray | None:
