@@ -19,7 +19,7 @@ from analyzer.judge import judge
 from analyzer.spec import AnalysisSpec
 from analyzer.verdicts import MetricReport, MetricStatus, Verdict
 from metrics.promql import selector
-from metrics.source import MetricQuery, MetricSource, Series, Version, Window
+from metrics.source import Fetch, MetricQuery, MetricSource, ReadsAhead, Series, Version, Window
 from metrics.stall import quiet_canary
 
 _PARALLEL_FETCHES = 4
@@ -59,6 +59,10 @@ def prerun_window(spec: AnalysisSpec, window: Window) -> Window | None:
     return Window(start=window.start - length, end=window.start, step=length)
 
 
+def _version(task_version: str) -> Version:
+    return Version.BASELINE if task_version == _PRERUN else Version(task_version)
+
+
 def fetch_observations(
     spec: AnalysisSpec, source: MetricSource, window: Window, params: dict[str, str] | None = None
 ) -> Observations:
@@ -82,6 +86,13 @@ def fetch_observations(
             for metric in spec.metrics
             if metric.compare is not None and metric.test == "sequential"
         ]
+    if isinstance(source, ReadsAhead):
+        source.read_ahead(
+            [
+                Fetch(query, _version(version), matchers, span)
+                for _, version, query, matchers, span in tasks
+            ]
+        )
     pool = ThreadPoolExecutor(max_workers=_PARALLEL_FETCHES)
     try:
         futures = [
@@ -90,7 +101,7 @@ def fetch_observations(
                 contextvars.copy_context().run,
                 source.fetch,
                 query,
-                Version.BASELINE if version == _PRERUN else Version(version),
+                _version(version),
                 matchers,
                 span,
             )

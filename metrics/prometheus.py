@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +64,7 @@ from metrics.increase import CumulativeIncrease, LabelKey, Page
 from metrics.matrix import Matrix, NotAMatrix, decode_matrix
 from metrics.promql import increase_query, promql_duration, render
 from metrics.source import (
+    Fetch,
     FloatArray,
     HistogramSeries,
     MetricKind,
@@ -80,6 +81,8 @@ _MAX_ERROR_TEXT = 500
 _PARALLEL_QUERIES = 4
 _CACHE_ENTRIES = 20_000
 _COUNT_LABEL = "verdict_series_in_window"
+_PROBE_LABEL = "verdict_probe"
+_PROBED_ENTRIES = 1_000
 _DENSEST_SCRAPE_MS = 5_000.0  # a first page assumes scrapes this frequent (rarely more)
 _PAGE_SAMPLES_PER_SERIES = 20  # pages hold at least this many samples per series
 
@@ -154,6 +157,34 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         for linked in (current.__cause__, current.__context__):
             if linked is not None:
                 stack.append(linked)
+
+
+def _probe(selector_text: str, span: str) -> str:
+    """The raw read's probe (`_read_raw`): reads only the samples in the lookback before the
+    window's start and before its end."""
+    return (
+        f"({selector_text} offset {span}) or "
+        f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
+    )
+
+
+def _probe_answers(
+    answer: list[dict[str, Any]], probes: int
+) -> list[tuple[set[LabelKey], int]]:
+    """(series present at the start, series count at the end) of each probe in `answer`: of
+    probe i in a read-ahead answer (label `_PROBE_LABEL` = i), or of the one probe."""
+    out: list[tuple[set[LabelKey], int]] = [(set(), 0) for _ in range(probes)]
+    for series in answer:
+        metric = dict(series.get("metric", {}))
+        try:
+            i = int(metric.pop(_PROBE_LABEL)) if probes > 1 else 0
+            if metric == {_COUNT_LABEL: "at-end"}:
+                out[i] = (out[i][0], int(float(series["value"][1])))
+            else:
+                out[i][0].add(_label_key(metric))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+    return out
 
 
 class PrometheusSource:
@@ -240,6 +271,10 @@ class PrometheusSource:
         # None until the first raw read is checked against Prometheus' own answer for its last
         # look; False if they differed (another PromQL engine: Prometheus 3, a remote store):
         # then this source keeps to the instant queries.
+        # (counter selector, window start, end) -> a read-ahead probe's answer (`read_ahead`)
+        self._probed: OrderedDict[tuple[str, int, int], tuple[set[LabelKey], int]] = (
+            OrderedDict()
+        )
         # One check for all reads: the first raw read to finish asks, the others wait for it.
         self._raw_read_agrees: Future[bool] | None = None
 
@@ -258,6 +293,51 @@ class PrometheusSource:
             self._api_query("vector(1)", time.time(), "vector")
         except (QueryError, BadData) as exc:
             raise SourceUnavailable(f"{self._where} cannot run queries: {exc}") from exc
+
+    def read_ahead(self, fetches: Sequence[Fetch]) -> None:
+        """Probe, in one query per window, every counter these fetches will read raw (each
+        read would otherwise send its own probe first; see `_read_raw`). Prometheus down
+        raises `SourceUnavailable` at once; any other failure leaves the reads to probe."""
+        by_window: dict[tuple[int, int], list[str]] = {}
+        for f in fetches:
+            start_ms = _range_start_ms(f.window)
+            last = f.window.interval_ends()[-1]
+            if (
+                f.window.intervals < self.range_read_from
+                or start_ms is None
+                or self.raw_reads_disagree
+            ):
+                continue
+            counters = by_window.setdefault((start_ms, _ms(last)), [])
+            for counter in (f.query.total, f.query.bad or f.query.good, f.query.buckets):
+                if counter and render(counter, f.matchers) not in counters:
+                    counters.append(render(counter, f.matchers))
+        for (start_ms, end_ms), selectors in by_window.items():
+            if len(selectors) < 2:
+                continue
+            span = promql_duration((end_ms - start_ms) / 1000)
+            promql = " or ".join(
+                f'label_replace({_probe(sel, span)}, "{_PROBE_LABEL}", "{i}", "", "")'
+                for i, sel in enumerate(selectors)
+            )
+            try:
+                answers = _probe_answers(self._vector(promql, end_ms), len(selectors))
+            except SourceUnavailable:
+                raise
+            except (QueryError, BadData) as exc:
+                _log.debug("read-ahead probe not used", prometheus=self.url, error=str(exc))
+                continue
+            with self._cache_lock:
+                for sel, answer in zip(selectors, answers, strict=True):
+                    self._probed[(sel, start_ms, end_ms)] = answer
+                while len(self._probed) > _PROBED_ENTRIES:
+                    self._probed.popitem(last=False)
+
+    def _take_probed(
+        self, selector_text: str, start_ms: int, end_ms: int
+    ) -> tuple[set[LabelKey], int] | None:
+        with self._cache_lock:
+            return self._probed.pop((selector_text, start_ms, end_ms), None)
 
     def fetch(
         self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
@@ -604,22 +684,13 @@ class PrometheusSource:
         # inside it), and how many there are at its end. The larger count sizes the pages:
         # about `page_samples` samples, or more with many series, so that a page's labels do
         # not outweigh its samples.
-        span = promql_duration((ends_ms[-1] - start_ms) / 1000)
-        probe = (
-            f"({selector_text} offset {span}) or "
-            f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
-        )
-        present: set[LabelKey] = set()
-        at_end = 0
-        for series in self._vector(probe, ends_ms[-1]):
-            metric = series.get("metric", {})
-            if metric == {_COUNT_LABEL: "at-end"}:
-                try:
-                    at_end = int(float(series["value"][1]))
-                except (KeyError, TypeError, ValueError, IndexError) as exc:
-                    raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
-            else:
-                present.add(_label_key(metric))
+        probed = self._take_probed(selector_text, start_ms, ends_ms[-1])
+        if probed is None:
+            span = promql_duration((ends_ms[-1] - start_ms) / 1000)
+            probed = _probe_answers(
+                self._vector(_probe(selector_text, span), ends_ms[-1]), 1
+            )[0]
+        present, at_end = probed
         series_count = max(len(present), at_end)
         asking = self._claim_check(queries[-1])
         try:

@@ -13,9 +13,10 @@ A version with no series at all is "no data" (`None`), never zeros.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -138,4 +139,24 @@ class MetricSource(Protocol):
 
     def check(self) -> None:
         """Raise `SourceUnavailable` if the source cannot be reached."""
+        ...
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One `MetricSource.fetch` call, named ahead of time (`ReadsAhead`)."""
+
+    query: MetricQuery
+    version: Version
+    matchers: dict[str, str]
+    window: Window
+
+
+@runtime_checkable
+class ReadsAhead(Protocol):
+    """A source that can prepare, in fewer queries, for fetches it is told of in advance."""
+
+    def read_ahead(self, fetches: Sequence[Fetch]) -> None:
+        """A hint: these fetches follow. Raises `SourceUnavailable` when the source cannot
+        answer; anything else is left for the fetches themselves to meet."""
         ...

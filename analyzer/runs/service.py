@@ -37,7 +37,7 @@ import contextvars
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,7 +66,7 @@ from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
 from analyzer.runs.telemetry import Telemetry
 from analyzer.spec import AnalysisSpec, SpecError
 from metrics.errors import BadData, QueryError, SourceUnavailable
-from metrics.source import MetricQuery, MetricSource, Series, Version, Window
+from metrics.source import Fetch, MetricQuery, MetricSource, ReadsAhead, Series, Version, Window
 
 _log = structlog.get_logger()
 PLACEHOLDER_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -142,6 +142,10 @@ class _Budgeted:
 
     def check(self) -> None:
         self._inner.check()
+
+    def read_ahead(self, fetches: Sequence[Fetch]) -> None:
+        if isinstance(self._inner, ReadsAhead) and time.monotonic() < self._deadline:
+            self._inner.read_ahead(fetches)
 
 
 class _RunLocks:
