@@ -83,6 +83,9 @@ _CACHE_ENTRIES = 20_000
 _COUNT_LABEL = "verdict_series_in_window"
 _PROBE_LABEL = "verdict_probe"
 _PROBED_ENTRIES = 1_000
+# A read-ahead probe lists a counter's series up to this many; a larger one probes in its read,
+# in parallel with the others, rather than in one long answer that every read waits for.
+_READ_AHEAD_SERIES = 500
 _DENSEST_SCRAPE_MS = 5_000.0  # a first page assumes scrapes this frequent (rarely more)
 _PAGE_SAMPLES_PER_SERIES = 20  # pages hold at least this many samples per series
 
@@ -159,32 +162,45 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
                 stack.append(linked)
 
 
-def _probe(selector_text: str, span: str) -> str:
+def _probe(selector_text: str, span: str, limit: int | None = None) -> str:
     """The raw read's probe (`_read_raw`): reads only the samples in the lookback before the
-    window's start and before its end."""
+    window's start and before its end. With a `limit`, the series present at the start are
+    listed only when there are at most that many (their count is always given)."""
+    present = f"({selector_text} offset {span})"
+    if limit is None:
+        return f'{present} or label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
     return (
-        f"({selector_text} offset {span}) or "
-        f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
+        f"({present} and on () (count({present}) <= {limit})) or "
+        f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "") or '
+        f'label_replace(count({present}), "{_COUNT_LABEL}", "at-start", "", "")'
     )
 
 
 def _probe_answers(
     answer: list[dict[str, Any]], probes: int
-) -> list[tuple[set[LabelKey], int]]:
+) -> list[tuple[set[LabelKey], int] | None]:
     """(series present at the start, series count at the end) of each probe in `answer`: of
-    probe i in a read-ahead answer (label `_PROBE_LABEL` = i), or of the one probe."""
-    out: list[tuple[set[LabelKey], int]] = [(set(), 0) for _ in range(probes)]
+    probe i in a read-ahead answer (label `_PROBE_LABEL` = i), or of the one probe. None for
+    a probe whose series at the start were not listed (more than its limit)."""
+    present: list[set[LabelKey]] = [set() for _ in range(probes)]
+    at_end = [0] * probes
+    at_start: list[int | None] = [None] * probes
     for series in answer:
         metric = dict(series.get("metric", {}))
         try:
             i = int(metric.pop(_PROBE_LABEL)) if probes > 1 else 0
             if metric == {_COUNT_LABEL: "at-end"}:
-                out[i] = (out[i][0], int(float(series["value"][1])))
+                at_end[i] = int(float(series["value"][1]))
+            elif metric == {_COUNT_LABEL: "at-start"}:
+                at_start[i] = int(float(series["value"][1]))
             else:
-                out[i][0].add(_label_key(metric))
+                present[i].add(_label_key(metric))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
-    return out
+    return [
+        None if listed is not None and listed != len(seen) else (seen, end)
+        for seen, end, listed in zip(present, at_end, at_start, strict=True)
+    ]
 
 
 class PrometheusSource:
@@ -317,7 +333,8 @@ class PrometheusSource:
                 continue
             span = promql_duration((end_ms - start_ms) / 1000)
             promql = " or ".join(
-                f'label_replace({_probe(sel, span)}, "{_PROBE_LABEL}", "{i}", "", "")'
+                f'label_replace({_probe(sel, span, _READ_AHEAD_SERIES)}, "{_PROBE_LABEL}", '
+                f'"{i}", "", "")'
                 for i, sel in enumerate(selectors)
             )
             try:
@@ -329,7 +346,8 @@ class PrometheusSource:
                 continue
             with self._cache_lock:
                 for sel, answer in zip(selectors, answers, strict=True):
-                    self._probed[(sel, start_ms, end_ms)] = answer
+                    if answer is not None:  # a large one is probed by its own read
+                        self._probed[(sel, start_ms, end_ms)] = answer
                 while len(self._probed) > _PROBED_ENTRIES:
                     self._probed.popitem(last=False)
 
@@ -687,19 +705,24 @@ class PrometheusSource:
         probed = self._take_probed(selector_text, start_ms, ends_ms[-1])
         if probed is None:
             span = promql_duration((ends_ms[-1] - start_ms) / 1000)
-            probed = _probe_answers(
-                self._vector(_probe(selector_text, span), ends_ms[-1]), 1
-            )[0]
+            probed = _probe_answers(self._vector(_probe(selector_text, span), ends_ms[-1]), 1)[0]
+        if probed is None:
+            raise BadData(f"{self._where} answered the probe of {selector_text} without its series")
         present, at_end = probed
         series_count = max(len(present), at_end)
-        asking = self._claim_check(queries[-1])
+        # The check is asked beside the pages of a counter read, and after the pages of a
+        # histogram read (a costlier query): by then a counter read has usually taken it.
+        asking = None if by_le else self._claim_check(queries[-1])
         try:
-            return self._read_pages(selector_text, queries, start_ms, present, series_count, by_le), asking
+            read = self._read_pages(selector_text, queries, start_ms, present, series_count, by_le)
         except BaseException as exc:
             if asking is not None:
                 wait([asking])  # no request of this read outlives it
                 self._abandon_check(exc)
             raise
+        if by_le:
+            asking = self._claim_check(queries[-1])
+        return read, asking
 
     def _read_pages(
         self,

@@ -21,7 +21,7 @@ import structlog.testing
 
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
-from metrics.source import HistogramSeries, MetricQuery, RatioSeries, Series, Version
+from metrics.source import Fetch, HistogramSeries, MetricQuery, RatioSeries, Series, Version
 from tests.conftest import PrometheusServer, SlowProxy
 from tests.local_http import rewriting_prometheus
 from tests.promdata import default_scenarios
@@ -202,3 +202,62 @@ def test_a_raw_read_that_disagrees_with_prometheus_gives_way_to_its_answers(
     assert series.total[-1] > 1.5 * series.total[-2], "the engine's doubled last look is used"
     assert any("using one query a look" in e["event"] for e in logs)
     assert source.raw_reads_disagree
+
+
+def _read_ahead_and_fetch(
+    source: PrometheusSource, prometheus: PrometheusServer, name: str
+) -> tuple[list[list[np.ndarray] | None], list[str]]:
+    """Every query × version of a scenario, told to the source first (as `fetch_observations`
+    does), fetched concurrently; the arrays, and the PromQL sent."""
+    scenario = prometheus.scenarios[name]
+    window = scenario.window(timedelta(seconds=30))
+    sent: list[str] = []
+    source._session.hooks["response"].append(
+        lambda response, *args, **kwargs: sent.append(
+            urllib.parse.parse_qs(response.request.body)["query"][0]
+        )
+    )
+    fetches = [
+        Fetch(query, version, scenario.matchers(version), window)
+        for query in QUERIES
+        for version in (Version.CANARY, Version.BASELINE)
+    ]
+    try:
+        source.read_ahead(fetches)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            series = list(pool.map(lambda f: source.fetch(f.query, f.version, f.matchers, f.window), fetches))
+    finally:
+        source.close()
+    return [_arrays(s) for s in series], sent
+
+
+@pytest.mark.parametrize("name", ["healthy", "fresh-canary"])
+def test_reading_ahead_probes_every_counter_in_one_query_with_the_same_counts(
+    prometheus: PrometheusServer, name: str
+) -> None:
+    ahead, sent = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, name)
+    instant, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY), prometheus, name)
+    probes = [q for q in sent if " offset " in q and "increase(" not in q]
+    assert len(probes) == 1 and "verdict_probe" in probes[0], probes
+    for got, expected in zip(ahead, instant, strict=True):
+        assert (got is None) == (expected is None)
+        for a, b in zip(got or [], expected or [], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_a_counter_with_many_series_is_probed_by_its_own_read(
+    prometheus: PrometheusServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the read-ahead lists a counter's series only up to a limit; above it, that counter's read
+    # probes for itself (in parallel with the others) and counts the same
+    import metrics.prometheus
+
+    monkeypatch.setattr(metrics.prometheus, "_READ_AHEAD_SERIES", 1)
+    ahead, sent = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, "healthy")
+    instant, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY), prometheus, "healthy")
+    probes = [q for q in sent if " offset " in q and "increase(" not in q]
+    assert len(probes) > 1 and "verdict_probe" in probes[0]
+    assert any("verdict_probe" not in q for q in probes[1:])
+    for got, expected in zip(ahead, instant, strict=True):
+        for a, b in zip(got or [], expected or [], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
