@@ -208,6 +208,7 @@ def analyze(
             timeout=query_timeout,
             retries=spec.prometheus.retries,
             headers=spec.prometheus.headers,
+            compress=spec.prometheus.compress,
         )
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))

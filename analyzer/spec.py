@@ -47,6 +47,9 @@ class PrometheusSpec(_Model):
     timeout: Seconds = Field(default=5.0, gt=0, description="per-query timeout")
     retries: int = Field(default=2, ge=0, le=10)
     headers: dict[str, str] = Field(default_factory=dict)
+    compress: bool = Field(
+        default=False, description="ask for gzip answers (for a Prometheus behind a slow link)"
+    )
 
 
 class SloSpec(_Model):

@@ -367,6 +367,7 @@ class _FixedAnswer(http.server.BaseHTTPRequestHandler):
     status = 503
     body = b'{"status":"error","errorType":"unavailable","error":"overloaded"}'
     calls: collections.Counter[str]  # attempts per query (the source sends a few at once)
+    encodings: list[str]  # the Accept-Encoding of each request
 
     def do_GET(self) -> None:
         self._answer(urllib.parse.urlsplit(self.path).query)
@@ -375,6 +376,7 @@ class _FixedAnswer(http.server.BaseHTTPRequestHandler):
         self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
 
     def _answer(self, form: str) -> None:
+        type(self).encodings.append(self.headers.get("Accept-Encoding", ""))
         query = urllib.parse.parse_qs(form).get("query", [""])
         with _COUNTING:
             type(self).calls[query[0]] += 1
@@ -391,7 +393,7 @@ class _FixedAnswer(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def broken_prometheus() -> Iterator[tuple[str, type[_FixedAnswer]]]:
     """An HTTP server on a free loopback port that gives every request one fixed answer."""
-    handler = type("Answer", (_FixedAnswer,), {"calls": collections.Counter()})
+    handler = type("Answer", (_FixedAnswer,), {"calls": collections.Counter(), "encodings": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -496,3 +498,22 @@ def test_the_proxy_environment_is_honoured(
     direct = PrometheusSource(prometheus.url, timeout=2.0, retries=0)
     series = direct.fetch(ERROR_RATE, Version.CANARY, scenario.canary_matchers, scenario.window())
     assert isinstance(series, RatioSeries) and series.total.sum() > 0
+
+
+def test_answers_are_asked_uncompressed_unless_the_analysis_asks_for_gzip(
+    broken_prometheus: tuple[str, type[_FixedAnswer]],
+) -> None:
+    from analyzer.spec import parse_analysis
+    from metrics.factory import SourceSettings, open_source
+
+    url, handler = broken_prometheus
+    handler.status = 200
+    handler.body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+    spec = parse_analysis(
+        {"name": "x", "canary": {"a": "b"}, "baseline": {"a": "c"}, "metrics": [
+            {"name": "errors", "template": "istio-error-rate", "slo": {"max": 0.01}}],
+         "prometheus": {"url": url, "compress": True}}
+    )
+    for compress in (False, spec.prometheus.compress):
+        open_source(SourceSettings.of(url, compress=compress)).check()
+    assert handler.encodings == ["identity", "gzip"]

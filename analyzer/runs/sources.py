@@ -39,6 +39,7 @@ class PrometheusSources:
             timeout=timeout,
             retries=retries,
             headers=spec.prometheus.headers,
+            compress=spec.prometheus.compress,
             what=f"analysis {spec.name!r}",
         )
 

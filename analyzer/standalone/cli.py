@@ -136,6 +136,7 @@ def canary_run(
             timeout=spec.prometheus.timeout,
             retries=spec.prometheus.retries,
             headers=spec.prometheus.headers,
+            compress=spec.prometheus.compress,
         )
     )
     console = Console(stderr=as_json) if sys.stderr.isatty() or not as_json else None
