@@ -743,19 +743,28 @@ class PrometheusSource:
         computed = CumulativeIncrease(start_ms, ends_ms, present)
         known: dict[bytes, LabelKey] = {}
         groups: dict[LabelKey, LabelKey] = {}
-        page_start = start_ms - 1  # the first page includes a sample at `start` itself
-        while computed.looks_done < len(ends_ms):
-            first = computed.looks_done
-            page_end = ends_ms[min(first + looks_per_page, len(ends_ms)) - 1]
-            page = self._page(
-                selector_text, page_start, page_end, by_le=by_le, known=known, groups=groups
-            )
-            computed.add_page(page)
-            samples = int(page.sizes.sum())
-            looks_read = computed.looks_done - first
-            per_look = max(samples / max(looks_read, 1), 1.0)
-            looks_per_page = max(1, int(budget // per_look))
-            page_start = page_end
+        read_page = partial(self._page, selector_text, by_le=by_le, known=known, groups=groups)
+        # Page k + 1 is asked for (and decoded, in a thread) while page k is counted: the
+        # server writes one while the client reads the other; at most two pages are held.
+        first, last = 0, min(looks_per_page, len(ends_ms))
+        page = read_page(start_ms - 1, ends_ms[last - 1])  # the first includes `start` itself
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-page") as ahead:
+            while True:
+                per_look = max(int(page.sizes.sum()) / (last - first), 1.0)
+                looks_per_page = max(1, int(budget // per_look))
+                following = None
+                if last < len(ends_ms):
+                    upto = min(last + looks_per_page, len(ends_ms))
+                    following = ahead.submit(
+                        contextvars.copy_context().run,
+                        read_page,
+                        ends_ms[last - 1],
+                        ends_ms[upto - 1],
+                    )
+                computed.add_page(page)
+                if following is None:
+                    break
+                page, first, last = following.result(), last, upto
         cumulative = computed.answers()
         if not any(len(queries) - 1 in by_look for by_look in cumulative.values()):
             return None
