@@ -100,11 +100,14 @@ def _ms(at: datetime) -> int:
     return round(float(f"{at.timestamp():.3f}") * 1000)
 
 
-def _range_start_ms(window: Window) -> int | None:
+def _range_start_ms(window: Window, ends_ms: Sequence[int] | None = None) -> int | None:
     """The common start (ms) of the looks' cumulative ranges, or None if rounding makes them
-    differ (sub-millisecond windows): then only the instant queries give the same numbers."""
+    differ (sub-millisecond windows): then only the instant queries give the same numbers.
+    `ends_ms`: the looks' instants, if known already."""
     step_ms = window.step.total_seconds() * 1000
-    starts = {_ms(end) - round(step_ms * (k + 1)) for k, end in enumerate(window.interval_ends())}
+    if ends_ms is None:
+        ends_ms = [_ms(end) for end in window.interval_ends()]
+    starts = {end - round(step_ms * (k + 1)) for k, end in enumerate(ends_ms)}
     return starts.pop() if len(starts) == 1 else None
 
 
@@ -573,7 +576,7 @@ class PrometheusSource:
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
         uncached = sum(1 for q in queries if not self._is_cached(q))
-        start_ms = _range_start_ms(window)
+        start_ms = _range_start_ms(window, [q.at_ms for q in queries])
         if (
             uncached >= self.range_read_from
             and start_ms is not None
