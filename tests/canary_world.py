@@ -1,6 +1,10 @@
 """A world for `verdict canary run` tests: a VirtualService and canary pods on the Kubernetes API
 test server, and (for live tests) an Istio-like exporter whose traffic follows the route's
-weights, scraped by a real Prometheus."""
+weights, scraped by a real Prometheus.
+
+Live traffic is 40,000 requests a second and rollout files look every 2 s: a step of a few
+seconds then holds as many requests as a step of minutes in a small service, so the live tests
+take seconds per step."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from tests.live_exporter import LiveExporter, Version, live_prometheus
 NS = "shop"
 VS = ("networking.istio.io", "v1beta1", "virtualservices")
 PODS = ("", "v1", "pods")
+LIVE_RPS = 40_000
+"""Requests a second of live traffic, split between stable and canary by the route's weights."""
 
 
 def virtual_service(stable: int = 100, canary: int = 0) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def written_weights(kube: KubeServer) -> list[int]:
 
 def rollout_file(path: Path, prometheus_url: str, **rollout: Any) -> Path:
     data = example_analysis()
-    data.update(prometheus={"url": prometheus_url}, interval="5s")
+    data.update(prometheus={"url": prometheus_url}, interval="2s")
     data["rollout"] = {
         "strategy": "canary",
         "namespace": NS,
@@ -112,11 +118,13 @@ def rollout_file(path: Path, prometheus_url: str, **rollout: Any) -> Path:
 
 
 @contextmanager
-def live_traffic(kube: KubeServer, root: Path, canary: Version) -> Iterator[str]:
+def live_traffic(
+    kube: KubeServer, root: Path, canary: Version, *, total_rps: float = LIVE_RPS
+) -> Iterator[str]:
     """A real Prometheus scraping an exporter whose canary share is the route's weight."""
     exporter = LiveExporter(
         "checkout",
-        total_rps=8000,
+        total_rps=total_rps,
         canary_weight=lambda: weights(kube)[1],
         canary=canary,
         baseline=Version(error_rate=0.001),

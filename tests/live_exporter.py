@@ -4,7 +4,8 @@
 for `<service>-canary` and `<service>-stable` (reporter="destination"), counting requests as
 they would happen at `total_rps` split by the canary's current weight (a callable, e.g. the Argo
 stand-in's), with Poisson arrivals, binomial 5xx answers and log-normal latencies per version.
-`live_prometheus(...)` starts the Debian `prometheus` over a fresh data folder scraping it.
+`live_prometheus(...)` starts the Debian `prometheus` over a fresh data folder scraping it;
+`wait_for_scrapes(...)` waits until it holds a given number of scrapes (traffic to judge).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 
 from metrics.simulated import lognormal_bucket_probabilities
 from tests.conftest import _wait_ready, free_port
@@ -164,3 +166,22 @@ def live_prometheus(root: Path, targets: list[str]) -> Iterator[str]:
         yield url
     finally:
         stop_process(process)
+
+
+def scrapes(url: str) -> int:
+    """How many scrapes of the live targets the Prometheus at `url` holds (the last 5 minutes)."""
+    answer = requests.get(
+        f"{url}/api/v1/query", params={"query": 'sum(count_over_time(up{job="live"}[5m]))'},
+        timeout=5,
+    ).json()
+    result = answer["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+def wait_for_scrapes(url: str, count: int, timeout: float = 60.0) -> None:
+    """Wait until the Prometheus at `url` has scraped the live targets `count` times."""
+    deadline = time.monotonic() + timeout
+    while (found := scrapes(url)) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"Prometheus at {url} holds {found} scrapes, not {count}, after {timeout:g} s")
+        time.sleep(0.2)

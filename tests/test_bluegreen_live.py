@@ -1,10 +1,10 @@
 """`verdict canary run` with `strategy: blueGreen`: a real process switching a Service's selector
 on the Kubernetes API test server, judged on a real Prometheus whose traffic goes to the version
-the Service selects (green judged against blue's own figures before the switch)."""
+the Service selects (green judged against blue's own figures before the switch): 40,000 requests
+a second, a look every 2 s, an 8 s validation period after 10 s of blue's traffic."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from strategies.permissions import STRATEGIES
-from tests.canary_world import NS
+from tests.canary_world import LIVE_RPS, NS
 from tests.helpers import example_analysis, write_analysis
 from tests.kube_server import KubeServer
-from tests.live_exporter import LiveExporter, Version, live_prometheus
+from tests.live_exporter import LiveExporter, Version, live_prometheus, wait_for_scrapes
 from tests.test_canary_run_live import finish, start
 from tests.test_strategies_istio import allowed
 
@@ -54,7 +54,7 @@ def world(
     switch (0: no preview Service)."""
     install(kube)
     exporter = LiveExporter(
-        "checkout", total_rps=8000,
+        "checkout", total_rps=LIVE_RPS,
         canary_weight=lambda: 100 if selector(kube) == GREEN else preview,
         canary=green, baseline=Version(error_rate=0.001),
     ).start()  # fmt: skip
@@ -63,14 +63,14 @@ def world(
     try:
         with live_prometheus(root, [exporter.address]) as url:
             data: dict[str, Any] = example_analysis()
-            data.update(prometheus={"url": url}, interval="5s")
+            data.update(prometheus={"url": url}, interval="2s")
             data["rollout"] = {"strategy": "blueGreen", "namespace": NS,
                                "activeService": "checkout", "blue": BLUE, "green": GREEN,
-                               "validationPeriod": "30s", "podReadyTimeout": "10s"}  # fmt: skip
+                               "validationPeriod": "8s", "podReadyTimeout": "10s"}  # fmt: skip
             data["rollout"].update(rollout)
             if preview:
                 data["rollout"]["previewService"] = "checkout-preview"
-            time.sleep(12)  # blue's own figures before the switch
+            wait_for_scrapes(url, 10)  # blue's own figures before the switch
             yield write_analysis(tmp_path / "bluegreen.yaml", data)
     finally:
         exporter.stop()

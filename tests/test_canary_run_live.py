@@ -1,6 +1,6 @@
 """`verdict canary run` end to end: a real process moving an Istio VirtualService on the
 Kubernetes API test server, judged on a real Prometheus scraping traffic that follows the route's
-weights (8,000 requests a second split by the canary weight)."""
+weights (40,000 requests a second split by the canary weight, a look every 2 s)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from analyzer.clock import parse_time
+from analyzer.runs.store import open_store
 from tests.canary_world import (
     NS,
     VS,
@@ -57,12 +59,26 @@ def wait_for(condition: Any, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def looked_during_step(store: str, step: int) -> bool:
+    """Whether the run in `store` is in `step` and has looked since the step started."""
+    runs = open_store(store)
+    try:
+        found = runs.runs()
+    finally:
+        runs.close()
+    for run in found:
+        steps = ((run.answer or {}).get("rollout") or {}).get("steps") or []
+        if steps and steps[-1]["step"] == step and steps[-1]["end"] is None:
+            return run.updated_at > parse_time(steps[-1]["start"])
+    return False
+
+
 def test_a_healthy_canary_is_promoted_through_exactly_5_10_50_100(
     kube: KubeServer, tmp_path: Path
 ) -> None:
     install(kube)
     with live_traffic(kube, tmp_path / "prom", Version(error_rate=0.001)) as url:
-        config = rollout_file(tmp_path / "checkout.yaml", url, stepDuration="25s")
+        config = rollout_file(tmp_path / "checkout.yaml", url, stepDuration="6s")
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
         store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
         code, doc = finish(start(config, kubeconfig, store))
@@ -127,9 +143,10 @@ def test_sigterm_mid_step_puts_traffic_back_on_stable(kube: KubeServer, tmp_path
     with live_traffic(kube, tmp_path / "prom", Version(error_rate=0.001)) as url:
         config = rollout_file(tmp_path / "checkout.yaml", url, stepDuration="120s")
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-        process = start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}")
+        store = f"sqlite:///{tmp_path / 'r.sqlite'}"
+        process = start(config, kubeconfig, store)
         wait_for(lambda: weights(kube) == (95, 5), 30, "the first step")
-        time.sleep(6)  # mid-step, after a look
+        wait_for(lambda: looked_during_step(store, 1), 60, "a look at the first step")
         os.kill(process.pid, signal.SIGTERM)
         code, doc = finish(process, 30)
     assert (code, doc["decision"]) == (130, "interrupted")
@@ -144,14 +161,14 @@ def test_killed_and_started_again_it_resumes_at_the_recorded_step_without_repeat
     install(kube)
     with live_traffic(kube, tmp_path / "prom", Version(error_rate=0.001)) as url:
         config = rollout_file(
-            tmp_path / "checkout.yaml", url, stepDuration="15s", onTimeout="abort"
+            tmp_path / "checkout.yaml", url, stepDuration="10s", onTimeout="abort"
         )
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
         store = f"sqlite:///{tmp_path / 'r.sqlite'}"
         first = start(config, kubeconfig, store)
         wait_for(lambda: weights(kube) == (90, 10), 60, "the second step")
-        time.sleep(6)
-        first.kill()
+        wait_for(lambda: looked_during_step(store, 2), 60, "a look at the second step")
+        first.kill()  # mid-step: a look every 2 s, the step lasts 10 s
         first.communicate(timeout=10)
         assert written_weights(kube) == [5, 10]
         code, doc = finish(start(config, kubeconfig, store))

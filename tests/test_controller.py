@@ -331,14 +331,15 @@ def test_with_leader_election_one_replica_acts_and_the_other_takes_over(
 def test_a_holder_that_dies_without_releasing_is_replaced_after_the_lease_expires(
     kube: KubeServer,
 ) -> None:
-    a = LeaseElector(kube.api_client(), name="verdict", namespace=NS, identity="a")
+    duration = 3  # seconds; the Lease carries its holder's duration (15 s by default)
+    a = LeaseElector(kube.api_client(), name="verdict", namespace=NS, identity="a", duration=duration)
     b = LeaseElector(kube.api_client(), name="verdict", namespace=NS, identity="b", retry=0.5)
     assert a.try_once() and not b.try_once()
     died = time.monotonic()  # `a` never renews again (as if killed)
     while not b.try_once():
-        assert time.monotonic() - died < 16, "b did not take over after the lease expired"
+        assert time.monotonic() - died < duration + 1, "b did not take over after the lease expired"
         time.sleep(0.5)
-    assert 14 < time.monotonic() - died < 16
+    assert duration - 1 < time.monotonic() - died < duration + 1
     lease = kube.get("coordination.k8s.io", "v1", "leases", NS, "verdict")
     assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
 

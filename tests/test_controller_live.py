@@ -1,10 +1,10 @@
 """What users see: `verdict serve --watch` on a live Prometheus acting on an Argo Rollout.
 
-A live exporter counts Istio requests as they happen (4,000 per second in all, split by the
-canary's weight: ~12,000 canary requests a minute at the 5 % step), a real Prometheus scrapes it
+A live exporter counts Istio requests as they happen (40,000 per second in all, split by the
+canary's weight: ~2,000 canary requests a second at the 5 % step), a real Prometheus scrapes it
 every second, and `verdict serve --watch` (a real process, with a kubeconfig pointing at the
 Kubernetes API test server) acts on a Rollout whose steps are `setWeight 5, pause {},
-setWeight 10, pause {}, setWeight 50, pause {}`, with a 10 s interval. The Argo stand-in moves
+setWeight 10, pause {}, setWeight 50, pause {}`, with a 2 s interval. The Argo stand-in moves
 the Rollout as Argo would.
 """
 
@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from tests.argo_standin import ABORT, ARGO, PAUSE_STEPS, PROMOTE, ArgoStandIn, canary_rollout
+from tests.canary_world import LIVE_RPS
 from tests.conftest import free_port
 from tests.helpers import REPO, example_analysis, stop_process, write_analysis
 from tests.kube_server import KubeServer
@@ -32,6 +33,7 @@ from tests.live_exporter import LiveExporter, Version, live_prometheus
 pytestmark = pytest.mark.prometheus
 
 NS = "shop"
+INTERVAL_S = 2
 
 
 @contextmanager
@@ -77,7 +79,7 @@ def analysis_folder(tmp_path: Path, prometheus_url: str) -> Path:
         prometheus={"url": prometheus_url},
         canary={"destination_service_name": "checkout-canary"},
         baseline={"destination_service_name": "checkout-stable"},
-        interval="10s",
+        interval=f"{INTERVAL_S}s",
     )
     write_analysis(folder / "checkout.yaml", data)
     return folder
@@ -108,7 +110,7 @@ def live_world(
     kube.put(canary_rollout("checkout", NS, analysis="checkout", steps=PAUSE_STEPS))
     exporter = LiveExporter(
         "checkout",
-        total_rps=4000,
+        total_rps=LIVE_RPS,
         canary_weight=lambda: argo.weight(NS, "checkout"),
         canary=canary,
         baseline=Version(error_rate=0.001),
@@ -180,7 +182,8 @@ def test_live_a_process_killed_between_recording_and_sending_sends_once_after_re
         assert status(kube)["currentStepIndex"] == 1
         with serve_watch(config, kubeconfig, store):
             wait_for(lambda: status(kube).get("currentStepIndex", 0) > 1, 60, "step 1 promoted")
-            time.sleep(12)  # one more interval: nothing is sent twice
+            wait_for(lambda: status(kube).get("phase") == "Healthy", 120, "Healthy")
+            time.sleep(INTERVAL_S + 1)  # one more interval: nothing is sent twice
         promotes = [p for p in action_patches(kube) if p[0] == PROMOTE]
         assert promotes[0] == (PROMOTE, 0)  # the one lost with the killed process
         applied = [p for p in promotes[1:] if p == (PROMOTE, 200)]
