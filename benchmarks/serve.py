@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,13 +152,12 @@ def recorded_queries(prometheus_url: str, scenario: Any) -> list[tuple[str, str]
     spec = parse_analysis(_analysis("bench", scenario))
     source = PrometheusSource(prometheus_url)
     sent: list[tuple[str, str]] = []
-    instant = source._instant
 
-    def record(promql: str, at: datetime) -> list[dict[str, Any]]:
-        sent.append((promql, f"{at.timestamp():.3f}"))
-        return instant(promql, at)
+    def record(response: Any, *args: Any, **kwargs: Any) -> None:
+        form = urllib.parse.parse_qs(response.request.body or "")
+        sent.append((form["query"][0], form["time"][0]))
 
-    source._instant = record  # type: ignore[method-assign]
+    source._session.hooks["response"].append(record)  # every query the source sends
     now = datetime.now(UTC)
     fetch_observations(
         spec, source, Window(start=scenario.start, end=now, step=now - scenario.start)
