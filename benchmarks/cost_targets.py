@@ -23,6 +23,7 @@ scrapes) and the embedded checkout analysis (3 metrics, 30 s interval: 80 looks)
 
 from __future__ import annotations
 
+import math
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,21 @@ def _process_seconds(command: list[str], repeat: int) -> float:
 
     run()
     return _median_seconds(run, repeat)
+
+
+def _import_seconds(repeat: int) -> float:
+    """Median seconds of the analyze path's imports alone, timed inside fresh processes."""
+    code = (
+        "import time\nbegan = time.perf_counter()\n"
+        f"{ANALYZE_IMPORTS}\nprint(time.perf_counter() - began)"
+    )
+    times = []
+    for _ in range(repeat + 1):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(times[1:])
 
 
 def _raw_range_reader(url: str, spec: AnalysisSpec, window: Window) -> Callable[[], None]:
@@ -191,7 +207,9 @@ def _measure_service(root: Path, quick: bool, repeat: int, out: dict[str, Any]) 
             "--end", window.end.isoformat(), "--output", "json",
         ]  # fmt: skip
         bare = [sys.executable, "-c", "pass"]
-        started = [sys.executable, "-c", ANALYZE_IMPORTS]
+        # the process start: the interpreter and the analyze path's imports, ended as
+        # `verdict analyze` ends (no interpreter teardown)
+        started = [sys.executable, "-c", f"{ANALYZE_IMPORTS}\nimport os\nos._exit(0)"]
         process_repeat = 3 if quick else 5
         analyze_s = _process_seconds(analyze, process_repeat)
         bare_s = _process_seconds(bare, process_repeat)
@@ -231,10 +249,12 @@ def run_targets(quick: bool) -> dict[str, Any]:
     # start: whole processes
     help_s = _process_seconds([sys.executable, "-m", "analyzer.cli", "--help"], process_repeat)
     imports_s = _process_seconds([sys.executable, "-c", ANALYZE_IMPORTS], process_repeat)
+    import_only_s = _import_seconds(process_repeat)
     bare_s = _process_seconds([sys.executable, "-c", "pass"], process_repeat)
     out["start"] = {
         "help_seconds": help_s,
         "analyze_imports_seconds": imports_s,
+        "analyze_import_only_seconds": import_only_s,
         "python_pass_seconds": bare_s,
         "help_ratio": help_s / bare_s,
         "analyze_imports_ratio": imports_s / bare_s,
@@ -281,9 +301,12 @@ def target_rows(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None
         s["help_ratio"] <= 10.0,
     ))
     rows.append((
-        "import of the analyze path ÷ `python -c pass` (wall)",
-        f"{s['analyze_imports_ratio']:.1f} ({s['analyze_imports_seconds']:.2f} s)", "≤ 0.5 s",
-        s["analyze_imports_seconds"] <= 0.5,
+        "import of the analyze path (timed in the process; whole process with the interpreter's "
+        "start and teardown, ÷ `python -c pass`)",
+        f"{s.get('analyze_import_only_seconds', math.nan):.2f} s (whole process "
+        f"{s['analyze_imports_seconds']:.2f} s, {s['analyze_imports_ratio']:.1f}×)",
+        "≤ 0.5 s",
+        s.get("analyze_import_only_seconds", s["analyze_imports_seconds"]) <= 0.5,
     ))
     big = result["prometheus"]["by_series_per_version"]
     largest = max(big, key=int)

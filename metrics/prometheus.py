@@ -314,10 +314,11 @@ class PrometheusSource:
             raise SourceUnavailable(f"{self._where} cannot run queries: {exc}") from exc
 
     def read_ahead(self, fetches: Sequence[Fetch]) -> None:
-        """Probe, in one query per window, every counter these fetches will read raw (each
-        read would otherwise send its own probe first; see `_read_raw`). Prometheus down
-        raises `SourceUnavailable` at once; any other failure leaves the reads to probe."""
-        by_window: dict[tuple[int, int], list[str]] = {}
+        """Probe, in one query per window and version (the versions' queries side by side),
+        every counter these fetches will read raw; each read would otherwise send its own
+        probe first (see `_read_raw`). Prometheus down raises `SourceUnavailable` at once;
+        any other failure leaves the reads to probe."""
+        batches: dict[tuple[int, int, str], list[str]] = {}
         for f in fetches:
             start_ms = _range_start_ms(f.window)
             last = f.window.interval_ends()[-1]
@@ -327,32 +328,41 @@ class PrometheusSource:
                 or self.raw_reads_disagree
             ):
                 continue
-            counters = by_window.setdefault((start_ms, _ms(last)), [])
+            counters = batches.setdefault((start_ms, _ms(last), str(f.version)), [])
             for counter in (f.query.total, f.query.bad or f.query.good, f.query.buckets):
                 if counter and render(counter, f.matchers) not in counters:
                     counters.append(render(counter, f.matchers))
-        for (start_ms, end_ms), selectors in by_window.items():
-            if len(selectors) < 2:
-                continue
-            span = promql_duration((end_ms - start_ms) / 1000)
-            promql = " or ".join(
-                f'label_replace({_probe(sel, span, _READ_AHEAD_SERIES)}, "{_PROBE_LABEL}", '
-                f'"{i}", "", "")'
-                for i, sel in enumerate(selectors)
-            )
-            try:
-                answers = _probe_answers(self._vector(promql, end_ms), len(selectors))
-            except SourceUnavailable:
-                raise
-            except (QueryError, BadData) as exc:
-                _log.debug("read-ahead probe not used", prometheus=self.url, error=str(exc))
-                continue
-            with self._cache_lock:
-                for sel, answer in zip(selectors, answers, strict=True):
-                    if answer is not None:  # a large one is probed by its own read
-                        self._probed[(sel, start_ms, end_ms)] = answer
-                while len(self._probed) > _PROBED_ENTRIES:
-                    self._probed.popitem(last=False)
+        batches = {key: selectors for key, selectors in batches.items() if len(selectors) > 1}
+        if not batches:
+            return
+        with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="verdict-probe") as pool:
+            done = [
+                pool.submit(
+                    contextvars.copy_context().run, self._probe_batch, start, end, selectors
+                )
+                for (start, end, _), selectors in batches.items()
+            ]
+        for one in done:
+            one.result()  # SourceUnavailable: Prometheus is down, say so now
+
+    def _probe_batch(self, start_ms: int, end_ms: int, selectors: list[str]) -> None:
+        span = promql_duration((end_ms - start_ms) / 1000)
+        promql = " or ".join(
+            f'label_replace({_probe(sel, span, _READ_AHEAD_SERIES)}, "{_PROBE_LABEL}", '
+            f'"{i}", "", "")'
+            for i, sel in enumerate(selectors)
+        )
+        try:
+            answers = _probe_answers(self._vector(promql, end_ms), len(selectors))
+        except (QueryError, BadData) as exc:
+            _log.debug("read-ahead probe not used", prometheus=self.url, error=str(exc))
+            return
+        with self._cache_lock:
+            for sel, answer in zip(selectors, answers, strict=True):
+                if answer is not None:  # a large one is probed by its own read
+                    self._probed[(sel, start_ms, end_ms)] = answer
+            while len(self._probed) > _PROBED_ENTRIES:
+                self._probed.popitem(last=False)
 
     def _take_probed(
         self, selector_text: str, start_ms: int, end_ms: int
