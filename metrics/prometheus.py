@@ -179,12 +179,24 @@ def _probe(selector_text: str, span: str, limit: int | None = None) -> str:
     )
 
 
-def _probe_answers(
-    answer: list[dict[str, Any]], probes: int
-) -> list[tuple[set[LabelKey], int] | None]:
-    """(series present at the start, series count at the end) of each probe in `answer`: of
-    probe i in a read-ahead answer (label `_PROBE_LABEL` = i), or of the one probe. None for
-    a probe whose series at the start were not listed (more than its limit)."""
+@dataclass(frozen=True)
+class _Probed:
+    """A probe's answer: the series present at the window's start (None when a read-ahead
+    probe left them out, over its limit), and how many series there are at its start and
+    end."""
+
+    present: set[LabelKey] | None
+    at_start: int
+    at_end: int
+
+    @property
+    def series(self) -> int:
+        return max(self.at_start, self.at_end)
+
+
+def _probe_answers(answer: list[dict[str, Any]], probes: int) -> list[_Probed]:
+    """The answer of each probe in `answer`: of probe i in a read-ahead answer (label
+    `_PROBE_LABEL` = i), or of the one probe."""
     present: list[set[LabelKey]] = [set() for _ in range(probes)]
     at_end = [0] * probes
     at_start: list[int | None] = [None] * probes
@@ -201,9 +213,17 @@ def _probe_answers(
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
     return [
-        None if listed is not None and listed != len(seen) else (seen, end)
+        _Probed(
+            None if listed is not None and listed != len(seen) else seen,
+            len(seen) if listed is None else listed,
+            end,
+        )
         for seen, end, listed in zip(present, at_end, at_start, strict=True)
     ]
+
+
+def _present_answer(answer: list[dict[str, Any]]) -> set[LabelKey]:
+    return {_label_key(series.get("metric", {})) for series in answer}
 
 
 class PrometheusSource:
@@ -291,9 +311,7 @@ class PrometheusSource:
         # look; False if they differed (another PromQL engine: Prometheus 3, a remote store):
         # then this source keeps to the instant queries.
         # (counter selector, window start, end) -> a read-ahead probe's answer (`read_ahead`)
-        self._probed: OrderedDict[tuple[str, int, int], tuple[set[LabelKey], int]] = (
-            OrderedDict()
-        )
+        self._probed: OrderedDict[tuple[str, int, int], _Probed] = OrderedDict()
         # One check for all reads: the first raw read to finish asks, the others wait for it.
         self._raw_read_agrees: Future[bool] | None = None
 
@@ -359,14 +377,11 @@ class PrometheusSource:
             return
         with self._cache_lock:
             for sel, answer in zip(selectors, answers, strict=True):
-                if answer is not None:  # a large one is probed by its own read
-                    self._probed[(sel, start_ms, end_ms)] = answer
+                self._probed[(sel, start_ms, end_ms)] = answer
             while len(self._probed) > _PROBED_ENTRIES:
                 self._probed.popitem(last=False)
 
-    def _take_probed(
-        self, selector_text: str, start_ms: int, end_ms: int
-    ) -> tuple[set[LabelKey], int] | None:
+    def _take_probed(self, selector_text: str, start_ms: int, end_ms: int) -> _Probed | None:
         with self._cache_lock:
             return self._probed.pop((selector_text, start_ms, end_ms), None)
 
@@ -715,24 +730,37 @@ class PrometheusSource:
         # inside it), and how many there are at its end. The larger count sizes the pages:
         # about `page_samples` samples, or more with many series, so that a page's labels do
         # not outweigh its samples.
+        span = promql_duration((ends_ms[-1] - start_ms) / 1000)
         probed = self._take_probed(selector_text, start_ms, ends_ms[-1])
         if probed is None:
-            span = promql_duration((ends_ms[-1] - start_ms) / 1000)
             probed = _probe_answers(self._vector(_probe(selector_text, span), ends_ms[-1]), 1)[0]
-        if probed is None:
-            raise BadData(f"{self._where} answered the probe of {selector_text} without its series")
-        present, at_end = probed
-        series_count = max(len(present), at_end)
         # The check is asked beside the pages of a counter read, and after the pages of a
         # histogram read (a costlier query): by then a counter read has usually taken it.
         asking = None if by_le else self._claim_check(queries[-1])
+        # a large counter's series at the start (left out of the read-ahead) are asked for
+        # beside its first page: the counts alone size the pages
+        listing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-present")
         try:
-            read = self._read_pages(selector_text, queries, start_ms, present, series_count, by_le)
+            present: Future[set[LabelKey]] | set[LabelKey] = (
+                probed.present
+                if probed.present is not None
+                else listing.submit(
+                    contextvars.copy_context().run,
+                    lambda: _present_answer(
+                        self._vector(f"{selector_text} offset {span}", ends_ms[-1])
+                    ),
+                )
+            )
+            read = self._read_pages(
+                selector_text, queries, start_ms, present, probed.series, by_le
+            )
         except BaseException as exc:
             if asking is not None:
                 wait([asking])  # no request of this read outlives it
                 self._abandon_check(exc)
             raise
+        finally:
+            listing.shutdown(wait=True)
         if by_le:
             asking = self._claim_check(queries[-1])
         return read, asking
@@ -742,7 +770,7 @@ class PrometheusSource:
         selector_text: str,
         queries: list[_LookQuery],
         start_ms: int,
-        present: set[LabelKey],
+        present: set[LabelKey] | Future[set[LabelKey]],
         series_count: int,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
@@ -753,7 +781,6 @@ class PrometheusSource:
         # no series at either end (all born and gone inside the window, or none at all):
         # one look first, and the pages are sized from what it holds
         looks_per_page = max(1, int(budget // per_look)) if series_count else 1
-        computed = CumulativeIncrease(start_ms, ends_ms, present)
         known: dict[bytes, LabelKey] = {}
         groups: dict[LabelKey, LabelKey] = {}
         read_page = partial(self._page, selector_text, by_le=by_le, known=known, groups=groups)
@@ -761,6 +788,9 @@ class PrometheusSource:
         # server writes one while the client reads the other; at most two pages are held.
         first, last = 0, min(looks_per_page, len(ends_ms))
         page = read_page(start_ms - 1, ends_ms[last - 1])  # the first includes `start` itself
+        computed = CumulativeIncrease(
+            start_ms, ends_ms, present.result() if isinstance(present, Future) else present
+        )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-page") as ahead:
             while True:
                 per_look = max(int(page.sizes.sum()) / (last - first), 1.0)
