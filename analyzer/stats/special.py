@@ -56,7 +56,8 @@ def log_sum_exp(values: npt.ArrayLike, axis: int = -1) -> FloatArray:
     v = np.asarray(values, dtype=np.float64)
     top = np.max(v, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
-    total = np.log(np.sum(np.exp(v - top), axis=axis, keepdims=True)) + top
+    with np.errstate(divide="ignore"):  # every value -inf: the sum is 0, its log -inf
+        total = np.log(np.sum(np.exp(v - top), axis=axis, keepdims=True)) + top
     return np.asarray(np.squeeze(total, axis=axis), dtype=np.float64)
 
 
