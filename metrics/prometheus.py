@@ -347,9 +347,22 @@ class PrometheusSource:
             ):
                 continue
             counters = batches.setdefault((start_ms, _ms(last), str(f.version)), [])
-            for counter in (f.query.total, f.query.bad or f.query.good, f.query.buckets):
-                if counter and render(counter, f.matchers) not in counters:
-                    counters.append(render(counter, f.matchers))
+            ends = f.window.interval_ends()
+            step = f.window.step.total_seconds()
+            for counter, by_le in (
+                (f.query.total, False),
+                (f.query.bad or f.query.good, False),
+                (f.query.buckets, True),
+            ):
+                if not counter or render(counter, f.matchers) in counters:
+                    continue
+                selector_text = render(counter, f.matchers)
+                uncached = sum(
+                    not self._is_cached(_LookQuery.of(selector_text, by_le, step * (k + 1), end))
+                    for k, end in enumerate(ends)
+                )
+                if uncached >= self.range_read_from:  # the read will be a raw read
+                    counters.append(selector_text)
         batches = {key: selectors for key, selectors in batches.items() if len(selectors) > 1}
         if not batches:
             return

@@ -262,3 +262,15 @@ def test_a_counter_with_many_series_is_probed_by_its_own_read(
     for got, expected in zip(ahead, instant, strict=True):
         for a, b in zip(got or [], expected or [], strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_a_second_look_at_a_settled_window_sends_no_probe(prometheus: PrometheusServer) -> None:
+    # the looks a raw read cached are not read again, so reading ahead does not probe for them
+    source = PrometheusSource(prometheus.url, range_read_from=1)
+    _read_ahead_and_fetch(source, prometheus, "healthy")
+    again, sent = _read_ahead_and_fetch(source, prometheus, "healthy")
+    assert not [q for q in sent if " offset " in q], sent
+    first, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, "healthy")
+    for got, expected in zip(again, first, strict=True):
+        for a, b in zip(got or [], expected or [], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
