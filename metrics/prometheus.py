@@ -168,57 +168,49 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def _probe(selector_text: str, span: str, limit: int | None = None) -> str:
     """The raw read's probe (`_read_raw`): reads only the samples in the lookback before the
     window's start and before its end. With a `limit`, the series present at the start are
-    listed only when there are at most that many (their count is always given)."""
+    listed only when the series at the end are at most that many (so a large counter's
+    selector is evaluated no more often than a small one's)."""
     present = f"({selector_text} offset {span})"
+    at_end = f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
     if limit is None:
-        return f'{present} or label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
-    return (
-        f"({present} and on () (count({present}) <= {limit})) or "
-        f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "") or '
-        f'label_replace(count({present}), "{_COUNT_LABEL}", "at-start", "", "")'
-    )
+        return f"{present} or {at_end}"
+    return f"({present} and on () (count({selector_text}) <= {limit})) or {at_end}"
 
 
 @dataclass(frozen=True)
 class _Probed:
     """A probe's answer: the series present at the window's start (None when a read-ahead
-    probe left them out, over its limit), and how many series there are at its start and
-    end."""
+    probe left them out, over its limit), and how many series there are at its end."""
 
     present: set[LabelKey] | None
-    at_start: int
     at_end: int
 
     @property
     def series(self) -> int:
-        return max(self.at_start, self.at_end)
+        """How many series to size the pages for (they adapt after the first one)."""
+        return max(len(self.present or ()), self.at_end)
 
 
-def _probe_answers(answer: list[dict[str, Any]], probes: int) -> list[_Probed]:
+def _probe_answers(
+    answer: list[dict[str, Any]], probes: int, limit: int | None = None
+) -> list[_Probed]:
     """The answer of each probe in `answer`: of probe i in a read-ahead answer (label
-    `_PROBE_LABEL` = i), or of the one probe."""
+    `_PROBE_LABEL` = i), or of the one probe; `limit`: the probes' listing limit."""
     present: list[set[LabelKey]] = [set() for _ in range(probes)]
     at_end = [0] * probes
-    at_start: list[int | None] = [None] * probes
     for series in answer:
         metric = dict(series.get("metric", {}))
         try:
             i = int(metric.pop(_PROBE_LABEL)) if probes > 1 else 0
             if metric == {_COUNT_LABEL: "at-end"}:
                 at_end[i] = int(float(series["value"][1]))
-            elif metric == {_COUNT_LABEL: "at-start"}:
-                at_start[i] = int(float(series["value"][1]))
             else:
                 present[i].add(_label_key(metric))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
     return [
-        _Probed(
-            None if listed is not None and listed != len(seen) else seen,
-            len(seen) if listed is None else listed,
-            end,
-        )
-        for seen, end, listed in zip(present, at_end, at_start, strict=True)
+        _Probed(None if limit is not None and end > limit else seen, end)
+        for seen, end in zip(present, at_end, strict=True)
     ]
 
 
@@ -384,7 +376,9 @@ class PrometheusSource:
             for i, sel in enumerate(selectors)
         )
         try:
-            answers = _probe_answers(self._vector(promql, end_ms), len(selectors))
+            answers = _probe_answers(
+                self._vector(promql, end_ms), len(selectors), _READ_AHEAD_SERIES
+            )
         except (QueryError, BadData) as exc:
             _log.debug("read-ahead probe not used", prometheus=self.url, error=str(exc))
             return
