@@ -349,9 +349,15 @@ class PrometheusSource:
                 if not counter or render(counter, f.matchers) in counters:
                     continue
                 selector_text = render(counter, f.matchers)
-                uncached = sum(
-                    not self._is_cached(_LookQuery.of(selector_text, by_le, step * (k + 1), end))
-                    for k, end in enumerate(ends)
+                uncached = (
+                    sum(
+                        not self._is_cached(
+                            _LookQuery.of(selector_text, by_le, step * (k + 1), end)
+                        )
+                        for k, end in enumerate(ends)
+                    )
+                    if self._cache
+                    else len(ends)  # a new source has nothing cached
                 )
                 if uncached >= self.range_read_from:  # the read will be a raw read
                     counters.append(selector_text)
@@ -607,7 +613,7 @@ class PrometheusSource:
         *,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
-        uncached = sum(1 for q in queries if not self._is_cached(q))
+        uncached = sum(1 for q in queries if not self._is_cached(q)) if self._cache else len(queries)
         start_ms = _range_start_ms(window, [q.at_ms for q in queries])
         if (
             uncached >= self.range_read_from
