@@ -214,6 +214,26 @@ def _probe_answers(
     ]
 
 
+def _values(answer: list[dict[str, Any]]) -> dict[LabelKey, float]:
+    """Label key -> value of each series of an instant-vector answer."""
+    values: dict[LabelKey, float] = {}
+    for series in answer:
+        try:
+            values[_label_key(series.get("metric", {}))] = float(series["value"][1])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+    return values
+
+
+def _look_queries(selector_text: str, window: Window, by_le: bool) -> list[_LookQuery]:
+    """The cumulative increase of `selector_text` from the window's start to each look's end."""
+    step = window.step.total_seconds()
+    return [
+        _LookQuery.of(selector_text, by_le, step * (k + 1), end)
+        for k, end in enumerate(window.interval_ends())
+    ]
+
+
 def _present_answer(answer: list[dict[str, Any]]) -> set[LabelKey]:
     return {_label_key(series.get("metric", {})) for series in answer}
 
@@ -299,12 +319,12 @@ class PrometheusSource:
         # From this many uncached looks on, read the raw samples once instead of one query a look.
         self.range_read_from = max(1, range_read_from)
         self.page_samples = max(1, page_samples)
-        # None until the first raw read is checked against Prometheus' own answer for its last
-        # look; False if they differed (another PromQL engine: Prometheus 3, a remote store):
-        # then this source keeps to the instant queries.
         # (counter selector, window start, end) -> a read-ahead probe's answer (`read_ahead`)
         self._probed: OrderedDict[tuple[str, int, int], _Probed] = OrderedDict()
-        # One check for all reads: the first raw read to finish asks, the others wait for it.
+        # None until the first raw read is checked against Prometheus' own answer for its last
+        # look (one check for all reads: the first to get there asks, the others wait for it);
+        # False if they differed (another PromQL engine: Prometheus 3, a remote store): then
+        # this source keeps to the instant queries.
         self._raw_read_agrees: Future[bool] | None = None
 
     def close(self) -> None:
@@ -330,36 +350,22 @@ class PrometheusSource:
         any other failure leaves the reads to probe."""
         batches: dict[tuple[int, int, str], list[str]] = {}
         for f in fetches:
-            start_ms = _range_start_ms(f.window)
-            last = f.window.interval_ends()[-1]
-            if (
-                f.window.intervals < self.range_read_from
-                or start_ms is None
-                or self.raw_reads_disagree
-            ):
-                continue
-            counters = batches.setdefault((start_ms, _ms(last), str(f.version)), [])
-            ends = f.window.interval_ends()
-            step = f.window.step.total_seconds()
+            end_ms = _ms(f.window.interval_ends()[-1])
             for counter, by_le in (
                 (f.query.total, False),
                 (f.query.bad or f.query.good, False),
                 (f.query.buckets, True),
             ):
-                if not counter or render(counter, f.matchers) in counters:
+                if not counter:
                     continue
                 selector_text = render(counter, f.matchers)
-                uncached = (
-                    sum(
-                        not self._is_cached(
-                            _LookQuery.of(selector_text, by_le, step * (k + 1), end)
-                        )
-                        for k, end in enumerate(ends)
-                    )
-                    if self._cache
-                    else len(ends)  # a new source has nothing cached
-                )
-                if uncached >= self.range_read_from:  # the read will be a raw read
+                # the looks are needed only to ask the cache, and a new source has none
+                queries = _look_queries(selector_text, f.window, by_le) if self._cache else None
+                start_ms = self._raw_read_start(f.window, queries)
+                if start_ms is None:  # the read will send instant queries: nothing to probe
+                    continue
+                counters = batches.setdefault((start_ms, end_ms, str(f.version)), [])
+                if selector_text not in counters:
                     counters.append(selector_text)
         batches = {key: selectors for key, selectors in batches.items() if len(selectors) > 1}
         if not batches:
@@ -524,11 +530,7 @@ class PrometheusSource:
         more than `range_read_from - 1` looks are not cached, from one read of the raw samples
         (the same numbers: `metrics.increase`).
         """
-        ends = window.interval_ends()
-        step = window.step.total_seconds()
-        queries = [
-            _LookQuery.of(selector_text, by_le, step * (k + 1), end) for k, end in enumerate(ends)
-        ]
+        queries = _look_queries(selector_text, window, by_le)
         cumulative = self._cumulative(selector_text, queries, window, by_le=by_le)
         self._check_consistent(selector_text, window, cumulative or {})
         if cumulative is None:
@@ -613,13 +615,8 @@ class PrometheusSource:
         *,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
-        uncached = sum(1 for q in queries if not self._is_cached(q)) if self._cache else len(queries)
-        start_ms = _range_start_ms(window, [q.at_ms for q in queries])
-        if (
-            uncached >= self.range_read_from
-            and start_ms is not None
-            and not self.raw_reads_disagree
-        ):
+        start_ms = self._raw_read_start(window, queries)
+        if start_ms is not None:
             raw, asking = self._read_raw(selector_text, queries, start_ms, by_le=by_le)
             try:
                 # no series at all is Prometheus' own answer (the probe's): nothing to check
@@ -650,13 +647,22 @@ class PrometheusSource:
                 answers = [*pool.map(self._instant, queries[:-1]), last]
         cumulative: dict[LabelKey, dict[int, float]] = {}
         for k, answer in enumerate(answers):
-            for series in answer:
-                key = _label_key(series.get("metric", {}))
-                try:
-                    cumulative.setdefault(key, {})[k] = float(series["value"][1])
-                except (KeyError, TypeError, ValueError, IndexError) as exc:
-                    raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+            for key, value in _values(answer).items():
+                cumulative.setdefault(key, {})[k] = value
         return cumulative
+
+    def _raw_read_start(self, window: Window, queries: list[_LookQuery] | None) -> int | None:
+        """The looks' common range start (ms) when they are to be read raw: enough of them
+        are not cached, their ranges share a start, and no raw read disagreed; else None (one
+        instant query a look). `queries` None: none of the looks is cached."""
+        uncached = (
+            sum(1 for q in queries if not self._is_cached(q))
+            if queries is not None and self._cache
+            else window.intervals
+        )
+        if uncached < self.range_read_from or self.raw_reads_disagree:
+            return None
+        return _range_start_ms(window, None if queries is None else [q.at_ms for q in queries])
 
     @property
     def raw_reads_disagree(self) -> bool:
@@ -712,12 +718,7 @@ class PrometheusSource:
     ) -> bool:
         """Whether Prometheus' own answer for `look` (asked, not cached) is the raw read's."""
         computed = {key: by_look[look] for key, by_look in (raw or {}).items() if look in by_look}
-        asked: dict[LabelKey, float] = {}
-        for series in answer:
-            try:
-                asked[_label_key(series.get("metric", {}))] = float(series["value"][1])
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
-                raise BadData(f"unreadable point in a Prometheus answer: {series!r}") from exc
+        asked = _values(answer)
         if asked.keys() != computed.keys():
             return False
         return all(
