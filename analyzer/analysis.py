@@ -19,7 +19,7 @@ from analyzer.judge import judge
 from analyzer.spec import AnalysisSpec
 from analyzer.verdicts import MetricReport, MetricStatus, Verdict
 from metrics.promql import selector
-from metrics.source import Fetch, MetricQuery, MetricSource, ReadsAhead, Series, Version, Window
+from metrics.source import Fetch, MetricSource, ReadsAhead, Series, Version, Window
 from metrics.stall import quiet_canary
 
 _PARALLEL_FETCHES = 4
@@ -59,10 +59,6 @@ def prerun_window(spec: AnalysisSpec, window: Window) -> Window | None:
     return Window(start=window.start - length, end=window.start, step=length)
 
 
-def _version(task_version: str) -> Version:
-    return Version.BASELINE if task_version == _PRERUN else Version(task_version)
-
-
 def fetch_observations(
     spec: AnalysisSpec, source: MetricSource, window: Window, params: dict[str, str] | None = None
 ) -> Observations:
@@ -71,8 +67,9 @@ def fetch_observations(
     The first error raised by the source is raised at once; fetches not yet started are dropped.
     """
     canary_matchers, baseline_matchers = spec.matchers(params)
-    tasks: list[tuple[str, str, MetricQuery, dict[str, str], Window]] = [
-        (metric.name, str(version), metric.metric_query, matchers, window)
+    # (metric, canary / baseline / the pre-run baseline, the fetch)
+    tasks: list[tuple[str, str, Fetch]] = [
+        (metric.name, str(version), Fetch(metric.metric_query, version, matchers, window))
         for metric in spec.metrics
         for version, matchers in (
             (Version.CANARY, canary_matchers),
@@ -82,17 +79,16 @@ def fetch_observations(
     before = prerun_window(spec, window)
     if before is not None:
         tasks += [
-            (metric.name, _PRERUN, metric.metric_query, baseline_matchers, before)
+            (
+                metric.name,
+                _PRERUN,
+                Fetch(metric.metric_query, Version.BASELINE, baseline_matchers, before),
+            )
             for metric in spec.metrics
             if metric.compare is not None and metric.test == "sequential"
         ]
     if isinstance(source, ReadsAhead):
-        source.read_ahead(
-            [
-                Fetch(query, _version(version), matchers, span)
-                for _, version, query, matchers, span in tasks
-            ]
-        )
+        source.read_ahead([fetch for _, _, fetch in tasks])
     pool = ThreadPoolExecutor(max_workers=_PARALLEL_FETCHES)
     try:
         futures = [
@@ -100,12 +96,12 @@ def fetch_observations(
             pool.submit(
                 contextvars.copy_context().run,
                 source.fetch,
-                query,
-                _version(version),
-                matchers,
-                span,
+                fetch.query,
+                fetch.version,
+                fetch.matchers,
+                fetch.window,
             )
-            for _, version, query, matchers, span in tasks
+            for _, _, fetch in tasks
         ]
         for done in as_completed(futures):
             done.result()  # raise the first failure now, not after the slowest fetch
@@ -113,14 +109,13 @@ def fetch_observations(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     fetched = {
-        (name, str(version)): result
-        for (name, version, _, _, _), result in zip(tasks, results, strict=True)
+        (name, role): result for (name, role, _), result in zip(tasks, results, strict=True)
     }
     series = {
         m.name: (fetched[(m.name, Version.CANARY)], fetched[(m.name, Version.BASELINE)])
         for m in spec.metrics
     }
-    prerun = {name: result for (name, version), result in fetched.items() if version == _PRERUN}
+    prerun = {name: result for (name, role), result in fetched.items() if role == _PRERUN}
     return Observations(window=window, series=series, prerun=prerun)
 
 
