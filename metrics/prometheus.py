@@ -83,6 +83,7 @@ _CACHE_ENTRIES = 20_000
 _COUNT_LABEL = "verdict_series_in_window"
 _PROBE_LABEL = "verdict_probe"
 _PROBED_ENTRIES = 1_000
+_WINDOW_ENTRIES = 256
 # A read-ahead probe lists a counter's series up to this many; a larger one probes in its read,
 # in parallel with the others, rather than in one long answer that every read waits for.
 _READ_AHEAD_SERIES = 500
@@ -225,13 +226,40 @@ def _values(answer: list[dict[str, Any]]) -> dict[LabelKey, float]:
     return values
 
 
-def _look_queries(selector_text: str, window: Window, by_le: bool) -> list[_LookQuery]:
+def _look_queries(selector_text: str, instants: _Instants, by_le: bool) -> list[_LookQuery]:
     """The cumulative increase of `selector_text` from the window's start to each look's end."""
-    step = window.step.total_seconds()
     return [
-        _LookQuery.of(selector_text, by_le, step * (k + 1), end)
-        for k, end in enumerate(window.interval_ends())
+        _LookQuery(selector_text, by_le, seconds, at, at_seconds, at_ms)
+        for seconds, at, at_seconds, at_ms in zip(
+            instants.ranges, instants.ends, instants.seconds, instants.ms, strict=True
+        )
     ]
+
+
+@dataclass(frozen=True)
+class _Instants:
+    """A window's looks, worked out once per window (every counter of a fetch shares them):
+    each look's range (seconds from the window's start) and its end, as a time, in seconds
+    and in whole milliseconds; `start_ms`, the ranges' common start (`_range_start_ms`)."""
+
+    ranges: tuple[float, ...]
+    ends: tuple[datetime, ...]
+    seconds: tuple[float, ...]
+    ms: tuple[int, ...]
+    start_ms: int | None
+
+    @classmethod
+    def of(cls, window: Window) -> _Instants:
+        step = window.step.total_seconds()
+        ends = tuple(window.interval_ends())
+        ms = tuple(_ms(end) for end in ends)
+        return cls(
+            ranges=tuple(step * (k + 1) for k in range(len(ends))),
+            ends=ends,
+            seconds=tuple(end.timestamp() for end in ends),
+            ms=ms,
+            start_ms=_range_start_ms(window, ms),
+        )
 
 
 def _present_answer(answer: list[dict[str, Any]]) -> set[LabelKey]:
@@ -304,9 +332,9 @@ class PrometheusSource:
         # Cumulative answers for instants older than `settle_seconds` cannot change any more:
         # a canary that looks every interval asks them again and again, so they are kept.
         self.settle_seconds = float(settle_seconds)
-        self._cache: OrderedDict[tuple[str, bool, float, float], list[dict[str, Any]] | _Settled] = (
-            OrderedDict()
-        )
+        self._cache: OrderedDict[
+            tuple[str, bool, float, float], dict[LabelKey, float] | _Settled
+        ] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._reading: dict[
             tuple[str, bool, tuple[float, ...]], Future[dict[LabelKey, dict[int, float]] | None]
@@ -319,6 +347,8 @@ class PrometheusSource:
         # From this many uncached looks on, read the raw samples once instead of one query a look.
         self.range_read_from = max(1, range_read_from)
         self.page_samples = max(1, page_samples)
+        # window -> its looks' instants (`_instants`)
+        self._windows: OrderedDict[Window, _Instants] = OrderedDict()
         # (counter selector, window start, end) -> a read-ahead probe's answer (`read_ahead`)
         self._probed: OrderedDict[tuple[str, int, int], _Probed] = OrderedDict()
         # None until the first raw read is checked against Prometheus' own answer for its last
@@ -350,7 +380,8 @@ class PrometheusSource:
         any other failure leaves the reads to probe."""
         batches: dict[tuple[int, int, str], list[str]] = {}
         for f in fetches:
-            end_ms = _ms(f.window.interval_ends()[-1])
+            instants = self._instants(f.window)
+            end_ms = instants.ms[-1]
             for counter, by_le in (
                 (f.query.total, False),
                 (f.query.bad or f.query.good, False),
@@ -360,8 +391,8 @@ class PrometheusSource:
                     continue
                 selector_text = render(counter, f.matchers)
                 # the looks are needed only to ask the cache, and a new source has none
-                queries = _look_queries(selector_text, f.window, by_le) if self._cache else None
-                start_ms = self._raw_read_start(f.window, queries)
+                queries = _look_queries(selector_text, instants, by_le) if self._cache else None
+                start_ms = self._raw_read_start(instants, queries)
                 if start_ms is None:  # the read will send instant queries: nothing to probe
                     continue
                 counters = batches.setdefault((start_ms, end_ms, str(f.version)), [])
@@ -399,6 +430,18 @@ class PrometheusSource:
                 self._probed[(sel, start_ms, end_ms)] = answer
             while len(self._probed) > _PROBED_ENTRIES:
                 self._probed.popitem(last=False)
+
+    def _instants(self, window: Window) -> _Instants:
+        """The window's looks' instants, worked out once per window."""
+        with self._cache_lock:
+            instants = self._windows.get(window)
+        if instants is None:
+            instants = _Instants.of(window)
+            with self._cache_lock:
+                self._windows[window] = instants
+                while len(self._windows) > _WINDOW_ENTRIES:
+                    self._windows.popitem(last=False)
+        return instants
 
     def _take_probed(self, selector_text: str, start_ms: int, end_ms: int) -> _Probed | None:
         with self._cache_lock:
@@ -530,8 +573,9 @@ class PrometheusSource:
         more than `range_read_from - 1` looks are not cached, from one read of the raw samples
         (the same numbers: `metrics.increase`).
         """
-        queries = _look_queries(selector_text, window, by_le)
-        cumulative = self._cumulative(selector_text, queries, window, by_le=by_le)
+        instants = self._instants(window)
+        queries = _look_queries(selector_text, instants, by_le)
+        cumulative = self._cumulative(selector_text, queries, instants, by_le=by_le)
         self._check_consistent(selector_text, window, cumulative or {})
         if cumulative is None:
             return {}
@@ -578,7 +622,7 @@ class PrometheusSource:
         self,
         selector_text: str,
         queries: list[_LookQuery],
-        window: Window,
+        instants: _Instants,
         *,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
@@ -596,7 +640,7 @@ class PrometheusSource:
         if not owner:
             return shared.result()
         try:
-            result = self._read_cumulative(selector_text, queries, window, by_le=by_le)
+            result = self._read_cumulative(selector_text, queries, instants, by_le=by_le)
         except BaseException as exc:
             shared.set_exception(exc)
             raise
@@ -611,11 +655,11 @@ class PrometheusSource:
         self,
         selector_text: str,
         queries: list[_LookQuery],
-        window: Window,
+        instants: _Instants,
         *,
         by_le: bool,
     ) -> dict[LabelKey, dict[int, float]] | None:
-        start_ms = self._raw_read_start(window, queries)
+        start_ms = self._raw_read_start(instants, queries)
         if start_ms is not None:
             raw, asking = self._read_raw(selector_text, queries, start_ms, by_le=by_le)
             try:
@@ -637,32 +681,37 @@ class PrometheusSource:
                 selector=selector_text,
             )
         # The whole window first: it fails fast when Prometheus is down, and an empty answer
-        # means the version has no series at all, so there is nothing more to ask.
-        last = self._instant(queries[-1])
-        if not last:
+        # means the version has no series at all, so there is nothing more to ask. Cached looks
+        # (a counter another metric read a moment ago) are taken as they are, without a pool.
+        values = [self._cached(q) for q in queries]
+        if values[-1] is None:
+            values[-1] = self._instant(queries[-1])
+        if not values[-1]:
             return None
-        answers = [last]
-        if len(queries) > 1:  # a one-interval window (the web provider's look) needs no pool
-            with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
-                answers = [*pool.map(self._instant, queries[:-1]), last]
+        uncached = [q for q, v in zip(queries, values, strict=True) if v is None]
+        if uncached:
+            with ThreadPoolExecutor(max_workers=min(_PARALLEL_QUERIES, len(uncached))) as pool:
+                answered = iter(pool.map(self._instant, uncached))
+            values = [v if v is not None else next(answered) for v in values]
         cumulative: dict[LabelKey, dict[int, float]] = {}
-        for k, answer in enumerate(answers):
-            for key, value in _values(answer).items():
+        for k, at_look in enumerate(values):
+            assert at_look is not None
+            for key, value in at_look.items():
                 cumulative.setdefault(key, {})[k] = value
         return cumulative
 
-    def _raw_read_start(self, window: Window, queries: list[_LookQuery] | None) -> int | None:
+    def _raw_read_start(self, instants: _Instants, queries: list[_LookQuery] | None) -> int | None:
         """The looks' common range start (ms) when they are to be read raw: enough of them
         are not cached, their ranges share a start, and no raw read disagreed; else None (one
         instant query a look). `queries` None: none of the looks is cached."""
         uncached = (
             sum(1 for q in queries if not self._is_cached(q))
             if queries is not None and self._cache
-            else window.intervals
+            else len(instants.ms)
         )
         if uncached < self.range_read_from or self.raw_reads_disagree:
             return None
-        return _range_start_ms(window, None if queries is None else [q.at_ms for q in queries])
+        return instants.start_ms
 
     @property
     def raw_reads_disagree(self) -> bool:
@@ -867,7 +916,7 @@ class PrometheusSource:
             end_ms=end_ms,
         )
 
-    def _cached(self, query: _LookQuery) -> list[dict[str, Any]] | None:
+    def _cached(self, query: _LookQuery) -> dict[LabelKey, float] | None:
         if query.at_seconds > time.time() - self.settle_seconds:
             return None
         with self._cache_lock:
@@ -875,7 +924,7 @@ class PrometheusSource:
             if cached is not None:
                 self._cache.move_to_end(query.cache_key)
         if isinstance(cached, _Settled):
-            return cached.answer(query.at_seconds)
+            return cached.values()
         return cached
 
     def _is_cached(self, query: _LookQuery) -> bool:
@@ -884,21 +933,22 @@ class PrometheusSource:
         with self._cache_lock:
             return query.cache_key in self._cache
 
-    def _remember(self, query: _LookQuery, answer: list[dict[str, Any]]) -> None:
+    def _remember(self, query: _LookQuery, values: dict[LabelKey, float]) -> None:
         with self._cache_lock:
-            self._cache[query.cache_key] = answer
+            self._cache[query.cache_key] = values
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
-    def _instant(self, query: _LookQuery) -> list[dict[str, Any]]:
-        """One instant query; answers about a settled past are served from the cache."""
+    def _instant(self, query: _LookQuery) -> dict[LabelKey, float]:
+        """One instant query's values; answers about a settled past are served from the
+        cache."""
         cached = self._cached(query)
         if cached is not None:
             return cached
-        result = self._vector(query.promql, query.at_ms)
+        values = _values(self._vector(query.promql, query.at_ms))
         if query.at_seconds <= time.time() - self.settle_seconds:
-            self._remember(query, result)
-        return result
+            self._remember(query, values)
+        return values
 
     def _vector(self, promql: str, at_ms: int) -> list[dict[str, Any]]:
         result = self._api_query(promql, at_ms / 1000, "vector")
@@ -1028,10 +1078,6 @@ class _LookQuery:
     at_seconds: float
     at_ms: int
 
-    @classmethod
-    def of(cls, selector: str, by_le: bool, seconds: float, at: datetime) -> _LookQuery:
-        return cls(selector, by_le, seconds, at, at.timestamp(), _ms(at))
-
     @property
     def cache_key(self) -> tuple[str, bool, float, float]:
         """The same key for the same PromQL at the same instant."""
@@ -1049,13 +1095,13 @@ class _Settled:
     cumulative: dict[LabelKey, dict[int, float]]
     look: int
 
-    def answer(self, at_seconds: float) -> list[dict[str, Any]]:
-        """The answer as the instant query's vector would give it."""
-        return [
-            {"metric": dict(key), "value": [at_seconds, repr(by_look[self.look])]}
+    def values(self) -> dict[LabelKey, float]:
+        """The values as the instant query would give them."""
+        return {
+            key: by_look[self.look]
             for key, by_look in self.cumulative.items()
             if self.look in by_look
-        ]
+        }
 
 
 @dataclass(frozen=True)
