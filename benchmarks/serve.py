@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,27 +142,24 @@ def verdict_serve(root: Path, prometheus_url: str, scenarios: dict[str, Any]) ->
 
 
 def recorded_queries(prometheus_url: str, scenario: Any) -> list[tuple[str, str]]:
-    """The (PromQL, time) pairs of one look, as Verdict's Prometheus source sends them."""
+    """The (PromQL, time) pairs of one look, as Verdict's Prometheus source sends them
+    (recorded by a proxy in front of the Prometheus)."""
     from analyzer.analysis import fetch_observations
     from analyzer.spec import parse_analysis
     from metrics.prometheus import PrometheusSource
     from metrics.source import Window
+    from tests.local_http import rewriting_prometheus
 
     spec = parse_analysis(_analysis("bench", scenario))
-    source = PrometheusSource(prometheus_url)
-    sent: list[tuple[str, str]] = []
-
-    def record(response: Any, *args: Any, **kwargs: Any) -> None:
-        form = urllib.parse.parse_qs(response.request.body or "")
-        sent.append((form["query"][0], form["time"][0]))
-
-    source._session.hooks["response"].append(record)  # every query the source sends
-    now = datetime.now(UTC)
-    fetch_observations(
-        spec, source, Window(start=scenario.start, end=now, step=now - scenario.start)
-    )
-    source.close()
-    return sent
+    seen: list[dict[str, str]] = []
+    with rewriting_prometheus(prometheus_url, lambda query, answer: False, seen) as url:
+        source = PrometheusSource(url)
+        now = datetime.now(UTC)
+        fetch_observations(
+            spec, source, Window(start=scenario.start, end=now, step=now - scenario.start)
+        )
+        source.close()
+    return [(params["query"], params["time"]) for params in seen]
 
 
 def _percentile(values: list[float], q: float) -> float:

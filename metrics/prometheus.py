@@ -33,7 +33,6 @@ import contextvars
 import functools
 import json
 import math
-import os
 import socket
 import threading
 import time
@@ -47,10 +46,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import requests
 import structlog
 import urllib3.exceptions
-from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from metrics.errors import (
@@ -74,6 +71,7 @@ from metrics.source import (
     Version,
     Window,
 )
+from metrics.transport import HTTPFailure, Transport
 
 _RETRY_STATUSES = (502, 503, 504)
 _QUERY_REJECTED_STATUSES = (400, 422)
@@ -119,32 +117,6 @@ def _describe_key(key: LabelKey) -> str:
 def _label_key(metric: dict[str, Any]) -> LabelKey:
     """A series' identity: its labels in the answer's order (Prometheus sorts them by name)."""
     return tuple(metric.items())
-
-
-class _HTTPFailure(Exception):
-    """A non-200 answer, raised from the session's response hook with the body kept."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(f"HTTP {status}: {text}")
-        self.status = status
-        self.text = text
-
-
-def _raise_on_failure(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-    """Response hook: turn any non-200 answer into `_HTTPFailure` with Prometheus' error text."""
-    if response.status_code == 200:
-        return
-    text = response.text.strip()
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and body.get("error"):
-        kind = body.get("errorType")
-        text = f"{kind}: {body['error']}" if kind else str(body["error"])
-    if len(text) > _MAX_ERROR_TEXT:
-        text = text[:_MAX_ERROR_TEXT] + "..."
-    raise _HTTPFailure(response.status_code, text or response.reason or "no error text")
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -297,38 +269,21 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
         self.retries = retries
-        session = requests.Session()
-        session.hooks["response"].append(_raise_on_failure)
-        # The environment (proxies, NO_PROXY, the CA bundle, ~/.netrc) is read once, here,
-        # as requests would read it for this URL; not again on every query.
-        session.proxies.update(requests.utils.get_environ_proxies(self.url))
-        session.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        )
-        netrc_auth = requests.utils.get_netrc_auth(self.url)
-        if netrc_auth is not None:
-            session.auth = netrc_auth
-        session.trust_env = False
         retry = Retry(
             total=retries,
             backoff_factor=0.2,
             status_forcelist=_RETRY_STATUSES,
             allowed_methods=frozenset({"GET", "POST"}),
         )
-        self._client = PrometheusConnect(
-            self.url,
-            headers=dict(headers) if headers else None,
-            retry=retry,
-            timeout=self.timeout,
-            session=session,
-        )
-        self._session = session
         # Uncompressed answers by default: a raw-sample page is megabytes, and Prometheus spends
         # about twice as long gzipping it as writing it; over a slow link, `compress=True`.
-        self._headers = {
-            "Accept-Encoding": "gzip" if compress else "identity",
-            **(self._client.headers or {}),
-        }
+        self._transport = Transport(
+            self.url,
+            timeout=self.timeout,
+            retry=retry,
+            headers={"Accept-Encoding": "gzip" if compress else "identity", **(headers or {})},
+            max_error_text=_MAX_ERROR_TEXT,
+        )
         # Cumulative answers for instants older than `settle_seconds` cannot change any more:
         # a canary that looks every interval asks them again and again, so they are kept.
         self.settle_seconds = float(settle_seconds)
@@ -359,7 +314,7 @@ class PrometheusSource:
 
     def close(self) -> None:
         """Release the HTTP connections."""
-        self._session.close()
+        self._transport.close()
 
     def __repr__(self) -> str:
         return f"PrometheusSource({self.url!r}, timeout={self.timeout}, retries={self.retries})"
@@ -978,14 +933,9 @@ class PrometheusSource:
 
     def _send(self, promql: str, at_seconds: float) -> bytes:
         # POST (form-encoded), as Prometheus allows: a long selector never meets a URL limit
-        response = self._session.request(
-            "POST",
-            f"{self.url}/api/v1/query",
-            data={"query": promql, "time": f"{at_seconds:.3f}"},
-            headers=self._headers,
-            timeout=self.timeout,
+        return self._transport.post_form(
+            "/api/v1/query", {"query": promql, "time": f"{at_seconds:.3f}"}
         )
-        return response.content
 
     def _decoded(self, raw: bytes, decode: Callable[[bytes], _T]) -> _T:
         try:
@@ -1023,7 +973,7 @@ class PrometheusSource:
         """Run one client call, turning every failure into a `metrics.errors` error."""
         try:
             return send()
-        except _HTTPFailure as exc:
+        except HTTPFailure as exc:
             if exc.status in _QUERY_REJECTED_STATUSES:
                 raise QueryError(
                     f"{self._where} rejected the query {promql!r}: {exc.text}"
@@ -1031,7 +981,7 @@ class PrometheusSource:
             raise SourceUnavailable(
                 f"{self._where} answered HTTP {exc.status}: {exc.text}"
             ) from None
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SourceUnavailable(f"{self._where} {self._describe(exc)}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise SourceUnavailable(
@@ -1051,18 +1001,16 @@ class PrometheusSource:
             if isinstance(cause, ConnectionRefusedError):
                 return f"is unreachable: connection refused{after}"
         for cause in causes:
-            if isinstance(cause, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+            if isinstance(cause, urllib3.exceptions.TimeoutError | TimeoutError):
                 return f"did not answer within {self.timeout} s{after}"
         for cause in causes:
-            if isinstance(cause, requests.exceptions.RetryError | urllib3.exceptions.ResponseError):
+            if isinstance(cause, urllib3.exceptions.ResponseError):
                 return f"kept answering with server errors{after}: {cause}"
-            if isinstance(cause, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+            if isinstance(cause, urllib3.exceptions.SSLError):
                 return f"is unreachable: TLS failed: {cause}"
         for cause in causes:
             if isinstance(cause, ConnectionResetError | urllib3.exceptions.ProtocolError):
                 return f"dropped the connection{after}: {cause}"
-        if isinstance(exc, requests.exceptions.JSONDecodeError):
-            return "answered with something that is not JSON; is this the Prometheus base URL?"
         return f"is unreachable: {exc}"
 
 

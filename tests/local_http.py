@@ -49,7 +49,7 @@ class _RewritingHandler(BaseHTTPRequestHandler):
         self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
     def _forward(self, form: bytes) -> None:
-        upstream_url, rewrite = self.server.state  # type: ignore[attr-defined]
+        upstream_url, rewrite, seen = self.server.state  # type: ignore[attr-defined]
         upstream = requests.request(
             self.command,
             upstream_url + self.path,
@@ -61,6 +61,8 @@ class _RewritingHandler(BaseHTTPRequestHandler):
         params = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         params.update(urllib.parse.parse_qs(form.decode()))
         query = params.get("query", [""])[0]
+        if seen is not None:
+            seen.append({name: values[0] for name, values in params.items()})
         data = upstream.json()
         if rewrite(query, data):
             body = json.dumps(data).encode()
@@ -75,7 +77,10 @@ class _RewritingHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def rewriting_prometheus(upstream_url: str, rewrite: Rewrite) -> Iterator[str]:
-    """A proxy to a real Prometheus whose answers `rewrite` may change; yields its base URL."""
-    with serving(_RewritingHandler, (upstream_url, rewrite)) as url:
+def rewriting_prometheus(
+    upstream_url: str, rewrite: Rewrite, seen: list[dict[str, str]] | None = None
+) -> Iterator[str]:
+    """A proxy to a real Prometheus whose answers `rewrite` may change; yields its base URL.
+    `seen` gets the parameters of every request forwarded (query, time, ...), in order."""
+    with serving(_RewritingHandler, (upstream_url, rewrite, seen)) as url:
         yield url

@@ -9,7 +9,6 @@ in many small pages) answers what it answers with one cumulative `increase()` qu
 from __future__ import annotations
 
 import threading
-import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,31 @@ SCENARIOS = sorted(default_scenarios(datetime.now(UTC)))
 QUERIES = [BUILTIN_TEMPLATES[n] for n in ("istio-error-rate", "istio-success-rate", "istio-latency")]
 ERROR_RATE = QUERIES[0]
 INSTANT_ONLY = 10**9  # never enough uncached looks for a raw read
+
+
+class Recorder:
+    """A proxy to a Prometheus that records each query it forwards, with its answer."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def queries(self) -> list[str]:
+        return [query for query, _ in self.sent]
+
+    def record(self, query: str, answer: dict[str, Any]) -> bool:
+        self.sent.append((query, answer))
+        return False  # forwarded as it is
+
+
+@pytest.fixture
+def recorder(prometheus: PrometheusServer) -> Iterator[Recorder]:
+    """Every query sent to the real Prometheus through `recorder.url`, in order."""
+    recording = Recorder()
+    with rewriting_prometheus(prometheus.url, recording.record) as url:
+        recording.url = url
+        yield recording
 
 
 def _arrays(series: Series | None) -> list[np.ndarray] | None:
@@ -102,14 +126,13 @@ def test_the_scenarios_exercise_what_the_raw_read_must_reproduce(
     assert not np.allclose(series.total, np.round(series.total))
 
 
-def test_a_raw_read_sends_one_query_a_page_not_one_a_look(prometheus: PrometheusServer) -> None:
+def test_a_raw_read_sends_one_query_a_page_not_one_a_look(
+    prometheus: PrometheusServer, recorder: Recorder
+) -> None:
     scenario = prometheus.scenarios["healthy"]
     window = scenario.window(timedelta(seconds=30))
-    source = PrometheusSource(prometheus.url, range_read_from=1)
-    sent: list[str] = []
-    source._session.hooks["response"].append(
-        lambda response, *args, **kwargs: sent.append(response.request.url or "")
-    )
+    source = PrometheusSource(recorder.url, range_read_from=1)
+    sent = recorder.sent
     source.fetch(BUILTIN_TEMPLATES["istio-latency"], Version.CANARY, scenario.canary_matchers, window)
     # one probe (the series present at the window's start, how many at its end), one page, and, once
     # per source, Prometheus' own answer for the last look to check the raw read against
@@ -121,19 +144,19 @@ def test_a_raw_read_sends_one_query_a_page_not_one_a_look(prometheus: Prometheus
     assert len(sent) == 2
 
 
-def test_a_large_read_is_cut_into_pages_of_bounded_size(prometheus: PrometheusServer) -> None:
+def test_a_large_read_is_cut_into_pages_of_bounded_size(
+    prometheus: PrometheusServer, recorder: Recorder
+) -> None:
     # 40 bucket series (20 `le` × 2 response codes) × 4 samples a minute = 160 samples a look
     # at 1 m: a budget of 2000 samples holds about 12 looks, so 40 looks take 4 pages
     scenario = prometheus.scenarios["healthy"]
-    source = PrometheusSource(prometheus.url, range_read_from=1, page_samples=2000)
-    sizes: list[int] = []
-    source._session.hooks["response"].append(
-        lambda response, *args, **kwargs: sizes.append(
-            sum(len(s.get("values", [])) for s in response.json()["data"]["result"])
-        )
-    )
+    source = PrometheusSource(recorder.url, range_read_from=1, page_samples=2000)
     source.fetch(BUILTIN_TEMPLATES["istio-latency"], Version.CANARY, scenario.canary_matchers,
                  scenario.window())
+    sizes = [
+        sum(len(s.get("values", [])) for s in answer["data"]["result"])
+        for _, answer in recorder.sent
+    ]
     pages = [size for size in sizes if size]  # not the probe (a vector)
     assert len(pages) >= 4
     assert max(pages) <= 2000 + 160
@@ -146,13 +169,21 @@ def test_concurrent_reads_of_the_same_counter_share_one(
     # `fetch_observations` does), its raw samples are read once
     slow_prometheus.delay = 0.5  # both fetches are surely under way together
     scenario = prometheus.scenarios["healthy"]
-    source = PrometheusSource(slow_prometheus.url, range_read_from=1)
-    asked: list[str] = []
-    source._session.hooks["response"].append(
-        lambda response, *args, **kwargs: asked.append(
-            urllib.parse.parse_qs(response.request.body)["query"][0]
-        )
-    )
+    recording = Recorder()
+    with rewriting_prometheus(slow_prometheus.url, recording.record) as url:
+        source = PrometheusSource(url, range_read_from=1)
+        by_bad, by_good = _fetch_together(source, scenario, [QUERIES[0], QUERIES[1]])
+    asked = recording.queries
+    total = QUERIES[0].total.replace("{{ selector }}", 'destination_service_name="healthy-canary"')
+    assert sum(1 for q in asked if q.startswith(total)) == 1  # one page
+    assert isinstance(by_bad, RatioSeries) and isinstance(by_good, RatioSeries)
+    np.testing.assert_array_equal(by_bad.total, by_good.total)
+
+
+def _fetch_together(
+    source: PrometheusSource, scenario: Any, queries: list[MetricQuery]
+) -> list[Series | None]:
+    """The canary's `queries`, fetched at the same moment from two threads."""
     barrier = threading.Barrier(2)
 
     def fetch(query: MetricQuery) -> Series | None:
@@ -160,11 +191,7 @@ def test_concurrent_reads_of_the_same_counter_share_one(
         return source.fetch(query, Version.CANARY, scenario.canary_matchers, scenario.window())
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        by_bad, by_good = pool.map(fetch, [QUERIES[0], QUERIES[1]])
-    total = QUERIES[0].total.replace("{{ selector }}", 'destination_service_name="healthy-canary"')
-    assert sum(1 for q in asked if q.startswith(total)) == 1  # one page
-    assert isinstance(by_bad, RatioSeries) and isinstance(by_good, RatioSeries)
-    np.testing.assert_array_equal(by_bad.total, by_good.total)
+        return list(pool.map(fetch, queries))
 
 
 @pytest.fixture
@@ -205,18 +232,17 @@ def test_a_raw_read_that_disagrees_with_prometheus_gives_way_to_its_answers(
 
 
 def _read_ahead_and_fetch(
-    source: PrometheusSource, prometheus: PrometheusServer, name: str
+    source: PrometheusSource,
+    prometheus: PrometheusServer,
+    name: str,
+    recorder: Recorder | None = None,
 ) -> tuple[list[list[np.ndarray] | None], list[str]]:
     """Every query × version of a scenario, told to the source first (as `fetch_observations`
-    does), fetched concurrently; the arrays, and the PromQL sent."""
+    does), fetched concurrently; the arrays, and the PromQL sent (through `recorder`)."""
     scenario = prometheus.scenarios[name]
     window = scenario.window(timedelta(seconds=30))
-    sent: list[str] = []
-    source._session.hooks["response"].append(
-        lambda response, *args, **kwargs: sent.append(
-            urllib.parse.parse_qs(response.request.body)["query"][0]
-        )
-    )
+    if recorder is not None:
+        recorder.sent.clear()
     fetches = [
         Fetch(query, version, scenario.matchers(version), window)
         for query in QUERIES
@@ -228,14 +254,16 @@ def _read_ahead_and_fetch(
             series = list(pool.map(lambda f: source.fetch(f.query, f.version, f.matchers, f.window), fetches))
     finally:
         source.close()
-    return [_arrays(s) for s in series], sent
+    return [_arrays(s) for s in series], recorder.queries if recorder is not None else []
 
 
 @pytest.mark.parametrize("name", ["healthy", "fresh-canary"])
 def test_reading_ahead_probes_every_counter_in_one_query_a_version_with_the_same_counts(
-    prometheus: PrometheusServer, name: str
+    prometheus: PrometheusServer, recorder: Recorder, name: str
 ) -> None:
-    ahead, sent = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, name)
+    ahead, sent = _read_ahead_and_fetch(
+        PrometheusSource(recorder.url, range_read_from=1), prometheus, name, recorder
+    )
     instant, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY), prometheus, name)
     probes = [q for q in sent if " offset " in q and "increase(" not in q]
     # one probe a version, sent side by side
@@ -247,14 +275,16 @@ def test_reading_ahead_probes_every_counter_in_one_query_a_version_with_the_same
 
 
 def test_a_counter_with_many_series_is_probed_by_its_own_read(
-    prometheus: PrometheusServer, monkeypatch: pytest.MonkeyPatch
+    prometheus: PrometheusServer, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the read-ahead lists a counter's series only up to a limit; above it, that counter's read
     # probes for itself (in parallel with the others) and counts the same
     import metrics.prometheus
 
     monkeypatch.setattr(metrics.prometheus, "_READ_AHEAD_SERIES", 1)
-    ahead, sent = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, "healthy")
+    ahead, sent = _read_ahead_and_fetch(
+        PrometheusSource(recorder.url, range_read_from=1), prometheus, "healthy", recorder
+    )
     instant, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY), prometheus, "healthy")
     probes = [q for q in sent if " offset " in q and "increase(" not in q]
     assert sum("verdict_probe" in q for q in probes) == 2
@@ -264,11 +294,13 @@ def test_a_counter_with_many_series_is_probed_by_its_own_read(
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_a_second_look_at_a_settled_window_sends_no_probe(prometheus: PrometheusServer) -> None:
+def test_a_second_look_at_a_settled_window_sends_no_probe(
+    prometheus: PrometheusServer, recorder: Recorder
+) -> None:
     # the looks a raw read cached are not read again, so reading ahead does not probe for them
-    source = PrometheusSource(prometheus.url, range_read_from=1)
-    _read_ahead_and_fetch(source, prometheus, "healthy")
-    again, sent = _read_ahead_and_fetch(source, prometheus, "healthy")
+    source = PrometheusSource(recorder.url, range_read_from=1)
+    _read_ahead_and_fetch(source, prometheus, "healthy", recorder)
+    again, sent = _read_ahead_and_fetch(source, prometheus, "healthy", recorder)
     assert not [q for q in sent if " offset " in q], sent
     first, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, "healthy")
     for got, expected in zip(again, first, strict=True):
