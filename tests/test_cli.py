@@ -125,3 +125,23 @@ def test_analyze_bad_param_exit_2() -> None:
     result = run_verdict("analyze", "--config", str(EXAMPLE), *WINDOW, "--param", "novalue")
     assert result.returncode == 2
     assert "--param: expected name=value" in result.stderr
+
+
+def test_analyze_alone_has_the_options_and_help_of_the_analyze_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `verdict analyze` as a process builds that command alone (a faster start); its help is
+    # the full app's `analyze --help`, word for word after the usage line
+    from analyzer.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["analyze", "--help"])
+    assert done.value.code == 0
+    in_app = capsys.readouterr().out
+    alone = run_verdict("analyze", "--help")
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.splitlines()[0] == "Usage: verdict analyze [OPTIONS]"
+    assert alone.stdout.splitlines()[1:] == in_app.splitlines()[1:]
+    assert "--prometheus-url" in alone.stdout and "--param" in alone.stdout
+    bad = run_verdict("analyze", "--config", str(EXAMPLE), "--bogus")
+    assert bad.returncode == 2 and "No such option: --bogus" in bad.stderr
