@@ -16,8 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from analyzer.canary import CanaryResult, Look
 from analyzer.canary_events import CanaryRecorder, finish_run
 from analyzer.notify import NopNotifier, Notifier, RunInfo
@@ -25,7 +23,7 @@ from analyzer.render import report_json
 from analyzer.runs import Run, RunKey, new_run
 from analyzer.runs.events import RunJournal
 from analyzer.runs.store import RunStore, StoreUnavailable, open_store
-from analyzer.spec import AnalysisSpec, parse_analysis
+from analyzer.spec import AnalysisSpec, parse_analysis, safe_load_yaml
 from analyzer.standalone.canary import CanaryRollout, LookEvent
 from analyzer.standalone.spec import RolloutFile, RolloutSpec
 from analyzer.standalone.wiring import deps_over
@@ -49,7 +47,7 @@ def default_analysis() -> AnalysisSpec:
     text = (
         resources.files("analyzer").joinpath("examples/checkout.yaml").read_text(encoding="utf-8")
     )
-    return parse_analysis(yaml.safe_load(text), "embedded checkout.yaml")
+    return parse_analysis(safe_load_yaml(text), "embedded checkout.yaml")
 
 
 DEMO_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

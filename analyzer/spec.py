@@ -351,6 +351,14 @@ def parse_analysis(data: Any, source: str = "<analysis>") -> AnalysisSpec:
         raise SpecError(format_validation_error(error, source)) from None
 
 
+def safe_load_yaml(text: str) -> Any:
+    """`yaml.safe_load` through libyaml when PyYAML has it (about ten times faster than the
+    pure-Python parser: most of the reading of an analysis file); the same documents, and the
+    same errors with their line and column."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=loader)
+
+
 def load_analysis(path: str | os.PathLike[str]) -> AnalysisSpec:
     """Read and validate one analysis file; every problem becomes a `SpecError`."""
     file = Path(path)
@@ -372,7 +380,7 @@ def load_analysis(path: str | os.PathLike[str]) -> AnalysisSpec:
             f"{file}: the analysis file is not UTF-8 text (byte {error.start})"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

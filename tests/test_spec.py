@@ -158,6 +158,38 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
         load_analysis(path)
 
 
+def test_invalid_yaml_reports_the_line_and_column_of_the_pure_python_parser(tmp_path: Path) -> None:
+    # analysis files are read through libyaml when PyYAML has it; the error names the same place
+    import yaml
+
+    text = "name: x\nmetrics:\n  - name: a\n     bad: [\n"
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(yaml.YAMLError) as pure:
+        yaml.safe_load(text)
+    mark = pure.value.problem_mark  # type: ignore[attr-defined]
+    with pytest.raises(SpecError) as ours:
+        load_analysis(path)
+    assert f"(line {mark.line + 1}, column {mark.column + 1})" in str(ours.value)
+
+
+def test_every_shipped_yaml_file_reads_as_the_pure_python_parser_reads_it() -> None:
+    import yaml
+
+    from analyzer.spec import safe_load_yaml
+
+    root = Path(__file__).resolve().parent.parent
+    files = [*root.glob("analyzer/examples/*.yaml"), *root.glob("examples/**/*.yaml")]
+    single = 0
+    for file in files:
+        text = file.read_text(encoding="utf-8")
+        documents = list(yaml.safe_load_all(text))
+        if len(documents) == 1:  # an analysis file is one document
+            assert safe_load_yaml(text) == documents[0], file
+            single += 1
+    assert single >= 5
+
+
 def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read the analysis file"):
         load_analysis(tmp_path / "nope.yaml")

@@ -21,6 +21,7 @@ from analyzer.spec import (
     SpecError,
     format_validation_error,
     parse_analysis,
+    safe_load_yaml,
 )
 
 
@@ -131,7 +132,7 @@ def load_rollout_file(path: str | os.PathLike[str]) -> RolloutFile:
     except OSError as error:
         raise SpecError(f"{file}: cannot read the file: {error.strerror or error}") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_yaml(text)
     except yaml.YAMLError as error:
         raise SpecError(f"{file}: not valid YAML: {getattr(error, 'problem', error)}") from None
     if not isinstance(data, dict):
