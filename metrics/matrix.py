@@ -165,3 +165,55 @@ def _decode_plain(body: Any) -> Matrix:
         raise NotAMatrix(f"unreadable samples: {exc!r}") from exc
     result.clear()
     return Matrix(body, keys, sizes, times, values)
+
+
+_VALUE = b',"value":['
+
+
+def decode_vector_keys(raw: bytes, known: dict[bytes, LabelKey]) -> tuple[Any, list[LabelKey]]:
+    """An instant-vector answer's body and the label key of each of its series, when only
+    the series matter (which exist, not their values): each label object is cut out of the
+    bytes as `decode_matrix` cuts them, and parsed once for all the reads that share `known`
+    (a read's pages name the same series). `body["data"]["result"]` keeps the series with
+    their values and an index for `metric`. Raises `json.JSONDecodeError` when `raw` is not
+    JSON; any other layout is parsed with `json.loads` (keys from its `metric` objects)."""
+    parts = raw.split(_METRIC)
+    labels: list[bytes] = []
+    skeleton = [parts[0]]
+    for index, part in enumerate(parts[1:]):
+        close = part.find(_VALUE)
+        if close < 1 or part[close - 1 : close] != b"}":
+            return _vector_plain(raw)
+        labels.append(part[:close])
+        skeleton.append(b'{"metric":%d' % index)
+        skeleton.append(part[close:])
+    try:
+        body = json.loads(b"".join(skeleton))
+    except ValueError:
+        return _vector_plain(raw)
+    data = body.get("data") if isinstance(body, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(result, list)
+        or data.get("resultType") != "vector"
+        or [s.get("metric") if isinstance(s, dict) else None for s in result]
+        != list(range(len(labels)))
+        or not _learn(labels, known)
+    ):
+        return _vector_plain(raw)
+    return body, [known[text] for text in labels]
+
+
+def _vector_plain(raw: bytes) -> tuple[Any, list[LabelKey]]:
+    body = json.loads(raw)
+    data = body.get("data") if isinstance(body, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list):
+        return body, []  # an error answer: the caller's checks say so
+    keys = [
+        tuple(s["metric"].items())
+        for s in result
+        if isinstance(s, dict) and isinstance(s.get("metric"), dict)
+    ]
+    return body, keys

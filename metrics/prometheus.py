@@ -58,7 +58,7 @@ from metrics.errors import (
     SourceUnavailable,
 )
 from metrics.increase import CumulativeIncrease, LabelKey, Page
-from metrics.matrix import Matrix, NotAMatrix, decode_matrix
+from metrics.matrix import Matrix, NotAMatrix, decode_matrix, decode_vector_keys
 from metrics.promql import increase_query, promql_duration, render
 from metrics.source import (
     Fetch,
@@ -232,10 +232,6 @@ class _Instants:
             ms=ms,
             start_ms=_range_start_ms(window, ms),
         )
-
-
-def _present_answer(answer: list[dict[str, Any]]) -> set[LabelKey]:
-    return {_label_key(series.get("metric", {})) for series in answer}
 
 
 class PrometheusSource:
@@ -757,6 +753,8 @@ class PrometheusSource:
         asking = None if by_le else self._claim_check(queries[-1])
         # a large counter's series at the start (left out of the read-ahead) are asked for
         # beside its first page: the counts alone size the pages
+        # (its label objects are learnt once, for the listing and the pages: `known`)
+        known: dict[bytes, LabelKey] = {}
         listing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-present")
         try:
             present: Future[set[LabelKey]] | set[LabelKey] = (
@@ -764,13 +762,14 @@ class PrometheusSource:
                 if probed.present is not None
                 else listing.submit(
                     contextvars.copy_context().run,
-                    lambda: _present_answer(
-                        self._vector(f"{selector_text} offset {span}", ends_ms[-1])
-                    ),
+                    self._series_at,
+                    f"{selector_text} offset {span}",
+                    ends_ms[-1],
+                    known,
                 )
             )
             read = self._read_pages(
-                selector_text, queries, start_ms, present, probed.series, by_le
+                selector_text, queries, start_ms, present, probed.series, by_le, known
             )
         except BaseException as exc:
             if asking is not None:
@@ -791,6 +790,7 @@ class PrometheusSource:
         present: set[LabelKey] | Future[set[LabelKey]],
         series_count: int,
         by_le: bool,
+        known: dict[bytes, LabelKey],
     ) -> dict[LabelKey, dict[int, float]] | None:
         ends_ms = [q.at_ms for q in queries]
         budget = max(self.page_samples, _PAGE_SAMPLES_PER_SERIES * series_count)
@@ -799,7 +799,6 @@ class PrometheusSource:
         # no series at either end (all born and gone inside the window, or none at all):
         # one look first, and the pages are sized from what it holds
         looks_per_page = max(1, int(budget // per_look)) if series_count else 1
-        known: dict[bytes, LabelKey] = {}
         groups: dict[LabelKey, LabelKey] = {}
         read_page = partial(self._page, selector_text, by_le=by_le, known=known, groups=groups)
         # Page k + 1 is asked for (and decoded, in a thread) while page k is counted: the
@@ -919,6 +918,14 @@ class PrometheusSource:
         body = self._decoded(raw, json.loads)
         result: list[Any] = self._checked(body, promql, result_type)
         return result
+
+    def _series_at(self, promql: str, at_ms: int, known: dict[bytes, LabelKey]) -> set[LabelKey]:
+        """The label keys of the series of an instant vector (its values are not read;
+        `known`: label objects parsed already, shared with the read's pages)."""
+        raw = self._call(partial(self._send, promql, at_ms / 1000), promql)
+        body, keys = self._decoded(raw, partial(decode_vector_keys, known=known))
+        self._checked(body, promql, "vector")
+        return set(keys)
 
     def _api_matrix(self, promql: str, at_seconds: float, known: dict[bytes, LabelKey]) -> Matrix:
         """One `/api/v1/query` of a range selector, its samples decoded flat (`metrics.matrix`;

@@ -110,3 +110,42 @@ def test_the_pages_of_one_read_parse_each_label_object_once() -> None:
     second = decode_matrix(_answer(SERIES[::-1]), known)
     assert len(known) == len(SERIES)
     assert all(a is b for a, b in zip(first.keys, second.keys[::-1], strict=True))
+
+
+def _vector(series: list[dict[str, Any]], **extra: Any) -> bytes:
+    return json.dumps(
+        {"status": "success", "data": {"resultType": "vector", "result": series}, **extra},
+        separators=(",", ":"),
+    ).encode()
+
+
+def test_a_vectors_series_keys_are_its_metric_objects_learnt_once_for_the_pages() -> None:
+    from metrics.matrix import decode_vector_keys
+
+    tricky = {"__name__": "x", "path": '},"value":[', "q": '{"metric":'}
+    series = [{"metric": {"__name__": "x", "le": "0.5"}, "value": [1.5, "2"]},
+              {"metric": tricky, "value": [1.5, "NaN"]}]  # fmt: skip
+    known: dict[bytes, Any] = {}
+    body, keys = decode_vector_keys(_vector(series, warnings=["w"]), known)
+    assert keys == [tuple(s["metric"].items()) for s in series]
+    assert body["warnings"] == ["w"] and body["data"]["resultType"] == "vector"
+    # a page of the same read finds the labels learnt: nothing is parsed again
+    page = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": s["metric"], "values": [[1.5, "1"]]} for s in series]}},
+        separators=(",", ":")).encode()  # fmt: skip
+    learnt = dict(known)
+    assert decode_matrix(page, known).keys == keys and known == learnt
+    assert len(known) == 2
+
+
+def test_a_vector_of_another_layout_or_an_error_is_parsed_plainly() -> None:
+    from metrics.matrix import decode_vector_keys
+
+    spaced = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"a": "b"}, "value": [1, "2"]}]}}).encode()  # fmt: skip
+    assert decode_vector_keys(spaced, {})[1] == [(("a", "b"),)]
+    error = b'{"status":"error","errorType":"bad_data","error":"parse error"}'
+    assert decode_vector_keys(error, {}) == (json.loads(error), [])
+    assert decode_vector_keys(_vector([]), {})[1] == []
+    with pytest.raises(json.JSONDecodeError):
+        decode_vector_keys(b"<html>", {})
