@@ -168,7 +168,8 @@ def _targets(result: dict[str, Any]) -> list[str]:
         f"Seconds behind the ratios (median of {t['repeats']}): raw range queries ({r['raw_range_queries']}, one per "
         f"counter and version) {1e3 * r['raw_range_seconds']:.1f} ms; cold analysis, raw read "
         f"{1e3 * r['cold_analysis_seconds']:.1f} ms, one instant query a look {1e3 * r['cold_analysis_instant_queries_seconds']:.1f} ms; "
-        f"`verdict analyze` process {e['analyze_process_seconds']:.2f} s, its start {e.get('process_start_seconds', float('nan')):.2f} s, `python -c pass` {e['python_pass_seconds']:.3f} s; "
+        f"`verdict analyze` process {e['analyze_process_seconds']:.2f} s, its start {e.get('process_start_seconds', float('nan')):.2f} s "
+        f"(median of {e.get('pairs', 'the')} paired differences: {1e3 * e.get('beyond_start_seconds', float('nan')):.1f} ms), `python -c pass` {e['python_pass_seconds']:.3f} s; "
         f"web answer p50 {w['answer_p50_ms']:.1f} ms, its {w['queries']} PromQL queries one after another {w['promql_p50_ms']:.1f} ms "
         f"(server per look: {w['server_per_look_ms']['prometheusFetches']:.1f} ms fetching, {w['server_per_look_ms']['judge']:.1f} ms judging); "
         f"`verdict --help` {st['help_seconds']:.2f} s, importing the analyze path {st['analyze_imports_seconds']:.2f} s.",

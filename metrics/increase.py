@@ -257,7 +257,11 @@ class CumulativeIncrease:
         has_born = np.bincount(bins[born_here], minlength=size) > 0
         value = np.where(has_born, grown + born_sum, grown)
         names = list(self._groups)
-        answered = np.flatnonzero(has_grown)
-        for at, v in zip(answered.tolist(), value[answered].tolist(), strict=True):
-            g, j = divmod(at, looks)
-            self._answers.setdefault(names[g], {})[first_look + j] = v
+        grown_at = has_grown.reshape(groups, looks)
+        values_at = value.reshape(groups, looks)
+        look_ids = np.arange(first_look, first_look + looks)
+        for g in np.flatnonzero(grown_at.any(axis=1)).tolist():
+            row = grown_at[g]
+            self._answers.setdefault(names[g], {}).update(
+                zip(look_ids[row].tolist(), values_at[g][row].tolist(), strict=True)
+            )

@@ -3,15 +3,15 @@
 A raw-sample page of a large fleet is tens of megabytes of `[<time>,"<value>"]` pairs. Parsed
 with `json.loads`, every pair becomes a list, a float and a string before numpy sees it, and
 that costs more than Prometheus spends writing the answer. `decode_matrix` parses the
-answer's skeleton (status, labels, warnings) with `json` and every sample with one numpy pass:
+answer's skeleton (status, labels, warnings) with `json` and every sample in one pass:
 
 1. every `"values":[[ ... ]]` span is cut out of the bytes, with the series' label object
    just before it, and the series' index is left in their place (the patterns cannot occur
    inside a JSON string, where a `"` is always escaped);
 2. the skeleton, now small, is parsed with `json.loads` as any answer would be, and each
    distinct label object once (a read of many pages passes the labels it has seen);
-3. the spans, joined, lose their quotes and brackets and are read as one comma-separated
-   list of numbers (`NaN`, `+Inf` and `-Inf` included, as Prometheus writes them).
+3. the spans, joined, lose their quotes and brackets and are read as one JSON list of
+   numbers (`NaN`, `+Inf` and `-Inf` included, as Prometheus writes them).
 
 Every step is checked: the skeleton must be a matrix of exactly the indexes of the spans,
 every label object a JSON object of strings, and the number count exactly two per sample. An answer that does not fit
@@ -22,7 +22,6 @@ always what the plain parse would give.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,17 +126,21 @@ def _learn(labels: list[bytes], known: dict[bytes, LabelKey]) -> bool:
 
 
 def _numbers(joined: bytes) -> FloatArray | None:
-    """`1,"2",3,"NaN"` -> [1, 2, 3, nan]; None when any item is not a number."""
-    text = joined.translate(None, b'"[]').decode("ascii", errors="replace")
+    """`1,"2",3,"NaN"` -> [1, 2, 3, nan]; None when any item is not a number. The items lose
+    their quotes and are read by `json` (its number scanner is about twice as fast as
+    `numpy.fromstring`), with Prometheus' `+Inf` / `-Inf` spelt as `json` reads them; words
+    `json` would read as something else than a number send the answer to the plain parse."""
+    text = joined.translate(None, b'"[]')
     if not text:
         return np.empty(0, dtype=np.float64)
-    with warnings.catch_warnings():
-        # numpy warns (and stops) at the first item it cannot read: the count check catches it
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return np.fromstring(text, dtype=np.float64, sep=",")
-        except ValueError:
-            return None
+    if b"Inf" in text:
+        text = text.replace(b"+Inf", b"Infinity").replace(b"-Inf", b"-Infinity")
+    if b"null" in text or b"true" in text or b"false" in text or b",-0," in b"," + text + b",":
+        return None  # (json reads an integer -0 as 0, `float` as -0.0)
+    try:
+        return np.array(json.loads(b"[" + text + b"]"), dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 def _result(body: Any) -> list[Any] | None:

@@ -656,9 +656,7 @@ class PrometheusSource:
         are not cached, their ranges share a start, and no raw read disagreed; else None (one
         instant query a look). `queries` None: none of the looks is cached."""
         uncached = (
-            sum(1 for q in queries if not self._is_cached(q))
-            if queries is not None and self._cache
-            else len(instants.ms)
+            self._uncached(queries) if queries is not None and self._cache else len(instants.ms)
         )
         if uncached < self.range_read_from or self.raw_reads_disagree:
             return None
@@ -881,11 +879,12 @@ class PrometheusSource:
             return cached.values()
         return cached
 
-    def _is_cached(self, query: _LookQuery) -> bool:
-        if query.at_seconds > time.time() - self.settle_seconds:
-            return False
+    def _uncached(self, queries: list[_LookQuery]) -> int:
+        """How many of `queries` the cache cannot answer."""
+        settled = time.time() - self.settle_seconds
         with self._cache_lock:
-            return query.cache_key in self._cache
+            cache = self._cache
+            return sum(1 for q in queries if q.at_seconds > settled or q.cache_key not in cache)
 
     def _remember(self, query: _LookQuery, values: dict[LabelKey, float]) -> None:
         with self._cache_lock:
@@ -1033,7 +1032,7 @@ class _LookQuery:
     at_seconds: float
     at_ms: int
 
-    @property
+    @functools.cached_property
     def cache_key(self) -> tuple[str, bool, float, float]:
         """The same key for the same PromQL at the same instant."""
         return (self.selector, self.by_le, self.seconds, self.at_seconds)

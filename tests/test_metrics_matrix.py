@@ -92,8 +92,26 @@ def test_unreadable_samples_are_refused_and_not_json_raises() -> None:
         decode_matrix(_answer([{"metric": {}, "values": [[1764550000, "lots"]]}]))
     with pytest.raises(NotAMatrix):
         decode_matrix(_answer([{"metric": {}, "values": [[1764550000]]}]))
+    # words JSON would read as something else than a number are refused too
+    for word in ("null", "true", "false", "Infinity2", "1e"):
+        with pytest.raises(NotAMatrix):
+            decode_matrix(_answer([{"metric": {}, "values": [[1764550000, word]]}]))
     with pytest.raises(json.JSONDecodeError):
         decode_matrix(b"<html>not the API</html>")
+
+
+def test_numbers_as_prometheus_writes_them_are_read_as_float_reads_them() -> None:
+    words = ["0", "1", "-2.5", "1e+06", "1.5e-07", "NaN", "+Inf", "-Inf", "123456789012345678901",
+             "0.1", "4503599627370497", "-0.0"]  # fmt: skip
+    raw = _answer([{"metric": {"w": "x"}, "values": [[1764550000 + i, w] for i, w in enumerate(words)]}])
+    matrix = _decode_fast(raw, {})
+    assert matrix is not None  # the fast path, not the fallback
+    expected = np.array([float(w) for w in words])
+    np.testing.assert_array_equal(matrix.values, expected)
+    assert np.signbit(matrix.values[-1])
+    # an integer -0 (json would read 0) is read by the plain parse: -0.0, as float reads it
+    negative_zero = decode_matrix(_answer([{"metric": {}, "values": [[1764550000, "-0"]]}]))
+    assert negative_zero.values[0] == 0 and np.signbit(negative_zero.values[0])
 
 
 def test_a_series_without_samples_is_read_too() -> None:
