@@ -99,13 +99,11 @@ def _ms(at: datetime) -> int:
     return round(float(f"{at.timestamp():.3f}") * 1000)
 
 
-def _range_start_ms(window: Window, ends_ms: Sequence[int] | None = None) -> int | None:
-    """The common start (ms) of the looks' cumulative ranges, or None if rounding makes them
-    differ (sub-millisecond windows): then only the instant queries give the same numbers.
-    `ends_ms`: the looks' instants, if known already."""
+def _range_start_ms(window: Window, ends_ms: Sequence[int]) -> int | None:
+    """The common start (ms) of the looks' cumulative ranges (ending at `ends_ms`), or None if
+    rounding makes them differ (sub-millisecond windows): then only the instant queries give
+    the same numbers."""
     step_ms = window.step.total_seconds() * 1000
-    if ends_ms is None:
-        ends_ms = [_ms(end) for end in window.interval_ends()]
     starts = {end - round(step_ms * (k + 1)) for k, end in enumerate(ends_ms)}
     return starts.pop() if len(starts) == 1 else None
 

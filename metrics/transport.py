@@ -20,7 +20,9 @@ import requests.utils
 import urllib3
 from urllib3.util.retry import Retry
 
-_POOL_CONNECTIONS = 16  # at most this many kept open (more threads than this open extra ones)
+# connections kept open to the server: `verdict serve` asks about 16 looks at once, each of a
+# few queries side by side (more at once open extra connections, closed after their answer)
+_POOL_CONNECTIONS = 64
 
 
 class HTTPFailure(Exception):
