@@ -177,19 +177,21 @@ def decode_vector_keys(raw: bytes, known: dict[bytes, LabelKey]) -> tuple[Any, l
     """An instant-vector answer's body and the label key of each of its series, when only
     the series matter (which exist, not their values): each label object is cut out of the
     bytes as `decode_matrix` cuts them, and parsed once for all the reads that share `known`
-    (a read's pages name the same series). `body["data"]["result"]` keeps the series with
-    their values and an index for `metric`. Raises `json.JSONDecodeError` when `raw` is not
+    (a read's pages name the same series). `body["data"]["result"]` holds each series' index
+    in place of the series (its value is not parsed). Raises `json.JSONDecodeError` when `raw` is not
     JSON; any other layout is parsed with `json.loads` (keys from its `metric` objects)."""
     parts = raw.split(_METRIC)
     labels: list[bytes] = []
+    # each series, {"metric":{...},"value":[<time>,"<value>"]}, is left as its index
     skeleton = [parts[0]]
     for index, part in enumerate(parts[1:]):
         close = part.find(_VALUE)
-        if close < 1 or part[close - 1 : close] != b"}":
+        end = part.find(b"]}", close)
+        if close < 1 or end < 0 or part[close - 1 : close] != b"}":
             return _vector_plain(raw)
         labels.append(part[:close])
-        skeleton.append(b'{"metric":%d' % index)
-        skeleton.append(part[close:])
+        skeleton.append(b"%d" % index)
+        skeleton.append(part[end + 2 :])
     try:
         body = json.loads(b"".join(skeleton))
     except ValueError:
@@ -198,10 +200,8 @@ def decode_vector_keys(raw: bytes, known: dict[bytes, LabelKey]) -> tuple[Any, l
     result = data.get("result") if isinstance(data, dict) else None
     if (
         not isinstance(data, dict)
-        or not isinstance(result, list)
+        or result != list(range(len(labels)))
         or data.get("resultType") != "vector"
-        or [s.get("metric") if isinstance(s, dict) else None for s in result]
-        != list(range(len(labels)))
         or not _learn(labels, known)
     ):
         return _vector_plain(raw)

@@ -162,6 +162,9 @@ def test_a_vector_of_another_layout_or_an_error_is_parsed_plainly() -> None:
     spaced = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
         {"metric": {"a": "b"}, "value": [1, "2"]}]}}).encode()  # fmt: skip
     assert decode_vector_keys(spaced, {})[1] == [(("a", "b"),)]
+    odd_value = _vector([{"metric": {"a": "b"}, "value": [1, ']},{"x']},
+                         {"metric": {"a": "c"}, "value": [1, "2"]}])  # fmt: skip
+    assert decode_vector_keys(odd_value, {})[1] == [(("a", "b"),), (("a", "c"),)]
     error = b'{"status":"error","errorType":"bad_data","error":"parse error"}'
     assert decode_vector_keys(error, {}) == (json.loads(error), [])
     assert decode_vector_keys(_vector([]), {})[1] == []
