@@ -106,6 +106,12 @@ def _decode_fast(raw: bytes, known: dict[bytes, LabelKey]) -> Matrix | None:
     return Matrix(body, keys, sizes, numbers[0::2].copy(), numbers[1::2].copy())
 
 
+def count_samples(raw: bytes) -> int:
+    """How many samples a matrix answer holds, counted in its bytes without decoding them
+    (exact for Prometheus' layout; an estimate for any other)."""
+    return raw.count(_PAIR) + raw.count(_OPEN)
+
+
 def _learn(labels: list[bytes], known: dict[bytes, LabelKey]) -> bool:
     """Add the label objects not in `known` (parsed together, in one `json.loads`); False
     if any is not a JSON object of strings."""

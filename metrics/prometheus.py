@@ -58,7 +58,13 @@ from metrics.errors import (
     SourceUnavailable,
 )
 from metrics.increase import CumulativeIncrease, LabelKey, Page
-from metrics.matrix import Matrix, NotAMatrix, decode_matrix, decode_vector_keys
+from metrics.matrix import (
+    Matrix,
+    NotAMatrix,
+    count_samples,
+    decode_matrix,
+    decode_vector_keys,
+)
 from metrics.promql import increase_query, promql_duration, render
 from metrics.source import (
     Fetch,
@@ -796,31 +802,30 @@ class PrometheusSource:
         # one look first, and the pages are sized from what it holds
         looks_per_page = max(1, int(budget // per_look)) if series_count else 1
         groups: dict[LabelKey, LabelKey] = {}
-        read_page = partial(self._page, selector_text, by_le=by_le, known=known, groups=groups)
-        # Page k + 1 is asked for (and decoded, in a thread) while page k is counted: the
-        # server writes one while the client reads the other; at most two pages are held.
+        ask = partial(self._page_answer, selector_text)
+        read = partial(self._page, by_le=by_le, known=known, groups=groups)
+        # Page k + 1 is asked for (in a thread) as soon as page k's answer is in, and written
+        # by the server while page k is decoded and counted; at most two answers are held.
         first, last = 0, min(looks_per_page, len(ends_ms))
-        page = read_page(start_ms - 1, ends_ms[last - 1])  # the first includes `start` itself
+        answer = ask(start_ms - 1, ends_ms[last - 1])  # the first includes `start` itself
         computed = CumulativeIncrease(
             start_ms, ends_ms, present.result() if isinstance(present, Future) else present
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-page") as ahead:
             while True:
-                per_look = max(int(page.sizes.sum()) / (last - first), 1.0)
+                # the next page is sized by this one's samples, counted in its bytes
+                per_look = max(count_samples(answer[1]) / (last - first), 1.0)
                 looks_per_page = max(1, int(budget // per_look))
                 following = None
                 if last < len(ends_ms):
                     upto = min(last + looks_per_page, len(ends_ms))
                     following = ahead.submit(
-                        contextvars.copy_context().run,
-                        read_page,
-                        ends_ms[last - 1],
-                        ends_ms[upto - 1],
+                        contextvars.copy_context().run, ask, ends_ms[last - 1], ends_ms[upto - 1]
                     )
-                computed.add_page(page)
+                computed.add_page(read(*answer, ends_ms[last - 1]))
                 if following is None:
                     break
-                page, first, last = following.result(), last, upto
+                answer, first, last = following.result(), last, upto
         cumulative = computed.answers()
         if not any(len(queries) - 1 in by_look for by_look in cumulative.values()):
             return None
@@ -839,20 +844,25 @@ class PrometheusSource:
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
+    def _page_answer(self, selector_text: str, after_ms: int, end_ms: int) -> tuple[str, bytes]:
+        """The query for the raw samples with times in (after_ms, end_ms], and its answer as
+        it came (decoded by `_page`)."""
+        promql = f"{selector_text}[{promql_duration((end_ms - after_ms - 1) / 1000)}]"
+        return promql, self._call(partial(self._send, promql, end_ms / 1000), promql)
+
     def _page(
         self,
-        selector_text: str,
-        after_ms: int,
+        promql: str,
+        raw: bytes,
         end_ms: int,
         *,
         by_le: bool,
         known: dict[bytes, LabelKey],
         groups: dict[LabelKey, LabelKey],
     ) -> Page:
-        """The raw samples with times in (after_ms, end_ms], flat (`known` and `groups`: what
-        the read's earlier pages learnt of its series)."""
-        promql = f"{selector_text}[{promql_duration((end_ms - after_ms - 1) / 1000)}]"
-        matrix = self._api_matrix(promql, end_ms / 1000, known)
+        """A page's raw samples, flat (`known` and `groups`: what the read's earlier pages
+        learnt of its series)."""
+        matrix = self._matrix(promql, raw, known)
         for key in matrix.keys:
             if key not in groups:
                 le = dict(key).get("le") if by_le else None
@@ -924,10 +934,9 @@ class PrometheusSource:
         self._checked(body, promql, "vector")
         return set(keys)
 
-    def _api_matrix(self, promql: str, at_seconds: float, known: dict[bytes, LabelKey]) -> Matrix:
-        """One `/api/v1/query` of a range selector, its samples decoded flat (`metrics.matrix`;
+    def _matrix(self, promql: str, raw: bytes, known: dict[bytes, LabelKey]) -> Matrix:
+        """The answer to a range selector's query, its samples decoded flat (`metrics.matrix`;
         `known`: the label objects this read has parsed already)."""
-        raw = self._call(partial(self._send, promql, at_seconds), promql)
         try:
             matrix = self._decoded(raw, partial(decode_matrix, known=known))
         except NotAMatrix as exc:

@@ -71,6 +71,11 @@ def test_a_large_random_answer_round_trips() -> None:
     metrics, sizes, times, values = _plain(raw)
     assert matrix.keys == metrics and matrix.sizes.tolist() == sizes
     assert matrix.times.tolist() == times and matrix.values.tolist() == values
+    # the next page is sized by the samples counted in the bytes, before they are decoded
+    from metrics.matrix import count_samples
+
+    assert count_samples(raw) == int(matrix.sizes.sum()) == len(times)
+    assert count_samples(_answer([])) == 0
 
 
 def test_warnings_and_other_keys_are_kept() -> None:
