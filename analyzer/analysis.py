@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -87,25 +87,32 @@ def fetch_observations(
             for metric in spec.metrics
             if metric.compare is not None and metric.test == "sequential"
         ]
-    if isinstance(source, ReadsAhead):
-        source.read_ahead([fetch for _, _, fetch in tasks])
     pool = ThreadPoolExecutor(max_workers=_PARALLEL_FETCHES)
+
+    def submit(fetch: Fetch) -> Future[Series | None]:
+        # each task runs in a copy of this context: log lines keep their bound run id
+        return pool.submit(
+            contextvars.copy_context().run,
+            source.fetch,
+            fetch.query,
+            fetch.version,
+            fetch.matchers,
+            fetch.window,
+        )
+
     try:
-        futures = [
-            # each task runs in a copy of this context: log lines keep their bound run id
-            pool.submit(
-                contextvars.copy_context().run,
-                source.fetch,
-                fetch.query,
-                fetch.version,
-                fetch.matchers,
-                fetch.window,
-            )
-            for _, _, fetch in tasks
-        ]
-        for done in as_completed(futures):
+        # The pre-run rates (a look of instant queries each) start first, beside the
+        # read-ahead: queued behind the window's reads, they were the last thing waited for.
+        futures = {i: submit(f) for i, (_, role, f) in enumerate(tasks) if role == _PRERUN}
+        if isinstance(source, ReadsAhead):
+            source.read_ahead([f for _, role, f in tasks if role != _PRERUN])
+        futures.update(
+            {i: submit(f) for i, (_, role, f) in enumerate(tasks) if role != _PRERUN}
+        )
+        ordered = [futures[i] for i in range(len(tasks))]
+        for done in as_completed(ordered):
             done.result()  # raise the first failure now, not after the slowest fetch
-        results = [f.result() for f in futures]
+        results = [f.result() for f in ordered]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     fetched = {
