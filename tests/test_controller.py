@@ -360,7 +360,8 @@ def test_the_watch_schedules_updating_rollouts_and_relists_after_expiry(
     try:
         _wait(lambda: app.controller.jobs() != {})
         assert app.controller.jobs() == {f"{NS}/checkout": ("healthy", "c4n4ry", 30.0)}
-        assert app.readiness() == {f"rollout watch ({NS})": "ok"}
+        # ready once the whole list is handled: a moment after its first item is scheduled
+        _wait(lambda: app.readiness() == {f"rollout watch ({NS})": "ok"})
         kube.compact()  # the next watch from an old resourceVersion gets 410: list again
         other = canary_rollout("payments", NS, analysis="healthy", steps=PAUSE_STEPS)
         kube.put(other)
