@@ -44,7 +44,7 @@ from benchmarks import prom
 from metrics.prometheus import PrometheusSource
 from metrics.promql import increase_query, promql_duration, render
 from metrics.simulated import SimulatedSource, TrafficModel
-from metrics.source import HistogramSeries, MetricKind, RatioSeries, Series, Window
+from metrics.source import HistogramSeries, RatioSeries, Series, Window
 
 STEP = timedelta(seconds=30)
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -233,16 +233,12 @@ RAW_PARALLEL = 4  # run_analysis fetches 4 series at a time, each sending 4 quer
 
 def counter_selectors(spec: AnalysisSpec, canary: dict[str, str], baseline: dict[str, str]) -> list[tuple[str, bool]]:
     """(rendered counter selector, by le) of every counter one analysis reads, both versions."""
-    out = []
-    for metric in spec.metrics:
-        q = metric.metric_query
-        for matchers in (canary, baseline):
-            if q.kind is MetricKind.RATIO:
-                out.append((render(q.total, matchers), False))
-                out.append((render(q.bad or q.good, matchers), False))
-            else:
-                out.append((render(q.buckets, matchers), True))
-    return out
+    return [
+        (render(counter, matchers), by_le)
+        for metric in spec.metrics
+        for matchers in (canary, baseline)
+        for counter, by_le in metric.metric_query.counters()
+    ]
 
 
 def instant_queries(selectors: list[tuple[str, bool]], window: Window) -> list[list[tuple[str, float]]]:

@@ -337,13 +337,7 @@ class PrometheusSource:
         for f in fetches:
             instants = self._instants(f.window)
             end_ms = instants.ms[-1]
-            for counter, by_le in (
-                (f.query.total, False),
-                (f.query.bad or f.query.good, False),
-                (f.query.buckets, True),
-            ):
-                if not counter:
-                    continue
+            for counter, by_le in f.query.counters():
                 selector_text = render(counter, f.matchers)
                 # the looks are needed only to ask the cache, and a new source has none
                 queries = _look_queries(selector_text, instants, by_le) if self._cache else None

@@ -83,6 +83,16 @@ class MetricQuery:
     buckets: str = ""
     unit_seconds: float = 1.0
 
+    def counters(self) -> tuple[tuple[str, bool], ...]:
+        """The counter selectors this metric reads, each with whether it is summed by `le`:
+        the total and the bad (or good) counter of a ratio, the buckets of a histogram."""
+        pairs: tuple[tuple[str, bool], ...] = (
+            ((self.buckets, True),)
+            if self.kind is MetricKind.HISTOGRAM
+            else ((self.total, False), (self.bad or self.good, False))
+        )
+        return tuple((counter, by_le) for counter, by_le in pairs if counter)
+
 
 @dataclass(frozen=True)
 class RatioSeries:
