@@ -149,10 +149,13 @@ def _numbers(joined: bytes) -> FloatArray | None:
         return None
 
 
-def _result(body: Any) -> list[Any] | None:
+def _result(body: Any, result_type: str = "matrix") -> list[Any] | None:
+    """The answer's `data.result` when it is a list of `result_type`; else None."""
     data = body.get("data") if isinstance(body, dict) else None
     result = data.get("result") if isinstance(data, dict) else None
-    if data is None or data.get("resultType") != "matrix" or not isinstance(result, list):
+    if not isinstance(data, dict) or data.get("resultType") != result_type:
+        return None
+    if not isinstance(result, list):
         return None
     return result
 
@@ -202,24 +205,16 @@ def decode_vector_keys(raw: bytes, known: dict[bytes, LabelKey]) -> tuple[Any, l
         body = json.loads(b"".join(skeleton))
     except ValueError:
         return _vector_plain(raw)
-    data = body.get("data") if isinstance(body, dict) else None
-    result = data.get("result") if isinstance(data, dict) else None
-    if (
-        not isinstance(data, dict)
-        or result != list(range(len(labels)))
-        or data.get("resultType") != "vector"
-        or not _learn(labels, known)
-    ):
+    if _result(body, "vector") != list(range(len(labels))) or not _learn(labels, known):
         return _vector_plain(raw)
     return body, [known[text] for text in labels]
 
 
 def _vector_plain(raw: bytes) -> tuple[Any, list[LabelKey]]:
     body = json.loads(raw)
-    data = body.get("data") if isinstance(body, dict) else None
-    result = data.get("result") if isinstance(data, dict) else None
-    if not isinstance(result, list):
-        return body, []  # an error answer: the caller's checks say so
+    result = _result(body, "vector")
+    if result is None:
+        return body, []  # an error answer, or not a vector: the caller's checks say so
     keys = [
         tuple(s["metric"].items())
         for s in result

@@ -90,6 +90,11 @@ def test_an_empty_matrix_and_other_answers_have_no_series() -> None:
     assert error.body["status"] == "error" and error.keys == []
     vector = decode_matrix(b'{"status":"success","data":{"resultType":"vector","result":[]}}')
     assert vector.body["data"]["resultType"] == "vector" and vector.keys == []
+    # `data` that is not an object: no series, and the source's checks name the answer
+    from metrics.matrix import decode_vector_keys
+
+    odd = b'{"status":"success","data":[]}'
+    assert decode_matrix(odd).keys == [] and decode_vector_keys(odd, {}) == (json.loads(odd), [])
 
 
 def test_unreadable_samples_are_refused_and_not_json_raises() -> None:

@@ -416,8 +416,9 @@ def broken_prometheus() -> Iterator[tuple[str, type[_FixedAnswer]]]:
         ),
         (404, b"404 page not found", 1, "HTTP 404: 404 page not found"),
         (200, b"<html>a login page</html>", 1, "not JSON"),
+        (200, b'{"status":"success","data":[]}', 1, "not the Prometheus API"),
     ],
-    ids=["503-retried", "500", "404", "html"],
+    ids=["503-retried", "500", "404", "html", "data-not-an-object"],
 )
 def test_server_errors_and_foreign_answers_are_source_unavailable(
     broken_prometheus: tuple[str, type[_FixedAnswer]],
