@@ -842,7 +842,7 @@ class PrometheusSource:
         """The query for the raw samples with times in (after_ms, end_ms], and its answer as
         it came (decoded by `_page`)."""
         promql = f"{selector_text}[{promql_duration((end_ms - after_ms - 1) / 1000)}]"
-        return promql, self._call(partial(self._send, promql, end_ms / 1000), promql)
+        return promql, self._ask(promql, end_ms / 1000)
 
     def _page(
         self,
@@ -915,7 +915,7 @@ class PrometheusSource:
 
     def _api_query(self, promql: str, at_seconds: float, result_type: str) -> list[Any]:
         """One `/api/v1/query`; the answer's `result`, checked for type and warnings."""
-        raw = self._call(partial(self._send, promql, at_seconds), promql)
+        raw = self._ask(promql, at_seconds)
         body = self._decoded(raw, json.loads)
         result: list[Any] = self._checked(body, promql, result_type)
         return result
@@ -923,7 +923,7 @@ class PrometheusSource:
     def _series_at(self, promql: str, at_ms: int, known: dict[bytes, LabelKey]) -> set[LabelKey]:
         """The label keys of the series of an instant vector (its values are not read;
         `known`: label objects parsed already, shared with the read's pages)."""
-        raw = self._call(partial(self._send, promql, at_ms / 1000), promql)
+        raw = self._ask(promql, at_ms / 1000)
         body, keys = self._decoded(raw, partial(decode_vector_keys, known=known))
         self._checked(body, promql, "vector")
         return set(keys)
@@ -937,12 +937,6 @@ class PrometheusSource:
             raise BadData(f"unreadable samples in the answer to {promql!r}: {exc}") from exc
         self._checked(matrix.body, promql, "matrix")
         return matrix
-
-    def _send(self, promql: str, at_seconds: float) -> bytes:
-        # POST (form-encoded), as Prometheus allows: a long selector never meets a URL limit
-        return self._transport.post_form(
-            "/api/v1/query", {"query": promql, "time": f"{at_seconds:.3f}"}
-        )
 
     def _decoded(self, raw: bytes, decode: Callable[[bytes], _T]) -> _T:
         try:
@@ -976,10 +970,14 @@ class PrometheusSource:
             )
         return result
 
-    def _call(self, send: Callable[[], Any], promql: str) -> Any:
-        """Run one client call, turning every failure into a `metrics.errors` error."""
+    def _ask(self, promql: str, at_seconds: float) -> bytes:
+        """The answer to one `/api/v1/query` of `promql` at `at_seconds`, as it came; every
+        failure becomes a `metrics.errors` error."""
         try:
-            return send()
+            # POST (form-encoded), as Prometheus allows: a long selector never meets a URL limit
+            return self._transport.post_form(
+                "/api/v1/query", {"query": promql, "time": f"{at_seconds:.3f}"}
+            )
         except HTTPFailure as exc:
             if exc.status in _QUERY_REJECTED_STATUSES:
                 raise QueryError(
