@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -21,14 +22,19 @@ class StateServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def serving(handler: type[BaseHTTPRequestHandler], state: Any) -> Iterator[str]:
-    """Serve `handler` over `state` until the block ends; yields the base URL."""
+def serving(
+    handler: type[BaseHTTPRequestHandler], state: Any, tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve `handler` over `state` until the block ends, over TLS with `tls`; yields the
+    base URL."""
     server = StateServer(("127.0.0.1", 0), handler)
     server.state = state
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

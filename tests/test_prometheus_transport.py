@@ -7,7 +7,6 @@ import base64
 import http.server
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,19 +15,19 @@ import pytest
 
 from metrics.errors import SourceUnavailable
 from metrics.prometheus import PrometheusSource
+from tests.local_http import serving
 
 VECTOR = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
 
 
 class _Recording(http.server.BaseHTTPRequestHandler):
     """Answers every query with an empty vector and keeps each request's path and headers
-    (names in lower case)."""
-
-    seen: list[tuple[str, dict[str, str]]]
+    (names in lower case) in the server's state, a list."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        seen = self.server.state  # type: ignore[attr-defined]
+        seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(VECTOR)))
@@ -42,17 +41,8 @@ class _Recording(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def _server(tls: ssl.SSLContext | None = None) -> Iterator[tuple[int, list[tuple[str, dict[str, str]]]]]:
     seen: list[tuple[str, dict[str, str]]] = []
-    handler = type("Recording", (_Recording,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Recording, seen, tls) as url:
+        yield int(url.rsplit(":", 1)[1]), seen
 
 
 def _basic(user: str, password: str) -> str:
