@@ -63,14 +63,17 @@ def _median_seconds(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def _process_once(command: list[str]) -> float:
+    """Wall seconds of one whole process."""
+    began = time.perf_counter()
+    subprocess.run(command, cwd=REPO, capture_output=True, check=False, timeout=300)
+    return time.perf_counter() - began
+
+
 def _process_seconds(command: list[str], repeat: int) -> float:
     """Median wall seconds of a whole process (one warm-up run first)."""
-
-    def run() -> None:
-        subprocess.run(command, cwd=REPO, capture_output=True, check=False, timeout=300)
-
-    run()
-    return _median_seconds(run, repeat)
+    _process_once(command)
+    return statistics.median(_process_once(command) for _ in range(repeat))
 
 
 def _paired_process_seconds(
@@ -78,14 +81,9 @@ def _paired_process_seconds(
 ) -> tuple[float, float, float]:
     """Medians of `command`, of `baseline`, and of their differences, the two run one after
     the other `repeat` times (after one warm-up each): drift hits both alike."""
-    def run(argv: list[str]) -> float:
-        began = time.perf_counter()
-        subprocess.run(argv, cwd=REPO, capture_output=True, check=False, timeout=300)
-        return time.perf_counter() - began
-
-    run(command)
-    run(baseline)
-    pairs = [(run(command), run(baseline)) for _ in range(repeat)]
+    _process_once(command)
+    _process_once(baseline)
+    pairs = [(_process_once(command), _process_once(baseline)) for _ in range(repeat)]
     return (
         statistics.median(a for a, _ in pairs),
         statistics.median(b for _, b in pairs),
