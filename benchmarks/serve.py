@@ -148,18 +148,17 @@ def recorded_queries(prometheus_url: str, scenario: Any) -> list[tuple[str, str]
     from analyzer.spec import parse_analysis
     from metrics.prometheus import PrometheusSource
     from metrics.source import Window
-    from tests.local_http import rewriting_prometheus
+    from tests.local_http import recording_prometheus
 
     spec = parse_analysis(_analysis("bench", scenario))
-    seen: list[dict[str, str]] = []
-    with rewriting_prometheus(prometheus_url, lambda query, answer: False, seen) as url:
-        source = PrometheusSource(url)
+    with recording_prometheus(prometheus_url) as recording:
+        source = PrometheusSource(recording.url)
         now = datetime.now(UTC)
         fetch_observations(
             spec, source, Window(start=scenario.start, end=now, step=now - scenario.start)
         )
         source.close()
-    return [(params["query"], params["time"]) for params in seen]
+    return [(params["query"], params["time"]) for params, _ in recording.sent]
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -8,6 +8,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -67,9 +68,9 @@ class _RewritingHandler(BaseHTTPRequestHandler):
         params = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         params.update(urllib.parse.parse_qs(form.decode()))
         query = params.get("query", [""])[0]
-        if seen is not None:
-            seen.append({name: values[0] for name, values in params.items()})
         data = upstream.json()
+        if seen is not None:
+            seen.append(({name: values[0] for name, values in params.items()}, data))
         if rewrite(query, data):
             body = json.dumps(data).encode()
         self.send_response(upstream.status_code)
@@ -82,11 +83,35 @@ class _RewritingHandler(BaseHTTPRequestHandler):
         pass
 
 
+Forwarded = tuple[dict[str, str], dict[str, Any]]
+"""A request's parameters (query, time, ...) and the upstream's JSON answer to it."""
+
+
 @contextmanager
 def rewriting_prometheus(
-    upstream_url: str, rewrite: Rewrite, seen: list[dict[str, str]] | None = None
+    upstream_url: str, rewrite: Rewrite, seen: list[Forwarded] | None = None
 ) -> Iterator[str]:
     """A proxy to a real Prometheus whose answers `rewrite` may change; yields its base URL.
-    `seen` gets the parameters of every request forwarded (query, time, ...), in order."""
+    `seen` gets every request forwarded, with the answer it got, in order."""
     with serving(_RewritingHandler, (upstream_url, rewrite, seen)) as url:
         yield url
+
+
+@dataclass
+class Recording:
+    """The proxy of `recording_prometheus`: its URL and what went through it, in order."""
+
+    url: str
+    sent: list[Forwarded]
+
+    @property
+    def queries(self) -> list[str]:
+        return [params.get("query", "") for params, _ in self.sent]
+
+
+@contextmanager
+def recording_prometheus(upstream_url: str) -> Iterator[Recording]:
+    """A proxy to a real Prometheus that records every query and its answer, unchanged."""
+    sent: list[Forwarded] = []
+    with rewriting_prometheus(upstream_url, lambda query, answer: False, sent) as url:
+        yield Recording(url, sent)

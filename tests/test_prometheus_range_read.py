@@ -22,7 +22,7 @@ from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import Fetch, HistogramSeries, MetricQuery, RatioSeries, Series, Version
 from tests.conftest import PrometheusServer, SlowProxy
-from tests.local_http import rewriting_prometheus
+from tests.local_http import Recording, recording_prometheus, rewriting_prometheus
 from tests.promdata import default_scenarios
 
 pytestmark = pytest.mark.prometheus
@@ -33,28 +33,10 @@ ERROR_RATE = QUERIES[0]
 INSTANT_ONLY = 10**9  # never enough uncached looks for a raw read
 
 
-class Recorder:
-    """A proxy to a Prometheus that records each query it forwards, with its answer."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    @property
-    def queries(self) -> list[str]:
-        return [query for query, _ in self.sent]
-
-    def record(self, query: str, answer: dict[str, Any]) -> bool:
-        self.sent.append((query, answer))
-        return False  # forwarded as it is
-
-
 @pytest.fixture
-def recorder(prometheus: PrometheusServer) -> Iterator[Recorder]:
+def recorder(prometheus: PrometheusServer) -> Iterator[Recording]:
     """Every query sent to the real Prometheus through `recorder.url`, in order."""
-    recording = Recorder()
-    with rewriting_prometheus(prometheus.url, recording.record) as url:
-        recording.url = url
+    with recording_prometheus(prometheus.url) as recording:
         yield recording
 
 
@@ -127,7 +109,7 @@ def test_the_scenarios_exercise_what_the_raw_read_must_reproduce(
 
 
 def test_a_raw_read_sends_one_query_a_page_not_one_a_look(
-    prometheus: PrometheusServer, recorder: Recorder
+    prometheus: PrometheusServer, recorder: Recording
 ) -> None:
     scenario = prometheus.scenarios["healthy"]
     window = scenario.window(timedelta(seconds=30))
@@ -145,7 +127,7 @@ def test_a_raw_read_sends_one_query_a_page_not_one_a_look(
 
 
 def test_a_large_read_is_cut_into_pages_of_bounded_size(
-    prometheus: PrometheusServer, recorder: Recorder
+    prometheus: PrometheusServer, recorder: Recording
 ) -> None:
     # 40 bucket series (20 `le` × 2 response codes) × 4 samples a minute = 160 samples a look
     # at 1 m: a budget of 2000 samples holds about 12 looks, so 40 looks take 4 pages
@@ -169,9 +151,8 @@ def test_concurrent_reads_of_the_same_counter_share_one(
     # `fetch_observations` does), its raw samples are read once
     slow_prometheus.delay = 0.5  # both fetches are surely under way together
     scenario = prometheus.scenarios["healthy"]
-    recording = Recorder()
-    with rewriting_prometheus(slow_prometheus.url, recording.record) as url:
-        source = PrometheusSource(url, range_read_from=1)
+    with recording_prometheus(slow_prometheus.url) as recording:
+        source = PrometheusSource(recording.url, range_read_from=1)
         by_bad, by_good = _fetch_together(source, scenario, [QUERIES[0], QUERIES[1]])
     asked = recording.queries
     total = QUERIES[0].total.replace("{{ selector }}", 'destination_service_name="healthy-canary"')
@@ -235,7 +216,7 @@ def _read_ahead_and_fetch(
     source: PrometheusSource,
     prometheus: PrometheusServer,
     name: str,
-    recorder: Recorder | None = None,
+    recorder: Recording | None = None,
 ) -> tuple[list[list[np.ndarray] | None], list[str]]:
     """Every query × version of a scenario, told to the source first (as `fetch_observations`
     does), fetched concurrently; the arrays, and the PromQL sent (through `recorder`)."""
@@ -259,7 +240,7 @@ def _read_ahead_and_fetch(
 
 @pytest.mark.parametrize("name", ["healthy", "fresh-canary"])
 def test_reading_ahead_probes_every_counter_in_one_query_a_version_with_the_same_counts(
-    prometheus: PrometheusServer, recorder: Recorder, name: str
+    prometheus: PrometheusServer, recorder: Recording, name: str
 ) -> None:
     ahead, sent = _read_ahead_and_fetch(
         PrometheusSource(recorder.url, range_read_from=1), prometheus, name, recorder
@@ -275,7 +256,7 @@ def test_reading_ahead_probes_every_counter_in_one_query_a_version_with_the_same
 
 
 def test_a_counter_with_many_series_is_probed_by_its_own_read(
-    prometheus: PrometheusServer, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    prometheus: PrometheusServer, recorder: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the read-ahead lists a counter's series only up to a limit; above it, that counter's read
     # probes for itself (in parallel with the others) and counts the same
@@ -295,7 +276,7 @@ def test_a_counter_with_many_series_is_probed_by_its_own_read(
 
 
 def test_a_second_look_at_a_settled_window_sends_no_probe(
-    prometheus: PrometheusServer, recorder: Recorder
+    prometheus: PrometheusServer, recorder: Recording
 ) -> None:
     # the looks a raw read cached are not read again, so reading ahead does not probe for them
     source = PrometheusSource(recorder.url, range_read_from=1)
