@@ -43,12 +43,16 @@ DECISION_EXIT_CODES = {"promoted": 0, "aborted": 1, "paused": 3}
 MAX_TIMEOUT_SECONDS = 600.0
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
+# the settings of the app and of `verdict analyze` built alone (`_analyze_alone`)
+_TYPER_SETTINGS: dict[str, Any] = {
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,  # plain help: rich's help renderer alone costs more than typer
+}
 app = typer.Typer(
     help="Verdict: always-valid canary analysis for progressive delivery.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: rich's help renderer alone costs more than typer
+    **_TYPER_SETTINGS,
 )
 
 
@@ -794,9 +798,7 @@ def report(
 def _analyze_alone() -> typer.Typer:
     """`verdict analyze` as an app of its own: typer reads only this command's parameters,
     not those of every command (about 20 ms on each run)."""
-    alone = typer.Typer(
-        add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
-    )
+    alone = typer.Typer(**_TYPER_SETTINGS)
     alone.command()(analyze)
     return alone
 
