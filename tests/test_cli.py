@@ -145,3 +145,83 @@ def test_analyze_alone_has_the_options_and_help_of_the_analyze_command(
     assert "--prometheus-url" in alone.stdout and "--param" in alone.stdout
     bad = run_verdict("analyze", "--config", str(EXAMPLE), "--bogus")
     assert bad.returncode == 2 and "No such option: --bogus" in bad.stderr
+
+
+def _typer_reads(args: list[str]) -> dict[str, object] | None:
+    """The parameters typer's `analyze` command reads from `args`, or None when it refuses them."""
+    import click
+    import typer
+
+    from analyzer.cli import _analyze_alone
+
+    command = typer.main.get_command(_analyze_alone())
+    try:
+        return dict(command.make_context("verdict analyze", list(args)).params)
+    except click.exceptions.ClickException:
+        return None
+
+
+def test_the_plain_reading_of_analyze_knows_exactly_the_commands_options() -> None:
+    import typer
+
+    from analyzer.cli import _ANALYZE_FLAGS, _analyze_alone
+
+    command = typer.main.get_command(_analyze_alone())
+    flags = {flag: p.name for p in command.params for flag in p.opts + p.secondary_opts}
+    assert flags == _ANALYZE_FLAGS
+
+
+PLAIN = ["--config", "a.yaml", "--start", "2026-11-26T10:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        PLAIN,
+        ["-c", "a.yaml", "--start", "s", "--end", "e", "--prometheus-url", "http://p:9090"],
+        [*PLAIN, "--output", "json", "--timeout", "7.5", "--param", "a=1", "--param", "b=2"],
+        ["--config=a.yaml", "--start=s", "--output=text", "--timeout=30", "--param=x="],
+        ["--timeout", "600", "--start", "2026-11-26T10:00:00+01:00", "--config", ""],
+    ],
+)
+def test_plain_analyze_arguments_are_read_as_typer_reads_them(args: list[str]) -> None:
+    from analyzer.cli import _plain_analyze_arguments
+
+    plain = _plain_analyze_arguments(list(args))
+    assert plain is not None, "plain arguments skip typer"
+    assert plain == _typer_reads(args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help"],
+        [*PLAIN, "--help"],
+        ["--config", "a.yaml"],  # no --start: typer names it
+        ["--start", "s"],
+        [*PLAIN, "--bogus", "x"],
+        [*PLAIN, "--start", "again"],  # typer takes the last; left to it
+        [*PLAIN, "--output", "JSON"],  # typer refuses it
+        [*PLAIN, "--output", "yaml"],
+        [*PLAIN, "--timeout", "nan"],  # typer reads it (then refused by the command)
+        [*PLAIN, "--timeout", " 5 "],
+        [*PLAIN, "--timeout", "1e1"],
+        [*PLAIN, "--timeout"],
+        [*PLAIN, "--end", "-1"],
+        ["-ca.yaml", "--start", "s"],
+        ["-c=a.yaml", "--start", "s"],
+        [*PLAIN, "positional"],
+        [*PLAIN, "--"],
+    ],
+)
+def test_any_other_analyze_arguments_go_to_typer(args: list[str]) -> None:
+    from analyzer.cli import _plain_analyze_arguments
+
+    assert _plain_analyze_arguments(list(args)) is None
+
+
+def test_analyze_arguments_typer_refuses_get_its_usage_error() -> None:
+    result = run_verdict("analyze", "--config", str(EXAMPLE), *WINDOW, "--output", "JSON")
+    assert result.returncode == 2
+    assert "'JSON' is not one of 'text', 'json'" in result.stderr
