@@ -225,3 +225,27 @@ def test_analyze_arguments_typer_refuses_get_its_usage_error() -> None:
     result = run_verdict("analyze", "--config", str(EXAMPLE), *WINDOW, "--output", "JSON")
     assert result.returncode == 2
     assert "'JSON' is not one of 'text', 'json'" in result.stderr
+
+
+def test_loading_the_analyze_path_leaves_the_garbage_collector_on() -> None:
+    # `verdict analyze` imports its path with the collector paused, then freezes what the
+    # imports made: the collector must run again for the analysis (a large one makes cycles)
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys\n"
+        "import analyzer.cli\n"
+        "before = set(sys.modules)\n"
+        "analyzer.cli.load_analyze_path()\n"
+        "loaded = set(sys.modules) - before\n"
+        "assert gc.isenabled(), 'collector left off'\n"
+        "assert gc.get_freeze_count() > 0, 'nothing set aside'\n"
+        "assert {'analyzer.analysis', 'metrics.prometheus', 'analyzer.render'} <= loaded, loaded\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
