@@ -22,7 +22,12 @@ from metrics.promql import selector
 from metrics.source import Fetch, MetricSource, ReadsAhead, Series, Version, Window
 from metrics.stall import quiet_canary
 
-_PARALLEL_FETCHES = 4
+# metrics fetched at once (each ratio also reads its two counters side by side, and a read
+# asks for its next page while it counts the current one). Measured on loopback: with 4, the
+# threads' turns at the interpreter cost more than the overlap gains (a small service's cold
+# fetch takes 35 ms and 31 ms of CPU; with 2, 32 ms and 27 ms); at 1,000 pods a version, 1, 2
+# and 4 take the same time; 2 keeps two round trips in flight for a distant Prometheus.
+_PARALLEL_FETCHES = 2
 _PRERUN = "prerun"
 
 
