@@ -139,12 +139,16 @@ def _numbers(joined: bytes) -> FloatArray | None:
     text = joined.translate(None, b'"[]')
     if not text:
         return np.empty(0, dtype=np.float64)
-    if b"Inf" in text:
-        text = text.replace(b"+Inf", b"Infinity").replace(b"-Inf", b"-Infinity")
-    if b"null" in text or b"true" in text or b"false" in text or b",-0," in b"," + text + b",":
+    if text.translate(None, b"0123456789.,eE+-"):  # a word: NaN, Inf, or one json misreads
+        if b"Inf" in text:
+            text = text.replace(b"+Inf", b"Infinity").replace(b"-Inf", b"-Infinity")
+        if b"null" in text or b"true" in text or b"false" in text:
+            return None
+    if b"-0" in text and b",-0," in b"," + text + b",":
         return None  # (json reads an integer -0 as 0, `float` as -0.0)
     try:
-        return np.array(json.loads(b"[" + text + b"]"), dtype=np.float64)
+        numbers = json.loads(b"[" + text + b"]")
+        return np.fromiter(numbers, dtype=np.float64, count=len(numbers))
     except (ValueError, TypeError, OverflowError):
         return None
 
