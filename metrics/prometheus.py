@@ -87,6 +87,10 @@ _CACHE_ENTRIES = 20_000
 _COUNT_LABEL = "verdict_series_in_window"
 _PROBE_LABEL = "verdict_probe"
 _PROBED_ENTRIES = 1_000
+# The source's own threads (`PrometheusSource._asks`, `_part_reads`): kept for its life, so a read
+# does not start a thread for each thing it asks beside another (a small analysis started about
+# ten, ~2 ms of its CPU). At most this many of each run at once; more wait their turn.
+_THREADS = 64
 _WINDOW_ENTRIES = 256
 # A read-ahead probe lists a counter's series up to this many; a larger one probes in its read,
 # in parallel with the others, rather than in one long answer that every read waits for.
@@ -189,6 +193,15 @@ def _probe_answers(
         _Probed(None if limit is not None and end > limit else seen, end)
         for seen, end in zip(present, at_end, strict=True)
     ]
+
+
+def _threads() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """A source's threads for single requests and for the parts of ratios (no thread starts
+    before it is needed)."""
+    return (
+        ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="verdict-ask"),
+        ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="verdict-part"),
+    )
 
 
 def _values(answer: list[dict[str, Any]]) -> dict[LabelKey, float]:
@@ -311,10 +324,25 @@ class PrometheusSource:
         # False if they differed (another PromQL engine: Prometheus 3, a remote store): then
         # this source keeps to the instant queries.
         self._raw_read_agrees: Future[bool] | None = None
+        # Threads for single requests asked beside a read (probes, the check, a listing, the
+        # next page): they wait on nothing else, so they always finish. The part of a ratio is
+        # read on threads of its own (`_part_reads`): such a read waits on requests, never on a
+        # read queued behind it.
+        self._asks, self._part_reads = _threads()
 
     def close(self) -> None:
-        """Release the HTTP connections."""
+        """Release the HTTP connections and the source's threads (once their work is done).
+        A closed source can still be used, as its HTTP pool can: it starts threads again."""
+        asks, part_reads = self._asks, self._part_reads
+        self._asks, self._part_reads = _threads()
+        asks.shutdown(wait=False)
+        part_reads.shutdown(wait=False)
         self._transport.close()
+
+    def _ask_beside(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        """`fn(*args)` (one request) on one of the source's threads, in a copy of this context
+        (log lines keep their bound fields)."""
+        return self._asks.submit(contextvars.copy_context().run, fn, *args)
 
     def __repr__(self) -> str:
         return f"PrometheusSource({self.url!r}, timeout={self.timeout}, retries={self.retries})"
@@ -350,14 +378,14 @@ class PrometheusSource:
         batches = {key: selectors for key, selectors in batches.items() if len(selectors) > 1}
         if not batches:
             return
-        with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="verdict-probe") as pool:
-            done = [
-                pool.submit(
-                    contextvars.copy_context().run, self._probe_batch, start, end, selectors
-                )
-                for (start, end, _), selectors in batches.items()
-            ]
-        for one in done:
+        # the first batch in this thread, the others (the other version's) beside it
+        (first, *others) = [(start, end, sel) for (start, end, _), sel in batches.items()]
+        beside = [self._ask_beside(self._probe_batch, *batch) for batch in others]
+        try:
+            self._probe_batch(*first)
+        finally:
+            wait(beside)
+        for one in beside:
             one.result()  # SourceUnavailable: Prometheus is down, say so now
 
     def _probe_batch(self, start_ms: int, end_ms: int, selectors: list[str]) -> None:
@@ -416,18 +444,20 @@ class PrometheusSource:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
         # the part is read beside the total (needed unless the version has no series at all)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-part") as beside:
-            reading_part = beside.submit(
-                contextvars.copy_context().run,
-                self._query_cumulative,
-                render(query.bad or query.good, matchers),
-                window,
-            )
+        reading_part = self._part_reads.submit(
+            contextvars.copy_context().run,
+            self._query_cumulative,
+            render(query.bad or query.good, matchers),
+            window,
+        )
+        try:
             total_result = self._query_cumulative(render(query.total, matchers), window)
             if not total_result:
                 reading_part.cancel()
                 return None
             part_result = reading_part.result()
+        finally:
+            wait([reading_part])  # no read of this fetch outlives it
         total = _Aligned.of(list(total_result.values()), window)
         part = _Aligned.of(list(part_result.values()), window)
 
@@ -675,11 +705,7 @@ class PrometheusSource:
             if self._raw_read_agrees is not None:
                 return None
             self._raw_read_agrees = Future()
-        asker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-check")
-        try:
-            return asker.submit(contextvars.copy_context().run, self._vector, last.promql, last.at_ms)
-        finally:
-            asker.shutdown(wait=False)
+        return self._ask_beside(self._vector, last.promql, last.at_ms)
 
     def _settle_check(
         self,
@@ -751,19 +777,12 @@ class PrometheusSource:
         # beside its first page: the counts alone size the pages
         # (its label objects are learnt once, for the listing and the pages: `known`)
         known: dict[bytes, LabelKey] = {}
-        listing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-present")
+        present: Future[set[LabelKey]] | set[LabelKey] | None = probed.present
         try:
-            present: Future[set[LabelKey]] | set[LabelKey] = (
-                probed.present
-                if probed.present is not None
-                else listing.submit(
-                    contextvars.copy_context().run,
-                    self._series_at,
-                    f"{selector_text} offset {span}",
-                    ends_ms[-1],
-                    known,
+            if present is None:
+                present = self._ask_beside(
+                    self._series_at, f"{selector_text} offset {span}", ends_ms[-1], known
                 )
-            )
             read = self._read_pages(
                 selector_text, queries, start_ms, present, probed.series, by_le, known
             )
@@ -773,7 +792,8 @@ class PrometheusSource:
                 self._abandon_check(exc)
             raise
         finally:
-            listing.shutdown(wait=True)
+            if isinstance(present, Future):
+                wait([present])
         if by_le:
             asking = self._claim_check(queries[-1])
         return read, asking
@@ -805,21 +825,23 @@ class PrometheusSource:
         computed = CumulativeIncrease(
             start_ms, ends_ms, present.result() if isinstance(present, Future) else present
         )
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict-page") as ahead:
+        following: Future[tuple[str, bytes]] | None = None
+        try:
             while True:
                 # the next page is sized by this one's samples, counted in its bytes
                 per_look = max(count_samples(answer[1]) / (last - first), 1.0)
                 looks_per_page = max(1, int(budget // per_look))
-                following = None
                 if last < len(ends_ms):
                     upto = min(last + looks_per_page, len(ends_ms))
-                    following = ahead.submit(
-                        contextvars.copy_context().run, ask, ends_ms[last - 1], ends_ms[upto - 1]
-                    )
+                    following = self._ask_beside(ask, ends_ms[last - 1], ends_ms[upto - 1])
                 computed.add_page(read(*answer, ends_ms[last - 1]))
                 if following is None:
                     break
                 answer, first, last = following.result(), last, upto
+                following = None
+        finally:
+            if following is not None:
+                wait([following])  # no request of this read outlives it
         cumulative = computed.answers()
         if not any(len(queries) - 1 in by_look for by_look in cumulative.values()):
             return None

@@ -287,3 +287,36 @@ def test_a_second_look_at_a_settled_window_sends_no_probe(
     for got, expected in zip(again, first, strict=True):
         for a, b in zip(got or [], expected or [], strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
+    prometheus: PrometheusServer,
+) -> None:
+    # what a read asks beside another (probes, the check, the next page) and the parts of
+    # ratios run on the source's own threads: kept between reads, ended by close(), and
+    # started again when a closed source is used again
+    def source_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith(("verdict-ask", "verdict-part"))}
+
+    before = source_threads()
+    source = PrometheusSource(prometheus.url, range_read_from=1)
+    scenario = prometheus.scenarios["healthy"]
+    window = scenario.window(timedelta(seconds=30))
+    fetches = [Fetch(q, v, scenario.matchers(v), window) for q in QUERIES for v in Version]
+
+    def read_all() -> list[list[np.ndarray] | None]:
+        source.read_ahead(fetches)
+        return [_arrays(source.fetch(f.query, f.version, f.matchers, f.window)) for f in fetches]
+
+    first = read_all()
+    kept = source_threads() - before
+    assert {t.name.split("_")[0] for t in kept} == {"verdict-ask", "verdict-part"}, kept
+    source.close()
+    for thread in kept:
+        thread.join(timeout=10)
+    assert not any(t.is_alive() for t in kept), "close() ends the source's threads"
+    again = read_all()  # a closed source still reads, as its HTTP pool still connects
+    source.close()
+    for got, expected in zip(again, first, strict=True):
+        for a, b in zip(got or [], expected or [], strict=True):
+            np.testing.assert_array_equal(a, b)
