@@ -866,7 +866,10 @@ def load_analyze_path() -> None:
 
     gc.disable()
     try:
+        import netrc  # noqa: F401  (the transport reads ~/.netrc; requests imports it late)
+
         import analyzer.analysis
+        import analyzer.clock
         import analyzer.logs
         import analyzer.render
         import analyzer.spec  # noqa: F401
