@@ -683,10 +683,12 @@ class PrometheusSource:
         """The looks' common range start (ms) when they are to be read raw: enough of them
         are not cached, their ranges share a start, and no raw read disagreed; else None (one
         instant query a look). `queries` None: none of the looks is cached."""
-        uncached = (
-            self._uncached(queries) if queries is not None and self._cache else len(instants.ms)
+        enough = (
+            self._uncached_at_least(queries, self.range_read_from)
+            if queries is not None and self._cache
+            else len(instants.ms) >= self.range_read_from
         )
-        if uncached < self.range_read_from or self.raw_reads_disagree:
+        if not enough or self.raw_reads_disagree:
             return None
         return instants.start_ms
 
@@ -903,12 +905,19 @@ class PrometheusSource:
             return cached.values()
         return cached
 
-    def _uncached(self, queries: list[_LookQuery]) -> int:
-        """How many of `queries` the cache cannot answer."""
+    def _uncached_at_least(self, queries: list[_LookQuery], count: int) -> bool:
+        """Whether the cache cannot answer `count` or more of `queries` (newest first: a window
+        not read yet stops at its last looks)."""
         settled = time.time() - self.settle_seconds
+        missing = 0
         with self._cache_lock:
             cache = self._cache
-            return sum(1 for q in queries if q.at_seconds > settled or q.cache_key not in cache)
+            for q in reversed(queries):
+                if q.at_seconds > settled or q.cache_key not in cache:
+                    missing += 1
+                    if missing >= count:
+                        return True
+        return False
 
     def _remember(self, query: _LookQuery, values: dict[LabelKey, float]) -> None:
         with self._cache_lock:

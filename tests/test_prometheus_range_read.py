@@ -20,7 +20,7 @@ import structlog.testing
 
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
-from metrics.source import Fetch, HistogramSeries, MetricQuery, RatioSeries, Series, Version
+from metrics.source import Fetch, HistogramSeries, MetricQuery, RatioSeries, Series, Version, Window
 from tests.conftest import PrometheusServer, SlowProxy
 from tests.local_http import Recording, recording_prometheus, rewriting_prometheus
 from tests.promdata import default_scenarios
@@ -320,3 +320,33 @@ def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
     for got, expected in zip(again, first, strict=True):
         for a, b in zip(got or [], expected or [], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("new_looks", "raw"), [(2, False), (3, True)])
+def test_a_window_is_read_raw_once_enough_of_its_looks_are_not_cached(
+    prometheus: PrometheusServer, recorder: Recording, new_looks: int, raw: bool
+) -> None:
+    # with range_read_from=3, a window whose cache lacks 2 looks asks those 2 instant queries;
+    # one that lacks 3 reads the raw samples again
+    scenario = prometheus.scenarios["healthy"]
+    step = timedelta(seconds=60)
+    source = PrometheusSource(recorder.url, range_read_from=3)
+    matchers = scenario.matchers(Version.CANARY)
+    looks = scenario.window(step).intervals
+    first = Window(start=scenario.start, end=scenario.start + step * (looks - new_looks), step=step)
+    whole = scenario.window(step)
+    source.fetch(ERROR_RATE, Version.CANARY, matchers, first)
+    recorder.sent.clear()
+    again = source.fetch(ERROR_RATE, Version.CANARY, matchers, whole)
+    source.close()
+    pages = [q for q in recorder.queries if q.endswith("]") and "increase(" not in q]
+    increases = [q for q in recorder.queries if "increase(" in q]
+    if raw:
+        assert pages, recorder.queries
+    else:
+        assert not pages and len(increases) == 2 * new_looks, recorder.queries  # total and bad
+    expected = PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY).fetch(
+        ERROR_RATE, Version.CANARY, matchers, whole
+    )
+    for a, b in zip(_arrays(again) or [], _arrays(expected) or [], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
