@@ -365,7 +365,7 @@ def test_the_look_budget_is_a_deadline_for_the_whole_look(
         elapsed = time.monotonic() - began
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "look_budget_exceeded"
-    assert elapsed < 1.4  # six fetches of 0.7 s, four at a time, would take 1.4 s or more
+    assert elapsed < 1.4  # six fetches of 0.7 s, three at a time, would take 1.4 s or more
     run = open_store(store_url).find(RunKey("healthy", "default", "web", "abc123"))
     assert run is not None and run.looks == 0
 
