@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,27 +148,29 @@ def test_analyze_alone_has_the_options_and_help_of_the_analyze_command(
     assert bad.returncode == 2 and "No such option: --bogus" in bad.stderr
 
 
-def _typer_reads(args: list[str]) -> dict[str, object] | None:
-    """The parameters typer's `analyze` command reads from `args`, or None when it refuses them."""
-    import click
+def _analyze_command() -> Any:
+    """Typer's click command for `verdict analyze` (as the command line builds it alone)."""
     import typer
 
     from analyzer.cli import _analyze_alone
 
-    command = typer.main.get_command(_analyze_alone())
+    return typer.main.get_command(_analyze_alone())
+
+
+def _typer_reads(args: list[str]) -> dict[str, object] | None:
+    """The parameters typer's `analyze` command reads from `args`, or None when it refuses them."""
+    import click
+
     try:
-        return dict(command.make_context("verdict analyze", list(args)).params)
+        return dict(_analyze_command().make_context("verdict analyze", list(args)).params)
     except click.exceptions.ClickException:
         return None
 
 
 def test_the_plain_reading_of_analyze_knows_exactly_the_commands_options() -> None:
-    import typer
+    from analyzer.cli import _ANALYZE_FLAGS
 
-    from analyzer.cli import _ANALYZE_FLAGS, _analyze_alone
-
-    command = typer.main.get_command(_analyze_alone())
-    flags = {flag: p.name for p in command.params for flag in p.opts + p.secondary_opts}
+    flags = {flag: p.name for p in _analyze_command().params for flag in p.opts + p.secondary_opts}
     assert flags == _ANALYZE_FLAGS
 
 

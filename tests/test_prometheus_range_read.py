@@ -49,6 +49,17 @@ def _arrays(series: Series | None) -> list[np.ndarray] | None:
     return [series.bounds, series.counts]
 
 
+def _assert_same_arrays(
+    got: list[np.ndarray] | None, expected: list[np.ndarray] | None, *, exact: bool = False
+) -> None:
+    """A fetch's arrays (`_arrays`) are another's: to the last bit with `exact`, else to 1e-9."""
+    for a, b in zip(got or [], expected or [], strict=True):
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
 def _fetch(source: PrometheusSource, prometheus: PrometheusServer, name: str, query: MetricQuery,
            version: Version, step: timedelta) -> Series | None:
     scenario = prometheus.scenarios[name]
@@ -251,8 +262,7 @@ def test_reading_ahead_probes_every_counter_in_one_query_a_version_with_the_same
     assert len(probes) == 2 and all("verdict_probe" in q for q in probes), probes
     for got, expected in zip(ahead, instant, strict=True):
         assert (got is None) == (expected is None)
-        for a, b in zip(got or [], expected or [], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+        _assert_same_arrays(got, expected)
 
 
 def test_a_counter_with_many_series_is_probed_by_its_own_read(
@@ -271,8 +281,7 @@ def test_a_counter_with_many_series_is_probed_by_its_own_read(
     assert sum("verdict_probe" in q for q in probes) == 2
     assert any("verdict_probe" not in q for q in probes)
     for got, expected in zip(ahead, instant, strict=True):
-        for a, b in zip(got or [], expected or [], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+        _assert_same_arrays(got, expected)
 
 
 def test_a_second_look_at_a_settled_window_sends_no_probe(
@@ -285,8 +294,7 @@ def test_a_second_look_at_a_settled_window_sends_no_probe(
     assert not [q for q in sent if " offset " in q], sent
     first, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, "healthy")
     for got, expected in zip(again, first, strict=True):
-        for a, b in zip(got or [], expected or [], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+        _assert_same_arrays(got, expected)
 
 
 def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
@@ -318,8 +326,7 @@ def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
     again = read_all()  # a closed source still reads, as its HTTP pool still connects
     source.close()
     for got, expected in zip(again, first, strict=True):
-        for a, b in zip(got or [], expected or [], strict=True):
-            np.testing.assert_array_equal(a, b)
+        _assert_same_arrays(got, expected, exact=True)
 
 
 @pytest.mark.parametrize(("new_looks", "raw"), [(2, False), (3, True)])
@@ -348,5 +355,4 @@ def test_a_window_is_read_raw_once_enough_of_its_looks_are_not_cached(
     expected = PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY).fetch(
         ERROR_RATE, Version.CANARY, matchers, whole
     )
-    for a, b in zip(_arrays(again) or [], _arrays(expected) or [], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    _assert_same_arrays(_arrays(again), _arrays(expected))
