@@ -235,23 +235,22 @@ def _measure_service(root: Path, quick: bool, repeat: int, out: dict[str, Any]) 
             "--end", window.end.isoformat(), "--output", "json",
         ]  # fmt: skip
         bare = [sys.executable, "-c", "pass"]
-        # the process start: the interpreter and the analyze path's imports, ended as
-        # `verdict analyze` ends (no interpreter teardown)
+        # the process start: the interpreter, the entry point and the analyze path as the
+        # command loads it, ended as `verdict analyze` ends (no interpreter teardown)
         started = [sys.executable, "-c", f"{ANALYZE_IMPORTS}\nimport os\nos._exit(0)"]
         process_repeat = 3 if quick else 5
         # the command and its start, one after the other: the figure is the median of their
         # differences (two medians of half-second processes, taken minutes apart, differ by
         # more than the analysis costs when the machine's speed drifts)
-        analyze_s, start_s, beyond_start_s = _paired_process_seconds(
-            analyze, started, 5 if quick else 15
-        )
+        pairs = 5 if quick else 15
+        analyze_s, start_s, beyond_start_s = _paired_process_seconds(analyze, started, pairs)
         bare_s = _process_seconds(bare, process_repeat)
         out["end_to_end"] = {
             "analyze_process_seconds": analyze_s,
             "python_pass_seconds": bare_s,
             "process_start_seconds": start_s,
             "beyond_start_seconds": beyond_start_s,
-            "pairs": 5 if quick else 15,
+            "pairs": pairs,
             "raw_range_seconds": raw_s,
             "ratio_less_process_start": beyond_start_s / raw_s,
             "ratio_less_python": (analyze_s - bare_s) / raw_s,
