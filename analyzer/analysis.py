@@ -6,7 +6,7 @@ This is the entry point the CLI, the demo, the web provider and the benchmarks s
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -19,7 +19,16 @@ from analyzer.judge import judge
 from analyzer.spec import AnalysisSpec
 from analyzer.verdicts import MetricReport, MetricStatus, Verdict
 from metrics.promql import selector
-from metrics.source import Fetch, MetricSource, ReadsAhead, Series, Version, Window
+from metrics.source import (
+    Fetch,
+    MetricKind,
+    MetricSource,
+    QuickToAnswer,
+    ReadsAhead,
+    Series,
+    Version,
+    Window,
+)
 from metrics.stall import quiet_canary
 
 # metrics fetched at once (each ratio also reads its two counters side by side, and a read
@@ -66,11 +75,18 @@ def prerun_window(spec: AnalysisSpec, window: Window) -> Window | None:
 
 
 def fetch_observations(
-    spec: AnalysisSpec, source: MetricSource, window: Window, params: dict[str, str] | None = None
+    spec: AnalysisSpec,
+    source: MetricSource,
+    window: Window,
+    params: dict[str, str] | None = None,
+    *,
+    on_metric: Callable[[str, Observations], None] | None = None,
 ) -> Observations:
     """Every metric of both versions, fetched a few at a time (the source must be thread-safe).
 
     The first error raised by the source is raised at once; fetches not yet started are dropped.
+    `on_metric(name, so_far)` is called in this thread as soon as all of a metric's fetches are
+    in (`so_far` holds them), while the other metrics are still being fetched.
     """
     canary_matchers, baseline_matchers = spec.matchers(params)
     # (metric, canary / baseline / the pre-run baseline, the fetch)
@@ -94,6 +110,9 @@ def fetch_observations(
             if metric.compare is not None and metric.test == "sequential"
         ]
     pool = ThreadPoolExecutor(max_workers=_PARALLEL_FETCHES)
+    # a source that answers quickly is read one fetch after another in this thread (threads
+    # would cost more than they overlap); as soon as it is not quick, the rest go to threads
+    quick = source.answers_quickly if isinstance(source, QuickToAnswer) else (lambda: False)
 
     def submit(fetch: Fetch) -> Future[Series | None]:
         # each task runs in a copy of this context: log lines keep their bound run id
@@ -106,29 +125,63 @@ def fetch_observations(
             fetch.window,
         )
 
+    waiting = {name: sum(1 for n, _, _ in tasks if n == name) for name, _, _ in tasks}
+    fetched: dict[tuple[str, str], Series | None] = {}
+
+    def record(i: int, result: Series | None) -> None:
+        name, role, _ = tasks[i]
+        fetched[(name, role)] = result
+        waiting[name] -= 1
+        if on_metric is not None and waiting[name] == 0:
+            on_metric(name, _observations(spec, window, fetched, only=name))
+
     try:
         # The pre-run rates (a look of instant queries each) start first, beside the
         # read-ahead: queued behind the window's reads, they were the last thing waited for.
-        futures = {i: submit(f) for i, (_, role, f) in enumerate(tasks) if role == _PRERUN}
+        prerun = [i for i, (_, role, _) in enumerate(tasks) if role == _PRERUN]
+        futures = {} if quick() else {i: submit(tasks[i][2]) for i in prerun}
         if isinstance(source, ReadsAhead):
             source.read_ahead([f for _, role, f in tasks if role != _PRERUN])
-        futures.update(
-            {i: submit(f) for i, (_, role, f) in enumerate(tasks) if role != _PRERUN}
-        )
-        ordered = [futures[i] for i in range(len(tasks))]
-        for done in as_completed(ordered):
-            done.result()  # raise the first failure now, not after the slowest fetch
-        results = [f.result() for f in ordered]
+        window_fetches = [i for i, (_, role, _) in enumerate(tasks) if role != _PRERUN]
+        if not quick():
+            # histograms first: a bucket read is the longest (many series, decoded and
+            # counted), and one that waits for a free thread is what the whole analysis ends
+            # up waiting for. (One after another, the file's order: a ratio's counter read
+            # first takes the check of the source's first raw read, a cheaper query than a
+            # histogram's.)
+            window_fetches.sort(key=lambda i: tasks[i][2].query.kind is not MetricKind.HISTOGRAM)
+        for i in [i for i in prerun if i not in futures] + window_fetches:
+            if futures or not quick():
+                futures[i] = submit(tasks[i][2])
+            else:
+                f = tasks[i][2]
+                record(i, source.fetch(f.query, f.version, f.matchers, f.window))
+        position = {id(f): i for i, f in futures.items()}
+        for done in as_completed(futures.values()):
+            # raise the first failure now, not after the slowest fetch
+            record(position[id(done)], done.result())
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    fetched = {
-        (name, role): result for (name, role, _), result in zip(tasks, results, strict=True)
-    }
+    return _observations(spec, window, fetched)
+
+
+def _observations(
+    spec: AnalysisSpec,
+    window: Window,
+    fetched: dict[tuple[str, str], Series | None],
+    only: str | None = None,
+) -> Observations:
+    """The fetched series as observations (of the metric `only`, when given)."""
+    names = [m.name for m in spec.metrics if only is None or m.name == only]
     series = {
-        m.name: (fetched[(m.name, Version.CANARY)], fetched[(m.name, Version.BASELINE)])
-        for m in spec.metrics
+        name: (fetched[(name, str(Version.CANARY))], fetched[(name, str(Version.BASELINE))])
+        for name in names
     }
-    prerun = {name: result for (name, role), result in fetched.items() if role == _PRERUN}
+    prerun = {
+        name: result
+        for (name, role), result in fetched.items()
+        if role == _PRERUN and name in series
+    }
     return Observations(window=window, series=series, prerun=prerun)
 
 
@@ -140,35 +193,68 @@ def judge_observations(
     params: dict[str, str] | None = None,
 ) -> AnalysisReport:
     """Judge already-fetched observations (pure). `looks`: 1-based interval counts; default all."""
-    window = observations.window
+    judge_metric = _metric_judge(spec, observations.window, looks, params)
+    reports = {m.name: judge_metric(m.name, observations) for m in spec.metrics}
+    return _analysis_report(spec, observations.window, reports, looks)
+
+
+def _metric_judge(
+    spec: AnalysisSpec,
+    window: Window,
+    looks: Sequence[int] | None,
+    params: dict[str, str] | None,
+) -> Callable[[str, Observations], MetricReport]:
+    """The judge of one metric of `spec`, given observations that hold it (each metric is
+    judged alone: `run_analysis` judges one while the others are still being fetched)."""
     canary_matchers, _ = spec.matchers(params)
     where = f" matching {{{selector(canary_matchers)}}}"
-    reports = []
-    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
-        canary, baseline = observations.series[metric.name]
+    alphas = dict(
+        zip(
+            (m.name for m in spec.metrics),
+            metric_alphas(spec.metrics, spec.alpha),
+            strict=True,
+        )
+    )
+    metrics = {m.name: m for m in spec.metrics}
+
+    def judge_metric(name: str, observations: Observations) -> MetricReport:
+        metric = metrics[name]
+        canary, baseline = observations.series[name]
         report = evaluate_metric(
             metric,
             canary,
             baseline,
-            alpha=alpha,
+            alpha=alphas[name],
             beta=spec.beta,
-            prerun=observations.prerun.get(metric.name),
+            prerun=observations.prerun.get(name),
             looks=looks,
             interval_seconds=window.step.total_seconds(),
             canary_selector=where,
         )
         quiet = quiet_canary(canary, baseline, max(looks) if looks else window.intervals)
         if quiet is not None and report.status is MetricStatus.PASS:
-            report = replace(report, status=MetricStatus.NO_DATA, reason=quiet.reason(metric.name))
-        reports.append(report)
-    verdict = judge(reports, spec.scoring)
+            report = replace(report, status=MetricStatus.NO_DATA, reason=quiet.reason(name))
+        return report
+
+    return judge_metric
+
+
+def _analysis_report(
+    spec: AnalysisSpec,
+    window: Window,
+    reports: dict[str, MetricReport],
+    looks: Sequence[int] | None,
+) -> AnalysisReport:
+    """The metrics' reports (in the file's order) combined into the analysis' verdict."""
+    ordered = [reports[m.name] for m in spec.metrics]
+    verdict = judge(ordered, spec.scoring)
     look_count = len(looks) if looks is not None else window.intervals
     return AnalysisReport(
         name=spec.name,
         verdict=verdict.verdict,
         score=verdict.score,
         reason=verdict.reason,
-        metrics=reports,
+        metrics=ordered,
         start=window.start,
         end=window.end,
         interval_seconds=window.step.total_seconds(),
@@ -188,7 +274,15 @@ def run_analysis(
 ) -> AnalysisReport:
     """Fetch and judge. Raises `metrics.errors.SourceUnavailable` when the source cannot answer."""
     log = structlog.get_logger().bind(analysis=spec.name)
-    observations = fetch_observations(spec, source, window, params)
-    report = judge_observations(spec, observations, looks=looks, params=params)
+    judge_metric = _metric_judge(spec, window, looks, params)
+    reports: dict[str, MetricReport] = {}
+
+    def judge_now(name: str, fetched: Observations) -> None:
+        # judged while the other metrics are still being fetched (the same judge as
+        # `judge_observations`, one metric at a time)
+        reports[name] = judge_metric(name, fetched)
+
+    fetch_observations(spec, source, window, params, on_metric=judge_now)
+    report = _analysis_report(spec, window, reports, looks)
     log.info("analysis judged", verdict=str(report.verdict), score=report.score, looks=report.looks)
     return report

@@ -30,7 +30,6 @@ reach Prometheus, timeout, server error), `QueryError` (Prometheus rejected the 
 from __future__ import annotations
 
 import contextvars
-import functools
 import json
 import math
 import socket
@@ -92,6 +91,12 @@ _PROBED_ENTRIES = 1_000
 # ten, ~2 ms of its CPU). At most this many of each run at once; more wait their turn.
 _THREADS = 64
 _WINDOW_ENTRIES = 256
+# A source whose requests typically take at most this long does what it would ask beside a
+# read one thing after another, in the reading thread (`answers_quickly`): a thread's start
+# and its turns at the interpreter cost about half a millisecond of CPU a request, more than
+# the overlap gains from a server this quick (a small service's whole `verdict analyze` on a
+# Prometheus on the same machine: about 8 ms less).
+_QUICK_SECONDS = 0.004
 # A read-ahead probe lists a counter's series up to this many; a larger one probes in its read,
 # in parallel with the others, rather than in one long answer that every read waits for.
 _READ_AHEAD_SERIES = 500
@@ -204,6 +209,17 @@ def _threads() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
     )
 
 
+def _done_here(fn: Callable[..., _T], *args: Any) -> Future[_T]:
+    """`fn(*args)` run now, in this thread, as a finished future (its error kept in it, as a
+    thread's would be)."""
+    done: Future[_T] = Future()
+    try:
+        done.set_result(fn(*args))
+    except Exception as exc:
+        done.set_exception(exc)
+    return done
+
+
 def _values(answer: list[dict[str, Any]]) -> dict[LabelKey, float]:
     """Label key -> value of each series of an instant-vector answer."""
     values: dict[LabelKey, float] = {}
@@ -274,6 +290,7 @@ class PrometheusSource:
         range_read_from: int = 3,
         page_samples: int = 200_000,
         compress: bool = False,
+        quick_seconds: float = _QUICK_SECONDS,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -315,10 +332,16 @@ class PrometheusSource:
         # From this many uncached looks on, read the raw samples once instead of one query a look.
         self.range_read_from = max(1, range_read_from)
         self.page_samples = max(1, page_samples)
+        # requests typically this quick: what a read asks beside it is asked one thing after
+        # another in its thread (`answers_quickly`); 0: always on the source's threads
+        self.quick_seconds = max(0.0, quick_seconds)
         # window -> its looks' instants (`_instants`)
         self._windows: OrderedDict[Window, _Instants] = OrderedDict()
         # (counter selector, window start, end) -> a read-ahead probe's answer (`read_ahead`)
-        self._probed: OrderedDict[tuple[str, int, int], _Probed] = OrderedDict()
+        # (the batch's answers, whenever they come, and the counter's place in them)
+        self._probed: OrderedDict[
+            tuple[str, int, int], tuple[Future[list[_Probed] | None], int]
+        ] = OrderedDict()
         # None until the first raw read is checked against Prometheus' own answer for its last
         # look (one check for all reads: the first to get there asks, the others wait for it);
         # False if they differed (another PromQL engine: Prometheus 3, a remote store): then
@@ -339,9 +362,23 @@ class PrometheusSource:
         part_reads.shutdown(wait=False)
         self._transport.close()
 
+    def answers_quickly(self) -> bool:
+        """Whether this source's requests typically (the median of the latest 16) take at most
+        `quick_seconds` (true until the first is answered, unless `quick_seconds` is 0): then
+        what a read would ask beside it is asked in its own thread, one thing after another,
+        and `fetch_observations` fetches one metric at a time. A slower server (far away,
+        loaded, or a large fleet's pages) gets the threads."""
+        if self.quick_seconds <= 0:
+            return False
+        typical = self._transport.typical_seconds()
+        return typical is None or typical <= self.quick_seconds
+
     def _ask_beside(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
         """`fn(*args)` (one request) on one of the source's threads, in a copy of this context
-        (log lines keep their bound fields)."""
+        (log lines keep their bound fields); done at once in this thread when the source
+        answers quickly."""
+        if self.answers_quickly():
+            return _done_here(fn, *args)
         return self._asks.submit(contextvars.copy_context().run, fn, *args)
 
     def __repr__(self) -> str:
@@ -359,8 +396,10 @@ class PrometheusSource:
     def read_ahead(self, fetches: Sequence[Fetch]) -> None:
         """Probe, in one query per window and version (the versions' queries side by side),
         every counter these fetches will read raw; each read would otherwise send its own
-        probe first (see `_read_raw`). Prometheus down raises `SourceUnavailable` at once;
-        any other failure leaves the reads to probe."""
+        probe first (see `_read_raw`). The first version's probe is answered before this
+        returns, so Prometheus down raises `SourceUnavailable` at once; the others are asked
+        beside it and taken by their reads when they come (a read of one version does not
+        wait for another version's probe). Any other failure leaves the reads to probe."""
         batches: dict[tuple[int, int, str], list[str]] = {}
         for f in fetches:
             instants = self._instants(f.window)
@@ -380,15 +419,37 @@ class PrometheusSource:
             return
         # the first batch in this thread, the others (the other version's) beside it
         (first, *others) = [(start, end, sel) for (start, end, _), sel in batches.items()]
-        beside = [self._ask_beside(self._probe_batch, *batch) for batch in others]
+        for start_ms, end_ms, selectors in others:
+            self._expect_probes(start_ms, end_ms, selectors, self._ask_beside(
+                self._probe_batch, start_ms, end_ms, selectors
+            ))  # fmt: skip
+        answered: Future[list[_Probed] | None] = Future()
+        self._expect_probes(*first, answered)
         try:
-            self._probe_batch(*first)
-        finally:
-            wait(beside)
-        for one in beside:
-            one.result()  # SourceUnavailable: Prometheus is down, say so now
+            answered.set_result(self._probe_batch(*first))
+        except BaseException as exc:
+            answered.set_exception(exc)
+            raise
 
-    def _probe_batch(self, start_ms: int, end_ms: int, selectors: list[str]) -> None:
+    def _expect_probes(
+        self,
+        start_ms: int,
+        end_ms: int,
+        selectors: list[str],
+        answers: Future[list[_Probed] | None],
+    ) -> None:
+        """Let the reads of `selectors` take their probe from `answers` (a batch's)."""
+        with self._cache_lock:
+            for i, sel in enumerate(selectors):
+                self._probed[(sel, start_ms, end_ms)] = (answers, i)
+            while len(self._probed) > _PROBED_ENTRIES:
+                self._probed.popitem(last=False)
+
+    def _probe_batch(
+        self, start_ms: int, end_ms: int, selectors: list[str]
+    ) -> list[_Probed] | None:
+        """Each selector's probe, in one query; None when the query failed other than by
+        Prometheus being unreachable (`SourceUnavailable` is raised)."""
         span = promql_duration((end_ms - start_ms) / 1000)
         promql = " or ".join(
             f'label_replace({_probe(sel, span, _READ_AHEAD_SERIES)}, "{_PROBE_LABEL}", '
@@ -396,17 +457,10 @@ class PrometheusSource:
             for i, sel in enumerate(selectors)
         )
         try:
-            answers = _probe_answers(
-                self._vector(promql, end_ms), len(selectors), _READ_AHEAD_SERIES
-            )
+            return _probe_answers(self._vector(promql, end_ms), len(selectors), _READ_AHEAD_SERIES)
         except (QueryError, BadData) as exc:
             _log.debug("read-ahead probe not used", prometheus=self.url, error=str(exc))
-            return
-        with self._cache_lock:
-            for sel, answer in zip(selectors, answers, strict=True):
-                self._probed[(sel, start_ms, end_ms)] = answer
-            while len(self._probed) > _PROBED_ENTRIES:
-                self._probed.popitem(last=False)
+            return None
 
     def _instants(self, window: Window) -> _Instants:
         """The window's looks' instants, worked out once per window."""
@@ -421,8 +475,15 @@ class PrometheusSource:
         return instants
 
     def _take_probed(self, selector_text: str, start_ms: int, end_ms: int) -> _Probed | None:
+        """The read-ahead probe of this read, once it is answered (None: there is none, or
+        it failed, and the read probes for itself; Prometheus down raises)."""
         with self._cache_lock:
-            return self._probed.pop((selector_text, start_ms, end_ms), None)
+            expected = self._probed.pop((selector_text, start_ms, end_ms), None)
+        if expected is None:
+            return None
+        answers, i = expected
+        probed = answers.result()
+        return None if probed is None else probed[i]
 
     def fetch(
         self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
@@ -444,11 +505,13 @@ class PrometheusSource:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
         # the part is read beside the total (needed unless the version has no series at all)
-        reading_part = self._part_reads.submit(
-            contextvars.copy_context().run,
-            self._query_cumulative,
-            render(query.bad or query.good, matchers),
-            window,
+        part_selector = render(query.bad or query.good, matchers)
+        reading_part = (
+            _done_here(self._query_cumulative, part_selector, window)
+            if self.answers_quickly()
+            else self._part_reads.submit(
+                contextvars.copy_context().run, self._query_cumulative, part_selector, window
+            )
         )
         try:
             total_result = self._query_cumulative(render(query.total, matchers), window)
@@ -697,7 +760,9 @@ class PrometheusSource:
         """Whether a raw read gave other counts than Prometheus' own `increase()` (then this
         source keeps to one instant query a look)."""
         check = self._raw_read_agrees
-        return check is not None and check.done() and check.exception() is None and not check.result()
+        return (
+            check is not None and check.done() and check.exception() is None and not check.result()
+        )
 
     def _claim_check(self, last: _LookQuery) -> Future[list[dict[str, Any]]] | None:
         """The first raw read of this source checks its counts against Prometheus' own answer
@@ -724,7 +789,9 @@ class PrometheusSource:
                 return check.result()
             except Exception:
                 return self._agrees(raw, look, self._vector(last.promql, last.at_ms))
-        agrees = self._agrees(raw, look, asking.result() if asking else self._vector(last.promql, last.at_ms))
+        agrees = self._agrees(
+            raw, look, asking.result() if asking else self._vector(last.promql, last.at_ms)
+        )
         if check is not None and asking is not None:
             check.set_result(agrees)
         return agrees
@@ -1050,34 +1117,57 @@ class PrometheusSource:
         return f"is unreachable: {exc}"
 
 
-@dataclass(frozen=True)
 class _LookQuery:
     """The cumulative increase of one counter selector from a window's start to one look's
-    end: `increase_query(selector, seconds)` at `at`. Its PromQL is written when first sent."""
+    end: `increase_query(selector, seconds)` at `at`. Its PromQL is written when first sent.
+    (A plain class with slots: a window's reads make a few hundred of these, and a frozen
+    dataclass with cached properties costs several times as much to make and to ask.)"""
 
-    selector: str
-    by_le: bool
-    seconds: float
-    at: datetime
-    at_seconds: float
-    at_ms: int
+    __slots__ = (
+        "_promql",
+        "at",
+        "at_ms",
+        "at_seconds",
+        "by_le",
+        "cache_key",
+        "seconds",
+        "selector",
+    )
 
-    @functools.cached_property
-    def cache_key(self) -> tuple[str, bool, float, float]:
-        """The same key for the same PromQL at the same instant."""
-        return (self.selector, self.by_le, self.seconds, self.at_seconds)
+    def __init__(
+        self,
+        selector: str,
+        by_le: bool,
+        seconds: float,
+        at: datetime,
+        at_seconds: float,
+        at_ms: int,
+    ) -> None:
+        self.selector = selector
+        self.by_le = by_le
+        self.seconds = seconds
+        self.at = at
+        self.at_seconds = at_seconds
+        self.at_ms = at_ms
+        # the same key for the same PromQL at the same instant
+        self.cache_key: tuple[str, bool, float, float] = (selector, by_le, seconds, at_seconds)
+        self._promql: str | None = None
 
-    @functools.cached_property
+    @property
     def promql(self) -> str:
-        return increase_query(self.selector, self.seconds, by_le=self.by_le)
+        if self._promql is None:
+            self._promql = increase_query(self.selector, self.seconds, by_le=self.by_le)
+        return self._promql
 
 
-@dataclass(frozen=True)
 class _Settled:
     """A cached answer of a raw read: look `look` of its cumulative increases."""
 
-    cumulative: dict[LabelKey, dict[int, float]]
-    look: int
+    __slots__ = ("cumulative", "look")
+
+    def __init__(self, cumulative: dict[LabelKey, dict[int, float]], look: int) -> None:
+        self.cumulative = cumulative
+        self.look = look
 
     def values(self) -> dict[LabelKey, float]:
         """The values as the instant query would give them."""
@@ -1108,9 +1198,7 @@ class _Increments:
         highest = np.maximum.accumulate(np.where(finite, cumulative, 0.0))
         before = np.concatenate(([0.0], np.maximum(highest[:-1], 0.0)))
         finite_before = np.concatenate(([True], finite[:-1]))
-        values = np.where(
-            finite & finite_before, np.maximum(cumulative - before, 0.0), math.nan
-        )
+        values = np.where(finite & finite_before, np.maximum(cumulative - before, 0.0), math.nan)
         return cls(looks=looks, values=values)
 
 

@@ -163,6 +163,16 @@ class Fetch:
 
 
 @runtime_checkable
+class QuickToAnswer(Protocol):
+    """A source that knows whether its answers come back quickly."""
+
+    def answers_quickly(self) -> bool:
+        """True when its requests are answered faster than handing each to a thread of its
+        own would gain: fetches then run one after another in the caller's thread."""
+        ...
+
+
+@runtime_checkable
 class ReadsAhead(Protocol):
     """A source that can prepare, in fewer queries, for fetches it is told of in advance."""
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
+import time
 import urllib.parse
+from collections import deque
 from typing import Any
 
 import certifi
@@ -23,6 +26,8 @@ from urllib3.util.retry import Retry
 # connections kept open to the server: `verdict serve` asks about 16 looks at once, each of a
 # few queries side by side (more at once open extra connections, closed after their answer)
 _POOL_CONNECTIONS = 64
+# how many of the latest requests `typical_seconds` looks at
+_RECENT_REQUESTS = 16
 
 
 class HTTPFailure(Exception):
@@ -57,9 +62,24 @@ class Transport:
             if netrc is not None:
                 self._headers.update(urllib3.make_headers(basic_auth=":".join(netrc)))
         self._pool = _pool_manager(self.url)
+        # seconds each of the latest requests took, answer read (failed ones too)
+        self._recent: deque[float] = deque(maxlen=_RECENT_REQUESTS)
+
+    def typical_seconds(self) -> float | None:
+        """The median time of the latest requests, from sending to the whole answer read
+        (None before the first): the server's round trip and its work on them."""
+        recent = list(self._recent)
+        return statistics.median(recent) if recent else None
 
     def post_form(self, path: str, fields: dict[str, str]) -> bytes:
         """The body of the answer to a form-encoded POST of `fields` to `path`."""
+        began = time.monotonic()
+        try:
+            return self._post_form(path, fields)
+        finally:
+            self._recent.append(time.monotonic() - began)
+
+    def _post_form(self, path: str, fields: dict[str, str]) -> bytes:
         response = self._pool.request(
             "POST",
             self.url + path,

@@ -15,7 +15,8 @@ Every request is forwarded to the real server; the active faults change what Ver
 
 A fault applies to the queries whose text contains `match` (every query when empty), for the
 next `times` requests (all while active when None). `injected` counts altered answers per kind,
-`requests` every request seen (the Prometheus query rate of a run).
+`requests` every request seen (the Prometheus query rate of a run), `most_at_once` the most
+requests in the proxy at one time.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class FaultProxy:
     injected: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     queries: list[str] = field(default_factory=list)
+    most_at_once: int = 0
+    _at_once: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
 
@@ -93,6 +96,15 @@ class FaultProxy:
                     fault.times -= 1
                 chosen.append(fault)
             return chosen
+
+    def arrived(self) -> None:
+        with self._lock:
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+
+    def left(self) -> None:
+        with self._lock:
+            self._at_once -= 1
 
     def count(self, kind: str) -> None:
         with self._lock:
@@ -132,6 +144,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle(self.rfile.read(length) if length else b"")
 
     def _handle(self, body: bytes) -> None:
+        self.owner.arrived()
+        try:
+            self._answer(body)
+        finally:
+            self.owner.left()
+
+    def _answer(self, body: bytes) -> None:
         parts = urlsplit(self.path)
         params = parse_qsl(parts.query) + parse_qsl(body.decode("utf-8", "replace"))
         query = " ".join(v for k, v in params if k == "query")

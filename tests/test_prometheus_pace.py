@@ -1,0 +1,181 @@
+"""A quick Prometheus is read one request at a time, a slow one with threads: the same counts.
+
+A request that comes back in a millisecond or two costs less than handing it to a thread and
+back, so a source whose requests are typically quick (`answers_quickly`) does what a read
+would ask beside it in the reading thread, and `fetch_observations` fetches one metric after
+another. As soon as its requests are slow (far away, loaded, a large fleet's pages), the
+threads come back. Seen at the HTTP boundary: how many requests are in the proxy at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from urllib3.util.retry import Retry
+
+from analyzer.analysis import (
+    Observations,
+    fetch_observations,
+    judge_observations,
+    run_analysis,
+)
+from analyzer.render import report_json
+from analyzer.spec import AnalysisSpec, parse_analysis
+from metrics.prometheus import PrometheusSource
+from metrics.source import HistogramSeries, RatioSeries, Series, Window
+from metrics.transport import Transport
+from tests.conftest import PrometheusServer
+from tests.helpers import scenario_analysis
+from tests.reliability.fault_proxy import Fault, FaultProxy
+
+pytestmark = pytest.mark.prometheus
+
+
+@pytest.fixture
+def proxy(prometheus: PrometheusServer) -> Iterator[FaultProxy]:
+    """A proxy in front of the session's Prometheus that counts requests in flight."""
+    running = FaultProxy(upstream=prometheus.url).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _analysis(prometheus: PrometheusServer) -> tuple[AnalysisSpec, Window]:
+    scenario = prometheus.scenarios["healthy"]
+    spec = parse_analysis(scenario_analysis("healthy", scenario))
+    return spec, scenario.window(timedelta(seconds=spec.interval))
+
+
+def _source_threads() -> set[threading.Thread]:
+    names = ("verdict-ask", "verdict-part")
+    return {t for t in threading.enumerate() if t.name.startswith(names)}
+
+
+def _arrays(series: Series | None) -> list[np.ndarray]:
+    if series is None:
+        return []
+    if isinstance(series, RatioSeries):
+        return [series.bad, series.total]
+    assert isinstance(series, HistogramSeries)
+    return [series.bounds, series.counts]
+
+
+def _assert_same(got: Observations, expected: Observations) -> None:
+    assert got.series.keys() == expected.series.keys()
+    assert got.prerun.keys() == expected.prerun.keys()
+    pairs = [(got.series[n], expected.series[n]) for n in got.series]
+    pairs += [((got.prerun[n], None), (expected.prerun[n], None)) for n in got.prerun]
+    for versions, expected_versions in pairs:
+        for one, other in zip(versions, expected_versions, strict=True):
+            a, b = _arrays(one), _arrays(other)
+            assert len(a) == len(b)
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_a_quick_prometheus_is_read_one_request_at_a_time_with_the_same_counts(
+    prometheus: PrometheusServer, proxy: FaultProxy
+) -> None:
+    spec, window = _analysis(prometheus)
+    before = _source_threads()
+    # every request counts as quick here (the test machine's speed decides nothing)
+    quick = PrometheusSource(proxy.url, quick_seconds=60.0)
+    try:
+        one_at_a_time = fetch_observations(spec, quick, window)
+        assert quick.answers_quickly()
+        assert _source_threads() == before, "a quick source starts no threads"
+    finally:
+        quick.close()
+    assert proxy.most_at_once == 1
+
+    threaded_proxy = FaultProxy(upstream=prometheus.url).start()
+    threaded = PrometheusSource(threaded_proxy.url, quick_seconds=0)  # threads always
+    try:
+        with_threads = fetch_observations(spec, threaded, window)
+        assert not threaded.answers_quickly()
+    finally:
+        threaded.close()
+        threaded_proxy.stop()
+    assert threaded_proxy.most_at_once >= 3  # the versions, parts and metrics side by side
+    _assert_same(one_at_a_time, with_threads)
+
+
+def test_a_slow_prometheus_gets_the_threads_back(
+    prometheus: PrometheusServer, proxy: FaultProxy
+) -> None:
+    # requests of 60 ms against a quick limit of 30 ms: after the first answer, the rest of
+    # the analysis is asked side by side (one at a time, its ~13 requests would take ~0.8 s)
+    proxy.set(Fault("latency", seconds=0.06))
+    spec, window = _analysis(prometheus)
+    source = PrometheusSource(proxy.url, quick_seconds=0.03)
+    try:
+        assert source.answers_quickly()  # nothing asked yet
+        observed = fetch_observations(spec, source, window)
+        assert not source.answers_quickly()
+    finally:
+        source.close()
+    assert proxy.most_at_once >= 3
+    quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
+    try:
+        _assert_same(observed, fetch_observations(spec, quick, window))
+    finally:
+        quick.close()
+
+
+def test_typical_request_time_is_the_median_of_the_latest(
+    prometheus: PrometheusServer, proxy: FaultProxy
+) -> None:
+    transport = Transport(proxy.url, timeout=5.0, retry=Retry(0), headers={})
+    try:
+        assert transport.typical_seconds() is None
+        proxy.set(Fault("latency", seconds=0.3, times=1))
+        for _ in range(3):
+            transport.post_form("/api/v1/query", {"query": "vector(1)"})
+        # one slow request among three quick ones: the median is a quick one's time (their
+        # mean would be over 0.07 s)
+        typical = transport.typical_seconds()
+        assert typical is not None and typical < 0.05
+        proxy.set(Fault("latency", seconds=0.1))
+        for _ in range(16):
+            transport.post_form("/api/v1/query", {"query": "vector(1)"})
+        typical = transport.typical_seconds()
+        assert typical is not None and typical >= 0.1  # only the latest 16 count
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize(
+    "scenario", ["healthy", "error-regression", "latency-regression", "no-canary"]
+)
+@pytest.mark.parametrize("quick_seconds", [60.0, 0.0])
+def test_an_analysis_judges_each_metric_as_it_comes_as_judging_them_all_at_once_would(
+    prometheus: PrometheusServer, scenario: str, quick_seconds: float
+) -> None:
+    # `run_analysis` judges a metric as soon as its fetches are in, while the others are
+    # still read: its report is the report of judging everything once it is all in
+    data = prometheus.scenarios[scenario]
+    spec = parse_analysis(scenario_analysis(scenario, data))
+    window = data.window(timedelta(seconds=spec.interval))
+    calls: list[tuple[str, set[str]]] = []
+
+    def on_metric(name: str, so_far: Observations) -> None:
+        calls.append((name, set(so_far.series) | set(so_far.prerun)))
+
+    sources = [PrometheusSource(prometheus.url, quick_seconds=quick_seconds) for _ in range(3)]
+    try:
+        as_they_come = run_analysis(spec, sources[0], window)
+        observed = fetch_observations(spec, sources[1], window, on_metric=on_metric)
+        all_at_once = judge_observations(spec, fetch_observations(spec, sources[2], window))
+    finally:
+        for source in sources:
+            source.close()
+    assert report_json(as_they_come) == report_json(all_at_once)
+    assert report_json(judge_observations(spec, observed)) == report_json(all_at_once)
+    # each metric once, with its own series only
+    assert sorted(name for name, _ in calls) == sorted(m.name for m in spec.metrics)
+    assert all(seen == {name} for name, seen in calls), calls
