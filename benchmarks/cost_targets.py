@@ -11,7 +11,7 @@ scrapes) and the embedded checkout analysis (3 metrics, 30 s interval: 80 looks)
   query a look (what every window used before);
 * **end to end**: `verdict analyze` as a process (the installed console script, as users run
   it), less the process start (the median of their differences, the two run one after the
-  other; the start is a process that starts the interpreter, imports the command's entry point
+  other, which first in turn; the start is a process that starts the interpreter, imports the command's entry point
   and loads the analyze path as the command does, `analyzer.cli.load_analyze_path`) ÷ the same
   raw range queries;
 * **judge every look at once**: `judge_observations` over all 80 looks ÷ over its last look
@@ -87,10 +87,18 @@ def _paired_process_seconds(
     command: list[str], baseline: list[str], repeat: int
 ) -> tuple[float, float, float]:
     """Medians of `command`, of `baseline`, and of their differences, the two run one after
-    the other `repeat` times (after one warm-up each): drift hits both alike."""
+    the other `repeat` times (after one warm-up each), which first in turn: drift hits both
+    alike, and so does whatever the second of two processes gains or loses by coming
+    second."""
     _process_once(command)
     _process_once(baseline)
-    pairs = [(_process_once(command), _process_once(baseline)) for _ in range(repeat)]
+    pairs = []
+    for i in range(repeat):
+        if i % 2:
+            second = _process_once(baseline)
+            pairs.append((_process_once(command), second))
+        else:
+            pairs.append((_process_once(command), _process_once(baseline)))
     return (
         statistics.median(a for a, _ in pairs),
         statistics.median(b for _, b in pairs),
@@ -239,10 +247,10 @@ def _measure_service(root: Path, quick: bool, repeat: int, out: dict[str, Any]) 
         # command loads it, ended as `verdict analyze` ends (no interpreter teardown)
         started = [sys.executable, "-c", f"{ANALYZE_IMPORTS}\nimport os\nos._exit(0)"]
         process_repeat = 3 if quick else 5
-        # the command and its start, one after the other: the figure is the median of their
-        # differences (two medians of half-second processes, taken minutes apart, differ by
-        # more than the analysis costs when the machine's speed drifts)
-        pairs = 5 if quick else 15
+        # the command and its start, one after the other, which first in turn: the figure is
+        # the median of their differences (two medians of half-second processes, taken minutes
+        # apart, differ by more than the analysis costs when the machine's speed drifts)
+        pairs = 6 if quick else 24
         analyze_s, start_s, beyond_start_s = _paired_process_seconds(analyze, started, pairs)
         bare_s = _process_seconds(bare, process_repeat)
         out["end_to_end"] = {

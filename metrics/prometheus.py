@@ -97,6 +97,9 @@ _WINDOW_ENTRIES = 256
 # the overlap gains from a server this quick (a small service's whole `verdict analyze` on a
 # Prometheus on the same machine: about 8 ms less).
 _QUICK_SECONDS = 0.004
+# ... judged from this many requests on (a first one is often a read-ahead probe of several
+# counters, a heavier query than most)
+_QUICK_AFTER = 3
 # A read-ahead probe lists a counter's series up to this many; a larger one probes in its read,
 # in parallel with the others, rather than in one long answer that every read waits for.
 _READ_AHEAD_SERIES = 500
@@ -364,13 +367,13 @@ class PrometheusSource:
 
     def answers_quickly(self) -> bool:
         """Whether this source's requests typically (the median of the latest 16) take at most
-        `quick_seconds` (true until the first is answered, unless `quick_seconds` is 0): then
+        `quick_seconds` (true until three are answered, unless `quick_seconds` is 0): then
         what a read would ask beside it is asked in its own thread, one thing after another,
         and `fetch_observations` fetches one metric at a time. A slower server (far away,
         loaded, or a large fleet's pages) gets the threads."""
         if self.quick_seconds <= 0:
             return False
-        typical = self._transport.typical_seconds()
+        typical = self._transport.typical_seconds(at_least=_QUICK_AFTER)
         return typical is None or typical <= self.quick_seconds
 
     def _ask_beside(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
@@ -400,6 +403,9 @@ class PrometheusSource:
         returns, so Prometheus down raises `SourceUnavailable` at once; the others are asked
         beside it and taken by their reads when they come (a read of one version does not
         wait for another version's probe). Any other failure leaves the reads to probe."""
+        # one batch per window and version, side by side; for a quick source, one per window
+        # (one request instead of one a version: they would be asked one after the other)
+        by_version = not self.answers_quickly()
         batches: dict[tuple[int, int, str], list[str]] = {}
         for f in fetches:
             instants = self._instants(f.window)
@@ -411,7 +417,8 @@ class PrometheusSource:
                 start_ms = self._raw_read_start(instants, queries)
                 if start_ms is None:  # the read will send instant queries: nothing to probe
                     continue
-                counters = batches.setdefault((start_ms, end_ms, str(f.version)), [])
+                version = str(f.version) if by_version else ""
+                counters = batches.setdefault((start_ms, end_ms, version), [])
                 if selector_text not in counters:
                     counters.append(selector_text)
         batches = {key: selectors for key, selectors in batches.items() if len(selectors) > 1}

@@ -65,11 +65,11 @@ class Transport:
         # seconds each of the latest requests took, answer read (failed ones too)
         self._recent: deque[float] = deque(maxlen=_RECENT_REQUESTS)
 
-    def typical_seconds(self) -> float | None:
-        """The median time of the latest requests, from sending to the whole answer read
-        (None before the first): the server's round trip and its work on them."""
+    def typical_seconds(self, at_least: int = 1) -> float | None:
+        """The median time of the latest requests, from sending to the whole answer read:
+        the server's round trip and its work on them (None before `at_least` requests)."""
         recent = list(self._recent)
-        return statistics.median(recent) if recent else None
+        return statistics.median(recent) if recent and len(recent) >= at_least else None
 
     def post_form(self, path: str, fields: dict[str, str]) -> bytes:
         """The body of the answer to a form-encoded POST of `fields` to `path`."""

@@ -108,8 +108,8 @@ def test_a_quick_prometheus_is_read_one_request_at_a_time_with_the_same_counts(
 def test_a_slow_prometheus_gets_the_threads_back(
     prometheus: PrometheusServer, proxy: FaultProxy
 ) -> None:
-    # requests of 60 ms against a quick limit of 30 ms: after the first answer, the rest of
-    # the analysis is asked side by side (one at a time, its ~13 requests would take ~0.8 s)
+    # requests of 60 ms against a quick limit of 30 ms: after the first three answers, the
+    # rest of the analysis is asked side by side
     proxy.set(Fault("latency", seconds=0.06))
     spec, window = _analysis(prometheus)
     source = PrometheusSource(proxy.url, quick_seconds=0.03)
@@ -140,6 +140,7 @@ def test_typical_request_time_is_the_median_of_the_latest(
         # mean would be over 0.07 s)
         typical = transport.typical_seconds()
         assert typical is not None and typical < 0.05
+        assert transport.typical_seconds(at_least=4) is None  # not judged on too few
         proxy.set(Fault("latency", seconds=0.1))
         for _ in range(16):
             transport.post_form("/api/v1/query", {"query": "vector(1)"})
