@@ -30,6 +30,7 @@ reach Prometheus, timeout, server error), `QueryError` (Prometheus rejected the 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import math
 import socket
@@ -563,8 +564,8 @@ class PrometheusSource:
         if not result:
             return None
 
-        by_bound: dict[float, list[_Increments]] = {}
-        for key, series in result.items():
+        bound_of: list[float] = []
+        for key in result:
             le = dict(key).get("le")
             try:
                 bound = float(le) if isinstance(le, str) else math.nan
@@ -575,15 +576,18 @@ class PrometheusSource:
                     f"histogram metric {query.name!r}: a series of {promql} has "
                     f"{'no `le` label' if le is None else f'the `le` value {le!r}'}"
                 )
-            by_bound.setdefault(bound, []).append(series)
-        if math.inf not in by_bound:
+            bound_of.append(bound)
+        if math.inf not in bound_of:
             raise BadData(
                 f'histogram metric {query.name!r}: {promql} has no le="+Inf" bucket; '
                 "every Prometheus histogram must have one"
             )
 
-        raw_bounds = sorted(by_bound)
-        buckets = [_Aligned.of(by_bound[b], window) for b in raw_bounds]
+        raw_bounds = sorted(set(bound_of))
+        place = {bound: i for i, bound in enumerate(raw_bounds)}
+        buckets = _Aligned.by_group(
+            list(result.values()), [place[b] for b in bound_of], len(raw_bounds), window
+        )
         broken = np.logical_or.reduce([b.non_finite for b in buckets])
         if broken.any():
             log.warning(
@@ -613,7 +617,7 @@ class PrometheusSource:
 
     def _query_cumulative(
         self, selector_text: str, window: Window, *, by_le: bool = False
-    ) -> dict[LabelKey, _Increments]:
+    ) -> dict[LabelKey, dict[int, float]]:
         """Per-interval increases, as differences of cumulative increases since window.start.
 
         Label key -> the increase during every interval the series was answered at (a series
@@ -628,7 +632,7 @@ class PrometheusSource:
         self._check_consistent(selector_text, window, cumulative or {})
         if cumulative is None:
             return {}
-        return {key: _Increments.of(by_look) for key, by_look in cumulative.items()}
+        return cumulative
 
     def _check_consistent(
         self, selector_text: str, window: Window, cumulative: dict[LabelKey, dict[int, float]]
@@ -1186,35 +1190,15 @@ class _Settled:
 
 
 @dataclass(frozen=True)
-class _Increments:
-    """One series' increase during each interval it was answered at: `values[i]` during
-    interval `looks[i]` (ascending), NaN where it or the look before was not finite."""
-
-    looks: npt.NDArray[np.int64]
-    values: FloatArray
-
-    @classmethod
-    def of(cls, by_look: dict[int, float]) -> _Increments:
-        looks = np.fromiter(by_look.keys(), dtype=np.int64, count=len(by_look))
-        order = np.argsort(looks, kind="stable")
-        looks = looks[order]
-        cumulative = np.fromiter(by_look.values(), dtype=np.float64, count=len(by_look))[order]
-        finite = np.isfinite(cumulative)
-        # cumulative counts never decrease; extrapolation noise could make them: each increase
-        # is taken from the largest finite value before it (0 at the window's start)
-        highest = np.maximum.accumulate(np.where(finite, cumulative, 0.0))
-        before = np.concatenate(([0.0], np.maximum(highest[:-1], 0.0)))
-        finite_before = np.concatenate(([True], finite[:-1]))
-        values = np.where(finite & finite_before, np.maximum(cumulative - before, 0.0), math.nan)
-        return cls(looks=looks, values=values)
-
-
-@dataclass(frozen=True)
 class _Aligned:
     """Series summed, one slot per interval of the window.
 
     `values[i]` sums the finite increases of interval i (0 when none); `present[i]` says
     whether any series had one there; `non_finite[i]` whether any of them was NaN or ±Inf.
+    A series' increase during interval i is its cumulative value at look i less the largest
+    finite value before it (0 at the window's start; cumulative counts never decrease, and
+    extrapolation noise could make them), never below 0; NaN where the value at i or at the
+    look before is not finite.
     """
 
     values: FloatArray
@@ -1222,16 +1206,52 @@ class _Aligned:
     non_finite: BoolArray
 
     @classmethod
-    def of(cls, series: list[_Increments], window: Window) -> _Aligned:
+    def of(cls, series: list[dict[int, float]], window: Window) -> _Aligned:
+        """The cumulative increases `series` (look -> value, each answered at every look
+        from its first to the window's last: `_check_consistent`) summed."""
+        return cls.by_group(series, [0] * len(series), 1, window)[0]
+
+    @classmethod
+    def by_group(
+        cls, series: list[dict[int, float]], groups: list[int], count: int, window: Window
+    ) -> list[_Aligned]:
+        """`of` for each of `count` groups at once (series i in group `groups[i]`), summed
+        in the series' order, as one series after another would be."""
         intervals = window.intervals
-        values = np.zeros(intervals, dtype=np.float64)
-        present = np.zeros(intervals, dtype=np.bool_)
-        non_finite = np.zeros(intervals, dtype=np.bool_)
-        for one in series:
-            inside = (one.looks >= 0) & (one.looks < intervals)
-            looks, increases = one.looks[inside], one.values[inside]
-            finite = np.isfinite(increases)
-            present[looks] = True
-            non_finite[looks[~finite]] = True
-            np.add.at(values, looks[finite], increases[finite])
-        return cls(values=values, present=present, non_finite=non_finite)
+        cumulative = np.zeros((len(series), intervals), dtype=np.float64)
+        have = np.zeros((len(series), intervals), dtype=np.bool_)
+        total = sum(len(by_look) for by_look in series)
+        looks = np.fromiter(itertools.chain.from_iterable(series), dtype=np.int64, count=total)
+        values = np.fromiter(
+            itertools.chain.from_iterable(by_look.values() for by_look in series),
+            dtype=np.float64,
+            count=total,
+        )
+        rows = np.repeat(np.arange(len(series)), [len(by_look) for by_look in series])
+        inside = (looks >= 0) & (looks < intervals)
+        cumulative[rows[inside], looks[inside]] = values[inside]
+        have[rows[inside], looks[inside]] = True
+        finite = have & np.isfinite(cumulative)
+        highest = np.maximum.accumulate(np.where(finite, cumulative, 0.0), axis=1)
+        before = np.zeros_like(cumulative)
+        before[:, 1:] = np.maximum(highest[:, :-1], 0.0)
+        # a series' first look follows nothing, so nothing spoils it
+        finite_before = np.ones_like(have)
+        finite_before[:, 1:] = finite[:, :-1] | ~have[:, :-1]
+        with np.errstate(invalid="ignore"):
+            increases = np.where(
+                finite & finite_before, np.maximum(cumulative - before, 0.0), math.nan
+            )
+        counted = have & np.isfinite(increases)
+        # summed one series after another, in order (`ufunc.at` is unbuffered), as the
+        # series would be one by one
+        sums = np.zeros((count, intervals), dtype=np.float64)
+        np.add.at(sums, groups, np.where(counted, increases, 0.0))
+        present = np.zeros((count, intervals), dtype=np.bool_)
+        np.logical_or.at(present, groups, have)
+        non_finite = np.zeros((count, intervals), dtype=np.bool_)
+        np.logical_or.at(non_finite, groups, have & ~counted)
+        return [
+            cls(values=sums[g], present=present[g], non_finite=non_finite[g])
+            for g in range(count)
+        ]
