@@ -99,8 +99,10 @@ _WINDOW_ENTRIES = 256
 # Prometheus on the same machine: about 8 ms less).
 _QUICK_SECONDS = 0.004
 # ... judged from this many requests on (a first one is often a read-ahead probe of several
-# counters, a heavier query than most)
+# counters, a heavier query than most); and never quick while the latest read-ahead found a
+# counter with more series than this (its pages take long: they are read beside each other)
 _QUICK_AFTER = 3
+_QUICK_SERIES = 500
 # A read-ahead probe lists a counter's series up to this many; a larger one probes in its read,
 # in parallel with the others, rather than in one long answer that every read waits for.
 _READ_AHEAD_SERIES = 500
@@ -342,6 +344,8 @@ class PrometheusSource:
         # window -> its looks' instants (`_instants`)
         self._windows: OrderedDict[Window, _Instants] = OrderedDict()
         # (counter selector, window start, end) -> a read-ahead probe's answer (`read_ahead`)
+        # whether the latest read-ahead found a counter of more than `_QUICK_SERIES` series
+        self._large_counters = False
         # (the batch's answers, whenever they come, and the counter's place in them)
         self._probed: OrderedDict[
             tuple[str, int, int], tuple[Future[list[_Probed] | None], int]
@@ -371,8 +375,9 @@ class PrometheusSource:
         `quick_seconds` (true until three are answered, unless `quick_seconds` is 0): then
         what a read would ask beside it is asked in its own thread, one thing after another,
         and `fetch_observations` fetches one metric at a time. A slower server (far away,
-        loaded, or a large fleet's pages) gets the threads."""
-        if self.quick_seconds <= 0:
+        loaded, or a large fleet's pages) gets the threads, and so does one whose latest
+        read-ahead found a counter of more than 500 series (its pages take long)."""
+        if self.quick_seconds <= 0 or self._large_counters:
             return False
         typical = self._transport.typical_seconds(at_least=_QUICK_AFTER)
         return typical is None or typical <= self.quick_seconds
@@ -407,6 +412,7 @@ class PrometheusSource:
         # one batch per window and version, side by side; for a quick source, one per window
         # (one request instead of one a version: they would be asked one after the other)
         by_version = not self.answers_quickly()
+        self._large_counters = False  # until a probe finds one
         batches: dict[tuple[int, int, str], list[str]] = {}
         for f in fetches:
             instants = self._instants(f.window)
@@ -465,10 +471,15 @@ class PrometheusSource:
             for i, sel in enumerate(selectors)
         )
         try:
-            return _probe_answers(self._vector(promql, end_ms), len(selectors), _READ_AHEAD_SERIES)
+            answers = _probe_answers(
+                self._vector(promql, end_ms), len(selectors), _READ_AHEAD_SERIES
+            )
         except (QueryError, BadData) as exc:
             _log.debug("read-ahead probe not used", prometheus=self.url, error=str(exc))
             return None
+        if any(one.series > _QUICK_SERIES for one in answers):
+            self._large_counters = True
+        return answers
 
     def _instants(self, window: Window) -> _Instants:
         """The window's looks' instants, worked out once per window."""

@@ -180,3 +180,26 @@ def test_an_analysis_judges_each_metric_as_it_comes_as_judging_them_all_at_once_
     # each metric once, with its own series only
     assert sorted(name for name, _ in calls) == sorted(m.name for m in spec.metrics)
     assert all(seen == {name} for name, seen in calls), calls
+
+
+def test_a_source_with_a_large_counter_reads_with_threads_however_quick_its_answers(
+    prometheus: PrometheusServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a counter of many series has long pages: the read-ahead that finds one turns the
+    # threads back on (here "many" is anything over one series)
+    import metrics.prometheus
+
+    monkeypatch.setattr(metrics.prometheus, "_QUICK_SERIES", 1)
+    spec, window = _analysis(prometheus)
+    source = PrometheusSource(proxy.url, quick_seconds=60.0)
+    try:
+        observed = fetch_observations(spec, source, window)
+        assert not source.answers_quickly()
+    finally:
+        source.close()
+    assert proxy.most_at_once >= 3
+    quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
+    try:
+        _assert_same(observed, fetch_observations(spec, quick, window))
+    finally:
+        quick.close()

@@ -122,7 +122,9 @@ class LookRequest:
 
 
 class _Budgeted:
-    """A `MetricSource` that refuses to start a fetch after the deadline and times each fetch."""
+    """A `MetricSource` that refuses to start a fetch after the deadline and times each fetch.
+    (It does not pass on the inner source's `answers_quickly`: a look's metrics are fetched
+    three at a time whatever the server's speed, each checked against the deadline.)"""
 
     def __init__(self, inner: MetricSource, deadline: float, telemetry: Telemetry) -> None:
         self._inner = inner
