@@ -6,6 +6,7 @@ This is the entry point the CLI, the demo, the web provider and the benchmarks s
 from __future__ import annotations
 
 import contextvars
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -125,7 +126,7 @@ def fetch_observations(
             fetch.window,
         )
 
-    waiting = {name: sum(1 for n, _, _ in tasks if n == name) for name, _, _ in tasks}
+    waiting = Counter(name for name, _, _ in tasks)  # fetches not in yet, by metric
     fetched: dict[tuple[str, str], Series | None] = {}
 
     def record(i: int, result: Series | None) -> None:
@@ -156,10 +157,10 @@ def fetch_observations(
             else:
                 f = tasks[i][2]
                 record(i, source.fetch(f.query, f.version, f.matchers, f.window))
-        position = {id(f): i for i, f in futures.items()}
-        for done in as_completed(futures.values()):
+        task_of = {future: i for i, future in futures.items()}
+        for done in as_completed(task_of):
             # raise the first failure now, not after the slowest fetch
-            record(position[id(done)], done.result())
+            record(task_of[done], done.result())
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return _observations(spec, window, fetched)

@@ -383,12 +383,15 @@ class PrometheusSource:
         return typical is None or typical <= self.quick_seconds
 
     def _ask_beside(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
-        """`fn(*args)` (one request) on one of the source's threads, in a copy of this context
-        (log lines keep their bound fields); done at once in this thread when the source
-        answers quickly."""
+        """`fn(*args)` (one request) beside the caller (`_beside`, on the asking threads)."""
+        return self._beside(self._asks, fn, *args)
+
+    def _beside(self, threads: ThreadPoolExecutor, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        """`fn(*args)` on one of `threads`, in a copy of this context (log lines keep their
+        bound fields); done at once in this thread when the source answers quickly."""
         if self.answers_quickly():
             return _done_here(fn, *args)
-        return self._asks.submit(contextvars.copy_context().run, fn, *args)
+        return threads.submit(contextvars.copy_context().run, fn, *args)
 
     def __repr__(self) -> str:
         return f"PrometheusSource({self.url!r}, timeout={self.timeout}, retries={self.retries})"
@@ -437,13 +440,9 @@ class PrometheusSource:
             self._expect_probes(start_ms, end_ms, selectors, self._ask_beside(
                 self._probe_batch, start_ms, end_ms, selectors
             ))  # fmt: skip
-        answered: Future[list[_Probed] | None] = Future()
+        answered = _done_here(self._probe_batch, *first)
         self._expect_probes(*first, answered)
-        try:
-            answered.set_result(self._probe_batch(*first))
-        except BaseException as exc:
-            answered.set_exception(exc)
-            raise
+        answered.result()  # SourceUnavailable: Prometheus is down, say so now
 
     def _expect_probes(
         self,
@@ -524,13 +523,11 @@ class PrometheusSource:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
         # the part is read beside the total (needed unless the version has no series at all)
-        part_selector = render(query.bad or query.good, matchers)
-        reading_part = (
-            _done_here(self._query_cumulative, part_selector, window)
-            if self.answers_quickly()
-            else self._part_reads.submit(
-                contextvars.copy_context().run, self._query_cumulative, part_selector, window
-            )
+        reading_part = self._beside(
+            self._part_reads,
+            self._query_cumulative,
+            render(query.bad or query.good, matchers),
+            window,
         )
         try:
             total_result = self._query_cumulative(render(query.total, matchers), window)
@@ -629,20 +626,18 @@ class PrometheusSource:
     def _query_cumulative(
         self, selector_text: str, window: Window, *, by_le: bool = False
     ) -> dict[LabelKey, dict[int, float]]:
-        """Per-interval increases, as differences of cumulative increases since window.start.
+        """Cumulative increases since window.start, checked (`_check_consistent`).
 
-        Label key -> the increase during every interval the series was answered at (a series
-        absent from an answer has no point there; a non-finite cumulative value spoils its two
-        neighbours). The cumulative increases come from one instant query per look, or, when
-        more than `range_read_from - 1` looks are not cached, from one read of the raw samples
-        (the same numbers: `metrics.increase`).
+        Label key -> {look -> the increase since the window's start}, at every look from the
+        series' first to the window's last (`_Aligned` turns them into per-interval
+        increases); empty when the version has no series. They come from one instant query per
+        look, or, when more than `range_read_from - 1` looks are not cached, from one read of
+        the raw samples (the same numbers: `metrics.increase`).
         """
         instants = self._instants(window)
         queries = _look_queries(selector_text, instants, by_le)
-        cumulative = self._cumulative(selector_text, queries, instants, by_le=by_le)
-        self._check_consistent(selector_text, window, cumulative or {})
-        if cumulative is None:
-            return {}
+        cumulative = self._cumulative(selector_text, queries, instants, by_le=by_le) or {}
+        self._check_consistent(selector_text, window, cumulative)
         return cumulative
 
     def _check_consistent(
