@@ -40,6 +40,7 @@ from tests.promdata import (
     generate,
     write_openmetrics_file,
 )
+from tests.reliability.fault_proxy import FaultProxy
 
 _READY_TIMEOUT_S = 30.0
 _CI_HINT = "install them with `.ci/run` (it installs the Debian package `prometheus`)"
@@ -200,6 +201,17 @@ def _serve_slowly(proxy: SlowProxy, client: socket.socket, upstream: tuple[str, 
             back.start()
             _pipe(client, server)
             back.join(timeout=30)
+
+
+@pytest.fixture
+def fault_proxy(prometheus: PrometheusServer) -> Iterator[FaultProxy]:
+    """A `FaultProxy` (`tests/reliability/fault_proxy.py`) in front of the session's
+    Prometheus, with no fault active."""
+    proxy = FaultProxy(upstream=prometheus.url).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ threads come back. Seen at the HTTP boundary: how many requests are in the proxy
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import numpy as np
@@ -33,16 +32,6 @@ from tests.helpers import scenario_analysis
 from tests.reliability.fault_proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.prometheus
-
-
-@pytest.fixture
-def proxy(prometheus: PrometheusServer) -> Iterator[FaultProxy]:
-    """A proxy in front of the session's Prometheus that counts requests in flight."""
-    running = FaultProxy(upstream=prometheus.url).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _analysis(prometheus: PrometheusServer) -> tuple[AnalysisSpec, Window]:
@@ -78,20 +67,31 @@ def _assert_same(got: Observations, expected: Observations) -> None:
                 np.testing.assert_array_equal(x, y)
 
 
+def _assert_read_alike_one_at_a_time(
+    observed: Observations, prometheus: PrometheusServer, spec: AnalysisSpec, window: Window
+) -> None:
+    """`observed` holds what a quick source, reading one request at a time, reads."""
+    quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
+    try:
+        _assert_same(observed, fetch_observations(spec, quick, window))
+    finally:
+        quick.close()
+
+
 def test_a_quick_prometheus_is_read_one_request_at_a_time_with_the_same_counts(
-    prometheus: PrometheusServer, proxy: FaultProxy
+    prometheus: PrometheusServer, fault_proxy: FaultProxy
 ) -> None:
     spec, window = _analysis(prometheus)
     before = _source_threads()
     # every request counts as quick here (the test machine's speed decides nothing)
-    quick = PrometheusSource(proxy.url, quick_seconds=60.0)
+    quick = PrometheusSource(fault_proxy.url, quick_seconds=60.0)
     try:
         one_at_a_time = fetch_observations(spec, quick, window)
         assert quick.answers_quickly()
         assert _source_threads() == before, "a quick source starts no threads"
     finally:
         quick.close()
-    assert proxy.most_at_once == 1
+    assert fault_proxy.most_at_once == 1
 
     threaded_proxy = FaultProxy(upstream=prometheus.url).start()
     threaded = PrometheusSource(threaded_proxy.url, quick_seconds=0)  # threads always
@@ -106,34 +106,30 @@ def test_a_quick_prometheus_is_read_one_request_at_a_time_with_the_same_counts(
 
 
 def test_a_slow_prometheus_gets_the_threads_back(
-    prometheus: PrometheusServer, proxy: FaultProxy
+    prometheus: PrometheusServer, fault_proxy: FaultProxy
 ) -> None:
     # requests of 60 ms against a quick limit of 30 ms: after the first three answers, the
     # rest of the analysis is asked side by side
-    proxy.set(Fault("latency", seconds=0.06))
+    fault_proxy.set(Fault("latency", seconds=0.06))
     spec, window = _analysis(prometheus)
-    source = PrometheusSource(proxy.url, quick_seconds=0.03)
+    source = PrometheusSource(fault_proxy.url, quick_seconds=0.03)
     try:
         assert source.answers_quickly()  # nothing asked yet
         observed = fetch_observations(spec, source, window)
         assert not source.answers_quickly()
     finally:
         source.close()
-    assert proxy.most_at_once >= 3
-    quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
-    try:
-        _assert_same(observed, fetch_observations(spec, quick, window))
-    finally:
-        quick.close()
+    assert fault_proxy.most_at_once >= 3
+    _assert_read_alike_one_at_a_time(observed, prometheus, spec, window)
 
 
 def test_typical_request_time_is_the_median_of_the_latest(
-    prometheus: PrometheusServer, proxy: FaultProxy
+    prometheus: PrometheusServer, fault_proxy: FaultProxy
 ) -> None:
-    transport = Transport(proxy.url, timeout=5.0, retry=Retry(0), headers={})
+    transport = Transport(fault_proxy.url, timeout=5.0, retry=Retry(0), headers={})
     try:
         assert transport.typical_seconds() is None
-        proxy.set(Fault("latency", seconds=0.3, times=1))
+        fault_proxy.set(Fault("latency", seconds=0.3, times=1))
         for _ in range(3):
             transport.post_form("/api/v1/query", {"query": "vector(1)"})
         # one slow request among three quick ones: the median is a quick one's time (their
@@ -141,7 +137,7 @@ def test_typical_request_time_is_the_median_of_the_latest(
         typical = transport.typical_seconds()
         assert typical is not None and typical < 0.05
         assert transport.typical_seconds(at_least=4) is None  # not judged on too few
-        proxy.set(Fault("latency", seconds=0.1))
+        fault_proxy.set(Fault("latency", seconds=0.1))
         for _ in range(16):
             transport.post_form("/api/v1/query", {"query": "vector(1)"})
         typical = transport.typical_seconds()
@@ -183,7 +179,7 @@ def test_an_analysis_judges_each_metric_as_it_comes_as_judging_them_all_at_once_
 
 
 def test_a_source_with_a_large_counter_reads_with_threads_however_quick_its_answers(
-    prometheus: PrometheusServer, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+    prometheus: PrometheusServer, fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a counter of many series has long pages: the read-ahead that finds one turns the
     # threads back on (here "many" is anything over one series)
@@ -191,15 +187,11 @@ def test_a_source_with_a_large_counter_reads_with_threads_however_quick_its_answ
 
     monkeypatch.setattr(metrics.prometheus, "_QUICK_SERIES", 1)
     spec, window = _analysis(prometheus)
-    source = PrometheusSource(proxy.url, quick_seconds=60.0)
+    source = PrometheusSource(fault_proxy.url, quick_seconds=60.0)
     try:
         observed = fetch_observations(spec, source, window)
         assert not source.answers_quickly()
     finally:
         source.close()
-    assert proxy.most_at_once >= 3
-    quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
-    try:
-        _assert_same(observed, fetch_observations(spec, quick, window))
-    finally:
-        quick.close()
+    assert fault_proxy.most_at_once >= 3
+    _assert_read_alike_one_at_a_time(observed, prometheus, spec, window)
