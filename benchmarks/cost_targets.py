@@ -11,9 +11,9 @@ scrapes) and the embedded checkout analysis (3 metrics, 30 s interval: 80 looks)
   query a look (what every window used before);
 * **end to end**: `verdict analyze` as a process (the installed console script, as users run
   it), less the process start (the median of their differences, the two run one after the
-  other, which first in turn; the start is a process that starts the interpreter, imports the command's entry point
-  and loads the analyze path as the command does, `analyzer.cli.load_analyze_path`) ÷ the same
-  raw range queries;
+  other, which first in turn; the start is a process that starts the interpreter, imports the
+  command's entry point and loads the analyze path as the command does,
+  `analyzer.cli.load_analyze_path`) ÷ the same raw range queries;
 * **judge every look at once**: `judge_observations` over all 80 looks ÷ over its last look
   alone, and the whole window's looks per second (the production path of `verdict analyze`);
 * **the web provider's one-look path**: one look's fetches through instant queries ÷ through a
@@ -95,10 +95,12 @@ def _paired_process_seconds(
     pairs = []
     for i in range(repeat):
         if i % 2:
-            second = _process_once(baseline)
-            pairs.append((_process_once(command), second))
+            b = _process_once(baseline)
+            a = _process_once(command)
         else:
-            pairs.append((_process_once(command), _process_once(baseline)))
+            a = _process_once(command)
+            b = _process_once(baseline)
+        pairs.append((a, b))
     return (
         statistics.median(a for a, _ in pairs),
         statistics.median(b for _, b in pairs),
