@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
+from metrics.source import HistogramSeries, RatioSeries, Series
 from tests.promdata import Scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,3 +64,25 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+def series_arrays(series: Series | None) -> list[np.ndarray] | None:
+    """A fetch's arrays: a ratio's bad and total counts, a histogram's bounds and counts."""
+    if series is None:
+        return None
+    if isinstance(series, RatioSeries):
+        return [series.bad, series.total]
+    assert isinstance(series, HistogramSeries)
+    return [series.bounds, series.counts]
+
+
+def assert_same_arrays(
+    got: list[np.ndarray] | None, expected: list[np.ndarray] | None, *, exact: bool = False
+) -> None:
+    """A fetch's arrays (`series_arrays`) are another's (None, no series, only None's): to the
+    last bit with `exact`, else to 1e-9."""
+    for a, b in zip(got or [], expected or [], strict=True):
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)

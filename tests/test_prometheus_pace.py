@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-import numpy as np
 import pytest
 from urllib3.util.retry import Retry
 
@@ -25,10 +24,10 @@ from analyzer.analysis import (
 from analyzer.render import report_json
 from analyzer.spec import AnalysisSpec, parse_analysis
 from metrics.prometheus import PrometheusSource
-from metrics.source import HistogramSeries, RatioSeries, Series, Window
+from metrics.source import Window
 from metrics.transport import Transport
 from tests.conftest import PrometheusServer
-from tests.helpers import scenario_analysis
+from tests.helpers import assert_same_arrays, scenario_analysis, series_arrays
 from tests.reliability.fault_proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.prometheus
@@ -45,15 +44,6 @@ def _source_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith(names)}
 
 
-def _arrays(series: Series | None) -> list[np.ndarray]:
-    if series is None:
-        return []
-    if isinstance(series, RatioSeries):
-        return [series.bad, series.total]
-    assert isinstance(series, HistogramSeries)
-    return [series.bounds, series.counts]
-
-
 def _assert_same(got: Observations, expected: Observations) -> None:
     assert got.series.keys() == expected.series.keys()
     assert got.prerun.keys() == expected.prerun.keys()
@@ -61,10 +51,7 @@ def _assert_same(got: Observations, expected: Observations) -> None:
     pairs += [((got.prerun[n], None), (expected.prerun[n], None)) for n in got.prerun]
     for versions, expected_versions in pairs:
         for one, other in zip(versions, expected_versions, strict=True):
-            a, b = _arrays(one), _arrays(other)
-            assert len(a) == len(b)
-            for x, y in zip(a, b, strict=True):
-                np.testing.assert_array_equal(x, y)
+            assert_same_arrays(series_arrays(one), series_arrays(other), exact=True)
 
 
 def _assert_read_alike_one_at_a_time(

@@ -20,8 +20,9 @@ import structlog.testing
 
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
-from metrics.source import Fetch, HistogramSeries, MetricQuery, RatioSeries, Series, Version, Window
+from metrics.source import Fetch, MetricQuery, RatioSeries, Series, Version, Window
 from tests.conftest import PrometheusServer, SlowProxy
+from tests.helpers import assert_same_arrays, series_arrays
 from tests.local_http import Recording, recording_prometheus, rewriting_prometheus
 from tests.promdata import default_scenarios
 
@@ -38,26 +39,6 @@ def recorder(prometheus: PrometheusServer) -> Iterator[Recording]:
     """Every query sent to the real Prometheus through `recorder.url`, in order."""
     with recording_prometheus(prometheus.url) as recording:
         yield recording
-
-
-def _arrays(series: Series | None) -> list[np.ndarray] | None:
-    if series is None:
-        return None
-    if isinstance(series, RatioSeries):
-        return [series.bad, series.total]
-    assert isinstance(series, HistogramSeries)
-    return [series.bounds, series.counts]
-
-
-def _assert_same_arrays(
-    got: list[np.ndarray] | None, expected: list[np.ndarray] | None, *, exact: bool = False
-) -> None:
-    """A fetch's arrays (`_arrays`) are another's: to the last bit with `exact`, else to 1e-9."""
-    for a, b in zip(got or [], expected or [], strict=True):
-        if exact:
-            np.testing.assert_array_equal(a, b)
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
 def _fetch(source: PrometheusSource, prometheus: PrometheusServer, name: str, query: MetricQuery,
@@ -88,13 +69,13 @@ def test_raw_read_gives_the_counts_of_the_cumulative_instant_queries(
         PrometheusSource(prometheus.url, range_read_from=1, page_samples=25), prometheus, name,
         query, version, step,
     )
-    expected = _arrays(instant)
+    expected = series_arrays(instant)
     if name == "no-canary" and version is Version.CANARY:
         assert expected is None
     else:
         assert expected is not None and expected[-1].sum() > 0, "precondition: requests counted"
     for read in (one_page, many_pages):
-        got = _arrays(read)
+        got = series_arrays(read)
         assert (got is None) == (expected is None)
         if got is None or expected is None:
             continue
@@ -246,7 +227,7 @@ def _read_ahead_and_fetch(
             series = list(pool.map(lambda f: source.fetch(f.query, f.version, f.matchers, f.window), fetches))
     finally:
         source.close()
-    return [_arrays(s) for s in series], recorder.queries if recorder is not None else []
+    return [series_arrays(s) for s in series], recorder.queries if recorder is not None else []
 
 
 @pytest.mark.parametrize("name", ["healthy", "fresh-canary"])
@@ -267,7 +248,7 @@ def test_reading_ahead_probes_every_counter_in_one_query_a_version_with_the_same
     assert len(probes) == probes_sent and all("verdict_probe" in q for q in probes), probes
     for got, expected in zip(ahead, instant, strict=True):
         assert (got is None) == (expected is None)
-        _assert_same_arrays(got, expected)
+        assert_same_arrays(got, expected)
 
 
 def test_a_counter_with_many_series_is_probed_by_its_own_read(
@@ -289,7 +270,7 @@ def test_a_counter_with_many_series_is_probed_by_its_own_read(
     assert sum("verdict_probe" in q for q in probes) == 2
     assert any("verdict_probe" not in q for q in probes)
     for got, expected in zip(ahead, instant, strict=True):
-        _assert_same_arrays(got, expected)
+        assert_same_arrays(got, expected)
 
 
 def test_a_second_look_at_a_settled_window_sends_no_probe(
@@ -302,7 +283,7 @@ def test_a_second_look_at_a_settled_window_sends_no_probe(
     assert not [q for q in sent if " offset " in q], sent
     first, _ = _read_ahead_and_fetch(PrometheusSource(prometheus.url, range_read_from=1), prometheus, "healthy")
     for got, expected in zip(again, first, strict=True):
-        _assert_same_arrays(got, expected)
+        assert_same_arrays(got, expected)
 
 
 def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
@@ -323,7 +304,7 @@ def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
 
     def read_all() -> list[list[np.ndarray] | None]:
         source.read_ahead(fetches)
-        return [_arrays(source.fetch(f.query, f.version, f.matchers, f.window)) for f in fetches]
+        return [series_arrays(source.fetch(f.query, f.version, f.matchers, f.window)) for f in fetches]
 
     first = read_all()
     kept = source_threads() - before
@@ -335,7 +316,7 @@ def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
     again = read_all()  # a closed source still reads, as its HTTP pool still connects
     source.close()
     for got, expected in zip(again, first, strict=True):
-        _assert_same_arrays(got, expected, exact=True)
+        assert_same_arrays(got, expected, exact=True)
 
 
 @pytest.mark.parametrize(("new_looks", "raw"), [(2, False), (3, True)])
@@ -364,4 +345,4 @@ def test_a_window_is_read_raw_once_enough_of_its_looks_are_not_cached(
     expected = PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY).fetch(
         ERROR_RATE, Version.CANARY, matchers, whole
     )
-    _assert_same_arrays(_arrays(again), _arrays(expected))
+    assert_same_arrays(series_arrays(again), series_arrays(expected))
