@@ -29,8 +29,9 @@ Sums over series may differ from Prometheus' in the last bits (another summation
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -83,9 +84,20 @@ class CumulativeIncrease:
     `sel offset R` at the end. Every other series of the pages was born inside the window
     (`last_over_time(sel[R]) unless sel offset R`). Feed `add_page` the samples of
     consecutive, non-overlapping time pages in order, each ending on a look's instant.
+
+    `parts`: tests of a series' label key, each the selector of a part of `sel` (the series
+    it tests true; None: it cannot tell, and that part has no answers): each part's answers
+    are the same sums over its series alone, as a read of its own selector would give them
+    (`part_answers`; see `metrics.selectors`).
     """
 
-    def __init__(self, start_ms: int, ends_ms: Sequence[int], present: set[LabelKey]) -> None:
+    def __init__(
+        self,
+        start_ms: int,
+        ends_ms: Sequence[int],
+        present: set[LabelKey],
+        parts: Sequence[Callable[[LabelKey], bool | None]] = (),
+    ) -> None:
         self.start_ms = start_ms
         self.ends_ms = np.asarray(ends_ms, dtype=np.int64)
         self.present = {_without_name(key) for key in present}
@@ -93,6 +105,10 @@ class CumulativeIncrease:
         self._groups: dict[LabelKey, int] = {}
         self._state = _State()
         self._answers: dict[LabelKey, dict[int, float]] = {}
+        self._parts = list(parts)
+        # per part: whether each series (slot) is one of its series; None once it cannot tell
+        self._members: list[list[bool] | None] = [[] for _ in self._parts]
+        self._part_answers: list[dict[LabelKey, dict[int, float]]] = [{} for _ in self._parts]
         self._done = 0  # looks answered so far
 
     @property
@@ -102,6 +118,10 @@ class CumulativeIncrease:
     def answers(self) -> dict[LabelKey, dict[int, float]]:
         """Group key -> {look index -> cumulative increase} for the looks answered so far."""
         return self._answers
+
+    def part_answers(self, part: int) -> dict[LabelKey, dict[int, float]] | None:
+        """`answers` of part `part`'s series alone; None when a series could not be told."""
+        return None if self._members[part] is None else self._part_answers[part]
 
     def add_page(self, page: Page) -> None:
         """Samples with times in (previous page end, page.end_ms] (the first page from
@@ -206,6 +226,15 @@ class CumulativeIncrease:
             st.count.append(0)
             st.corr.append(0.0)
             st.minv.append(float("nan"))
+            for p, part in enumerate(self._parts):
+                members = self._members[p]
+                if members is None:
+                    continue
+                member = part(key)
+                if member is None:
+                    self._members[p] = None  # that part is read as its own selector
+                else:
+                    members.append(member)
         return slot
 
     def _answer(
@@ -246,8 +275,28 @@ class CumulativeIncrease:
                 duration_to_end < threshold, duration_to_end, average / 2
             )
             increase = result * (extrapolate / sampled)
-        groups = len(self._groups)
         born_here = born[:, None] & (count >= 1)
+        sums = partial(self._sums, first_look, group, increase, mins)
+        sums(self._answers, two, born_here)
+        for members, answers in zip(self._members, self._part_answers, strict=True):
+            if members is not None:
+                member = np.asarray(members, dtype=np.bool_)[:, None]
+                sums(answers, two & member, born_here & member)
+
+    def _sums(
+        self,
+        first_look: int,
+        group: IntArray,
+        increase: FloatArray,
+        mins: FloatArray,
+        answers: dict[LabelKey, dict[int, float]],
+        two: npt.NDArray[np.bool_],
+        born_here: npt.NDArray[np.bool_],
+    ) -> None:
+        """The query's sums over the series and looks where `two` (an increase) and
+        `born_here` (a first value to add) hold, into `answers`: `+ on (g)` and `or`."""
+        groups = len(self._groups)
+        looks = increase.shape[1]
         # one bin per (group, look), filled in series order as a per-look sum would be
         bins = group[:, None] * looks + np.arange(looks)[None, :]
         size = groups * looks
@@ -262,6 +311,6 @@ class CumulativeIncrease:
         look_ids = np.arange(first_look, first_look + looks)
         for g in np.flatnonzero(grown_at.any(axis=1)).tolist():
             row = grown_at[g]
-            self._answers.setdefault(names[g], {}).update(
+            answers.setdefault(names[g], {}).update(
                 zip(look_ids[row].tolist(), values_at[g][row].tolist(), strict=True)
             )

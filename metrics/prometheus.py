@@ -15,7 +15,10 @@ reads each counter's raw samples once, in time pages of about `page_samples` sam
 every look's answer with Prometheus' own arithmetic (`metrics.increase`): the same numbers, one
 pass over the data instead of one query per look over ever longer ranges. A source checks its
 first raw read against the server's own answer for the last look; if they differ (another PromQL
-engine), it keeps to the instant queries.
+engine), it keeps to the instant queries. A ratio's part that is its total with more matchers
+(Istio's 5xx, or not-5xx, of all requests) is counted from the total's raw samples, not read
+again (`metrics.selectors`); the read-ahead tells each total's read every such part it will
+be asked for.
 
 Answers that cannot be trusted are refused: one carrying `warnings` (a partial response) raises
 `PartialAnswer`; series answered at an earlier look since the same start and missing now (an
@@ -66,6 +69,7 @@ from metrics.matrix import (
     decode_vector_keys,
 )
 from metrics.promql import increase_query, promql_duration, render
+from metrics.selectors import Narrowing, narrowing
 from metrics.source import (
     Fetch,
     FloatArray,
@@ -111,6 +115,8 @@ _PAGE_SAMPLES_PER_SERIES = 20  # pages hold at least this many samples per serie
 
 BoolArray = npt.NDArray[np.bool_]
 _T = TypeVar("_T")
+# label key -> {look -> cumulative increase since the window's start}
+_Cumulative = dict[LabelKey, dict[int, float]]
 
 _log = structlog.get_logger()
 
@@ -204,6 +210,22 @@ def _probe_answers(
         _Probed(None if limit is not None and end > limit else seen, end)
         for seen, end in zip(present, at_end, strict=True)
     ]
+
+
+def _counted_part(query: MetricQuery, matchers: dict[str, str]) -> tuple[str, str, Narrowing] | None:
+    """A ratio's total and part selectors, and which of the total's series the part selects,
+    when the part can be counted from the total's samples (`metrics.selectors`); else None."""
+    part = query.bad or query.good
+    if query.kind is not MetricKind.RATIO or not query.total or not part:
+        return None
+    total_text, part_text = render(query.total, matchers), render(part, matchers)
+    selects = narrowing(total_text, part_text)
+    return None if selects is None else (total_text, part_text, selects)
+
+
+def _answered_at(cumulative: _Cumulative, look: int) -> bool:
+    """Whether any series has an answer at `look` (none at the last: no series at all)."""
+    return any(look in by_look for by_look in cumulative.values())
 
 
 def _threads() -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
@@ -328,7 +350,8 @@ class PrometheusSource:
         ] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._reading: dict[
-            tuple[str, bool, tuple[float, ...]], Future[dict[LabelKey, dict[int, float]] | None]
+            tuple[str, bool, tuple[float, ...]],
+            Future[tuple[_Cumulative | None, dict[str, _Cumulative]]],
         ] = {}
         # (counter selector, window start) -> (latest end, series answered): for the check that
         # series answered at an earlier look are not missing from a later one
@@ -350,6 +373,9 @@ class PrometheusSource:
         self._probed: OrderedDict[
             tuple[str, int, int], tuple[Future[list[_Probed] | None], int]
         ] = OrderedDict()
+        # counter selector -> the parts a raw read of it counts too (part selector -> which
+        # of its series the part selects): the parts the read-ahead found among the fetches
+        self._parts_of: OrderedDict[str, dict[str, Narrowing]] = OrderedDict()
         # None until the first raw read is checked against Prometheus' own answer for its last
         # look (one check for all reads: the first to get there asks, the others wait for it);
         # False if they differed (another PromQL engine: Prometheus 3, a remote store): then
@@ -411,7 +437,11 @@ class PrometheusSource:
         probe first (see `_read_raw`). The first version's probe is answered before this
         returns, so Prometheus down raises `SourceUnavailable` at once; the others are asked
         beside it and taken by their reads when they come (a read of one version does not
-        wait for another version's probe). Any other failure leaves the reads to probe."""
+        wait for another version's probe). Any other failure leaves the reads to probe.
+
+        A ratio's part that can be counted from its total's samples (`metrics.selectors`:
+        Istio's errors, or its successes, of all its requests) is not probed: every raw read
+        of the total counts it too, and of every such part of the fetches."""
         # one batch per window and version, side by side; for a quick source, one per window
         # (one request instead of one a version: they would be asked one after the other)
         by_version = not self.answers_quickly()
@@ -420,8 +450,13 @@ class PrometheusSource:
         for f in fetches:
             instants = self._instants(f.window)
             end_ms = instants.ms[-1]
+            counted = _counted_part(f.query, f.matchers)
+            if counted is not None:
+                self._count_part(*counted)
             for counter, by_le in f.query.counters():
                 selector_text = render(counter, f.matchers)
+                if counted is not None and selector_text == counted[1]:
+                    continue  # counted from its total's samples
                 # the looks are needed only to ask the cache, and a new source has none
                 queries = _look_queries(selector_text, instants, by_le) if self._cache else None
                 start_ms = self._raw_read_start(instants, queries)
@@ -443,6 +478,14 @@ class PrometheusSource:
         answered = _done_here(self._probe_batch, *first)
         self._expect_probes(*first, answered)
         answered.result()  # SourceUnavailable: Prometheus is down, say so now
+
+    def _count_part(self, total: str, part: str, selects: Narrowing) -> None:
+        """Let every raw read of `total` count `part` too (from now on)."""
+        with self._cache_lock:
+            self._parts_of.setdefault(total, {})[part] = selects
+            self._parts_of.move_to_end(total)
+            while len(self._parts_of) > _PROBED_ENTRIES:
+                self._parts_of.popitem(last=False)
 
     def _expect_probes(
         self,
@@ -522,21 +565,10 @@ class PrometheusSource:
     ) -> RatioSeries | None:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
-        # the part is read beside the total (needed unless the version has no series at all)
-        reading_part = self._beside(
-            self._part_reads,
-            self._query_cumulative,
-            render(query.bad or query.good, matchers),
-            window,
-        )
-        try:
-            total_result = self._query_cumulative(render(query.total, matchers), window)
-            if not total_result:
-                reading_part.cancel()
-                return None
-            part_result = reading_part.result()
-        finally:
-            wait([reading_part])  # no read of this fetch outlives it
+        read = self._read_ratio(query, matchers, window)
+        if read is None:
+            return None
+        total_result, part_result = read
         total = _Aligned.of(list(total_result.values()), window)
         part = _Aligned.of(list(part_result.values()), window)
 
@@ -558,6 +590,38 @@ class PrometheusSource:
         return RatioSeries(
             bad=np.asarray(bad, dtype=np.float64), total=np.asarray(total_counts, dtype=np.float64)
         )
+
+    def _read_ratio(
+        self, query: MetricQuery, matchers: dict[str, str], window: Window
+    ) -> tuple[_Cumulative, _Cumulative] | None:
+        """The cumulative increases of a ratio's total and of its part; None when the version
+        has no series. A part that can be counted from the total's samples is (`_counted_part`),
+        else it is read beside the total."""
+        counted = _counted_part(query, matchers)
+        if counted is not None:
+            total_text, part_text, selects = counted
+            total_result, parts = self._query_counted(total_text, window, {part_text: selects})
+            if not total_result:
+                return None
+            part_result = parts.get(part_text)
+            if part_result is None:  # the total's samples were not read (its looks were known)
+                part_result = self._query_cumulative(part_text, window)
+            return total_result, part_result
+        # the part is read beside the total (needed unless the version has no series at all)
+        reading_part = self._beside(
+            self._part_reads,
+            self._query_cumulative,
+            render(query.bad or query.good or "", matchers),
+            window,
+        )
+        try:
+            total_result = self._query_cumulative(render(query.total or "", matchers), window)
+            if not total_result:
+                reading_part.cancel()
+                return None
+            return total_result, reading_part.result()
+        finally:
+            wait([reading_part])  # no read of this fetch outlives it
 
     # --- histogram ---------------------------------------------------------------------
 
@@ -625,7 +689,7 @@ class PrometheusSource:
 
     def _query_cumulative(
         self, selector_text: str, window: Window, *, by_le: bool = False
-    ) -> dict[LabelKey, dict[int, float]]:
+    ) -> _Cumulative:
         """Cumulative increases since window.start, checked (`_check_consistent`).
 
         Label key -> {look -> the increase since the window's start}, at every look from the
@@ -634,11 +698,31 @@ class PrometheusSource:
         look, or, when more than `range_read_from - 1` looks are not cached, from one read of
         the raw samples (the same numbers: `metrics.increase`).
         """
+        return self._query_counted(selector_text, window, by_le=by_le)[0]
+
+    def _query_counted(
+        self,
+        selector_text: str,
+        window: Window,
+        parts: dict[str, Narrowing] | None = None,
+        *,
+        by_le: bool = False,
+    ) -> tuple[_Cumulative, dict[str, _Cumulative]]:
+        """`_query_cumulative`, and those of `parts` (part selector -> which series of
+        `selector_text` it selects) counted from the same raw samples, checked alike. A part
+        is missing when no raw samples were read (the looks were cached, or asked one by
+        one). The parts the read-ahead found (`_count_part`) are counted too, and cached."""
         instants = self._instants(window)
         queries = _look_queries(selector_text, instants, by_le)
-        cumulative = self._cumulative(selector_text, queries, instants, by_le=by_le) or {}
+        read, counted = self._cumulative(
+            selector_text, queries, instants, by_le=by_le, parts=parts or {}
+        )
+        cumulative = read or {}
         self._check_consistent(selector_text, window, cumulative)
-        return cumulative
+        asked = {text: counted[text] for text in parts or {} if text in counted}
+        for text, part in asked.items():
+            self._check_consistent(text, window, part)
+        return cumulative, asked
 
     def _check_consistent(
         self, selector_text: str, window: Window, cumulative: dict[LabelKey, dict[int, float]]
@@ -684,8 +768,11 @@ class PrometheusSource:
         instants: _Instants,
         *,
         by_le: bool,
-    ) -> dict[LabelKey, dict[int, float]] | None:
+        parts: dict[str, Narrowing],
+    ) -> tuple[_Cumulative | None, dict[str, _Cumulative]]:
         """Label key -> {look -> cumulative increase}; None when the version has no series.
+        And the parts' (`_query_counted`), those of `parts` and of the read-ahead, when the
+        raw samples were read.
 
         Concurrent asks for the same counter and looks (the total of an error-rate and of a
         success-rate metric) share one read.
@@ -696,10 +783,13 @@ class PrometheusSource:
             owner = shared is None
             if shared is None:
                 shared = self._reading[key] = Future()
+            counted = {**self._parts_of.get(selector_text, {}), **parts}
         if not owner:
             return shared.result()
         try:
-            result = self._read_cumulative(selector_text, queries, instants, by_le=by_le)
+            result = self._read_cumulative(
+                selector_text, queries, instants, by_le=by_le, parts=counted
+            )
         except BaseException as exc:
             shared.set_exception(exc)
             raise
@@ -717,10 +807,13 @@ class PrometheusSource:
         instants: _Instants,
         *,
         by_le: bool,
-    ) -> dict[LabelKey, dict[int, float]] | None:
+        parts: dict[str, Narrowing],
+    ) -> tuple[_Cumulative | None, dict[str, _Cumulative]]:
         start_ms = self._raw_read_start(instants, queries)
         if start_ms is not None:
-            raw, asking = self._read_raw(selector_text, queries, start_ms, by_le=by_le)
+            (raw, counted), asking = self._read_raw(
+                selector_text, queries, start_ms, by_le=by_le, parts=parts
+            )
             try:
                 # no series at all is Prometheus' own answer (the probe's): nothing to check
                 agrees = (raw is None and asking is None) or self._settle_check(
@@ -732,7 +825,9 @@ class PrometheusSource:
                 raise
             if agrees:
                 self._remember_all(queries, raw or {})
-                return raw
+                for text, part in counted.items():
+                    self._remember_all(_look_queries(text, instants, by_le), part)
+                return raw, counted
             _log.warning(
                 "raw samples give other counts than Prometheus' increase(); "
                 "using one query a look from now on",
@@ -746,7 +841,7 @@ class PrometheusSource:
         if values[-1] is None:
             values[-1] = self._instant(queries[-1])
         if not values[-1]:
-            return None
+            return None, {}
         uncached = [q for q, v in zip(queries, values, strict=True) if v is None]
         if uncached:
             with ThreadPoolExecutor(max_workers=min(_PARALLEL_QUERIES, len(uncached))) as pool:
@@ -757,7 +852,7 @@ class PrometheusSource:
             assert at_look is not None
             for key, value in at_look.items():
                 cumulative.setdefault(key, {})[k] = value
-        return cumulative
+        return cumulative, {}
 
     def _raw_read_start(self, instants: _Instants, queries: list[_LookQuery] | None) -> int | None:
         """The looks' common range start (ms) when they are to be read raw: enough of them
@@ -842,10 +937,14 @@ class PrometheusSource:
         start_ms: int,
         *,
         by_le: bool,
-    ) -> tuple[dict[LabelKey, dict[int, float]] | None, Future[list[dict[str, Any]]] | None]:
+        parts: dict[str, Narrowing],
+    ) -> tuple[
+        tuple[_Cumulative | None, dict[str, _Cumulative]], Future[list[dict[str, Any]]] | None
+    ]:
         """Every look's cumulative increase from the raw samples, read in time pages of about
-        max(`page_samples`, 20 × series) samples (see `metrics.increase`); and, for the read
-        that checks them, Prometheus' own answer for the last look, asked beside the pages."""
+        max(`page_samples`, 20 × series) samples (see `metrics.increase`), and the `parts`'
+        (`_read_pages`); and, for the read that checks them, Prometheus' own answer for the
+        last look, asked beside the pages."""
         ends_ms = [q.at_ms for q in queries]
         # One probe, which reads only the samples in the lookback before two instants: the
         # series present at the window's start (every other series of the pages was born
@@ -870,7 +969,7 @@ class PrometheusSource:
                     self._series_at, f"{selector_text} offset {span}", ends_ms[-1], known
                 )
             read = self._read_pages(
-                selector_text, queries, start_ms, present, probed.series, by_le, known
+                selector_text, queries, start_ms, present, probed.series, by_le, known, parts
             )
         except BaseException as exc:
             if asking is not None:
@@ -893,7 +992,11 @@ class PrometheusSource:
         series_count: int,
         by_le: bool,
         known: dict[bytes, LabelKey],
-    ) -> dict[LabelKey, dict[int, float]] | None:
+        parts: dict[str, Narrowing],
+    ) -> tuple[_Cumulative | None, dict[str, _Cumulative]]:
+        """The cumulative increases (None: no series at the last look, the version has none)
+        and each part's (empty when it has none; a part missing: a series of its total could
+        not be told, `metrics.selectors`)."""
         ends_ms = [q.at_ms for q in queries]
         budget = max(self.page_samples, _PAGE_SAMPLES_PER_SERIES * series_count)
         step_ms = (ends_ms[-1] - start_ms) / len(ends_ms)
@@ -908,8 +1011,12 @@ class PrometheusSource:
         # by the server while page k is decoded and counted; at most two answers are held.
         first, last = 0, min(looks_per_page, len(ends_ms))
         answer = ask(start_ms - 1, ends_ms[last - 1])  # the first includes `start` itself
+        texts = list(parts)
         computed = CumulativeIncrease(
-            start_ms, ends_ms, present.result() if isinstance(present, Future) else present
+            start_ms,
+            ends_ms,
+            present.result() if isinstance(present, Future) else present,
+            [parts[text] for text in texts],
         )
         following: Future[tuple[str, bytes]] | None = None
         try:
@@ -928,10 +1035,14 @@ class PrometheusSource:
         finally:
             if following is not None:
                 wait([following])  # no request of this read outlives it
+        last = len(queries) - 1
+        counted = {}
+        for i, text in enumerate(texts):
+            part = computed.part_answers(i)
+            if part is not None:
+                counted[text] = part if _answered_at(part, last) else {}
         cumulative = computed.answers()
-        if not any(len(queries) - 1 in by_look for by_look in cumulative.values()):
-            return None
-        return cumulative
+        return (cumulative if _answered_at(cumulative, last) else None), counted
 
     def _remember_all(
         self, queries: list[_LookQuery], cumulative: dict[LabelKey, dict[int, float]]

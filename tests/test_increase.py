@@ -9,6 +9,7 @@ transcription of `extrapolatedRate` (Prometheus 2.42, promql/functions.go).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -43,7 +44,13 @@ def _series(seed: int) -> list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]
 
 def _run(series: list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]], cuts: list[int],
          present: set[LabelKey]) -> dict[LabelKey, dict[int, float]]:
-    computed = CumulativeIncrease(START, ENDS, present)
+    return _computed(series, cuts, present).answers()
+
+
+def _computed(series: list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]], cuts: list[int],
+              present: set[LabelKey],
+              parts: list[Callable[[LabelKey], bool | None]] | None = None) -> CumulativeIncrease:
+    computed = CumulativeIncrease(START, ENDS, present, parts or [])
     after = START - 1
     for cut in cuts:
         end = ENDS[cut - 1]
@@ -57,7 +64,7 @@ def _run(series: list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]], cuts: 
             end_ms=end,
         ))
         after = end
-    return computed.answers()
+    return computed
 
 
 def _reference(series: list[tuple[LabelKey, LabelKey, np.ndarray, np.ndarray]],
@@ -118,3 +125,49 @@ def test_pages_do_not_change_the_answer_and_it_follows_prometheus(seed: int) -> 
                 [expected[group][k] for k in sorted(expected[group])],
                 rtol=1e-12, equal_nan=True,
             )
+
+
+def _pod(key: LabelKey) -> int:
+    return int(dict(key)["pod"][1:])
+
+
+def _same(got: dict[LabelKey, dict[int, float]] | None,
+          expected: dict[LabelKey, dict[int, float]]) -> bool:
+    """Equal to the last bit, NaN where NaN."""
+    return got is not None and got.keys() == expected.keys() and all(
+        got[g].keys() == expected[g].keys()
+        and all(a == b or (math.isnan(a) and math.isnan(b))
+                for a, b in zip(got[g].values(), expected[g].values(), strict=True))
+        for g in expected
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_part_counted_from_the_whole_is_what_its_own_series_give(seed: int) -> None:
+    # a part (some of the series) counted beside the whole from the same pages equals the
+    # whole counted over that part's series alone, to the last bit: same series order, same
+    # sums; one part selecting nothing has no answers at all
+    series = _series(seed)
+    present = {key for i, (key, _, _, _) in enumerate(series) if i % 3 != 1}
+    parts: list[Callable[[LabelKey], bool | None]] = [
+        lambda key: _pod(key) % 2 == 0,
+        lambda key: _pod(key) in (1, 4, 5),
+        lambda key: False,
+    ]
+    for cuts in ([LOOKS], [1, LOOKS], [3, 4, 9, LOOKS]):
+        computed = _computed(series, cuts, present, parts)
+        assert _same(computed.answers(), _run(series, cuts, present)), "the whole is unchanged"
+        for i, part in enumerate(parts):
+            alone = _run([s for s in series if part(s[0])], cuts, present)
+            assert _same(computed.part_answers(i), alone)
+        assert computed.part_answers(2) == {}
+        assert computed.part_answers(0), "precondition: the part has answers"
+
+
+def test_a_part_that_cannot_tell_a_series_has_no_answers() -> None:
+    # (a label value the part's test cannot judge: the caller reads the part itself)
+    series = _series(1)
+    computed = _computed(series, [LOOKS], set(), [lambda key: None if _pod(key) == 3 else True,
+                                                  lambda key: True])
+    assert computed.part_answers(0) is None
+    assert _same(computed.part_answers(1), computed.answers())

@@ -19,8 +19,16 @@ import pytest
 import structlog.testing
 
 from metrics.prometheus import PrometheusSource
-from metrics.promql import BUILTIN_TEMPLATES
-from metrics.source import Fetch, MetricQuery, RatioSeries, Series, Version, Window
+from metrics.promql import BUILTIN_TEMPLATES, render
+from metrics.source import (
+    Fetch,
+    MetricKind,
+    MetricQuery,
+    RatioSeries,
+    Series,
+    Version,
+    Window,
+)
 from tests.conftest import PrometheusServer, SlowProxy
 from tests.helpers import assert_same_arrays, series_arrays
 from tests.local_http import Recording, recording_prometheus, rewriting_prometheus
@@ -31,6 +39,13 @@ pytestmark = pytest.mark.prometheus
 SCENARIOS = sorted(default_scenarios(datetime.now(UTC)))
 QUERIES = [BUILTIN_TEMPLATES[n] for n in ("istio-error-rate", "istio-success-rate", "istio-latency")]
 ERROR_RATE = QUERIES[0]
+REQUESTS = 'istio_requests_total{reporter="destination",{{ selector }}}'
+# a ratio whose part is not counted from its total's samples (a regular expression outside
+# the subset `metrics.selectors` evaluates): read as its own selector, beside the total
+UNCOUNTED = MetricQuery(
+    name="uncounted-errors", kind=MetricKind.RATIO, total=REQUESTS,
+    bad='istio_requests_total{reporter="destination",response_code=~"5\\\\d\\\\d",{{ selector }}}',
+)
 INSTANT_ONLY = 10**9  # never enough uncached looks for a raw read
 
 
@@ -300,7 +315,7 @@ def test_a_source_keeps_its_threads_between_reads_and_ends_them_on_close(
     source = PrometheusSource(prometheus.url, range_read_from=1, quick_seconds=0)
     scenario = prometheus.scenarios["healthy"]
     window = scenario.window(timedelta(seconds=30))
-    fetches = [Fetch(q, v, scenario.matchers(v), window) for q in QUERIES for v in Version]
+    fetches = [Fetch(q, v, scenario.matchers(v), window) for q in [*QUERIES, UNCOUNTED] for v in Version]
 
     def read_all() -> list[list[np.ndarray] | None]:
         source.read_ahead(fetches)
@@ -346,3 +361,97 @@ def test_a_window_is_read_raw_once_enough_of_its_looks_are_not_cached(
         ERROR_RATE, Version.CANARY, matchers, whole
     )
     assert_same_arrays(series_arrays(again), series_arrays(expected))
+
+
+# Parts counted from their total's samples (`metrics.selectors`): a ratio's part that is its
+# total with more matchers is not read again. Each is compared with Prometheus' own count of
+# the part (one instant query a look, its matchers evaluated by Prometheus).
+PARTS = {
+    # counted here
+    '=~"5.."': True, '=~"5.*"': True, '=~"2..|5.."': True, '=~"50[0-9]"': True,
+    '=~"(2|5)0."': True, '=~"[0-9]+"': True, '=~"20?3"': True, '=~".*"': True,
+    '=~""': True, '=~"x*"': True, '!~"5.."': True, '!~"2.*"': True, '="503"': True,
+    '!="200"': True, '="200 "': True,
+    # read as their own selectors
+    '=~"5\\\\d\\\\d"': False, '=~"(?i)5.."': False, '=~"5.{2}"': False, '=~"[^2].."': False,
+}
+ABSENT = {  # a label no series has reads as "" (as in PromQL)
+    'grpc_response_status=""': True, 'grpc_response_status=~".*"': True,
+    'grpc_response_status!=""': True, 'grpc_response_status=~"x?"': True,
+}
+
+
+def _part_query(matcher: str) -> MetricQuery:
+    label = matcher if matcher.startswith("grpc") else f"response_code{matcher}"
+    return MetricQuery(
+        name="part", kind=MetricKind.RATIO, total=REQUESTS,
+        bad=f'istio_requests_total{{reporter="destination",{label},{{{{ selector }}}}}}',
+    )
+
+
+@pytest.mark.parametrize("name", ["error-regression", "fresh-canary", "counter-reset", "missing-scrapes"])
+@pytest.mark.parametrize(("matcher", "counted"), [*PARTS.items(), *ABSENT.items()])
+def test_a_part_counted_from_its_total_is_prometheus_own_count(
+    prometheus: PrometheusServer, recorder: Recording, name: str, matcher: str, counted: bool
+) -> None:
+    query = _part_query(matcher)
+    scenario = prometheus.scenarios[name]
+    window = scenario.window(timedelta(seconds=30))
+    for version in Version:
+        recorder.sent.clear()
+        source = PrometheusSource(recorder.url, range_read_from=1, page_samples=400)
+        got = series_arrays(source.fetch(query, version, scenario.matchers(version), window))
+        part = render(query.bad or "", scenario.matchers(version))
+        pages_of_part = [q for q in recorder.queries if q.startswith(part + "[")]
+        assert bool(pages_of_part) is not counted, pages_of_part
+        assert sum(q.startswith(render(REQUESTS, scenario.matchers(version)) + "[") for q in recorder.queries) > 1, "precondition: several pages"
+        expected = series_arrays(PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY).fetch(
+            query, version, scenario.matchers(version), window
+        ))
+        assert got is not None and expected is not None
+        for have, want in zip(got, expected, strict=True):
+            np.testing.assert_allclose(have, want, rtol=1e-12, atol=1e-9)
+
+
+def test_the_parts_compared_above_tell_the_series_apart(prometheus: PrometheusServer) -> None:
+    # (precondition of the comparison: the parts select different series, each of them some
+    # and not all, so a matcher evaluated wrongly here changes a count)
+    scenario = prometheus.scenarios["error-regression"]
+    source = PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY)
+    bad_share = {}
+    for matcher in PARTS:
+        series = source.fetch(_part_query(matcher), Version.CANARY, scenario.canary_matchers, scenario.window())
+        assert isinstance(series, RatioSeries)
+        bad_share[matcher] = round(float(series.bad.sum() / series.total.sum()), 6)
+    assert bad_share['=~"5.."'] not in (0.0, 1.0)
+    assert bad_share['=~"5.."'] + bad_share['!~"5.."'] == pytest.approx(1.0)
+    assert {bad_share[m] for m in PARTS} == {0.0, 1.0, bad_share['=~"5.."'], bad_share['!~"5.."']}
+
+
+@pytest.mark.parametrize("quick_seconds", [0.0, 60.0], ids=["threads", "quick"])
+@pytest.mark.parametrize("settled", [True, False], ids=["settled", "not-settled"])
+def test_an_analysis_reads_each_requests_counter_without_its_parts(
+    prometheus: PrometheusServer, recorder: Recording, quick_seconds: float, settled: bool
+) -> None:
+    # error rate and success rate (5xx and not 5xx of all requests) and latency, both versions:
+    # the raw samples of each version's requests counter and buckets are read, never a part's;
+    # the read-ahead probes no part. A window still settling (its looks not cached) may read
+    # a requests counter once a metric (when the reads do not meet), counting the parts again.
+    source = PrometheusSource(
+        recorder.url, range_read_from=1, quick_seconds=quick_seconds,
+        settle_seconds=300 if settled else 10**9,
+    )
+    got, sent = _read_ahead_and_fetch(source, prometheus, "error-regression", recorder)
+    instant, _ = _read_ahead_and_fetch(
+        PrometheusSource(prometheus.url, range_read_from=INSTANT_ONLY), prometheus, "error-regression"
+    )
+    scenario = prometheus.scenarios["error-regression"]
+    pages = [q.split("[")[0] for q in sent if q.endswith("]")]
+    requests = [render(REQUESTS, scenario.matchers(v)) for v in Version]
+    buckets = [render(BUILTIN_TEMPLATES["istio-latency"].buckets or "", scenario.matchers(v)) for v in Version]
+    assert set(pages) == {*requests, *buckets}, pages
+    assert all(pages.count(b) == 1 for b in buckets)
+    assert all(pages.count(r) == 1 if settled else pages.count(r) <= 2 for r in requests), pages
+    assert not any("response_code" in q for q in sent if "verdict_probe" in q)
+    for have, want in zip(got, instant, strict=True):
+        assert_same_arrays(have, want)
