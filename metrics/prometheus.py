@@ -457,9 +457,7 @@ class PrometheusSource:
                 selector_text = render(counter, f.matchers)
                 if counted is not None and selector_text == counted[1]:
                     continue  # counted from its total's samples
-                # the looks are needed only to ask the cache, and a new source has none
-                queries = _look_queries(selector_text, instants, by_le) if self._cache else None
-                start_ms = self._raw_read_start(instants, queries)
+                start_ms = self._raw_start_of(selector_text, instants, by_le)
                 if start_ms is None:  # the read will send instant queries: nothing to probe
                     continue
                 version = str(f.version) if by_version else ""
@@ -595,10 +593,12 @@ class PrometheusSource:
         self, query: MetricQuery, matchers: dict[str, str], window: Window
     ) -> tuple[_Cumulative, _Cumulative] | None:
         """The cumulative increases of a ratio's total and of its part; None when the version
-        has no series. A part that can be counted from the total's samples is (`_counted_part`),
-        else it is read beside the total."""
+        has no series. A part that can be counted from the total's samples is, when they are
+        read (`_counted_part`); else it is read beside the total (one look's instant queries
+        at once)."""
         counted = _counted_part(query, matchers)
-        if counted is not None:
+        instants = self._instants(window)
+        if counted is not None and self._raw_start_of(counted[0], instants, False) is not None:
             total_text, part_text, selects = counted
             total_result, parts = self._query_counted(total_text, window, {part_text: selects})
             if not total_result:
@@ -854,6 +854,12 @@ class PrometheusSource:
                 cumulative.setdefault(key, {})[k] = value
         return cumulative, {}
 
+    def _raw_start_of(self, selector_text: str, instants: _Instants, by_le: bool) -> int | None:
+        """`_raw_read_start` of a read of `selector_text` about to start."""
+        # the looks are needed only to ask the cache, and a new source has none
+        queries = _look_queries(selector_text, instants, by_le) if self._cache else None
+        return self._raw_read_start(instants, queries)
+
     def _raw_read_start(self, instants: _Instants, queries: list[_LookQuery] | None) -> int | None:
         """The looks' common range start (ms) when they are to be read raw: enough of them
         are not cached, their ranges share a start, and no raw read disagreed; else None (one
@@ -1035,14 +1041,14 @@ class PrometheusSource:
         finally:
             if following is not None:
                 wait([following])  # no request of this read outlives it
-        last = len(queries) - 1
+        # (cumulative ranges only grow: a series answered at one look is at the last)
         counted = {}
         for i, text in enumerate(texts):
             part = computed.part_answers(i)
             if part is not None:
-                counted[text] = part if _answered_at(part, last) else {}
+                counted[text] = part
         cumulative = computed.answers()
-        return (cumulative if _answered_at(cumulative, last) else None), counted
+        return (cumulative if _answered_at(cumulative, len(queries) - 1) else None), counted
 
     def _remember_all(
         self, queries: list[_LookQuery], cumulative: dict[LabelKey, dict[int, float]]

@@ -26,7 +26,8 @@ from analyzer.analysis import (
 from analyzer.render import report_json
 from analyzer.spec import AnalysisSpec, parse_analysis
 from metrics.prometheus import PrometheusSource
-from metrics.source import Window
+from metrics.promql import BUILTIN_TEMPLATES
+from metrics.source import Version, Window
 from metrics.transport import Transport
 from tests.conftest import PrometheusServer
 from tests.helpers import assert_same_arrays, scenario_analysis, series_arrays
@@ -112,6 +113,34 @@ def test_a_slow_prometheus_gets_the_threads_back(
         source.close()
     assert fault_proxy.most_at_once >= 3
     _assert_read_alike_one_at_a_time(observed, prometheus, spec, window)
+
+
+def test_one_look_of_a_ratio_asks_its_total_and_its_part_side_by_side(
+    prometheus: PrometheusServer, fault_proxy: FaultProxy
+) -> None:
+    # the web provider's look: one instant query each for the total and the errors (a part
+    # counted from the total's samples only when those are read), asked at once when the
+    # requests are slow
+    fault_proxy.set(Fault("latency", seconds=0.05))
+    scenario = prometheus.scenarios["healthy"]
+    window = scenario.window(timedelta(minutes=40))
+    assert window.intervals == 1
+    source = PrometheusSource(fault_proxy.url, quick_seconds=0)
+    try:
+        series = source.fetch(
+            BUILTIN_TEMPLATES["istio-error-rate"], Version.CANARY, scenario.canary_matchers, window
+        )
+    finally:
+        source.close()
+    assert fault_proxy.most_at_once == 2
+    quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
+    try:
+        alone = quick.fetch(
+            BUILTIN_TEMPLATES["istio-error-rate"], Version.CANARY, scenario.canary_matchers, window
+        )
+    finally:
+        quick.close()
+    assert_same_arrays(series_arrays(series), series_arrays(alone), exact=True)
 
 
 def test_typical_request_time_is_the_median_of_the_latest(
