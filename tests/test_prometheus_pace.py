@@ -27,7 +27,7 @@ from analyzer.render import report_json
 from analyzer.spec import AnalysisSpec, parse_analysis
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
-from metrics.source import Version, Window
+from metrics.source import Series, Version, Window
 from metrics.transport import Transport
 from tests.conftest import PrometheusServer
 from tests.helpers import assert_same_arrays, scenario_analysis, series_arrays
@@ -125,21 +125,18 @@ def test_one_look_of_a_ratio_asks_its_total_and_its_part_side_by_side(
     scenario = prometheus.scenarios["healthy"]
     window = scenario.window(timedelta(minutes=40))
     assert window.intervals == 1
-    source = PrometheusSource(fault_proxy.url, quick_seconds=0)
-    try:
-        series = source.fetch(
-            BUILTIN_TEMPLATES["istio-error-rate"], Version.CANARY, scenario.canary_matchers, window
-        )
-    finally:
-        source.close()
+
+    def errors(url: str, quick_seconds: float) -> Series | None:
+        source = PrometheusSource(url, quick_seconds=quick_seconds)
+        try:
+            return source.fetch(BUILTIN_TEMPLATES["istio-error-rate"], Version.CANARY,
+                                scenario.canary_matchers, window)
+        finally:
+            source.close()
+
+    series = errors(fault_proxy.url, 0.0)
     assert fault_proxy.most_at_once == 2
-    quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
-    try:
-        alone = quick.fetch(
-            BUILTIN_TEMPLATES["istio-error-rate"], Version.CANARY, scenario.canary_matchers, window
-        )
-    finally:
-        quick.close()
+    alone = errors(prometheus.url, 60.0)
     assert_same_arrays(series_arrays(series), series_arrays(alone), exact=True)
 
 
