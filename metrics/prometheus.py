@@ -563,7 +563,9 @@ class PrometheusSource:
     ) -> RatioSeries | None:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
-        read = self._read_ratio(query, matchers, window)
+        read = self._read_ratio(
+            render(query.total, matchers), render(query.bad or query.good, matchers), window
+        )
         if read is None:
             return None
         total_result, part_result = read
@@ -590,16 +592,15 @@ class PrometheusSource:
         )
 
     def _read_ratio(
-        self, query: MetricQuery, matchers: dict[str, str], window: Window
+        self, total_text: str, part_text: str, window: Window
     ) -> tuple[_Cumulative, _Cumulative] | None:
         """The cumulative increases of a ratio's total and of its part; None when the version
         has no series. A part that can be counted from the total's samples is, when they are
-        read (`_counted_part`); else it is read beside the total (one look's instant queries
-        at once)."""
-        counted = _counted_part(query, matchers)
+        read (`metrics.selectors`); else it is read beside the total (one look's instant
+        queries at once)."""
+        selects = narrowing(total_text, part_text)
         instants = self._instants(window)
-        if counted is not None and self._raw_start_of(counted[0], instants, False) is not None:
-            total_text, part_text, selects = counted
+        if selects is not None and self._raw_start_of(total_text, instants, False) is not None:
             total_result, parts = self._query_counted(total_text, window, {part_text: selects})
             if not total_result:
                 return None
@@ -608,14 +609,9 @@ class PrometheusSource:
                 part_result = self._query_cumulative(part_text, window)
             return total_result, part_result
         # the part is read beside the total (needed unless the version has no series at all)
-        reading_part = self._beside(
-            self._part_reads,
-            self._query_cumulative,
-            render(query.bad or query.good or "", matchers),
-            window,
-        )
+        reading_part = self._beside(self._part_reads, self._query_cumulative, part_text, window)
         try:
-            total_result = self._query_cumulative(render(query.total or "", matchers), window)
+            total_result = self._query_cumulative(total_text, window)
             if not total_result:
                 reading_part.cancel()
                 return None
