@@ -68,6 +68,21 @@ def _assert_read_alike_one_at_a_time(
         quick.close()
 
 
+def _assert_threaded_and_read_alike(
+    source: PrometheusSource, proxy: FaultProxy, prometheus: PrometheusServer,
+    spec: AnalysisSpec, window: Window,
+) -> None:
+    """`source` (behind `proxy`) reads the analysis with its threads, several requests at
+    once, and counts what a quick source reading one request at a time counts."""
+    try:
+        observed = fetch_observations(spec, source, window)
+        assert not source.answers_quickly()
+    finally:
+        source.close()
+    assert proxy.most_at_once >= 3
+    _assert_read_alike_one_at_a_time(observed, prometheus, spec, window)
+
+
 def test_a_quick_prometheus_is_read_one_request_at_a_time_with_the_same_counts(
     prometheus: PrometheusServer, fault_proxy: FaultProxy
 ) -> None:
@@ -105,14 +120,8 @@ def test_a_slow_prometheus_gets_the_threads_back(
     fault_proxy.set(Fault("latency", seconds=0.06))
     spec, window = _analysis(prometheus)
     source = PrometheusSource(fault_proxy.url, quick_seconds=0.03)
-    try:
-        assert source.answers_quickly()  # nothing asked yet
-        observed = fetch_observations(spec, source, window)
-        assert not source.answers_quickly()
-    finally:
-        source.close()
-    assert fault_proxy.most_at_once >= 3
-    _assert_read_alike_one_at_a_time(observed, prometheus, spec, window)
+    assert source.answers_quickly()  # nothing asked yet
+    _assert_threaded_and_read_alike(source, fault_proxy, prometheus, spec, window)
 
 
 def test_one_look_of_a_ratio_asks_its_total_and_its_part_side_by_side(
@@ -211,10 +220,4 @@ def test_a_source_with_a_large_counter_reads_with_threads_however_quick_its_answ
     fault_proxy.set(Fault("latency", seconds=0.05))
     spec, window = _analysis(prometheus)
     source = PrometheusSource(fault_proxy.url, quick_seconds=60.0)
-    try:
-        observed = fetch_observations(spec, source, window)
-        assert not source.answers_quickly()
-    finally:
-        source.close()
-    assert fault_proxy.most_at_once >= 3
-    _assert_read_alike_one_at_a_time(observed, prometheus, spec, window)
+    _assert_threaded_and_read_alike(source, fault_proxy, prometheus, spec, window)
