@@ -10,15 +10,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
-from analyzer.budget import metric_alphas
 from analyzer.checks import evaluate_metric
 from analyzer.judge import judge
-from analyzer.spec import AnalysisSpec
-from analyzer.verdicts import MetricReport, MetricStatus, Verdict
+from analyzer.plan import AnalysisPlan
+from analyzer.verdicts import AnalysisReport, MetricReport, MetricStatus
 from metrics.promql import selector
 from metrics.source import (
     Fetch,
@@ -43,21 +42,6 @@ _PRERUN = "prerun"
 
 
 @dataclass(frozen=True)
-class AnalysisReport:
-    name: str
-    verdict: Verdict
-    score: float
-    reason: str
-    metrics: list[MetricReport]
-    start: datetime
-    end: datetime
-    interval_seconds: float
-    looks: int
-    alpha: float
-    beta: float = 0.10
-
-
-@dataclass(frozen=True)
 class Observations:
     """Both versions of every metric over one window, as fetched from a source."""
 
@@ -67,16 +51,16 @@ class Observations:
     prerun: dict[str, Series | None] = field(default_factory=dict)
 
 
-def prerun_window(spec: AnalysisSpec, window: Window) -> Window | None:
+def prerun_window(plan: AnalysisPlan, window: Window) -> Window | None:
     """The pre-run baseline window (`preRunWindow` before the run's start), or None when off."""
-    if spec.pre_run_window <= 0:
+    if plan.pre_run_window <= 0:
         return None
-    length = timedelta(seconds=spec.pre_run_window)
+    length = timedelta(seconds=plan.pre_run_window)
     return Window(start=window.start - length, end=window.start, step=length)
 
 
 def fetch_observations(
-    spec: AnalysisSpec,
+    plan: AnalysisPlan,
     source: MetricSource,
     window: Window,
     params: dict[str, str] | None = None,
@@ -89,26 +73,26 @@ def fetch_observations(
     `on_metric(name, so_far)` is called in this thread as soon as all of a metric's fetches are
     in (`so_far` holds them), while the other metrics are still being fetched.
     """
-    canary_matchers, baseline_matchers = spec.matchers(params)
+    canary_matchers, baseline_matchers = plan.matchers(params)
     # (metric, canary / baseline / the pre-run baseline, the fetch)
     tasks: list[tuple[str, str, Fetch]] = [
-        (metric.name, str(version), Fetch(metric.metric_query, version, matchers, window))
-        for metric in spec.metrics
+        (metric.name, str(version), Fetch(metric.query, version, matchers, window))
+        for metric in plan.metrics
         for version, matchers in (
             (Version.CANARY, canary_matchers),
             (Version.BASELINE, baseline_matchers),
         )
     ]
-    before = prerun_window(spec, window)
+    before = prerun_window(plan, window)
     if before is not None:
         tasks += [
             (
                 metric.name,
                 _PRERUN,
-                Fetch(metric.metric_query, Version.BASELINE, baseline_matchers, before),
+                Fetch(metric.query, Version.BASELINE, baseline_matchers, before),
             )
-            for metric in spec.metrics
-            if metric.compare is not None and metric.test == "sequential"
+            for metric in plan.metrics
+            if metric.reads_prerun
         ]
     pool = ThreadPoolExecutor(max_workers=_PARALLEL_FETCHES)
     # a source that answers quickly is read one fetch after another in this thread (threads
@@ -134,7 +118,7 @@ def fetch_observations(
         fetched[(name, role)] = result
         waiting[name] -= 1
         if on_metric is not None and waiting[name] == 0:
-            on_metric(name, _observations(spec, window, fetched, only=name))
+            on_metric(name, _observations(plan, window, fetched, only=name))
 
     try:
         # The pre-run rates (a look of instant queries each) start first, beside the
@@ -163,17 +147,17 @@ def fetch_observations(
             record(task_of[done], done.result())
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return _observations(spec, window, fetched)
+    return _observations(plan, window, fetched)
 
 
 def _observations(
-    spec: AnalysisSpec,
+    plan: AnalysisPlan,
     window: Window,
     fetched: dict[tuple[str, str], Series | None],
     only: str | None = None,
 ) -> Observations:
     """The fetched series as observations (of the metric `only`, when given)."""
-    names = [m.name for m in spec.metrics if only is None or m.name == only]
+    names = [m.name for m in plan.metrics if only is None or m.name == only]
     series = {
         name: (fetched[(name, str(Version.CANARY))], fetched[(name, str(Version.BASELINE))])
         for name in names
@@ -187,36 +171,29 @@ def _observations(
 
 
 def judge_observations(
-    spec: AnalysisSpec,
+    plan: AnalysisPlan,
     observations: Observations,
     *,
     looks: Sequence[int] | None = None,
     params: dict[str, str] | None = None,
 ) -> AnalysisReport:
     """Judge already-fetched observations (pure). `looks`: 1-based interval counts; default all."""
-    judge_metric = _metric_judge(spec, observations.window, looks, params)
-    reports = {m.name: judge_metric(m.name, observations) for m in spec.metrics}
-    return _analysis_report(spec, observations.window, reports, looks)
+    judge_metric = _metric_judge(plan, observations.window, looks, params)
+    reports = {m.name: judge_metric(m.name, observations) for m in plan.metrics}
+    return _analysis_report(plan, observations.window, reports, looks)
 
 
 def _metric_judge(
-    spec: AnalysisSpec,
+    plan: AnalysisPlan,
     window: Window,
     looks: Sequence[int] | None,
     params: dict[str, str] | None,
 ) -> Callable[[str, Observations], MetricReport]:
-    """The judge of one metric of `spec`, given observations that hold it (each metric is
+    """The judge of one metric of `plan`, given observations that hold it (each metric is
     judged alone: `run_analysis` judges one while the others are still being fetched)."""
-    canary_matchers, _ = spec.matchers(params)
+    canary_matchers, _ = plan.matchers(params)
     where = f" matching {{{selector(canary_matchers)}}}"
-    alphas = dict(
-        zip(
-            (m.name for m in spec.metrics),
-            metric_alphas(spec.metrics, spec.alpha),
-            strict=True,
-        )
-    )
-    metrics = {m.name: m for m in spec.metrics}
+    metrics = {m.name: m for m in plan.metrics}
 
     def judge_metric(name: str, observations: Observations) -> MetricReport:
         metric = metrics[name]
@@ -225,8 +202,8 @@ def _metric_judge(
             metric,
             canary,
             baseline,
-            alpha=alphas[name],
-            beta=spec.beta,
+            alpha=metric.alpha,
+            beta=metric.beta,
             prerun=observations.prerun.get(name),
             looks=looks,
             interval_seconds=window.step.total_seconds(),
@@ -241,17 +218,17 @@ def _metric_judge(
 
 
 def _analysis_report(
-    spec: AnalysisSpec,
+    plan: AnalysisPlan,
     window: Window,
     reports: dict[str, MetricReport],
     looks: Sequence[int] | None,
 ) -> AnalysisReport:
     """The metrics' reports (in the file's order) combined into the analysis' verdict."""
-    ordered = [reports[m.name] for m in spec.metrics]
-    verdict = judge(ordered, spec.scoring)
+    ordered = [reports[m.name] for m in plan.metrics]
+    verdict = judge(ordered, plan.scoring)
     look_count = len(looks) if looks is not None else window.intervals
     return AnalysisReport(
-        name=spec.name,
+        name=plan.name,
         verdict=verdict.verdict,
         score=verdict.score,
         reason=verdict.reason,
@@ -260,13 +237,13 @@ def _analysis_report(
         end=window.end,
         interval_seconds=window.step.total_seconds(),
         looks=look_count,
-        alpha=spec.alpha,
-        beta=spec.beta,
+        alpha=plan.alpha,
+        beta=plan.beta,
     )
 
 
 def run_analysis(
-    spec: AnalysisSpec,
+    plan: AnalysisPlan,
     source: MetricSource,
     window: Window,
     *,
@@ -274,8 +251,8 @@ def run_analysis(
     looks: Sequence[int] | None = None,
 ) -> AnalysisReport:
     """Fetch and judge. Raises `metrics.errors.SourceUnavailable` when the source cannot answer."""
-    log = structlog.get_logger().bind(analysis=spec.name)
-    judge_metric = _metric_judge(spec, window, looks, params)
+    log = structlog.get_logger().bind(analysis=plan.name)
+    judge_metric = _metric_judge(plan, window, looks, params)
     reports: dict[str, MetricReport] = {}
 
     def judge_now(name: str, fetched: Observations) -> None:
@@ -283,7 +260,7 @@ def run_analysis(
         # `judge_observations`, one metric at a time)
         reports[name] = judge_metric(name, fetched)
 
-    fetch_observations(spec, source, window, params, on_metric=judge_now)
-    report = _analysis_report(spec, window, reports, looks)
+    fetch_observations(plan, source, window, params, on_metric=judge_now)
+    report = _analysis_report(plan, window, reports, looks)
     log.info("analysis judged", verdict=str(report.verdict), score=report.score, looks=report.looks)
     return report

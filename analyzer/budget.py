@@ -11,13 +11,19 @@ every check to pass (an intersection-union test).
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from analyzer.spec import MetricSpec
+from typing import Protocol
 
 CRITICAL_SHARE = 0.6
 
 
-def metric_alphas(metrics: Sequence[MetricSpec], alpha: float) -> list[float]:
+class Budgeted(Protocol):
+    """A metric as the budget sees it: critical or not."""
+
+    @property
+    def critical(self) -> bool: ...
+
+
+def metric_alphas(metrics: Sequence[Budgeted], alpha: float) -> list[float]:
     """Each metric's share of `alpha`, in the order given; the shares sum to `alpha`."""
     critical = sum(1 for m in metrics if m.critical)
     rest = len(metrics) - critical

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from analyzer.looks import CODES_TO_STATUS, CheckLooks, MetricLooks, metric_looks
 from analyzer.looks import FAIL as FAIL_CODE
-from analyzer.spec import MetricSpec
+from analyzer.plan import MetricPlan
 from analyzer.stats import Outcome, quantile
 from analyzer.stats.eprocess import extra_requests_for, logit
 from analyzer.stats.mann_whitney import mann_whitney_compare
@@ -34,7 +35,7 @@ def _ms(seconds: float) -> str:
 
 
 def evaluate_metric(
-    spec: MetricSpec,
+    plan: MetricPlan,
     canary: Series | None,
     baseline: Series | None,
     *,
@@ -50,9 +51,9 @@ def evaluate_metric(
     if canary is None or _total(canary) <= 0:
         what = "no series" if canary is None else "no requests"
         return _no_data(
-            spec,
+            plan,
             alpha,
-            f"{spec.name}: the canary has {what}{canary_selector}; no data is never a pass",
+            f"{plan.name}: the canary has {what}{canary_selector}; no data is never a pass",
         )
     n = _length(canary)
     if baseline is not None and _length(baseline) != n:
@@ -65,25 +66,25 @@ def evaluate_metric(
     baseline_t = None if baseline is None else _head(baseline, last)
     if _total(canary_t) <= 0:
         return _no_data(
-            spec, alpha, f"{spec.name}: the canary has no requests yet{canary_selector}; no data is never a pass"
+            plan, alpha, f"{plan.name}: the canary has no requests yet{canary_selector}; no data is never a pass"
         )
-    sequential_spec = spec
-    if spec.test == "mann-whitney" and spec.compare is not None:
-        sequential_spec = spec.model_copy(update={"compare": None}) if spec.slo is not None else None  # type: ignore[assignment]
+    sequential_plan: MetricPlan | None = plan
+    if plan.test == "mann-whitney" and plan.compare is not None:
+        sequential_plan = replace(plan, compare=None) if plan.has_slo else None
     checks: list[CheckReport] = []
     status = MetricStatus.INCONCLUSIVE
     failed_at: int | None = None
     more: int | None = None
     minutes: float | None = None
-    if sequential_spec is not None:
-        ml = metric_looks(sequential_spec, canary_t, baseline_t, prerun, alpha=alpha, beta=beta)
+    if sequential_plan is not None:
+        ml = metric_looks(sequential_plan, canary_t, baseline_t, prerun, alpha=alpha, beta=beta)
         codes = ml.codes
         fails = [k for k in look_list if codes[k - 1] == FAIL_CODE]
         failed_at = fails[0] if fails else None
         status = CODES_TO_STATUS[int(codes[last - 1])]
         rate_per_minute = _rate_per_minute(canary_t, interval_seconds)
         checks = [
-            _check_report(spec, ml, c, last, alpha, beta, rate_per_minute) for c in ml.checks
+            _check_report(plan, ml, c, last, alpha, beta, rate_per_minute) for c in ml.checks
         ]
         if status is MetricStatus.INCONCLUSIVE:
             needed = [c.more_requests_needed for c in checks if c.outcome != Outcome.PASS]
@@ -91,18 +92,18 @@ def evaluate_metric(
                 more = max(x for x in needed if x is not None)
                 if rate_per_minute:
                     minutes = more / rate_per_minute
-    if spec.test == "mann-whitney" and spec.compare is not None:
-        mw = _mann_whitney_check(spec, canary_t, baseline_t, last)
+    if plan.test == "mann-whitney" and plan.compare is not None:
+        mw = _mann_whitney_check(plan, canary_t, baseline_t, last)
         checks.append(mw)
         if status is not MetricStatus.FAIL:
             if mw.outcome == Outcome.FAIL:
                 status, failed_at = MetricStatus.FAIL, last
-            elif mw.outcome == Outcome.PASS and (sequential_spec is None or status is MetricStatus.PASS):
+            elif mw.outcome == Outcome.PASS and (sequential_plan is None or status is MetricStatus.PASS):
                 status = MetricStatus.PASS
             else:
                 status = MetricStatus.INCONCLUSIVE
-    canary_fig = _figures(spec, canary_t)
-    baseline_fig = _figures(spec, baseline_t) if baseline_t is not None else {}
+    canary_fig = _figures(plan, canary_t)
+    baseline_fig = _figures(plan, baseline_t) if baseline_t is not None else {}
     if status is MetricStatus.FAIL:
         failing = [c for c in checks if c.outcome == Outcome.FAIL] or [
             max(checks, key=lambda c: float(c.statistic.get("eFail") or 0.0))
@@ -117,12 +118,12 @@ def evaluate_metric(
         if more is not None and minutes is not None:
             reason += f" (a pass needs about {more:,} more canary requests, ~{_minutes(minutes)} at the current rate)"
     return MetricReport(
-        name=spec.name,
-        kind=str(spec.kind),
+        name=plan.name,
+        kind=str(plan.kind),
         status=status,
         reason=reason,
-        critical=spec.critical,
-        weight=spec.weight,
+        critical=plan.critical,
+        weight=plan.weight,
         canary=canary_fig,
         baseline=baseline_fig,
         checks=checks,
@@ -138,7 +139,7 @@ def _minutes(m: float) -> str:
 
 
 def _check_report(
-    spec: MetricSpec,
+    plan: MetricPlan,
     ml: MetricLooks,
     c: CheckLooks,
     look: int,
@@ -175,23 +176,23 @@ def _check_report(
             c.check, str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with", _rounded(stat)
         )
     if c.check == "slo":
-        reason, more = _slo_reason(spec, c, d, outcome, pass_level, stat)
+        reason, more = _slo_reason(plan, c, d, outcome, pass_level, stat)
     else:
-        reason, more = _compare_reason(spec, c, d, outcome, pass_level, stat)
+        reason, more = _compare_reason(plan, c, d, outcome, pass_level, stat)
     return CheckReport(c.check, str(outcome), reason, _rounded(stat), more)
 
 
 def _slo_reason(
-    spec: MetricSpec,
+    plan: MetricPlan,
     c: CheckLooks,
     d: dict[str, float],
     outcome: Outcome,
     pass_level: float,
     stat: dict[str, Any],
 ) -> tuple[str, int | None]:
-    if spec.kind.value == "ratio":
+    if plan.kind.value == "ratio":
         max_rate = d["max"]
-        noun = "failure rate" if spec.higher_is_better else "rate"
+        noun = "failure rate" if plan.higher_is_better else "rate"
         what = f"canary {noun}"
         bound = max_rate
         total = d["canaryRequests"]
@@ -205,7 +206,7 @@ def _slo_reason(
         total = d["canaryRequests"]
         rate = d["slowerPossible"] / total if total > 0 else float("nan")
         stat.update({"threshold": threshold, "maxSlowerShare": share, "slowerShare": rate})
-        limit = f"the {_pct(share)} a p{spec.effective_quantile * 100:g} SLO allows"
+        limit = f"the {_pct(share)} a p{plan.quantile * 100:g} SLO allows"
     if outcome == Outcome.FAIL:
         return f"{what} is shown above {limit} ({_evidence(stat['eFail'], stat['failAt'])})", None
     if outcome == Outcome.PASS:
@@ -223,17 +224,17 @@ def _slo_reason(
 
 
 def _compare_reason(
-    spec: MetricSpec,
+    plan: MetricPlan,
     c: CheckLooks,
     d: dict[str, float],
     outcome: Outcome,
     pass_level: float,
     stat: dict[str, Any],
 ) -> tuple[str, int | None]:
-    assert spec.compare is not None
-    kind = spec.kind.value
+    assert plan.compare is not None
+    kind = plan.kind.value
     if kind == "ratio":
-        noun = "failure rate" if spec.higher_is_better else "rate"
+        noun = "failure rate" if plan.higher_is_better else "rate"
     else:
         noun = f"share slower than {_ms(d['threshold'])}"
     ratio, r_fail, r_pass = d["ratio"], d["failAboveRatio"], d["passBelowRatio"]
@@ -246,9 +247,9 @@ def _compare_reason(
             "failAboveRatio": r_fail,
             "passBelowRatio": r_pass,
             "prerunBaselineRate": p_bar,
-            "tolerance": spec.compare.tolerance,
-            "promoteTolerance": spec.compare.effective_promote_tolerance,
-            "margin": spec.compare.margin,
+            "tolerance": plan.compare.tolerance,
+            "promoteTolerance": plan.compare.promote_tolerance,
+            "margin": plan.compare.margin,
         }
     )
     if kind != "ratio":
@@ -259,7 +260,7 @@ def _compare_reason(
         if p_bar == p_bar
         else "the baseline's bound so far (little pre-run data)"
     )
-    allowance = f"× {r_fail:.3g} of the baseline ({1 + spec.compare.tolerance:g} + margin {_pct(spec.compare.margin)} ÷ {basis})"
+    allowance = f"× {r_fail:.3g} of the baseline ({1 + plan.compare.tolerance:g} + margin {_pct(plan.compare.margin)} ÷ {basis})"
     figures = f"canary {noun} {_pct(d['canaryRate'])} vs baseline {_pct(d['baselineRate'])}, ratio {ratio:.3g}"
     if kind != "ratio" and d["canaryRequests"] <= 0:
         chosen = "no threshold yet: the baseline needs more requests to set one"
@@ -305,14 +306,14 @@ def _rate_per_minute(canary: Series, interval_seconds: float | None) -> float | 
     return last * 60.0 / interval_seconds if last > 0 else None
 
 
-def _no_data(spec: MetricSpec, alpha: float, reason: str) -> MetricReport:
+def _no_data(plan: MetricPlan, alpha: float, reason: str) -> MetricReport:
     return MetricReport(
-        name=spec.name,
-        kind=str(spec.kind),
+        name=plan.name,
+        kind=str(plan.kind),
         status=MetricStatus.NO_DATA,
         reason=reason,
-        critical=spec.critical,
-        weight=spec.weight,
+        critical=plan.critical,
+        weight=plan.weight,
         canary={},
         baseline={},
         checks=[],
@@ -340,14 +341,14 @@ def _total(series: Series) -> float:
     return float(series.counts.sum())
 
 
-def _figures(spec: MetricSpec, series: Series) -> dict[str, Any]:
+def _figures(plan: MetricPlan, series: Series) -> dict[str, Any]:
     if isinstance(series, RatioSeries):
         bad, total = float(series.bad.sum()), float(series.total.sum())
         rate = bad / total if total > 0 else float("nan")
-        shown = 1.0 - rate if spec.higher_is_better else rate
+        shown = 1.0 - rate if plan.higher_is_better else rate
         return {"requests": round(total, 1), "bad": round(bad, 1), "rate": _round(shown)}
     counts = np.asarray(series.counts.sum(axis=0), dtype=np.float64)
-    q = spec.effective_quantile
+    q = plan.quantile
     return {
         "requests": round(float(counts.sum()), 1),
         "quantile": q,
@@ -364,7 +365,7 @@ def _rounded(stat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mann_whitney_check(
-    spec: MetricSpec, canary: Series, baseline: Series | None, look: int
+    plan: MetricPlan, canary: Series, baseline: Series | None, look: int
 ) -> CheckReport:
     if baseline is None:
         return CheckReport("compare", str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with")
@@ -372,7 +373,7 @@ def _mann_whitney_check(
         assert isinstance(baseline, RatioSeries)
         return _mann_whitney(_per_interval_rates(canary), _per_interval_rates(baseline))
     assert isinstance(baseline, HistogramSeries)
-    q = spec.effective_quantile
+    q = plan.quantile
     return _mann_whitney(_per_interval_quantiles(canary, q), _per_interval_quantiles(baseline, q))
 
 

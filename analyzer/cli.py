@@ -173,7 +173,7 @@ def analyze(
     from analyzer import logs
     from analyzer.limits import window_error
     from analyzer.redaction import Redactor
-    from analyzer.spec import SpecError, load_analysis
+    from analyzer.spec import SpecError, load_analysis, plan_analysis
     from metrics.errors import BadData, QueryError, SourceUnavailable
     from metrics.source import Window
 
@@ -217,7 +217,7 @@ def analyze(
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))
     try:
-        report = run_analysis(spec, source, window, params=_params(param))
+        report = run_analysis(plan_analysis(spec), source, window, params=_params(param))
     except SpecError as error:
         _fail(str(error), EXIT_BAD_INPUT, redactor)
     except QueryError as error:
@@ -255,9 +255,9 @@ def demo(
 ) -> None:
     """A simulated canary through 5 → 10 → 50 → 100 % with the real judge; no services needed."""
     from analyzer import logs
-    from analyzer.canary import Look
     from analyzer.demo import DEMO_START, SCENARIOS, default_analysis, demo_json, run_demo
     from analyzer.render import print_report
+    from strategies.record import Look
 
     if scenario not in SCENARIOS:
         _fail(f"--scenario: choose one of {', '.join(SCENARIOS)}, got {scenario!r}", EXIT_BAD_INPUT)
@@ -362,7 +362,7 @@ app.add_typer(runs_app, name="runs")
 
 
 def _add_canary_app() -> None:
-    from analyzer.standalone.cli import canary_app
+    from analyzer.cli_canary import canary_app
 
     app.add_typer(canary_app, name="canary")
 
@@ -501,7 +501,7 @@ def serve(
             _check_url(spec.prometheus.url, f"{spec.name}: prometheus.url", redactor)
     api_client = None
     if watch:
-        from analyzer.controller.app import KubeConfigError, kube_api_client
+        from strategies.argo.app import KubeConfigError, kube_api_client
 
         try:
             api_client = kube_api_client(kubeconfig)
@@ -548,7 +548,7 @@ def serve(
     )
     controller = None
     if api_client is not None:
-        from analyzer.controller import ControllerApp, ControllerOptions, ControllerSettings
+        from strategies.argo import ControllerApp, ControllerOptions, ControllerSettings
 
         controller = ControllerApp(
             api_client,

@@ -1,8 +1,8 @@
 """`verdict demo`: a simulated canary through the default steps, judged by the real engine.
 
-The demo runs the real standalone canary (`analyzer.standalone.canary.CanaryRollout`, the code
+The demo runs the real standalone canary (`strategies.canary.CanaryRollout`, the code
 `verdict canary run` runs): its Istio router writes the weights of a VirtualService and its pod
-gate reads the canary's pods, both on an in-memory Kubernetes (`strategies.memory_kube`), the run
+gate reads the canary's pods, both on an in-memory Kubernetes (`strategies.kube.memory`), the run
 is kept in a throwaway run store, and the simulated metric source sends traffic by the weights
 written, in simulated time.
 """
@@ -16,22 +16,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from analyzer.canary import CanaryResult, Look
-from analyzer.canary_events import CanaryRecorder, finish_run
 from analyzer.notify import NopNotifier, Notifier, RunInfo
 from analyzer.render import report_json
 from analyzer.runs import Run, RunKey, new_run
 from analyzer.runs.events import RunJournal
 from analyzer.runs.store import RunStore, StoreUnavailable, open_store
 from analyzer.spec import AnalysisSpec, parse_analysis, safe_load_yaml
-from analyzer.standalone.canary import CanaryRollout, LookEvent
-from analyzer.standalone.spec import RolloutFile, RolloutSpec
-from analyzer.standalone.wiring import deps_over
 from metrics.simulated import SimulatedSource, TrafficModel
 from metrics.source import HistogramSeries, MetricQuery, RatioSeries, Series, Version, Window
-from strategies.istio import Destination, read_weights
-from strategies.memory_kube import MemoryKube
+from strategies.canary import CanaryRollout, LookEvent
+from strategies.events import CanaryRecorder, finish_run
+from strategies.kube.istio import Destination, read_weights
+from strategies.kube.memory import MemoryKube
+from strategies.record import CanaryResult, Look
+from strategies.rollout_file import RolloutFile, RolloutSpec
 from strategies.simulated import SimulatedClock, SimulatedRouter
+from strategies.wiring import deps_over
 
 LOOKS_PER_STEP = 8
 

@@ -17,14 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from analyzer.spec import ScoringSpec
-from analyzer.verdicts import Judgement, MetricReport, MetricStatus, Verdict
-
-if TYPE_CHECKING:  # analysis imports this module
-    from analyzer.analysis import AnalysisReport
-    from analyzer.spec import AnalysisSpec
+from analyzer.plan import Scoring
+from analyzer.verdicts import AnalysisReport, Judgement, MetricReport, MetricStatus, Verdict
 
 
 def score(metrics: Sequence[MetricReport]) -> float:
@@ -39,13 +34,13 @@ def decide(
     statuses: Sequence[MetricStatus],
     critical: Sequence[bool],
     weights: Sequence[float],
-    scoring: ScoringSpec | None = None,
+    scoring: Scoring | None = None,
 ) -> Verdict:
     """The verdict alone, from metric statuses: the rules of `judge` without the prose.
 
     Cheap enough to run at every look of thousands of simulated canaries (benchmarks).
     """
-    scoring = scoring or ScoringSpec()
+    scoring = scoring or Scoring()
     if not statuses:
         return Verdict.INCONCLUSIVE
     if len(critical) != len(statuses) or len(weights) != len(statuses):
@@ -67,8 +62,8 @@ def decide(
     return Verdict.INCONCLUSIVE
 
 
-def judge(metrics: Sequence[MetricReport], scoring: ScoringSpec | None = None) -> Judgement:
-    scoring = scoring or ScoringSpec()
+def judge(metrics: Sequence[MetricReport], scoring: Scoring | None = None) -> Judgement:
+    scoring = scoring or Scoring()
     if not metrics:
         return Judgement(Verdict.INCONCLUSIVE, 0.0, "No metrics to judge.")
     verdict = decide(
@@ -80,7 +75,7 @@ def judge(metrics: Sequence[MetricReport], scoring: ScoringSpec | None = None) -
     return Judgement(verdict, score(metrics), _reason(verdict, metrics, scoring))
 
 
-def _reason(verdict: Verdict, metrics: Sequence[MetricReport], scoring: ScoringSpec) -> str:
+def _reason(verdict: Verdict, metrics: Sequence[MetricReport], scoring: Scoring) -> str:
     value = score(metrics)
     failed = [m for m in metrics if m.status is MetricStatus.FAIL]
     critical = [m for m in failed if m.critical]
@@ -121,7 +116,7 @@ def _undecided(metrics: Sequence[MetricReport]) -> str:
 
 
 def with_sticky_failures(
-    spec: AnalysisSpec, report: AnalysisReport, failed: dict[str, MetricReport], look: int
+    scoring: Scoring, report: AnalysisReport, failed: dict[str, MetricReport], look: int
 ) -> AnalysisReport:
     """A metric that failed at any look stays failed: record new failures in `failed` (updated in
     place) and judge the look with every recorded failure in place of the fresh status."""
@@ -131,7 +126,7 @@ def with_sticky_failures(
     if not failed:
         return report
     metrics = [failed.get(m.name, m) for m in report.metrics]
-    verdict = judge(metrics, spec.scoring)
+    verdict = judge(metrics, scoring)
     return replace(
         report, metrics=metrics, verdict=verdict.verdict, score=verdict.score, reason=verdict.reason
     )

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.spec import MetricSpec
+from analyzer.plan import CHECK_WEIGHTS as CHECK_WEIGHTS
+from analyzer.plan import MetricPlan
 from analyzer.stats.eprocess import EProcess
 from analyzer.stats.histogram import comparison_bound_index
 from analyzer.stats.ratio import (
@@ -48,7 +49,6 @@ CODES_TO_STATUS = {
     FAIL: MetricStatus.FAIL,
     NO_DATA: MetricStatus.NO_DATA,
 }
-CHECK_WEIGHTS = {"slo": 0.3, "compare": 0.7}
 FALLBACK_SHARE = 0.1  # of the comparison's share of alpha (and of beta) when p̄ is estimated
 
 IntArray = npt.NDArray[np.int8]
@@ -76,15 +76,13 @@ class MetricLooks:
     canary_requests: FloatArray  # (..., looks), cumulative
 
 
-def check_weights(spec: MetricSpec) -> dict[str, float]:
+def check_weights(plan: MetricPlan) -> dict[str, float]:
     """The weights of the metric's checks in its FAIL e-value (they sum to 1)."""
-    present = [c for c in ("slo", "compare") if getattr(spec, c) is not None]
-    total = sum(CHECK_WEIGHTS[c] for c in present)
-    return {c: CHECK_WEIGHTS[c] / total for c in present}
+    return plan.check_weights
 
 
 def metric_looks(
-    spec: MetricSpec,
+    plan: MetricPlan,
     canary: Series,
     baseline: Series | None,
     prerun: Series | None,
@@ -97,7 +95,7 @@ def metric_looks(
         assert baseline is None or isinstance(baseline, RatioSeries)
         assert prerun is None or isinstance(prerun, RatioSeries)
         return ratio_looks(
-            spec,
+            plan,
             canary.bad,
             canary.total,
             None if baseline is None else baseline.bad,
@@ -110,7 +108,7 @@ def metric_looks(
     assert baseline is None or isinstance(baseline, HistogramSeries)
     assert prerun is None or isinstance(prerun, HistogramSeries)
     return latency_looks(
-        spec,
+        plan,
         canary.bounds,
         canary.counts,
         None if baseline is None else baseline.counts,
@@ -121,7 +119,7 @@ def metric_looks(
 
 
 def ratio_looks(
-    spec: MetricSpec,
+    plan: MetricPlan,
     c_bad: FloatArray,
     c_total: FloatArray,
     b_bad: FloatArray | None,
@@ -136,12 +134,12 @@ def ratio_looks(
     c_bad = np.clip(np.asarray(c_bad, dtype=np.float64), 0, None)
     c_total = np.asarray(c_total, dtype=np.float64)
     c_bad = np.minimum(c_bad, c_total)
-    weights = check_weights(spec)
+    weights = check_weights(plan)
     checks: list[CheckLooks] = []
     lead = c_total.shape[:-1]
     fallback_alpha = np.zeros(lead)
     fallback_beta = np.zeros(lead)
-    max_bad = spec.max_bad_rate()
+    max_bad = plan.max_bad_rate
     if max_bad is not None:
         ev = slo_evidence(c_bad, c_total, max_bad)
         detail = {
@@ -150,7 +148,7 @@ def ratio_looks(
             "canaryRequests": np.cumsum(c_total, axis=-1),
         }
         checks.append(CheckLooks("slo", weights["slo"], ev.fail, ev.passes, detail))
-    if spec.compare is not None:
+    if plan.compare is not None:
         if b_bad is None or b_total is None:
             checks.append(_undecidable("compare", weights["compare"], c_total.shape))
         else:
@@ -158,7 +156,7 @@ def ratio_looks(
             b_total = np.asarray(b_total, dtype=np.float64)
             b_bad = np.minimum(b_bad, b_total)
             check, fa, fb = _comparison(
-                spec, weights["compare"], c_bad, c_total, b_bad, b_total,
+                plan, weights["compare"], c_bad, c_total, b_bad, b_total,
                 np.zeros(lead) if pre_bad is None else pre_bad,
                 np.zeros(lead) if pre_total is None else pre_total,
                 alpha, beta,
@@ -169,7 +167,7 @@ def ratio_looks(
 
 
 def _comparison(
-    spec: MetricSpec,
+    plan: MetricPlan,
     weight: float,
     c_bad: FloatArray,
     c_total: FloatArray,
@@ -180,7 +178,7 @@ def _comparison(
     alpha: float,
     beta: float,
 ) -> tuple[CheckLooks, FloatArray, FloatArray]:
-    assert spec.compare is not None
+    assert plan.compare is not None
     alpha_fb = FALLBACK_SHARE * weight * alpha
     beta_fb = FALLBACK_SHARE * beta
     ratios: AllowedRatios = allowed_ratios(
@@ -188,9 +186,9 @@ def _comparison(
         b_total,
         pre_bad,
         pre_total,
-        tolerance=spec.compare.tolerance,
-        promote_tolerance=spec.compare.effective_promote_tolerance,
-        margin=spec.compare.margin,
+        tolerance=plan.compare.tolerance,
+        promote_tolerance=plan.compare.promote_tolerance,
+        margin=plan.compare.margin,
         fallback_alpha=alpha_fb,
         fallback_beta=beta_fb,
     )
@@ -218,7 +216,7 @@ def _comparison(
 
 
 def latency_looks(
-    spec: MetricSpec,
+    plan: MetricPlan,
     bounds: FloatArray,
     c_counts: FloatArray,
     b_counts: FloatArray | None,
@@ -233,12 +231,12 @@ def latency_looks(
     c_cum = np.cumsum(c_counts, axis=-1)  # per interval, cumulative over buckets
     c_total = c_cum[..., -1]
     lead = c_total.shape[:-1]
-    q = spec.effective_quantile
-    weights = check_weights(spec)
+    q = plan.quantile
+    weights = check_weights(plan)
     checks: list[CheckLooks] = []
     fallback_alpha = np.zeros(lead)
     fallback_beta = np.zeros(lead)
-    threshold = spec.latency_threshold()
+    threshold = plan.latency_threshold
     if threshold is not None:
         k_hi = int(np.searchsorted(bounds, threshold, side="left"))
         exact = k_hi < len(bounds) and bounds[k_hi] == threshold
@@ -262,19 +260,19 @@ def latency_looks(
                 },
             )
         )
-    if spec.compare is not None:
+    if plan.compare is not None:
         if b_counts is None:
             checks.append(_undecidable("compare", weights["compare"], c_total.shape))
         else:
             check, fallback_alpha, fallback_beta = _latency_comparison(
-                spec, weights["compare"], bounds, c_cum, b_counts, pre_counts, q, alpha, beta
+                plan, weights["compare"], bounds, c_cum, b_counts, pre_counts, q, alpha, beta
             )
             checks.append(check)
     return _combine(checks, np.cumsum(c_total, axis=-1), alpha, beta, fallback_alpha, fallback_beta)
 
 
 def _latency_comparison(
-    spec: MetricSpec,
+    plan: MetricPlan,
     weight: float,
     bounds: FloatArray,
     c_cum: FloatArray,
@@ -321,7 +319,7 @@ def _latency_comparison(
     pre_slow = np.where(from_prerun, pre_cum[..., -1] - np.take_along_axis(pre_cum, k_pre, axis=-1)[..., 0], 0.0)
     pre_total = np.where(from_prerun, pre_cum[..., -1], 0.0)
     check, fa, fb = _comparison(
-        spec, weight, np.clip(c_slow, 0, None), c_n, np.clip(b_slow, 0, None), b_n,
+        plan, weight, np.clip(c_slow, 0, None), c_n, np.clip(b_slow, 0, None), b_n,
         pre_slow, pre_total, alpha, beta,
     )
     threshold = np.asarray(bounds[np.asarray(k)], dtype=np.float64)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from analyzer.analysis import AnalysisReport
-from analyzer.verdicts import CheckReport, MetricReport
+from analyzer.verdicts import AnalysisReport, CheckReport, MetricReport
 
 if TYPE_CHECKING:
     from rich.console import Console

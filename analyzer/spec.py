@@ -22,20 +22,25 @@ from pydantic import (
     model_validator,
 )
 
+from analyzer.budget import metric_alphas
 from analyzer.durations import parse_seconds
+from analyzer.errors import SpecError as SpecError
 from analyzer.limits import MAX_ANALYSIS_FILE_BYTES
 from analyzer.notify.config import GrafanaSpec, NotificationSpec
+from analyzer.plan import (
+    PLACEHOLDER,
+    AnalysisPlan,
+    ComparePlan,
+    MetricPlan,
+    Scoring,
+    fill_matchers,
+)
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import MetricKind, MetricQuery
 
 Seconds = Annotated[float, BeforeValidator(parse_seconds)]
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 DEFAULT_STEPS = (5, 10, 50, 100)
-
-
-class SpecError(Exception):
-    """An analysis file that cannot be used; the message names the file, the key and the problem."""
 
 
 class _Model(BaseModel):
@@ -295,25 +300,61 @@ class AnalysisSpec(_Model):
         """Names used as `{{ name }}` in the canary and baseline matchers."""
         found: set[str] = set()
         for value in (*self.canary.values(), *self.baseline.values()):
-            found.update(_PLACEHOLDER.findall(value))
+            found.update(PLACEHOLDER.findall(value))
         return found
 
     def matchers(
         self, params: dict[str, str] | None = None
     ) -> tuple[dict[str, str], dict[str, str]]:
         """Canary and baseline matchers with `{{ name }}` placeholders filled from `params`."""
-        params = params or {}
-        missing = sorted(self.placeholders() - params.keys())
-        if missing:
-            raise SpecError(
-                f"analysis {self.name!r} needs values for {', '.join(missing)} "
-                "(placeholders in its canary/baseline matchers)"
-            )
+        return fill_matchers(self.name, self.canary, self.baseline, params)
 
-        def fill(m: dict[str, str]) -> dict[str, str]:
-            return {k: _PLACEHOLDER.sub(lambda g: params[g.group(1)], v) for k, v in m.items()}
 
-        return fill(self.canary), fill(self.baseline)
+def plan_metric(metric: MetricSpec, *, alpha: float = 0.05, beta: float = 0.10) -> MetricPlan:
+    """One metric of the file resolved into plain numbers (with its share of alpha)."""
+    ratio = metric.kind is MetricKind.RATIO
+    compare = None
+    if metric.compare is not None:
+        compare = ComparePlan(
+            tolerance=metric.compare.tolerance,
+            promote_tolerance=metric.compare.effective_promote_tolerance,
+            margin=metric.compare.margin,
+        )
+    return MetricPlan(
+        name=metric.name,
+        kind=metric.kind,
+        query=metric.metric_query,
+        higher_is_better=metric.higher_is_better,
+        quantile=metric.effective_quantile,
+        max_bad_rate=metric.max_bad_rate() if ratio else None,
+        latency_threshold=None if ratio else metric.latency_threshold(),
+        compare=compare,
+        critical=metric.critical,
+        weight=metric.weight,
+        test=metric.test,
+        alpha=alpha,
+        beta=beta,
+    )
+
+
+def plan_analysis(spec: AnalysisSpec) -> AnalysisPlan:
+    """The analysis file resolved once into the plan everything that judges reads
+    (`analyzer.plan`): each metric's checks and bounds in base units, its share of alpha."""
+    alphas = metric_alphas(spec.metrics, spec.alpha)
+    return AnalysisPlan(
+        name=spec.name,
+        metrics=tuple(
+            plan_metric(m, alpha=a, beta=spec.beta)
+            for m, a in zip(spec.metrics, alphas, strict=True)
+        ),
+        canary=dict(spec.canary),
+        baseline=dict(spec.baseline),
+        alpha=spec.alpha,
+        beta=spec.beta,
+        interval=spec.interval,
+        pre_run_window=spec.pre_run_window,
+        scoring=Scoring(mode=spec.scoring.mode, pass_threshold=spec.scoring.pass_threshold),
+    )
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

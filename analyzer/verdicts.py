@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -53,3 +54,20 @@ class Judgement:
     verdict: Verdict
     score: float
     reason: str
+
+
+@dataclass(frozen=True)
+class AnalysisReport:
+    """One analysis judged: the verdict, its score and reason, and every metric's report."""
+
+    name: str
+    verdict: Verdict
+    score: float
+    reason: str
+    metrics: list[MetricReport]
+    start: datetime
+    end: datetime
+    interval_seconds: float
+    looks: int
+    alpha: float
+    beta: float = 0.10

@@ -35,11 +35,11 @@ import numpy as np
 import requests
 
 from analyzer.analysis import Observations, fetch_observations, judge_observations, run_analysis
-from analyzer.budget import metric_alphas
 from analyzer.demo import default_analysis
 from analyzer.judge import decide
 from analyzer.looks import CODES_TO_STATUS, metric_looks
-from analyzer.spec import AnalysisSpec
+from analyzer.plan import AnalysisPlan
+from analyzer.spec import AnalysisSpec, plan_analysis
 from benchmarks import prom
 from metrics.prometheus import PrometheusSource
 from metrics.promql import increase_query, promql_duration, render
@@ -59,7 +59,7 @@ def observations(spec: AnalysisSpec, intervals: int, seed: int = 1) -> Observati
     """A canary at 10 % weight: what `fetch_observations` returns from a simulated source."""
     source = SimulatedSource(MODEL, lambda _t: 10.0, seed=seed)
     window = Window(start=START, end=START + STEP * intervals, step=STEP)
-    return fetch_observations(spec, source, window)
+    return fetch_observations(plan_analysis(spec), source, window)
 
 
 def _timed(fn: Callable[[], object], repeat: int) -> float:
@@ -76,11 +76,11 @@ def _timed(fn: Callable[[], object], repeat: int) -> float:
 def vectorised_verdicts(spec: AnalysisSpec, obs: Observations) -> list[str]:
     """Every look's verdict from `metric_looks` + `decide` (the benchmark replay's path)."""
     codes = []
-    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
+    for metric in plan_analysis(spec).metrics:
         canary, baseline = obs.series[metric.name]
         assert canary is not None
         looks = metric_looks(
-            metric, canary, baseline, obs.prerun.get(metric.name), alpha=alpha, beta=spec.beta
+            metric, canary, baseline, obs.prerun.get(metric.name), alpha=metric.alpha, beta=metric.beta
         )
         codes.append(looks.codes)  # failures already stick
     critical = [m.critical for m in spec.metrics]
@@ -88,7 +88,7 @@ def vectorised_verdicts(spec: AnalysisSpec, obs: Observations) -> list[str]:
     out = []
     for k in range(len(codes[0])):
         statuses = [CODES_TO_STATUS[int(c[k])] for c in codes]
-        out.append(str(decide(statuses, critical, weights, spec.scoring)))
+        out.append(str(decide(statuses, critical, weights, plan_analysis(spec).scoring)))
     return out
 
 
@@ -100,9 +100,9 @@ def throughput(quick: bool) -> dict[str, Any]:
         obs = observations(spec, intervals)
         looks = _spaced(intervals, 6 if quick else intervals)
 
-        def per_look(obs: Observations = obs, spec: AnalysisSpec = spec, looks: Iterable[int] = looks) -> None:
+        def per_look(obs: Observations = obs, plan: AnalysisPlan = plan_analysis(spec), looks: Iterable[int] = looks) -> None:
             for k in looks:
-                judge_observations(spec, obs, looks=[k])
+                judge_observations(plan, obs, looks=[k])
 
         n_looks = len(list(looks))
         loop = _timed(per_look, 1)
@@ -125,7 +125,7 @@ def memory() -> dict[str, Any]:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    runs = [fetch_observations(spec, source, window) for _ in range(20)]
+    runs = [fetch_observations(plan_analysis(spec), source, window) for _ in range(20)]
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     kept = sum(s.size_diff for s in after.compare_to(before, "filename"))
@@ -193,9 +193,10 @@ def scaling(quick: bool) -> dict[str, Any]:
     for n in look_counts:
         obs = observations(spec, n, seed=5)
         chosen = _spaced(n, sample)
+        plan = plan_analysis(spec)
         t = time.perf_counter()
         for k in chosen:
-            judge_observations(spec, _slice(obs, k), looks=[k])
+            judge_observations(plan, _slice(obs, k), looks=[k])
         loop = (time.perf_counter() - t) / len(chosen)
         vec = _timed(partial(vectorised_verdicts, spec, obs), 3) / n
         by_looks[str(n)] = {
@@ -210,9 +211,10 @@ def scaling(quick: bool) -> dict[str, Any]:
     for r in run_counts:
         # r runs in the same state (copies of one run's arrays): only their number differs
         batch = [_copy(template) for _ in range(r)]
+        plan = plan_analysis(spec)
         t = time.perf_counter()
         for obs in batch:
-            judge_observations(spec, obs, looks=[intervals])
+            judge_observations(plan, obs, looks=[intervals])
         by_runs[str(r)] = {"seconds_per_look": (time.perf_counter() - t) / r}
     first_l, last_l = str(look_counts[0]), str(look_counts[-1])
     first_r, last_r = str(run_counts[0]), str(run_counts[-1])
@@ -320,7 +322,7 @@ def prometheus_end_to_end(quick: bool) -> dict[str, Any]:
                     # a fresh source each time: none of its answers cached (a first analysis)
                     cold = PrometheusSource(url, timeout=60.0, **options)
                     try:
-                        report = run_analysis(spec, cold, window)
+                        report = run_analysis(plan_analysis(spec), cold, window)
                     finally:
                         cold.close()
                     assert report.looks == window.intervals
@@ -328,14 +330,14 @@ def prometheus_end_to_end(quick: bool) -> dict[str, Any]:
                 def verdict_again(spec: AnalysisSpec = spec) -> None:
                     # the same source again: settled answers come from its cache (a canary's
                     # next look asks only about the newest instants)
-                    report = run_analysis(spec, source, window)
+                    report = run_analysis(plan_analysis(spec), source, window)
                     assert report.looks == window.intervals
 
                 def one_look(spec: AnalysisSpec = spec, **options: Any) -> None:
                     # the web provider's look: one interval from the run's start, cold
                     cold = PrometheusSource(url, timeout=60.0, **options)
                     try:
-                        fetch_observations(spec, cold, one)
+                        fetch_observations(plan_analysis(spec), cold, one)
                     finally:
                         cold.close()
 
@@ -360,8 +362,8 @@ def prometheus_end_to_end(quick: bool) -> dict[str, Any]:
                     again_times.append(_timed(verdict_again, 1))
                     one_times.append(_timed(one_look, 1))
                     one_raw_times.append(_timed(one_look_raw, 1))
-                fetched = fetch_observations(spec, source, window)
-                judge_only = _timed(partial(judge_observations, spec, fetched), repeat)
+                fetched = fetch_observations(plan_analysis(spec), source, window)
+                judge_only = _timed(partial(judge_observations, plan_analysis(spec), fetched), repeat)
                 rows[str(service.pods)] = {
                     "service": service.name,
                     "queries": sum(len(q) for q in per_selector),

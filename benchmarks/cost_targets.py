@@ -41,7 +41,7 @@ import requests
 import yaml
 
 from analyzer.analysis import fetch_observations, judge_observations, run_analysis
-from analyzer.spec import AnalysisSpec, parse_analysis
+from analyzer.spec import AnalysisSpec, parse_analysis, plan_analysis
 from benchmarks import serve as serve_bench
 from benchmarks.cost import counter_selectors
 from metrics.prometheus import PrometheusSource
@@ -149,7 +149,7 @@ def _cold(url: str, spec: AnalysisSpec, window: Window, **options: Any) -> Calla
     def analyse() -> None:
         source = PrometheusSource(url, timeout=60.0, **options)
         try:
-            report = run_analysis(spec, source, window)
+            report = run_analysis(plan_analysis(spec), source, window)
         finally:
             source.close()
         assert report.looks == window.intervals
@@ -161,7 +161,7 @@ def _fetch_once(url: str, spec: AnalysisSpec, window: Window, **options: Any) ->
     def fetch() -> None:
         source = PrometheusSource(url, timeout=60.0, **options)
         try:
-            fetch_observations(spec, source, window)
+            fetch_observations(plan_analysis(spec), source, window)
         finally:
             source.close()
 
@@ -200,13 +200,13 @@ def _measure_service(root: Path, quick: bool, repeat: int, out: dict[str, Any]) 
 
         # judging: the whole window ÷ its last look, through the public entry point
         source = PrometheusSource(url, timeout=60.0)
-        observations = fetch_observations(spec, source, window)
+        observations = fetch_observations(plan_analysis(spec), source, window)
         source.close()
         n = window.intervals
         judge_repeat = 5 if quick else 15
-        whole = _median_seconds(partial(judge_observations, spec, observations), judge_repeat)
+        whole = _median_seconds(partial(judge_observations, plan_analysis(spec), observations), judge_repeat)
         last = _median_seconds(
-            partial(judge_observations, spec, observations, looks=[n]), judge_repeat
+            partial(judge_observations, plan_analysis(spec), observations, looks=[n]), judge_repeat
         )
         out["judge"] = {
             "looks": n,

@@ -32,9 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import norm
 
-from analyzer.budget import metric_alphas
 from analyzer.looks import FAIL, PASS, latency_looks, metric_looks, ratio_looks
-from analyzer.spec import AnalysisSpec
+from analyzer.spec import AnalysisSpec, plan_analysis
 from benchmarks.simulate import (
     ANALYSED_LOOKS,
     BOUNDS,
@@ -75,14 +74,14 @@ def metric_codes(
     (the analysis' alpha split by `analyzer.budget.metric_alphas`, as `judge_observations` does)."""
     prerun = prerun or {}
     rows = []
-    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
+    for metric in plan_analysis(spec).metrics:
         canary, baseline = series[metric.name]
         if canary is None:
             raise ValueError(f"{metric.name}: the benchmark always has canary data")
         if metric.test != "sequential":
             raise ValueError(f"{metric.name}: the Mann-Whitney mode is not replayed here")
         looks = metric_looks(
-            metric, canary, baseline, prerun.get(metric.name), alpha=alpha, beta=spec.beta
+            metric, canary, baseline, prerun.get(metric.name), alpha=metric.alpha, beta=metric.beta
         )
         rows.append(looks.codes)
     return np.vstack(rows)
@@ -96,7 +95,7 @@ def batch_codes(spec: AnalysisSpec, batch: Batch) -> npt.NDArray[np.int8]:
     pre_bad = getattr(batch, "baseline_pre_bad", None)
     pre_buckets = getattr(batch, "baseline_pre_buckets", None)
     rows = []
-    for metric, alpha in zip(spec.metrics, metric_alphas(spec.metrics, spec.alpha), strict=True):
+    for metric in plan_analysis(spec).metrics:
         if metric.kind is MetricKind.RATIO:
             looks = ratio_looks(
                 metric,
@@ -106,8 +105,8 @@ def batch_codes(spec: AnalysisSpec, batch: Batch) -> npt.NDArray[np.int8]:
                 batch.baseline_total,
                 pre_bad,
                 pre_total,
-                alpha=alpha,
-                beta=spec.beta,
+                alpha=metric.alpha,
+                beta=metric.beta,
             )
         else:
             looks = latency_looks(
@@ -116,8 +115,8 @@ def batch_codes(spec: AnalysisSpec, batch: Batch) -> npt.NDArray[np.int8]:
                 batch.canary_buckets,
                 batch.baseline_buckets,
                 pre_buckets,
-                alpha=alpha,
-                beta=spec.beta,
+                alpha=metric.alpha,
+                beta=metric.beta,
             )
         rows.append(looks.codes)
     return np.stack(rows)

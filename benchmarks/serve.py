@@ -145,7 +145,7 @@ def recorded_queries(prometheus_url: str, scenario: Any) -> list[tuple[str, str]
     """The (PromQL, time) pairs of one look, as Verdict's Prometheus source sends them
     (recorded by a proxy in front of the Prometheus)."""
     from analyzer.analysis import fetch_observations
-    from analyzer.spec import parse_analysis
+    from analyzer.spec import parse_analysis, plan_analysis
     from metrics.prometheus import PrometheusSource
     from metrics.source import Window
     from tests.local_http import recording_prometheus
@@ -155,7 +155,7 @@ def recorded_queries(prometheus_url: str, scenario: Any) -> list[tuple[str, str]
         source = PrometheusSource(recording.url)
         now = datetime.now(UTC)
         fetch_observations(
-            spec, source, Window(start=scenario.start, end=now, step=now - scenario.start)
+            plan_analysis(spec), source, Window(start=scenario.start, end=now, step=now - scenario.start)
         )
         source.close()
     return [(params["query"], params["time"]) for params, _ in recording.sent]

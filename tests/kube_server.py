@@ -28,7 +28,7 @@ speaks, for any resource registered by (group, version, plural):
 Every request is recorded (`server.requests`: method, path, query, content type, parsed body,
 status answered; 0 for a request dropped unanswered), so tests assert the exact patches a
 feature sent (`server.writes(...)`), and `server.permissions_used()` gives the (group, resource,
-verb) of every call, to hold against `strategies.permissions`.
+verb) of every call, to hold against `strategies.kube.permissions`.
 
 Tests drive the world around the code under test without HTTP: `put` / `get` / `modify` change
 objects as a controller would (with resource versions and watch events), `react(callback)` runs a

@@ -21,7 +21,7 @@ import pytest
 
 from analyzer.analysis import Observations, judge_observations
 from analyzer.looks import PASS, ratio_looks
-from analyzer.spec import AnalysisSpec, parse_analysis
+from analyzer.spec import AnalysisSpec, parse_analysis, plan_analysis, plan_metric
 from analyzer.verdicts import Verdict
 from metrics.source import HistogramSeries, RatioSeries, Window
 from tests.helpers import example_analysis
@@ -92,7 +92,7 @@ def test_aa_false_abort_rate_of_the_default_analysis_is_at_most_alpha() -> None:
     aborted = 0
     for _ in range(runs):
         d = draw(rng, 200, 0.005, 0.005)
-        report = judge_observations(spec, observations(spec, d))
+        report = judge_observations(plan_analysis(spec), observations(spec, d))
         aborted += report.verdict is Verdict.FAIL
     assert aborted / runs <= spec.alpha + 3 * math.sqrt(spec.alpha * (1 - spec.alpha) / runs)
 
@@ -107,7 +107,7 @@ def test_decisions_at_a_small_effect_are_the_documented_rules_decisions() -> Non
         d = draw(rng, 250, 0.005, 0.011)
         while d["pre_b"] < 30:
             d = draw(rng, 250, 0.005, 0.011)
-        engine.append(judge_observations(spec, observations(spec, d)).verdict is Verdict.FAIL)
+        engine.append(judge_observations(plan_analysis(spec), observations(spec, d)).verdict is Verdict.FAIL)
         reference.append(reference_fails(d, spec.alpha, 0.02))
     e, r = np.array(engine), np.array(reference)
     assert 0.2 < r.mean() < 0.8  # a small effect: the decision is close in many runs
@@ -125,7 +125,7 @@ def test_false_promotes_at_the_pass_boundary_are_at_most_beta(rpm: int) -> None:
     for _ in range(runs):
         d = draw(rng, rpm, 0.005, 0.005 * 1.75 + 0.001)
         codes = ratio_looks(
-            m.model_copy(update={"slo": None}), d["c"], d["n"], d["b"], d["m"], d["pre_b"], d["pre_m"],
+            plan_metric(m.model_copy(update={"slo": None})), d["c"], d["n"], d["b"], d["m"], d["pre_b"], d["pre_m"],
             alpha=spec.alpha, beta=spec.beta,
         ).codes
         promoted += bool((codes[LOOKS // 2 :] == PASS).any())
@@ -140,7 +140,7 @@ def test_healthy_canaries_at_moderate_traffic_are_shown_safe() -> None:
     passed = 0
     for _ in range(runs):
         d = draw(rng, 250, 0.005, 0.005)
-        passed += judge_observations(spec, observations(spec, d)).verdict is Verdict.PASS
+        passed += judge_observations(plan_analysis(spec), observations(spec, d)).verdict is Verdict.PASS
     assert passed / runs >= 0.85
 
 
@@ -181,16 +181,16 @@ def test_latency_comparison_on_the_production_path_under_aa_and_a_regression() -
     rng = np.random.default_rng(31)
     runs = 300
     aa = sum(
-        judge_observations(spec, latency_observations(spec, rng, 100, 1.0)).verdict is Verdict.FAIL
+        judge_observations(plan_analysis(spec), latency_observations(spec, rng, 100, 1.0)).verdict is Verdict.FAIL
         for _ in range(runs)
     )
     assert aa / runs <= spec.alpha + 3 * math.sqrt(spec.alpha * (1 - spec.alpha) / runs)
     slower = sum(
-        judge_observations(spec, latency_observations(spec, rng, 100, 1.5)).verdict is Verdict.FAIL
+        judge_observations(plan_analysis(spec), latency_observations(spec, rng, 100, 1.5)).verdict is Verdict.FAIL
         for _ in range(100)
     )
     assert slower >= 95
     # and the threshold the answer names is the pre-run p99 rounded down to a bucket bound
-    report = judge_observations(spec, latency_observations(spec, rng, 100, 1.0))
+    report = judge_observations(plan_analysis(spec), latency_observations(spec, rng, 100, 1.0))
     statistic = report.metrics[0].checks[0].statistic
     assert statistic["threshold"] == 0.25 and statistic["thresholdChosenAtLook"] == 0

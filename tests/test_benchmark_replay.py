@@ -1,8 +1,9 @@
 """The benchmark's replays give the engine's own answers.
 
 * Verdict: `benchmarks.judges` (look_statuses + decide + the step rules) takes the same decision at
-  the same look as `analyzer.canary.run_canary` driving a `SimulatedSource`, on several scenarios
-  and seeds.
+  the same look as the canary loop of `verdict canary run` and `verdict demo`
+  (`strategies.canary.CanaryRollout`, over the demo's in-memory Kubernetes, its simulated clock and
+  a `SimulatedSource` that follows the weights written), on several scenarios and seeds.
 * Kayenta: the vectorised classifier equals `analyzer.stats.mann_whitney_compare` row by row.
 * Thresholds: the vectorised histogram_quantile equals `analyzer.stats.quantile`.
 
@@ -11,23 +12,34 @@ Part of the test suite, so the benchmark figures stay the engine's own.
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from analyzer.analysis import fetch_observations
-from analyzer.canary import run_canary
+from analyzer.demo import demo_rollout, demo_world
 from analyzer.looks import CODES_TO_STATUS
-from analyzer.spec import AnalysisSpec
+from analyzer.runs.store import open_store
+from analyzer.spec import AnalysisSpec, plan_analysis
 from analyzer.stats import mann_whitney_compare, quantile
 from analyzer.stats.mann_whitney import MIN_VALUES
 from benchmarks import judges
-from benchmarks.simulate import BOUNDS, HORIZON, LOOKS_PER_STEP, STEPS
+from benchmarks.simulate import BOUNDS, EXTRA_LOOKS, HORIZON, LOOKS_PER_STEP, STEPS
 from benchmarks.specs import benchmark_analysis
 from metrics.simulated import SimulatedSource, TrafficModel
 from metrics.source import Window
+from strategies.canary import CanaryRollout, LookEvent
+from strategies.kube.istio import Destination, read_weights
+from strategies.kube.memory import MemoryKube
+from strategies.record import Look
+from strategies.rollout_file import RolloutFile
 from strategies.simulated import SimulatedClock, SimulatedRouter
+from strategies.wiring import deps_over
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 STEP = timedelta(seconds=30)
@@ -46,25 +58,69 @@ MODELS = {
 
 
 def _schedule(t: datetime) -> float:
-    """The weights run_canary sets: each step for LOOKS_PER_STEP intervals, the last one after."""
+    """The weights the canary loop sets: each step for LOOKS_PER_STEP intervals, the last one after."""
     if t < START:  # before the canary: all traffic on the baseline
         return 0.0
     index = int((t - START) / STEP)
     return float(STEPS[min(index // LOOKS_PER_STEP, len(STEPS) - 1)])
 
 
-def engine(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int]:
+@dataclass
+class Engine:
+    decision: str
+    looks: list[Look] = field(default_factory=list)
+
+
+def run_engine(spec: AnalysisSpec, model: TrafficModel, seed: int) -> Engine:
+    """The canary loop over the demo's world: steps of LOOKS_PER_STEP intervals, the last one
+    looking on up to EXTRA_LOOKS more intervals while undecided, each look judged interval by
+    interval (as the benchmark's replay judges)."""
     clock = SimulatedClock(START)
-    router = SimulatedRouter(clock)
-    source = SimulatedSource(model, router.weight_at, seed=seed)
-    result = run_canary(spec, source, router, clock, looks_per_step=LOOKS_PER_STEP)
+    history = SimulatedRouter(clock)
+    kube = MemoryKube()
+    demo_world(kube)
+    stable, canary = Destination("checkout", "stable"), Destination("checkout", "canary")
+
+    def follow(plural: str, obj: dict[str, Any]) -> None:
+        if plural == "virtualservices":
+            history.set_weight(read_weights(obj, "primary", stable, canary, "demo").canary)
+
+    kube.on_write(follow)
+    source = SimulatedSource(model, history.weight_at, seed=seed)
+    rollout = demo_rollout(spec).model_copy(
+        update={"steps": [*STEPS, 100], "step_duration": spec.interval * LOOKS_PER_STEP}
+    )
+    file = RolloutFile(path="replay", analysis=spec, rollout=rollout, text="replay")
+    engine = Engine(decision="")
+
+    def seen(event: LookEvent) -> None:
+        engine.looks.append(
+            Look(event.step, event.weights.canary, event.look, clock.now(), event.report)
+        )
+
+    with tempfile.TemporaryDirectory(prefix="verdict-replay-") as folder:
+        store = open_store(f"sqlite:///{Path(folder) / 'runs.sqlite'}")
+        try:
+            deps = deps_over(file, kube, kube, source, store, clock)
+            outcome = CanaryRollout(
+                file, deps, on_look=seen, record_events=False,
+                extra_looks=EXTRA_LOOKS, look_intervals=True,
+            ).run()  # fmt: skip
+        finally:
+            store.close()
+    engine.decision = outcome.decision
+    return engine
+
+
+def engine(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int]:
+    result = run_engine(spec, model, seed)
     return result.decision, len(result.looks)
 
 
 def replay(spec: AnalysisSpec, model: TrafficModel, seed: int) -> tuple[str, int]:
     source = SimulatedSource(model, _schedule, seed=seed)
     window = Window(start=START, end=START + STEP * HORIZON, step=STEP)
-    observations = fetch_observations(spec, source, window)
+    observations = fetch_observations(plan_analysis(spec), source, window)
     codes = judges.metric_codes(spec, observations.series, observations.prerun)
     d = judges.replay_steps(codes[:, None, :], spec)
     return judges.Decision(int(d.decision[0])).name.lower(), int(d.look[0])
@@ -78,16 +134,13 @@ def test_replay_takes_the_engines_decision_at_the_same_look(scenario: str) -> No
 
 @pytest.mark.parametrize("scenario", ["healthy", "errors-2%", "latency-x1.5", "onset", "overdispersed"])
 def test_every_looks_metric_statuses_are_the_engines_over_many_seeds(scenario: str) -> None:
-    """Not only the decision: at every look of run_canary, each metric's status is the replay's."""
+    """Not only the decision: at every look of the canary loop, each metric's status is the replay's."""
     spec = benchmark_analysis()
     for seed in range(1, 5):
-        clock = SimulatedClock(START)
-        router = SimulatedRouter(clock)
-        source = SimulatedSource(MODELS[scenario], router.weight_at, seed=seed)
-        result = run_canary(spec, source, router, clock, looks_per_step=LOOKS_PER_STEP)
+        result = run_engine(spec, MODELS[scenario], seed)
         window = Window(start=START, end=START + STEP * HORIZON, step=STEP)
         replayed = SimulatedSource(MODELS[scenario], _schedule, seed=seed)
-        observations = fetch_observations(spec, replayed, window)
+        observations = fetch_observations(plan_analysis(spec), replayed, window)
         codes = judges.metric_codes(spec, observations.series, observations.prerun)
         for look in result.looks:
             engine_statuses = [m.status for m in look.report.metrics]

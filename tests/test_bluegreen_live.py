@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from strategies.permissions import STRATEGIES
+from strategies.kube.permissions import STRATEGIES
 from tests.canary_world import LIVE_RPS, NS
 from tests.helpers import example_analysis, write_analysis
 from tests.kube_server import KubeServer

@@ -8,7 +8,7 @@ import pytest
 
 from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.budget import CRITICAL_SHARE, metric_alphas
-from analyzer.spec import parse_analysis
+from analyzer.spec import parse_analysis, plan_analysis
 from metrics.simulated import SimulatedSource, TrafficModel
 from metrics.source import Window
 from tests.helpers import example_analysis
@@ -45,7 +45,7 @@ def test_the_report_carries_the_alpha_each_check_used_and_it_is_the_documented_s
     start = datetime(2026, 11, 26, 10, tzinfo=UTC)
     window = Window(start, start + timedelta(minutes=5), timedelta(seconds=30))
     source = SimulatedSource(TrafficModel(), lambda _t: 10.0, seed=1)
-    report = judge_observations(spec, fetch_observations(spec, source, window))
+    report = judge_observations(plan_analysis(spec), fetch_observations(plan_analysis(spec), source, window))
     alpha, beta = spec.alpha, spec.beta
     by_name = {m.name: m for m in report.metrics}
     assert by_name["error-rate"].alpha == pytest.approx(0.6 * alpha)

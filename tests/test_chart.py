@@ -263,7 +263,7 @@ def test_the_chart_carries_the_permissions_list_of_the_code() -> None:
     carried = (CHART / "files" / "permissions.json").read_text()
     assert json.loads(carried) == json.loads(permissions.as_json()), (
         "charts/verdict/files/permissions.json is stale: regenerate it with "
-        "`python -m strategies.permissions > charts/verdict/files/permissions.json`"
+        "`python -m strategies.kube.permissions > charts/verdict/files/permissions.json`"
     )
 
 

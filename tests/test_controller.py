@@ -18,18 +18,18 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, generate_latest
 
-from analyzer.controller import (
+from analyzer.runs import PrometheusSources, RunService, RunSettings, Telemetry
+from analyzer.runs.store import RunStore, open_store
+from strategies.argo import (
     ControllerApp,
     ControllerOptions,
     ControllerSettings,
     ControllerTelemetry,
     LeaseElector,
 )
-from analyzer.controller.controller import Controller
-from analyzer.runs import PrometheusSources, RunService, RunSettings, Telemetry
-from analyzer.runs.store import RunStore, open_store
-from strategies.argo import ArgoRollouts
-from strategies.permissions import CONTROLLER, LEADER_ELECTION
+from strategies.argo.controller import Controller
+from strategies.argo.rollouts import ArgoRollouts
+from strategies.kube.permissions import CONTROLLER, LEADER_ELECTION
 from tests.argo_standin import ABORT, ARGO, PAUSE_STEPS, PROMOTE, ArgoStandIn, canary_rollout
 from tests.conftest import PrometheusServer
 from tests.kube_server import KubeServer
@@ -378,7 +378,7 @@ def test_the_watch_schedules_updating_rollouts_and_relists_after_expiry(
 
 
 def assert_allowed(kube: KubeServer) -> None:
-    """Every call made to the Kubernetes API is allowed by `strategies.permissions` (the
+    """Every call made to the Kubernetes API is allowed by `strategies.kube.permissions` (the
     stand-in's own writes go around HTTP)."""
     allowed = {
         (rule.api_group, resource, verb)

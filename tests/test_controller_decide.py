@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from analyzer.controller import Action, Policy, decide, rollout_view
 from analyzer.verdicts import Verdict
-from strategies.argo import Patch, abort_patches, pause_patches, promote_patches
-from strategies.permissions import CONTROLLER, LEADER_ELECTION
+from strategies.argo import Action, Policy, decide, rollout_view
+from strategies.argo.rollouts import Patch, abort_patches, pause_patches, promote_patches
+from strategies.kube.permissions import CONTROLLER, LEADER_ELECTION
 from tests.crds import validate
 from tests.helpers import REPO
 

@@ -13,7 +13,6 @@ import jsonschema
 import pytest
 import requests
 
-from analyzer.controller import ControllerTelemetry
 from analyzer.notify import (
     BackgroundNotifier,
     EventKind,
@@ -25,6 +24,7 @@ from analyzer.notify import (
     Target,
 )
 from analyzer.runs import Telemetry
+from strategies.argo import ControllerTelemetry
 from tests.conftest import PrometheusServer
 from tests.grafana_server import GrafanaStandIn
 from tests.helpers import REPO

@@ -6,8 +6,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from analyzer.demo import run_demo
-from strategies.istio import Destination, IstioRouter, TrafficChanged
-from strategies.memory_kube import MemoryKube
+from strategies.kube.istio import Destination, IstioRouter, TrafficChanged
+from strategies.kube.memory import MemoryKube
 
 
 def test_the_healthy_demo_writes_5_10_50_100_through_the_istio_router() -> None:
@@ -58,12 +58,12 @@ def test_canary_pods_losing_readiness_mid_step_abort_after_pod_ready_timeout() -
 
     from analyzer.demo import SCENARIOS, default_analysis, demo_rollout, demo_world
     from analyzer.runs.store import open_store
-    from analyzer.standalone.canary import CanaryRollout
-    from analyzer.standalone.spec import RolloutFile
-    from analyzer.standalone.wiring import deps_over
     from metrics.simulated import SimulatedSource
-    from strategies.istio import read_weights
+    from strategies.canary import CanaryRollout
+    from strategies.kube.istio import read_weights
+    from strategies.rollout_file import RolloutFile
     from strategies.simulated import SimulatedClock, SimulatedRouter
+    from strategies.wiring import deps_over
 
     spec = default_analysis()
     clock = SimulatedClock(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analyzer.judge import decide, judge, score
-from analyzer.spec import ScoringSpec
+from analyzer.plan import Scoring
 from analyzer.verdicts import MetricReport, MetricStatus, Verdict
 
 
@@ -50,7 +50,7 @@ def test_any_failing_metric_fails_by_default() -> None:
 
 def test_critical_failure_fails_even_in_score_mode_above_threshold() -> None:
     metrics = [metric("a", F, critical=True, weight=1), metric("b", P, weight=9)]
-    j = judge(metrics, ScoringSpec(mode="score", pass_threshold=75))
+    j = judge(metrics, Scoring(mode="score", pass_threshold=75))
     assert j.verdict is Verdict.FAIL and j.score == 90.0
     assert j.reason.startswith("Critical metric a failed")
 
@@ -62,22 +62,22 @@ def test_no_data_is_never_a_pass() -> None:
 
 
 def test_no_data_cannot_lift_a_score_to_pass() -> None:
-    j = judge([metric("a", P), metric("b", N)], ScoringSpec(mode="score", pass_threshold=75))
+    j = judge([metric("a", P), metric("b", N)], Scoring(mode="score", pass_threshold=75))
     assert j.verdict is Verdict.INCONCLUSIVE and j.score == 50.0
 
 
 def test_score_mode_never_promotes_past_a_failed_metric() -> None:
     # a failure is evidence (alpha covers every metric): even a light one fails the analysis
     metrics = [metric("a", P, weight=4), metric("b", F, weight=1)]
-    j = judge(metrics, ScoringSpec(mode="score", pass_threshold=75))
+    j = judge(metrics, Scoring(mode="score", pass_threshold=75))
     assert j.verdict is Verdict.FAIL and j.score == 80.0
     assert j.reason.startswith("Metric b failed")
 
 
 def test_score_mode_passes_at_the_threshold_without_failures() -> None:
     metrics = [metric("a", P, weight=3), metric("b", U, weight=1)]
-    assert judge(metrics, ScoringSpec(mode="score", pass_threshold=75)).verdict is Verdict.PASS
-    assert judge(metrics, ScoringSpec(mode="score", pass_threshold=76)).verdict is Verdict.INCONCLUSIVE
+    assert judge(metrics, Scoring(mode="score", pass_threshold=75)).verdict is Verdict.PASS
+    assert judge(metrics, Scoring(mode="score", pass_threshold=76)).verdict is Verdict.INCONCLUSIVE
 
 
 def test_inconclusive_reason_says_how_many_more_requests() -> None:
@@ -121,5 +121,5 @@ def test_decide_matches_judge(
         for i, (s, c) in enumerate(zip(statuses, critical, strict=True))
     ]
     assert judge(reports).verdict is expected
-    scored = decide(statuses, critical, [1.0] * len(statuses), ScoringSpec(mode="score", pass_threshold=100))
+    scored = decide(statuses, critical, [1.0] * len(statuses), Scoring(mode="score", pass_threshold=100))
     assert scored is expected  # at threshold 100 the score mode is the all-of mode

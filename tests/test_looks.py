@@ -17,14 +17,15 @@ from analyzer.looks import (
     latency_looks,
     ratio_looks,
 )
-from analyzer.spec import MetricSpec, parse_analysis
+from analyzer.plan import MetricPlan
+from analyzer.spec import parse_analysis, plan_metric
 from analyzer.stats import comparison_bucket_bound
 from tests.helpers import example_analysis
 
 BOUNDS = np.array([0.05, 0.1, 0.25, 0.5, 1.0, np.inf])
 
 
-def metric(**changes: object) -> MetricSpec:
+def metric(**changes: object) -> MetricPlan:
     m: dict[str, object] = {
         "name": "error-rate",
         "template": "istio-error-rate",
@@ -33,10 +34,10 @@ def metric(**changes: object) -> MetricSpec:
     }
     m.update(changes)
     m = {k: v for k, v in m.items() if v is not None}
-    return parse_analysis(dict(example_analysis(), metrics=[m])).metrics[0]
+    return plan_metric(parse_analysis(dict(example_analysis(), metrics=[m])).metrics[0])
 
 
-def latency(**changes: object) -> MetricSpec:
+def latency(**changes: object) -> MetricPlan:
     fields: dict[str, object] = {"slo": {"max": "1s"}}
     fields.update(changes)
     return metric(name="p99", template="istio-latency", quantile=0.99, **fields)
@@ -49,7 +50,7 @@ def test_check_weights_are_the_documented_ones() -> None:
     assert check_weights(metric(slo=None)) == {"compare": 1.0}
 
 
-def _looks(m: MetricSpec, c_bad: list[float], c_total: list[float], b_bad: list[float], b_total: list[float], alpha: float = 0.03):  # type: ignore[no-untyped-def]
+def _looks(m: MetricPlan, c_bad: list[float], c_total: list[float], b_bad: list[float], b_total: list[float], alpha: float = 0.03):  # type: ignore[no-untyped-def]
     return ratio_looks(
         m, np.array(c_bad, float), np.array(c_total, float), np.array(b_bad, float),
         np.array(b_total, float), np.array(500.0), np.array(100000.0), alpha=alpha, beta=0.1,

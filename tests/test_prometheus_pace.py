@@ -24,7 +24,7 @@ from analyzer.analysis import (
     run_analysis,
 )
 from analyzer.render import report_json
-from analyzer.spec import AnalysisSpec, parse_analysis
+from analyzer.spec import AnalysisSpec, parse_analysis, plan_analysis
 from metrics.prometheus import PrometheusSource
 from metrics.promql import BUILTIN_TEMPLATES
 from metrics.source import Series, Version, Window
@@ -63,7 +63,7 @@ def _assert_read_alike_one_at_a_time(
     """`observed` holds what a quick source, reading one request at a time, reads."""
     quick = PrometheusSource(prometheus.url, quick_seconds=60.0)
     try:
-        _assert_same(observed, fetch_observations(spec, quick, window))
+        _assert_same(observed, fetch_observations(plan_analysis(spec), quick, window))
     finally:
         quick.close()
 
@@ -75,7 +75,7 @@ def _assert_threaded_and_read_alike(
     """`source` (behind `proxy`) reads the analysis with its threads, several requests at
     once, and counts what a quick source reading one request at a time counts."""
     try:
-        observed = fetch_observations(spec, source, window)
+        observed = fetch_observations(plan_analysis(spec), source, window)
         assert not source.answers_quickly()
     finally:
         source.close()
@@ -91,7 +91,7 @@ def test_a_quick_prometheus_is_read_one_request_at_a_time_with_the_same_counts(
     # every request counts as quick here (the test machine's speed decides nothing)
     quick = PrometheusSource(fault_proxy.url, quick_seconds=60.0)
     try:
-        one_at_a_time = fetch_observations(spec, quick, window)
+        one_at_a_time = fetch_observations(plan_analysis(spec), quick, window)
         assert quick.answers_quickly()
         assert _source_threads() == before, "a quick source starts no threads"
     finally:
@@ -103,7 +103,7 @@ def test_a_quick_prometheus_is_read_one_request_at_a_time_with_the_same_counts(
     threaded_proxy.set(Fault("latency", seconds=0.05))
     threaded = PrometheusSource(threaded_proxy.url, quick_seconds=0)  # threads always
     try:
-        with_threads = fetch_observations(spec, threaded, window)
+        with_threads = fetch_observations(plan_analysis(spec), threaded, window)
         assert not threaded.answers_quickly()
     finally:
         threaded.close()
@@ -195,14 +195,14 @@ def test_an_analysis_judges_each_metric_as_it_comes_as_judging_them_all_at_once_
 
     sources = [PrometheusSource(prometheus.url, quick_seconds=quick_seconds) for _ in range(3)]
     try:
-        as_they_come = run_analysis(spec, sources[0], window)
-        observed = fetch_observations(spec, sources[1], window, on_metric=on_metric)
-        all_at_once = judge_observations(spec, fetch_observations(spec, sources[2], window))
+        as_they_come = run_analysis(plan_analysis(spec), sources[0], window)
+        observed = fetch_observations(plan_analysis(spec), sources[1], window, on_metric=on_metric)
+        all_at_once = judge_observations(plan_analysis(spec), fetch_observations(plan_analysis(spec), sources[2], window))
     finally:
         for source in sources:
             source.close()
     assert report_json(as_they_come) == report_json(all_at_once)
-    assert report_json(judge_observations(spec, observed)) == report_json(all_at_once)
+    assert report_json(judge_observations(plan_analysis(spec), observed)) == report_json(all_at_once)
     # each metric once, with its own series only
     assert sorted(name for name, _ in calls) == sorted(m.name for m in spec.metrics)
     assert all(seen == {name} for name, seen in calls), calls

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.spec import SpecError
-from analyzer.standalone.spec import load_rollout_file
+from strategies.rollout_file import load_rollout_file
 from tests.helpers import REPO, example_analysis, run_verdict, write_analysis
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from strategies.istio import Destination, IstioRouter, RouterError, TrafficChanged
-from strategies.permissions import STRATEGIES
-from strategies.pods import PodGate, PodsUnhealthy
+from strategies.kube.istio import Destination, IstioRouter, RouterError, TrafficChanged
+from strategies.kube.permissions import STRATEGIES
+from strategies.kube.pods import PodGate, PodsUnhealthy
 from strategies.simulated import SimulatedClock
 from tests.canary_world import NS, VS, install, pod, virtual_service, weight_writes
 from tests.kube_server import KubeServer

@@ -1,7 +1,7 @@
 """Where a run's events go: its history in the run store (reports are read from it) and the
 notifier (Grafana annotations, webhooks, Slack). Every way in records its runs through a
 `RunJournal`: the run service for the web provider and the controller, the canary loops through
-`analyzer.canary_events`.
+`strategies.events`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from analyzer.analysis import AnalysisReport
 from analyzer.notify import EventKind, Notifier, RunEvent, RunInfo, event_json, figures_of
 from analyzer.render import metric_json
 from analyzer.runs.store import RunStore, StoreUnavailable
+from analyzer.verdicts import AnalysisReport
 
 _log = structlog.get_logger()
 

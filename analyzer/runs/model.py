@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from analyzer.analysis import AnalysisReport, Observations, judge_observations
+from analyzer.analysis import Observations, judge_observations
 from analyzer.clock import format_time
 from analyzer.judge import with_sticky_failures
+from analyzer.plan import AnalysisPlan
 from analyzer.render import metric_json
-from analyzer.spec import AnalysisSpec
-from analyzer.verdicts import CheckReport, MetricReport, MetricStatus, Verdict
+from analyzer.verdicts import AnalysisReport, CheckReport, MetricReport, MetricStatus, Verdict
 from metrics.source import Window
 
 MIN_WINDOW = timedelta(seconds=1)
@@ -99,7 +99,7 @@ def look_window(run: Run, now: datetime) -> Window | None:
     return Window(start=run.started_at, end=now, step=now - run.started_at)
 
 
-def advance(spec: AnalysisSpec, run: Run, report: AnalysisReport | None, now: datetime) -> Look:
+def advance(plan: AnalysisPlan, run: Run, report: AnalysisReport | None, now: datetime) -> Look:
     """One more look: merge the fresh report with the run's sticky failures and count the look.
 
     `report` judges the data since the run's start (`analyzer.analysis.judge_observations` over
@@ -107,8 +107,8 @@ def advance(spec: AnalysisSpec, run: Run, report: AnalysisReport | None, now: da
     """
     look = run.looks + 1
     failed = {name: metric_from_dict(data) for name, data in run.failed.items()}
-    fresh = report if report is not None else _no_data_yet(spec, run, now)
-    merged = with_sticky_failures(spec, fresh, failed, look)
+    fresh = report if report is not None else _no_data_yet(plan, run, now)
+    merged = with_sticky_failures(plan.scoring, fresh, failed, look)
     merged = replace(merged, looks=look)
     state = replace(
         run,
@@ -174,15 +174,15 @@ def metric_from_dict(data: dict[str, Any]) -> MetricReport:
     return MetricReport(**values)
 
 
-def _no_data_yet(spec: AnalysisSpec, run: Run, now: datetime) -> AnalysisReport:
+def _no_data_yet(plan: AnalysisPlan, run: Run, now: datetime) -> AnalysisReport:
     """The answer of a look before the run has any data: every metric without data (judged by
     the analysis itself, so each metric keeps its own share of alpha), inconclusive."""
     reason = "the run has just started: no data yet"
     empty = Observations(
         window=Window(start=run.started_at, end=run.started_at + MIN_WINDOW, step=MIN_WINDOW),
-        series={m.name: (None, None) for m in spec.metrics},
+        series={m.name: (None, None) for m in plan.metrics},
     )
-    judged = judge_observations(spec, empty, params=run.params)
+    judged = judge_observations(plan, empty, params=run.params)
     metrics = [replace(m, reason=f"{m.name}: {reason}") for m in judged.metrics]
     return replace(
         judged,

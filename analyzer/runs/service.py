@@ -45,9 +45,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import CLOCK_SKEW, Clock, parse_time
 from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo, figures_of
+from analyzer.plan import AnalysisPlan
 from analyzer.runs.errors import (
     BadInput,
     OverBudget,
@@ -64,7 +65,8 @@ from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
 from analyzer.runs.sources import SourceFactory
 from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
 from analyzer.runs.telemetry import Telemetry
-from analyzer.spec import AnalysisSpec, SpecError
+from analyzer.spec import AnalysisSpec, SpecError, plan_analysis
+from analyzer.verdicts import AnalysisReport
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import Fetch, MetricQuery, MetricSource, ReadsAhead, Series, Version, Window
 
@@ -196,6 +198,7 @@ class RunService:
         if settings.look_budget <= 0:
             raise ValueError("the look budget must be positive")
         self.analyses = dict(analyses)
+        self.plans = {name: plan_analysis(spec) for name, spec in self.analyses.items()}
         self.notifiers = dict(notifiers or {})
         self.way = way
         self.store = store
@@ -311,7 +314,7 @@ class RunService:
                     f"the look took longer than its budget ({self.settings.look_budget:g} s); "
                     "it is not counted"
                 )
-            look = advance(spec, current, report, now)
+            look = advance(self.plans[spec.name], current, report, now)
             outcome.append((current, look))
             return look.run
 
@@ -413,7 +416,14 @@ class RunService:
             source = _Budgeted(self.sources(spec), deadline, self.telemetry)
             context = contextvars.copy_context()
             future = self._executor.submit(
-                context.run, _fetch_and_judge, spec, source, window, run.params, self.telemetry
+                context.run,
+                _fetch_and_judge,
+                self.plans[spec.name],
+                source,
+                window,
+                run.params,
+                self.telemetry,
+
             )
             remaining = deadline - time.monotonic()
             try:
@@ -543,7 +553,7 @@ class RunService:
 
 
 def _fetch_and_judge(
-    spec: AnalysisSpec,
+    plan: AnalysisPlan,
     source: MetricSource,
     window: Window,
     params: dict[str, str],
@@ -551,9 +561,9 @@ def _fetch_and_judge(
 ) -> AnalysisReport:
     """Runs in a worker thread, inside a copy of the call's logging context (run id bound)."""
     began = time.perf_counter()
-    observations = fetch_observations(spec, source, window, params)
+    observations = fetch_observations(plan, source, window, params)
     fetched = time.perf_counter()
-    report = judge_observations(spec, observations, looks=[1], params=params)
+    report = judge_observations(plan, observations, looks=[1], params=params)
     judged = time.perf_counter()
     telemetry.fetch_seconds.observe(fetched - began)
     telemetry.judge_seconds.observe(judged - fetched)

@@ -5,7 +5,7 @@ is younger than `duration` (15 s). The others try every `retry` seconds (2 s) an
 over when its holder has not renewed it for `duration`. A replica that stops releases the Lease
 (holder cleared), so another takes over at its next try. Writes use the Lease's
 resourceVersion: two replicas racing for it cannot both win (the loser gets 409).
-Verbs: get, create, update (`strategies.permissions.LEADER_ELECTION`).
+Verbs: get, create, update (`strategies.kube.permissions.LEADER_ELECTION`).
 """
 
 from __future__ import annotations

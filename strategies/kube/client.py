@@ -7,7 +7,7 @@ from typing import Protocol
 
 import urllib3.exceptions
 
-from strategies.errors import KubeUnreachable
+from strategies.kube.errors import KubeUnreachable
 
 __all__ = ["NETWORK_ERRORS", "Clock", "KubeUnreachable"]
 

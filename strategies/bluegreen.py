@@ -19,16 +19,16 @@ from typing import Any
 
 import structlog
 
-from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
 from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore
-from analyzer.standalone.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
-from analyzer.standalone.spec import RolloutFile
-from analyzer.verdicts import MetricStatus, Verdict
+from analyzer.verdicts import AnalysisReport, MetricStatus, Verdict
 from metrics.source import MetricQuery, MetricSource, Series, Version, Window
-from strategies.pods import PodGate, PodsUnhealthy
-from strategies.services import SelectorChanged, ServiceSwitch
+from strategies.kube.pods import PodGate, PodsUnhealthy
+from strategies.kube.services import SelectorChanged, ServiceSwitch
+from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
+from strategies.rollout_file import RolloutFile
 
 
 class BeforeSwitch:
@@ -97,8 +97,9 @@ class BlueGreenRollout:
             "canaryHash": _labels(self.green),
             "stableHash": _labels(self.blue),
         }
-        observations = fetch_observations(self.file.analysis, self.source, window, params)
-        report = judge_observations(self.file.analysis, observations, looks=[1], params=params)
+        plan = self.recorder.plan
+        observations = fetch_observations(plan, self.source, window, params)
+        report = judge_observations(plan, observations, looks=[1], params=params)
         if all(m.status is MetricStatus.NO_DATA for m in report.metrics):
             self.say("the preview has had no traffic: not analysed")
             return None
@@ -111,7 +112,7 @@ class BlueGreenRollout:
         limit = self.r.rollback_on.max_error_rate
         if limit is None:
             return None
-        specs = {m.name: m for m in self.file.analysis.metrics}
+        specs = {m.name: m for m in self.recorder.plan.metrics}
         for m in report.metrics:
             spec = specs.get(m.name)
             rate, requests = m.canary.get("rate"), m.canary.get("requests") or 0

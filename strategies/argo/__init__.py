@@ -5,9 +5,9 @@ job per updating Rollout and acts exactly once per decision; `RolloutWatch` find
 `LeaseElector` lets one replica act; `ControllerApp` wires them for `verdict serve --watch`.
 """
 
-from analyzer.controller.app import ControllerApp, ControllerOptions
-from analyzer.controller.controller import Controller, ControllerSettings, default_identity
-from analyzer.controller.decide import (
+from strategies.argo.app import ControllerApp, ControllerOptions
+from strategies.argo.controller import Controller, ControllerSettings, default_identity
+from strategies.argo.decide import (
     ANALYSIS_ANNOTATION,
     STATUS_ANNOTATION,
     Action,
@@ -17,9 +17,9 @@ from analyzer.controller.decide import (
     decide,
     rollout_view,
 )
-from analyzer.controller.leader import LeaseElector
-from analyzer.controller.telemetry import ControllerTelemetry
-from analyzer.controller.watch import RolloutWatch
+from strategies.argo.leader import LeaseElector
+from strategies.argo.telemetry import ControllerTelemetry
+from strategies.argo.watch import RolloutWatch
 
 __all__ = [
     "ANALYSIS_ANNOTATION",

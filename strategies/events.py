@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 
 import structlog
 
-from analyzer.canary import CanaryResult, Look
 from analyzer.notify import EventKind, RunEvent, RunInfo, figures_of
 from analyzer.render import metric_json
 from analyzer.runs.events import RunJournal, look_event
 from analyzer.runs.model import Run
 from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
+from strategies.record import CanaryResult, Look
 from strategies.router import TrafficRouter
 
 _log = structlog.get_logger()

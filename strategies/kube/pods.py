@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from strategies.errors import KubeUnreachable, PodsUnhealthy
-from strategies.kube import NETWORK_ERRORS, Clock
+from strategies.kube.client import NETWORK_ERRORS, Clock
+from strategies.kube.errors import KubeUnreachable, PodsUnhealthy
 
 __all__ = ["PodGate", "PodState", "PodsUnhealthy", "pod_state"]
 

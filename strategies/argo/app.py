@@ -10,12 +10,12 @@ from typing import Any
 import structlog
 
 from analyzer.clock import Clock
-from analyzer.controller.controller import Controller, ControllerSettings, default_identity
-from analyzer.controller.leader import LeaseElector
-from analyzer.controller.telemetry import ControllerTelemetry
-from analyzer.controller.watch import RolloutWatch
 from analyzer.runs import RunService
-from strategies.argo import ArgoRollouts
+from strategies.argo.controller import Controller, ControllerSettings, default_identity
+from strategies.argo.leader import LeaseElector
+from strategies.argo.rollouts import ArgoRollouts
+from strategies.argo.telemetry import ControllerTelemetry
+from strategies.argo.watch import RolloutWatch
 
 _log = structlog.get_logger()
 

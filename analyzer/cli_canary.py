@@ -105,7 +105,7 @@ def canary_run(
     from analyzer.spec import SpecError
 
     logs.configure(json=as_json, level="warning")
-    from analyzer.standalone.spec import load_rollout_file
+    from strategies.rollout_file import load_rollout_file
 
     try:
         file = load_rollout_file(config)
@@ -118,9 +118,9 @@ def canary_run(
             "no Prometheus URL: give --prometheus-url, VERDICT_PROMETHEUS_URL or prometheus.url",
             EXIT_BAD_INPUT,
         )
-    from analyzer.controller.app import KubeConfigError, kube_api_client
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from metrics.factory import SourceSettings, open_source
+    from strategies.argo.app import KubeConfigError, kube_api_client
 
     try:
         api_client = kube_api_client(kubeconfig)
@@ -140,7 +140,7 @@ def canary_run(
         )
     )
     console = Console(stderr=as_json) if sys.stderr.isatty() or not as_json else None
-    from analyzer.standalone.wiring import run_rollout, runner
+    from strategies.wiring import run_rollout, runner
 
     rollout = runner(
         file, api_client, source, run_store, keep_weights=keep_weights, console=console

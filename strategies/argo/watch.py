@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from strategies.argo import GROUP, PLURAL, VERSION
+from strategies.argo.rollouts import GROUP, PLURAL, VERSION
 
 _log = structlog.get_logger()
 Rollout = dict[str, Any]

@@ -17,15 +17,14 @@ from typing import Any
 
 import structlog
 
-from analyzer.analysis import AnalysisReport
 from analyzer.clock import Clock, format_time
 from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore
-from analyzer.standalone.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
-from analyzer.standalone.spec import RolloutFile
-from analyzer.verdicts import Verdict
+from analyzer.verdicts import AnalysisReport, Verdict
 from metrics.source import MetricSource
-from strategies.deployments import DeploymentOps, Revisions, complete, revision
+from strategies.kube.deployments import DeploymentOps, Revisions, complete, revision
+from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
+from strategies.rollout_file import RolloutFile
 
 
 class RollingRollout:

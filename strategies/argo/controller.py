@@ -32,7 +32,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from analyzer.clock import Clock, format_time
-from analyzer.controller.decide import (
+from analyzer.runs import LookRequest, RunError, RunService
+from analyzer.runs.journal import DONE, DROPPED, PENDING, ActionRecord, new_action
+from analyzer.verdicts import Verdict
+from strategies.argo.decide import (
     PAUSED_ANNOTATION,
     STATUS_ANNOTATION,
     Action,
@@ -42,11 +45,8 @@ from analyzer.controller.decide import (
     decide,
     rollout_view,
 )
-from analyzer.controller.telemetry import ControllerTelemetry
-from analyzer.runs import LookRequest, RunError, RunService
-from analyzer.runs.journal import DONE, DROPPED, PENDING, ActionRecord, new_action
-from analyzer.verdicts import Verdict
-from strategies.argo import PATCHES, Rollout, RolloutActuator
+from strategies.argo.rollouts import PATCHES, Rollout, RolloutActuator
+from strategies.argo.telemetry import ControllerTelemetry
 
 _log = structlog.get_logger()
 _CONFLICT_RETRIES = 5

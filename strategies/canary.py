@@ -4,7 +4,7 @@ Rules (those of `analyzer.canary`, with a real router, pods and the run store):
 * The analysis is one run of the run core over the whole rollout: every look judges all traffic
   since the run started (`analyzer.runs.model.look_window`), failures are sticky.
 * Before the first weight and before every increase the canary's pods must be Ready
-  (`strategies.pods.PodGate`); during a step each look checks them again. A fatal pod reason or
+  (`strategies.kube.pods.PodGate`); during a step each look checks them again. A fatal pod reason or
   pods not Ready for `podReadyTimeout` aborts the run: traffic back on stable.
 * Any failing look aborts at once, mid-step: 100 % on stable in one write.
 * A step lasts `stepDuration`; then the next weight is written (a pass is not needed to move on:
@@ -28,30 +28,29 @@ from typing import Any, Protocol
 
 import structlog
 
-from analyzer.analysis import AnalysisReport
-from analyzer.canary import CanaryResult
-from analyzer.canary import Look as LoopLook
-from analyzer.canary_events import CanaryRecorder
 from analyzer.clock import Clock, format_time, parse_time
 from analyzer.notify import NopNotifier, RunInfo
 from analyzer.runs.events import RunJournal
 from analyzer.runs.model import Run, RunKey, new_run
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
-from analyzer.standalone.record import (
+from analyzer.verdicts import AnalysisReport, Verdict
+from metrics.source import MetricSource
+from strategies.events import CanaryRecorder
+from strategies.kube.istio import TrafficChanged, Weights
+from strategies.kube.pods import PodState, PodsUnhealthy
+from strategies.record import (
     ABORTED,
     INTERRUPTED,
     PAUSED,
     PROMOTED,
     RUNNING,
+    CanaryResult,
     Outcome,
     Recorder,
 )
-from analyzer.standalone.spec import RolloutFile
-from analyzer.verdicts import Verdict
-from metrics.source import MetricSource
-from strategies.istio import TrafficChanged, Weights
-from strategies.pods import PodState, PodsUnhealthy
+from strategies.record import Look as LoopLook
+from strategies.rollout_file import RolloutFile
 
 MAX_ATTEMPTS = 1000
 
@@ -116,7 +115,14 @@ class CanaryRollout:
         on_look: Callable[[LookEvent], None] | None = None,
         on_message: Callable[[str], None] | None = None,
         record_events: bool = True,
+        extra_looks: int = 0,
+        look_intervals: bool = False,
     ) -> None:
+        """`extra_looks`: the last analysed step goes on looking up to this many intervals past
+        its end while undecided; `look_intervals`: each look judges the run's traffic interval by
+        interval (as `verdict analyze` does) instead of as one window since the start."""
+        self.extra_looks = extra_looks
+        self.look_intervals = look_intervals
         self.file = file
         self.record_events = record_events
         self.recorder: CanaryRecorder | None = None
@@ -245,7 +251,13 @@ class CanaryRollout:
     # --- the store ------------------------------------------------------------------------
 
     def _recorder(self, run: Run, progress: dict[str, Any]) -> Recorder:
-        recorder = Recorder(self.spec, self.deps.store, self.deps.source, self.deps.clock)
+        recorder = Recorder(
+            self.spec,
+            self.deps.store,
+            self.deps.source,
+            self.deps.clock,
+            interval=self.spec.interval if self.look_intervals else None,
+        )
         recorder.run, recorder.progress = run, progress
         return recorder
 
@@ -414,9 +426,11 @@ class CanaryRollout:
         clock = self.deps.clock
         end = started + timedelta(seconds=self.rollout.step_duration)
         interval = self.spec.interval
+        last = number == len(self.rollout.analysed_steps)
+        overtime = self.extra_looks * interval if last else 0.0
         while True:
             left = (end - clock.now()).total_seconds()
-            clock.sleep(max(0.0, min(interval, left)))
+            clock.sleep(max(0.0, min(interval, left + overtime)))
             self.deps.gate.check()
             self.deps.router.verify()
             report = self._look(state)
@@ -442,5 +456,7 @@ class CanaryRollout:
                         seconds_left=max(left, 0.0),
                     )
                 )
-            if report.verdict is Verdict.FAIL or left <= 0:
+            if report.verdict is Verdict.FAIL:
+                return report
+            if left <= 0 and (report.verdict is not Verdict.INCONCLUSIVE or left <= -overtime):
                 return report

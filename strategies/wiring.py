@@ -9,17 +9,17 @@ from rich.console import Console
 from analyzer.clock import SystemClock
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
-from analyzer.standalone.canary import CanaryRollout, CannotResume, Deps, LookEvent
-from analyzer.standalone.record import PAUSED, Outcome
-from analyzer.standalone.spec import RolloutFile
 from analyzer.verdicts import MetricReport
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import MetricSource
-from strategies.deployments import DeploymentError
-from strategies.istio import Destination, IstioRouter, RouterError
-from strategies.kube import KubeUnreachable
-from strategies.pods import PodGate
-from strategies.services import ServiceError
+from strategies.canary import CanaryRollout, CannotResume, Deps, LookEvent
+from strategies.kube.client import KubeUnreachable
+from strategies.kube.deployments import DeploymentError
+from strategies.kube.istio import Destination, IstioRouter, RouterError
+from strategies.kube.pods import PodGate
+from strategies.kube.services import ServiceError
+from strategies.record import PAUSED, Outcome
+from strategies.rollout_file import RolloutFile
 
 EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_UNREACHABLE = 2, 3, 4
 
@@ -87,8 +87,8 @@ def runner(
     say = (lambda m: console.print(m, highlight=False)) if console is not None else None
     core = client.CoreV1Api(api_client)
     if r.strategy == "blueGreen":
-        from analyzer.standalone.bluegreen import BlueGreenRollout, _labels
-        from strategies.services import ServiceSwitch
+        from strategies.bluegreen import BlueGreenRollout, _labels
+        from strategies.kube.services import ServiceSwitch
 
         assert r.green is not None
         return BlueGreenRollout(
@@ -107,8 +107,8 @@ def runner(
             on_message=say,
         )
     if r.strategy == "rolling":
-        from analyzer.standalone.rolling import RollingRollout
-        from strategies.deployments import DeploymentOps
+        from strategies.kube.deployments import DeploymentOps
+        from strategies.rolling import RollingRollout
 
         return RollingRollout(
             file,

@@ -16,8 +16,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from strategies.errors import KubeUnreachable, RouterError, TrafficChanged
-from strategies.kube import NETWORK_ERRORS
+from strategies.kube.client import NETWORK_ERRORS
+from strategies.kube.errors import KubeUnreachable, RouterError, TrafficChanged
 
 __all__ = ["Destination", "IstioRouter", "RouterError", "TrafficChanged", "Weights", "read_weights"]
 

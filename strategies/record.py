@@ -8,18 +8,42 @@ the run's start, sticky failures) with the strategy's progress in the last answe
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from analyzer.analysis import AnalysisReport, fetch_observations, judge_observations
+from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
-from analyzer.runs.model import Look, Run, RunKey, advance, look_window, new_run
+from analyzer.runs.model import Look as RunLook
+from analyzer.runs.model import Run, RunKey, advance, look_window, new_run
 from analyzer.runs.store import RunStore
-from analyzer.spec import AnalysisSpec, SpecError
-from metrics.source import MetricSource
+from analyzer.spec import AnalysisSpec, SpecError, plan_analysis
+from analyzer.verdicts import AnalysisReport
+from metrics.source import MetricSource, Window
 
 RUNNING, INTERRUPTED = "running", "interrupted"
 PROMOTED, ABORTED, PAUSED = "promoted", "aborted", "paused"
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look of a canary loop: the step and weight it was taken at, and its report."""
+
+    step: int
+    weight: int
+    look: int
+    time: datetime
+    report: AnalysisReport
+
+
+@dataclass
+class CanaryResult:
+    """A canary loop's decision as the demo, the events and the notifiers see it."""
+
+    decision: str  # promoted | aborted | paused
+    reason: str
+    final: AnalysisReport | None
+    looks: list[Look] = field(default_factory=list)
+    steps: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -36,9 +60,20 @@ class Outcome:
 
 class Recorder:
     def __init__(
-        self, spec: AnalysisSpec, store: RunStore, source: MetricSource, clock: Clock
+        self,
+        spec: AnalysisSpec,
+        store: RunStore,
+        source: MetricSource,
+        clock: Clock,
+        *,
+        interval: float | None = None,
     ) -> None:
         self.spec = spec
+        self.plan = plan_analysis(spec)
+        self.interval = interval
+        """When set, a look judges the run's traffic in intervals of this many seconds (as
+        `verdict analyze` and the benchmarks judge a window) instead of one window since the
+        run's start."""
         self.store = store
         self.source = source
         self.clock = clock
@@ -70,13 +105,13 @@ class Recorder:
         self.save()
         return run
 
-    def save(self, look: tuple[AnalysisReport | None, datetime] | None = None) -> Look | None:
+    def save(self, look: tuple[AnalysisReport | None, datetime] | None = None) -> RunLook | None:
         assert self.run is not None
-        outcome: list[Look] = []
+        outcome: list[RunLook] = []
 
         def change(current: Run) -> Run:
             if look is not None:
-                done = advance(self.spec, current, look[0], look[1])
+                done = advance(self.plan, current, look[0], look[1])
                 outcome.append(done)
                 current = done.run
             answer = dict(current.answer or {})
@@ -99,11 +134,19 @@ class Recorder:
         assert self.run is not None
         now = self.clock.now()
         window = look_window(self.run, now)
+        if window is not None and self.interval:
+            step = timedelta(seconds=self.interval)
+            intervals = int((now - self.run.started_at) / step)
+            window = None if intervals < 1 else Window(
+                start=self.run.started_at, end=self.run.started_at + step * intervals, step=step
+            )
         report = None
         if window is not None:
             params = self.run.params
-            observations = fetch_observations(self.spec, self.source, window, params)
-            report = judge_observations(self.spec, observations, looks=[1], params=params)
+            observations = fetch_observations(self.plan, self.source, window, params)
+            report = judge_observations(
+                self.plan, observations, looks=[window.intervals], params=params
+            )
         done = self.save((report, now))
         assert done is not None
         self.final = done.report

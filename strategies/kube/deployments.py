@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from strategies.errors import DeploymentError, KubeUnreachable
-from strategies.kube import NETWORK_ERRORS, Clock
+from strategies.kube.client import NETWORK_ERRORS, Clock
+from strategies.kube.errors import DeploymentError, KubeUnreachable
 
 __all__ = ["DeploymentError", "DeploymentOps", "Revisions", "complete", "undo_patch"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from strategies.errors import KubeUnreachable, SelectorChanged, ServiceError
-from strategies.kube import NETWORK_ERRORS
+from strategies.kube.client import NETWORK_ERRORS
+from strategies.kube.errors import KubeUnreachable, SelectorChanged, ServiceError
 
 __all__ = ["SelectorChanged", "ServiceError", "ServiceSwitch", "selector_patch"]
 

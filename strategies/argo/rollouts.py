@@ -16,7 +16,7 @@ The patches are computed by pure functions from the Rollout as read (`promote_pa
 `ArgoRollouts` sends them with the official `kubernetes` client. Verdict never writes the
 VirtualServices or Services of a Rollout: Argo owns them. Also here: the decision annotation and
 the Kubernetes Event each decision leaves on the Rollout. The verbs used are those of
-`strategies.permissions.CONTROLLER`.
+`strategies.kube.permissions.CONTROLLER`.
 """
 
 from __future__ import annotations

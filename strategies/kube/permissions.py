@@ -3,7 +3,7 @@
 Every call Verdict makes to the Kubernetes API is covered by a rule here, grouped by the
 feature that needs it. The Helm chart's RBAC is rendered from this list (see
 ``charts/verdict``) and the chart tests compare the rendered rules with it, so the two
-cannot drift. Print it with ``python -m strategies.permissions``.
+cannot drift. Print it with ``python -m strategies.kube.permissions``.
 """
 
 from __future__ import annotations

@@ -1,1 +1,0 @@
-"""Standalone strategies: Verdict moves traffic itself (`verdict canary run`, `verdict demo`)."""
