@@ -46,7 +46,7 @@ FLAGGER_TUTORIAL = "https://docs.flagger.app/tutorials/istio-progressive-deliver
 KAYENTA_DOCS = "https://github.com/spinnaker/kayenta/issues/633"
 JUDGE_NOTES = {
     "verdict": "Verdict's engine, default settings (alpha 0.05, beta 0.10, 60-minute pre-run "
-    "window), the analysis of benchmarks/specs.py; step rules of analyzer/canary.py (any failure "
+    "window), the analysis of benchmarks/specs.py; step rules of strategies/canary.py (any failure "
     "aborts at once; promoted at the first pass from the end of the 50 % step, 15 min, on; else "
     "paused at the horizon, 35 min)",
     "verdict-compare": "Verdict with the comparisons only (the analysis of benchmarks/specs.py "

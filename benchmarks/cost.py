@@ -41,8 +41,9 @@ from analyzer.looks import CODES_TO_STATUS, metric_looks
 from analyzer.plan import AnalysisPlan
 from analyzer.spec import AnalysisSpec, plan_analysis
 from benchmarks import prom
+from benchmarks.prom import counter_selectors
 from metrics.prometheus import PrometheusSource
-from metrics.promql import increase_query, promql_duration, render
+from metrics.promql import increase_query, promql_duration
 from metrics.simulated import SimulatedSource, TrafficModel
 from metrics.source import HistogramSeries, RatioSeries, Series, Window
 
@@ -231,16 +232,6 @@ def scaling(quick: bool) -> dict[str, Any]:
 
 INSTANT_ONLY = 10**9  # `range_read_from` that keeps a source on one instant query a look
 RAW_PARALLEL = 4  # run_analysis fetches 4 series at a time, each sending 4 queries at a time
-
-
-def counter_selectors(spec: AnalysisSpec, canary: dict[str, str], baseline: dict[str, str]) -> list[tuple[str, bool]]:
-    """(rendered counter selector, by le) of every counter one analysis reads, both versions."""
-    return [
-        (render(counter, matchers), by_le)
-        for metric in spec.metrics
-        for matchers in (canary, baseline)
-        for counter, by_le in metric.metric_query.counters()
-    ]
 
 
 def instant_queries(selectors: list[tuple[str, bool]], window: Window) -> list[list[tuple[str, float]]]:

@@ -43,7 +43,7 @@ import yaml
 from analyzer.analysis import fetch_observations, judge_observations, run_analysis
 from analyzer.spec import AnalysisSpec, parse_analysis, plan_analysis
 from benchmarks import serve as serve_bench
-from benchmarks.cost import counter_selectors
+from benchmarks.prom import counter_selectors
 from metrics.prometheus import PrometheusSource
 from metrics.source import Window
 

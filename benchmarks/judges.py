@@ -6,9 +6,9 @@ taken at. Looks are 30 s intervals on the timeline of `benchmarks.simulate`.
 * `verdict_decisions`: Verdict's engine. Per-look metric statuses come from
   `analyzer.looks` (the engine's one implementation of the rules, run on every run of a batch at
   once, failures sticky); `replay_steps` then applies the step rules of
-  `analyzer.canary.run_canary` (any failure aborts at once, promotion from the end of the last
+  the canary loop, `strategies.canary.CanaryRollout` (any failure aborts at once, promotion from the end of the last
   analysed step on only on a pass, else paused at the horizon).
-  `tests/test_benchmark_replay.py` checks it against `run_canary` itself.
+  `tests/test_benchmark_replay.py` checks it against that loop itself.
 * `threshold_decisions`: fixed thresholds as Argo Rollouts and Flagger users write them (error
   rate < 1 %, p99 < 500 ms on the canary's data over the query's window; an empty window fails),
   measured on the schedule of a `ThresholdRule`: `ARGO` / `FLAGGER` as their documentation
@@ -128,7 +128,7 @@ def replay_steps(
     *,
     analysed_looks: int = ANALYSED_LOOKS,
 ) -> Decisions:
-    """The step rules of `analyzer.canary.run_canary` on per-look metric codes (metrics, runs,
+    """The step rules of the canary loop (`strategies.canary.CanaryRollout` with `extra_looks`) on per-look metric codes (metrics, runs,
     looks) in the `all` scoring mode: any failure aborts at once; from the end of the last
     analysed step on, the first look at which every metric passes promotes; otherwise paused at
     the horizon (the last look given)."""

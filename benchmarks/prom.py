@@ -25,7 +25,9 @@ from typing import Any, TextIO
 import numpy as np
 import requests
 
+from analyzer.spec import AnalysisSpec
 from benchmarks.simulate import BASELINE_ERROR_RATE, bucket_probabilities
+from metrics.promql import render
 
 SCRAPE_SECONDS = 15.0
 BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -188,3 +190,13 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+def counter_selectors(spec: AnalysisSpec, canary: dict[str, str], baseline: dict[str, str]) -> list[tuple[str, bool]]:
+    """(rendered counter selector, by le) of every counter one analysis reads, both versions."""
+    return [
+        (render(counter, matchers), by_le)
+        for metric in spec.metrics
+        for matchers in (canary, baseline)
+        for counter, by_le in metric.metric_query.counters()
+    ]

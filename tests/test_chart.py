@@ -1,7 +1,7 @@
 """The Helm chart (charts/verdict), rendered by a real helm: `helm lint --strict` and `helm template`
 for the defaults and each switch, every object valid against the Kubernetes OpenAPI schemas
 (kubernetes-validate, offline) or the Argo Rollouts CRDs, RBAC equal to the one list of verbs in
-strategies/permissions.py, and a values schema that rejects wrong types and unknown keys."""
+strategies/kube/permissions.py, and a values schema that rejects wrong types and unknown keys."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from analyzer.spec import load_analyses
-from strategies import permissions
+from strategies.kube import permissions
 from tests.helm import CHART, HelmError, lint, notes, template
 from tests.test_serve_argo import _validate as validate_argo
 
@@ -256,7 +256,7 @@ def test_an_existing_api_token_secret_is_used_and_none_is_generated() -> None:
     }
 
 
-# ---- RBAC: equal to strategies/permissions.py for each switch
+# ---- RBAC: equal to strategies/kube/permissions.py for each switch
 
 
 def test_the_chart_carries_the_permissions_list_of_the_code() -> None:

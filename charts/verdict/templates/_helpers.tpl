@@ -76,7 +76,7 @@ app.kubernetes.io/part-of: verdict
 
 {{/*
 The RBAC rules for the namespaces Verdict acts in, from files/permissions.json (generated from
-strategies/permissions.py, the one list of the Kubernetes calls Verdict makes). Identical rules
+strategies/kube/permissions.py, the one list of the Kubernetes calls Verdict makes). Identical rules
 shared by two features appear once.
 */}}
 {{- define "verdict.rules" -}}
