@@ -501,7 +501,7 @@ def serve(
             _check_url(spec.prometheus.url, f"{spec.name}: prometheus.url", redactor)
     api_client = None
     if watch:
-        from strategies.argo.app import KubeConfigError, kube_api_client
+        from strategies.kube.api import KubeConfigError, kube_api_client
 
         try:
             api_client = kube_api_client(kubeconfig)

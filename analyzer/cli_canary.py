@@ -120,7 +120,7 @@ def canary_run(
         )
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from metrics.factory import SourceSettings, open_source
-    from strategies.argo.app import KubeConfigError, kube_api_client
+    from strategies.kube.api import KubeConfigError, kube_api_client
 
     try:
         api_client = kube_api_client(kubeconfig)

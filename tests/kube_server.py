@@ -311,13 +311,16 @@ class KubeServer:
 
     # --- clients -----------------------------------------------------------------------
 
-    def api_client(self) -> Any:
-        """A `kubernetes.client.ApiClient` for this server (no authentication)."""
+    def api_client(self, timeout: tuple[float, float] | None = None) -> Any:
+        """Verdict's Kubernetes client (`strategies.kube.client.DeadlineApiClient`: the official
+        client with a deadline on every call) for this server (no authentication)."""
         from kubernetes import client
+
+        from strategies.kube.api import DEFAULT_TIMEOUT, DeadlineApiClient
 
         configuration = client.Configuration()
         configuration.host = self.url
-        return client.ApiClient(configuration)
+        return DeadlineApiClient(configuration, timeout=timeout or DEFAULT_TIMEOUT)
 
     def write_kubeconfig(self, path: Path, *, namespace: str = "default") -> Path:
         """A kubeconfig file whose current context is this server."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,28 +17,6 @@ from strategies.argo.telemetry import ControllerTelemetry
 from strategies.argo.watch import RolloutWatch
 
 _log = structlog.get_logger()
-
-
-class KubeConfigError(Exception):
-    """No usable Kubernetes configuration (no kubeconfig, not inside a cluster)."""
-
-
-def kube_api_client(kubeconfig: str | None = None) -> Any:
-    """A `kubernetes.client.ApiClient`: from `kubeconfig`, else `KUBECONFIG`, else in-cluster."""
-    from kubernetes import client, config
-
-    path = kubeconfig or os.environ.get("KUBECONFIG") or None
-    try:
-        if path:
-            return config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return client.ApiClient(configuration)
-    except (config.ConfigException, OSError, TypeError, ValueError) as error:
-        where = f"kubeconfig {path}" if path else "the in-cluster service account"
-        raise KubeConfigError(
-            f"cannot use {where}: {error}; give --kubeconfig or KUBECONFIG outside a cluster"
-        ) from None
 
 
 @dataclass(frozen=True)

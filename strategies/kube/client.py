@@ -1,4 +1,5 @@
-"""What the standalone strategies share about talking to the Kubernetes API."""
+"""What every part that talks to the Kubernetes API shares: the errors of an API that cannot be
+reached, and the clock the strategies wait on (the client itself: `strategies.kube.api`)."""
 
 from __future__ import annotations
 
