@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ EXIT_CODES = {"promoted": 0, "aborted": 1, "paused": 3, "interrupted": 130}
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 4
 EXIT_STORE_UNAVAILABLE = 5
+EXIT_TRAFFIC_NOT_RESTORED = 6
 
 canary_app = typer.Typer(
     help="Standalone canary: Verdict moves the traffic itself.", no_args_is_help=True
@@ -52,7 +54,9 @@ def outcome_json(outcome: Any) -> dict[str, Any]:
 
 
 def _write_report(run_store: Any, run_id: str, path: str) -> None:
-    """The run's report (as `verdict report` writes it), its format from the file's suffix."""
+    """The run's report (as `verdict report` writes it), its format from the file's suffix.
+    A side part (fail-safe rule I6): whatever goes wrong is reported and never changes the exit
+    code, which is the decision's."""
     from analyzer.report import ReportFormat, load_report, render_report
 
     suffix = Path(path).suffix.lower().lstrip(".")
@@ -61,6 +65,8 @@ def _write_report(run_store: Any, run_id: str, path: str) -> None:
         Path(path).write_text(render_report(load_report(run_store, run_id), fmt), encoding="utf-8")
     except OSError as error:
         print(f"--report: cannot write {path}: {error.strerror}", file=sys.stderr)
+    except Exception as error:
+        print(f"--report: the report could not be made: {error}", file=sys.stderr)
 
 
 @canary_app.command("run")
@@ -92,9 +98,17 @@ def canary_run(
             help="At the end, write the run's report here (.html with plots, .md or .json).",
         ),
     ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start a new run even when this canary's last run ended (promoted or aborted).",
+        ),
+    ] = False,
 ) -> None:
     """Run a rollout to its end: exit 0 promoted, 1 aborted, 3 paused, 2 bad input,
-    4 Prometheus or the Kubernetes API unreachable, 130 interrupted."""
+    4 Prometheus or the Kubernetes API unreachable, 5 run store unavailable, 6 aborted but the
+    write back to stable did not land within rollbackDeadline, 130 interrupted."""
     if output not in (None, "text", "json"):
         _fail(f"--output: text or json, got {output!r}", EXIT_BAD_INPUT)
     as_json = output == "json" or (output is None and not sys.stdout.isatty())
@@ -140,10 +154,22 @@ def canary_run(
         )
     )
     console = Console(stderr=as_json) if sys.stderr.isatty() or not as_json else None
+    from analyzer.notify import NotifyConfigError, build_notifier
     from strategies.wiring import run_rollout, runner
 
+    try:
+        notifier = build_notifier(spec.grafana, spec.notifications)
+    except NotifyConfigError as error:
+        _fail(f"{spec.name}: {error}", EXIT_BAD_INPUT)
     rollout = runner(
-        file, api_client, source, run_store, keep_weights=keep_weights, console=console
+        file,
+        api_client,
+        source,
+        run_store,
+        keep_weights=keep_weights,
+        console=console,
+        restart=restart,
+        notifier=notifier,
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -154,6 +180,8 @@ def canary_run(
         _fail(str(error), EXIT_STORE_UNAVAILABLE)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(Exception):  # a side part: bounded, never the exit code
+            notifier.close(timeout=5.0)
         run_store.close()
     if code is not None:
         raise typer.Exit(code)

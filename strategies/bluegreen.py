@@ -28,6 +28,7 @@ from metrics.source import MetricQuery, MetricSource, Series, Version, Window
 from strategies.kube.pods import PodGate, PodsUnhealthy
 from strategies.kube.services import SelectorChanged, ServiceSwitch
 from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
+from strategies.restore import RestoreFailed, RestorePolicy, until_restored
 from strategies.rollout_file import RolloutFile
 
 
@@ -78,6 +79,13 @@ class BlueGreenRollout:
         self.say = on_message or (lambda _m: None)
         self.log = structlog.get_logger().bind(service=switch.where)
 
+    def _finish_anyway(self, decision: str, reason: str) -> None:
+        """Record the end as far as the store can take it (the run ends on an error)."""
+        try:
+            self._finish(decision, reason, "error")
+        except Exception as error:
+            self.log.error("the run's end could not be recorded", error=str(error))
+
     def _finish(self, decision: str, reason: str, verdict: str) -> Outcome:
         self.log.info("blue/green finished", decision=decision, reason=reason)
         return self.recorder.finish(decision, reason, verdict)
@@ -126,8 +134,16 @@ class BlueGreenRollout:
         return None
 
     def _back_to_blue(self) -> None:
-        self.switch.switch(self.green, self.blue)
+        """The selector back on blue, tried until it lands and reads back (I2)."""
+        until_restored(
+            lambda: self.switch.switch(self.green, self.blue),
+            lambda: self.switch.selector() == self.blue,
+            what=self.switch.where,
+            clock=self.clock,
+            policy=RestorePolicy(deadline=self.r.rollback_deadline),
+        )
         self.recorder.progress["selector"] = self.blue
+        self.recorder.progress.pop("pending", None)
 
     def run(self) -> Outcome:
         current = self.switch.selector()
@@ -142,7 +158,6 @@ class BlueGreenRollout:
                 reason = f"green failed on the preview, not switched: {preview.reason}"
                 self.log.warning("blue/green aborted on the preview", reason=preview.reason)
                 return Outcome(decision=ABORTED, reason=reason, run_id=None, final=preview)
-        self.switch.switch(self.blue, self.green)
         switched = self.clock.now()
         digest = hashlib.sha256(f"{self.file.text}{format_time(switched)}".encode()).hexdigest()
         key = RunKey(
@@ -158,7 +173,8 @@ class BlueGreenRollout:
             "strategy": "blueGreen",
             "service": f"{self.r.namespace}/{self.r.active_service}",
             "state": "running",
-            "selector": self.green,
+            "selector": self.blue,
+            "pending": {"selector": self.green},
             "steps": [
                 {
                     "step": 1,
@@ -170,10 +186,15 @@ class BlueGreenRollout:
             ],
             "reason": "",
         }
+        # I3: the run and the switch it is about to make are recorded first: a store that cannot
+        # record, or a placeholder the strategy does not fill, stops here with blue untouched
         self.recorder.start(key, params, switched, progress)
-        self.say(f"{self.switch.where} switched to green {self.green}; validating")
         end = switched + timedelta(seconds=self.r.validation_period)
         try:
+            self.switch.switch(self.blue, self.green)
+            self.recorder.progress["selector"] = self.green
+            self.recorder.progress.pop("pending", None)
+            self.say(f"{self.switch.where} switched to green {self.green}; validating")
             while True:
                 left = (end - self.clock.now()).total_seconds()
                 self.clock.sleep(max(0.0, min(self.file.analysis.interval, left)))
@@ -198,15 +219,27 @@ class BlueGreenRollout:
         except KeyboardInterrupt:
             self._back_to_blue()
             return self._finish(INTERRUPTED, "interrupted: switched back to blue", "interrupted")
+        except RestoreFailed as error:
+            self._finish_anyway(ABORTED, str(error))
+            raise
         except Exception as error:
             self.log.error(
                 "blue/green stopped by an error; switching back to blue", error=str(error)
             )
+            restore_failed: RestoreFailed | None = None
             try:
                 self._back_to_blue()
-            except Exception as restore:
-                self.log.error("could not switch back to blue", error=str(restore))
-            self._finish(ABORTED, f"stopped by an error: {error}", "error")
+            except RestoreFailed as failed:
+                self.log.error("could not switch back to blue", error=str(failed))
+                restore_failed = failed
+            except Exception as other:  # the selector changed by someone else: reported
+                self.log.error("could not switch back to blue", error=str(other))
+            reason = f"stopped by an error: {error}"
+            if restore_failed is not None:
+                reason += f"; {restore_failed}"
+            self._finish_anyway(ABORTED, reason)
+            if restore_failed is not None:
+                raise restore_failed from error
             raise
         if report.verdict is Verdict.PASS:
             return self._finish(PROMOTED, f"green kept: {report.reason}", "pass")

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
 from analyzer.clock import Clock, format_time, parse_time
-from analyzer.notify import NopNotifier, RunInfo
+from analyzer.notify import NopNotifier, Notifier, RunInfo
 from analyzer.runs.events import RunJournal
 from analyzer.runs.model import Run, RunKey, new_run
-from analyzer.runs.store import RunStore
+from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import SpecError
 from analyzer.verdicts import AnalysisReport, Verdict
 from metrics.source import MetricSource
@@ -50,9 +50,16 @@ from strategies.record import (
     Recorder,
 )
 from strategies.record import Look as LoopLook
+from strategies.restore import RestoreFailed, RestorePolicy, until_restored
 from strategies.rollout_file import RolloutFile
 
 MAX_ATTEMPTS = 1000
+
+
+class _AlreadyEnded(Exception):
+    def __init__(self, run: Run, progress: dict[str, Any]) -> None:
+        super().__init__(run.id)
+        self.run, self.progress = run, progress
 
 
 class Router(Protocol):
@@ -79,6 +86,8 @@ class Deps:
     source: MetricSource
     store: RunStore
     clock: Clock
+    notifier: Notifier = field(default_factory=NopNotifier)
+    """Who hears the run's events (the analysis file's notifications and Grafana)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,10 @@ class LookEvent:
 
 class CannotResume(Exception):
     """A recorded run cannot be resumed (the route shows other weights); nothing was written."""
+
+
+ENDED = (PROMOTED, ABORTED)
+"""A run that ended so is not started again by the same command (fail-safe rule I5)."""
 
 
 def _progress_of(run: Run) -> dict[str, Any] | None:
@@ -117,12 +130,16 @@ class CanaryRollout:
         record_events: bool = True,
         extra_looks: int = 0,
         look_intervals: bool = False,
+        restart: bool = False,
     ) -> None:
         """`extra_looks`: the last analysed step goes on looking up to this many intervals past
         its end while undecided; `look_intervals`: each look judges the run's traffic interval by
         interval (as `verdict analyze` does) instead of as one window since the start."""
         self.extra_looks = extra_looks
         self.look_intervals = look_intervals
+        self.restart = restart
+        """Start a new run even when the last one of this canary ended (promoted, aborted)."""
+        self.ended: Outcome | None = None
         self.file = file
         self.record_events = record_events
         self.recorder: CanaryRecorder | None = None
@@ -182,6 +199,8 @@ class CanaryRollout:
             previous, attempt = found, attempt + 1
         if previous is not None:
             progress = _progress_of(previous)
+            if progress is not None and progress.get("state") in ENDED and not self.restart:
+                raise _AlreadyEnded(previous, progress)
             if progress is not None and progress.get("state") in (RUNNING, INTERRUPTED):
                 resumed = self._resume(previous, progress)
                 if resumed is not None:
@@ -218,6 +237,13 @@ class CanaryRollout:
         weights = self.deps.router.current()
         step = int(progress.get("step", 0))
         recorded = Weights(**progress["weights"])
+        pending = progress.get("pending")
+        if isinstance(pending, dict) and weights == Weights(**pending) and weights != recorded:
+            # recorded, then sent, then stopped before the answer was recorded: it landed
+            self.on_message(f"run {run.id}: the write of {self._show(weights)} it recorded landed")
+            recorded = weights
+            progress = {**progress, "weights": pending}
+        progress.pop("pending", None)
         if progress.get("trafficRestored") and weights == Weights(stable=100, canary=0):
             self.on_message(
                 f"run {run.id} was interrupted and its traffic put back on stable: starting anew"
@@ -264,7 +290,17 @@ class CanaryRollout:
     # --- actions --------------------------------------------------------------------------
 
     def _write(self, state: Recorder, canary: int) -> Weights:
+        # I3: recorded before it is sent, so a store that cannot record stops the run before
+        # traffic moves; a write back to stable goes out even when the store is down
+        state.progress["pending"] = {"stable": 100 - canary, "canary": canary}
+        try:
+            state.save()
+        except StoreUnavailable:
+            if canary > 0:
+                raise
+            self.log.error("the run store is unavailable; putting traffic back on stable anyway")
         self.deps.router.set_weight(canary)
+        state.progress.pop("pending", None)
         if self.recorder is not None:
             self.recorder.weight_set(canary)
         weights = Weights(stable=100 - canary, canary=canary)
@@ -293,13 +329,23 @@ class CanaryRollout:
         )
 
     def _back_to_stable(self, state: Recorder) -> None:
-        self._write(state, 0)
+        """All traffic on stable, tried until it lands and reads back (I2), else `RestoreFailed`."""
+        until_restored(
+            lambda: self._write(state, 0),
+            lambda: self.deps.router.current() == Weights(stable=100, canary=0),
+            what=self._where(),
+            clock=self.deps.clock,
+            policy=RestorePolicy(deadline=self.rollout.rollback_deadline),
+        )
         state.progress["trafficRestored"] = True
 
     # --- the rollout ----------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        state, first = self._open()
+        try:
+            state, first = self._open()
+        except _AlreadyEnded as ended:
+            return self._already_ended(ended.run, ended.progress)
         self.state = state
         if self.record_events:
             info = RunInfo(
@@ -309,18 +355,22 @@ class CanaryRollout:
                 rollout=str(self.rollout.virtual_service),
                 way="canary",
             )
-            journal = RunJournal(self.deps.store, NopNotifier())
+            journal = RunJournal(self.deps.store, self.deps.notifier)
             self.recorder = CanaryRecorder(journal, info, self.deps.clock.now)
         resumed = first if state.progress["steps"] else None
         try:
             outcome = self._steps(state, first)
+        except RestoreFailed as error:
+            self._end_step(state, "aborted")
+            self._finish_anyway(state, ABORTED, str(error))
+            raise
         except KeyboardInterrupt:
             reason = "interrupted"
             if not self.keep_weights:
                 try:
                     self._back_to_stable(state)
                     reason = "interrupted: all traffic back on stable"
-                except Exception as error:
+                except (RestoreFailed, KeyboardInterrupt) as error:
                     reason = f"interrupted; putting traffic back on stable failed: {error}"
             else:
                 reason = f"interrupted: weights kept at {self._show(Weights(**state.progress['weights']))}"
@@ -335,17 +385,47 @@ class CanaryRollout:
         except Exception as error:
             # Prometheus or the API down, a query refused: safe by default, back on stable
             self.log.error("rollout stopped by an error", error=str(error))
+            restore_failed: RestoreFailed | None = None
             try:
-                if state.progress["weights"]["canary"] > 0:
+                if state.progress["weights"]["canary"] > 0 or state.progress.get("pending"):
                     self._back_to_stable(state)
-            except Exception as restore_error:
-                self.log.error("could not put traffic back on stable", error=str(restore_error))
+            except RestoreFailed as failed:
+                self.log.error("could not put traffic back on stable", error=str(failed))
+                restore_failed = failed
+            except Exception as other:  # the route changed by someone else: reported
+                self.log.error("could not put traffic back on stable", error=str(other))
             self._end_step(state, "error")
-            self._finish(state, ABORTED, f"stopped by an error: {error}")
+            reason = f"stopped by an error: {error}"
+            if restore_failed is not None:
+                reason += f"; {restore_failed}"
+            self._finish_anyway(state, ABORTED, reason)
+            if restore_failed is not None:
+                raise restore_failed from error
             raise
         if resumed is not None:
             outcome.resumed_at_step = resumed + 1
         return outcome
+
+    def _finish_anyway(self, state: Recorder, decision: str, reason: str) -> None:
+        """Record the decision as far as the store and the notifiers can take it (the run is
+        ending on an error; the error is what the command reports)."""
+        try:
+            self._finish(state, decision, reason)
+        except Exception as error:
+            self.log.error("the run's end could not be recorded", error=str(error))
+
+    def _already_ended(self, run: Run, progress: dict[str, Any]) -> Outcome:
+        """I5: the last run of this canary ended: say so, write nothing."""
+        weights = self.deps.router.current()
+        decision = str(progress.get("state"))
+        reason = (
+            f"run {run.id} already {decision} this canary ({progress.get('reason') or 'no reason recorded'}); "
+            f"{self._where()} shows {self._show(weights)}; nothing written (--restart starts a new run)"
+        )
+        self.on_message(reason)
+        return Outcome(
+            decision=decision, reason=reason, run_id=run.id, steps=list(progress.get("steps") or [])
+        )
 
     def _abort(self, state: Recorder, reason: str) -> Outcome:
         if state.progress["weights"]["canary"] > 0:

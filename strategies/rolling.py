@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from analyzer.verdicts import AnalysisReport, Verdict
 from metrics.source import MetricSource
 from strategies.kube.deployments import DeploymentOps, Revisions, complete, revision
 from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
+from strategies.restore import RestorePolicy, until_restored
 from strategies.rollout_file import RolloutFile
 
 
@@ -37,7 +39,9 @@ class RollingRollout:
         store: RunStore,
         clock: Clock,
         on_message: Any = None,
+        restart: bool = False,
     ) -> None:
+        self.restart = restart
         self.file = file
         self.r = file.rollout
         self.ops = ops
@@ -51,9 +55,19 @@ class RollingRollout:
         return self.recorder.finish(decision, reason, verdict)
 
     def _rollback(self, revisions: Revisions, why: str, decision: str = ABORTED) -> Outcome:
-        self.ops.pause()
-        self.ops.undo(revisions.old)
-        self.ops.resume()
+        def undo() -> None:
+            self.ops.pause()
+            self.ops.undo(revisions.old)
+            self.ops.resume()
+
+        # I2: paused, undone and resumed until the read-back shows the old template again
+        until_restored(
+            undo,
+            lambda: self.ops.rolled_back_to(revisions.old),
+            what=self.ops.where,
+            clock=self.clock,
+            policy=RestorePolicy(deadline=self.r.rollback_deadline),
+        )
         self.recorder.progress["rolledBackTo"] = revisions.old_hash
         done = self.ops.wait_complete(self.r.pod_ready_timeout)
         state = "complete" if done else f"not complete after {self.r.pod_ready_timeout:g} s"
@@ -64,12 +78,39 @@ class RollingRollout:
         self.recorder.progress["rollbackComplete"] = done
         return self._finish(decision, reason, "fail")
 
+    def _ended(self, key: RunKey) -> Outcome | None:
+        """I5: the last run of this update ended (promoted, aborted): what it decided, to say
+        so and do nothing; None otherwise."""
+        previous = self.recorder.store.find(key)
+        progress = ((previous.answer or {}).get("rollout") if previous else None) or {}
+        state = progress.get("state")
+        if previous is None or state not in (PROMOTED, ABORTED):
+            return None
+        reason = (
+            f"run {previous.id} already {state} this update of {self.ops.where} "
+            f"({progress.get('reason') or 'no reason recorded'}); nothing done "
+            "(--restart starts a new run)"
+        )
+        self.say(reason)
+        return Outcome(
+            decision=str(state), reason=reason, run_id=previous.id,
+            steps=list(progress.get("steps") or []),
+        )  # fmt: skip
+
     def run(self) -> Outcome:
         revisions = self.ops.revisions()
         now = self.clock.now()
         key = RunKey(
             self.file.analysis.name, self.r.namespace, str(self.r.deployment), revisions.new_hash
         )
+        ended = self._ended(key)
+        if ended is not None:
+            if not self.restart:
+                return ended
+            attempt = 2
+            while self.recorder.store.find(replace(key, canary_hash=f"{key.canary_hash}-{attempt}")):
+                attempt += 1
+            key = replace(key, canary_hash=f"{key.canary_hash}-{attempt}")
         params = {
             "namespace": self.r.namespace,
             "rollout": str(self.r.deployment),

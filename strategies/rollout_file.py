@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from analyzer.limits import rollout_looks_error
 from analyzer.spec import (
     DEFAULT_STEPS,
     AnalysisSpec,
@@ -55,6 +56,8 @@ class RolloutSpec(_Model):
     step_duration: Seconds = Field(default=300.0, gt=0, alias="stepDuration")
     on_timeout: Literal["pause", "abort", "promote"] = Field(default="pause", alias="onTimeout")
     pod_ready_timeout: Seconds = Field(default=300.0, gt=0, alias="podReadyTimeout")
+    rollback_deadline: Seconds = Field(default=300.0, gt=0, alias="rollbackDeadline")
+    """How long the write back to stable is tried after a fail before the command gives up."""
     # blueGreen
     active_service: str | None = Field(default=None, alias="activeService")
     preview_service: str | None = Field(default=None, alias="previewService")
@@ -131,6 +134,8 @@ def load_rollout_file(path: str | os.PathLike[str]) -> RolloutFile:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError(f"{file}: cannot read the file: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{file}: the file is not UTF-8 text (byte {error.start})") from None
     try:
         data = safe_load_yaml(text)
     except yaml.YAMLError as error:
@@ -141,6 +146,17 @@ def load_rollout_file(path: str | os.PathLike[str]) -> RolloutFile:
         raise SpecError(f"{file}: no rollout: section (how to move traffic; see the README)")
     data = dict(data)
     rollout = parse_rollout(data.pop("rollout"), str(file))
-    return RolloutFile(
-        path=str(file), analysis=parse_analysis(data, str(file)), rollout=rollout, text=text
-    )
+    analysis = parse_analysis(data, str(file))
+    too_many = rollout_looks_error(analysis.interval, _periods(rollout))
+    if too_many:
+        raise SpecError(f"{file}: {too_many}")
+    return RolloutFile(path=str(file), analysis=analysis, rollout=rollout, text=text)
+
+
+def _periods(rollout: RolloutSpec) -> dict[str, float]:
+    """The rollout's fixed periods that are looked at every interval."""
+    if rollout.strategy == "canary":
+        return {"rollout.stepDuration": rollout.step_duration}
+    if rollout.strategy == "blueGreen":
+        return {"rollout.validationPeriod": rollout.validation_period}
+    return {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 
 from analyzer.clock import SystemClock
+from analyzer.notify import Notifier
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
 from analyzer.verdicts import MetricReport
@@ -19,9 +21,12 @@ from strategies.kube.istio import Destination, IstioRouter, RouterError
 from strategies.kube.pods import PodGate
 from strategies.kube.services import ServiceError
 from strategies.record import PAUSED, Outcome
+from strategies.restore import RestoreFailed
 from strategies.rollout_file import RolloutFile
 
 EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_UNREACHABLE = 2, 3, 4
+EXIT_TRAFFIC_NOT_RESTORED = 6
+"""A fail whose write back to stable did not land within `rollbackDeadline`."""
 
 
 def deps_over(
@@ -78,6 +83,8 @@ def runner(
     *,
     keep_weights: bool,
     console: Console | None,
+    restart: bool = False,
+    notifier: Notifier | None = None,
 ) -> Any:
     """The strategy's runner (`.run()` returns an `Outcome`) over a Kubernetes API client."""
     from kubernetes import client
@@ -122,12 +129,16 @@ def runner(
             store=store,
             clock=clock,
             on_message=say,
+            restart=restart,
         )
     deps = deps_over(file, client.CustomObjectsApi(api_client), core, source, store, clock)
+    if notifier is not None:
+        deps = replace(deps, notifier=notifier)
     return CanaryRollout(
         file,
         deps,
         keep_weights=keep_weights,
+        restart=restart,
         on_look=show_look(console) if console is not None else None,
         on_message=say,
     )
@@ -143,6 +154,8 @@ def run_rollout(rollout: Any) -> tuple[Outcome | None, int | None]:
 
     try:
         return rollout.run(), None
+    except RestoreFailed as error:
+        return fail(str(error), EXIT_TRAFFIC_NOT_RESTORED)
     except CannotResume as error:
         return Outcome(decision=PAUSED, reason=str(error), run_id=None), None
     except (SpecError, RouterError, ServiceError, DeploymentError) as error:

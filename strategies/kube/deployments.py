@@ -159,6 +159,16 @@ class DeploymentOps:
     def undo(self, previous: dict[str, Any]) -> None:
         self._patch("undo", undo_patch(self.get(), previous), JSON_PATCH)
 
+    def rolled_back_to(self, previous: dict[str, Any]) -> bool:
+        """Whether the Deployment's template is `previous`'s again and it is not paused (the
+        read-back of an undo)."""
+        deployment = self.get()
+        template = copy.deepcopy(previous["spec"]["template"])
+        template.get("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
+        current = copy.deepcopy(deployment.get("spec", {}).get("template") or {})
+        current.get("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
+        return current == template and not deployment.get("spec", {}).get("paused")
+
     def wait_complete(self, timeout: float, poll: float = 1.0) -> bool:
         waited = 0.0
         while not complete(self.get()):
