@@ -18,6 +18,7 @@ from analyzer.checks import evaluate_metric
 from analyzer.judge import judge
 from analyzer.plan import AnalysisPlan
 from analyzer.verdicts import AnalysisReport, MetricReport, MetricStatus
+from metrics.errors import PartMissing
 from metrics.promql import selector
 from metrics.source import (
     Fetch,
@@ -49,6 +50,9 @@ class Observations:
     series: dict[str, tuple[Series | None, Series | None]]
     # the baseline in the window before the run (one interval), for metrics with a comparison
     prerun: dict[str, Series | None] = field(default_factory=dict)
+    # (metric, canary / baseline) -> why its series is None although the version has traffic
+    # (`metrics.errors.PartMissing`: a ratio's part lost its answer): no data, never zero
+    missing: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def prerun_window(plan: AnalysisPlan, window: Window) -> Window | None:
@@ -69,7 +73,9 @@ def fetch_observations(
 ) -> Observations:
     """Every metric of both versions, fetched a few at a time (the source must be thread-safe).
 
-    The first error raised by the source is raised at once; fetches not yet started are dropped.
+    The first error raised by the source is raised at once; fetches not yet started are dropped,
+    except `PartMissing` (a ratio's part lost its answer), which makes that fetch "no data" with
+    its reason (`Observations.missing`).
     `on_metric(name, so_far)` is called in this thread as soon as all of a metric's fetches are
     in (`so_far` holds them), while the other metrics are still being fetched.
     """
@@ -99,26 +105,23 @@ def fetch_observations(
     # would cost more than they overlap); as soon as it is not quick, the rest go to threads
     quick = source.answers_quickly if isinstance(source, QuickToAnswer) else (lambda: False)
 
-    def submit(fetch: Fetch) -> Future[Series | None]:
+    def submit(fetch: Fetch) -> Future[Series | PartMissing | None]:
         # each task runs in a copy of this context: log lines keep their bound run id
-        return pool.submit(
-            contextvars.copy_context().run,
-            source.fetch,
-            fetch.query,
-            fetch.version,
-            fetch.matchers,
-            fetch.window,
-        )
+        return pool.submit(contextvars.copy_context().run, _fetch, source, fetch)
 
     waiting = Counter(name for name, _, _ in tasks)  # fetches not in yet, by metric
     fetched: dict[tuple[str, str], Series | None] = {}
+    missing: dict[tuple[str, str], str] = {}
 
-    def record(i: int, result: Series | None) -> None:
+    def record(i: int, result: Series | PartMissing | None) -> None:
         name, role, _ = tasks[i]
+        if isinstance(result, PartMissing):
+            missing[(name, role)] = f"the {role}'s {result}"
+            result = None
         fetched[(name, role)] = result
         waiting[name] -= 1
         if on_metric is not None and waiting[name] == 0:
-            on_metric(name, _observations(plan, window, fetched, only=name))
+            on_metric(name, _observations(plan, window, fetched, missing, only=name))
 
     try:
         # The pre-run rates (a look of instant queries each) start first, beside the
@@ -139,21 +142,35 @@ def fetch_observations(
             if futures or not quick():
                 futures[i] = submit(tasks[i][2])
             else:
-                f = tasks[i][2]
-                record(i, source.fetch(f.query, f.version, f.matchers, f.window))
+                record(i, _fetch(source, tasks[i][2]))
         task_of = {future: i for i, future in futures.items()}
         for done in as_completed(task_of):
             # raise the first failure now, not after the slowest fetch
             record(task_of[done], done.result())
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return _observations(plan, window, fetched)
+    return _observations(plan, window, fetched, missing)
+
+
+def _fetch(source: MetricSource, fetch: Fetch) -> Series | PartMissing | None:
+    """One fetch; a ratio's part that lost its answer is returned, not raised."""
+    try:
+        return source.fetch(fetch.query, fetch.version, fetch.matchers, fetch.window)
+    except PartMissing as missing:
+        structlog.get_logger().warning(
+            "a ratio's part answered nothing while its total has requests; no data",
+            metric=fetch.query.name,
+            version=str(fetch.version),
+            error=str(missing),
+        )
+        return missing
 
 
 def _observations(
     plan: AnalysisPlan,
     window: Window,
     fetched: dict[tuple[str, str], Series | None],
+    missing: dict[tuple[str, str], str],
     only: str | None = None,
 ) -> Observations:
     """The fetched series as observations (of the metric `only`, when given)."""
@@ -167,7 +184,8 @@ def _observations(
         for (name, role), result in fetched.items()
         if role == _PRERUN and name in series
     }
-    return Observations(window=window, series=series, prerun=prerun)
+    gaps = {key: why for key, why in missing.items() if key[1] != _PRERUN and key[0] in series}
+    return Observations(window=window, series=series, prerun=prerun, missing=gaps)
 
 
 def judge_observations(
@@ -209,12 +227,27 @@ def _metric_judge(
             interval_seconds=window.step.total_seconds(),
             canary_selector=where,
         )
+        gaps = [
+            observations.missing[(name, str(version))]
+            for version in Version
+            if (name, str(version)) in observations.missing
+        ]
+        if gaps:
+            return _as_no_data(report, f"{name}: {'; '.join(gaps)}")
         quiet = quiet_canary(canary, baseline, max(looks) if looks else window.intervals)
-        if quiet is not None and report.status is MetricStatus.PASS:
-            report = replace(report, status=MetricStatus.NO_DATA, reason=quiet.reason(name))
+        if quiet is not None:
+            return _as_no_data(report, quiet.reason(name))
         return report
 
     return judge_metric
+
+
+def _as_no_data(report: MetricReport, reason: str) -> MetricReport:
+    """`report` as "no data" for `reason` (missing or frozen data), unless it failed: a failure
+    shown by the data there is stands, and no data is never a pass."""
+    if report.status is MetricStatus.FAIL:
+        return report
+    return replace(report, status=MetricStatus.NO_DATA, reason=reason)
 
 
 def _analysis_report(

@@ -4,7 +4,7 @@ Exit codes (documented in the README):
   0 pass / promoted   1 fail / aborted   3 inconclusive / paused
   2 bad input or usage (invalid analysis file, bad flag, bad query)
   4 metrics source unreachable (Prometheus down, timing out, or answering errors)
-  5 run store unavailable (`verdict runs`)
+  5 run store unavailable (`verdict runs`)   130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import typer
+from typer.core import TyperCommand
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from typer._click import Context, HelpFormatter
 
     from analyzer.notify import BackgroundNotifier, NopNotifier
     from analyzer.redaction import Redactor
@@ -37,10 +39,15 @@ if TYPE_CHECKING:
 # what it uses (pydantic and scipy.special for analyze, the web stack for serve, scipy.stats only
 # for a Mann-Whitney check), inside the command.
 
+DEFAULT_STORE = "sqlite:///verdict-runs.sqlite"
+"""The run store when neither --store nor VERDICT_STORE names one (in the working folder)."""
 EXIT_BAD_INPUT = 2
 EXIT_SOURCE_UNREACHABLE = 4
+EXIT_INTERRUPTED = 130
 DECISION_EXIT_CODES = {"promoted": 0, "aborted": 1, "paused": 3}
 MAX_TIMEOUT_SECONDS = 600.0
+NOTIFY_DRAIN_SECONDS = 5.0
+"""At `verdict serve`'s shutdown: seconds, in all, to send the notifications still queued."""
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # the settings of the app and of `verdict analyze` built alone (`_analyze_alone`)
@@ -54,6 +61,49 @@ app = typer.Typer(
     no_args_is_help=True,
     **_TYPER_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("verdict")
+        except PackageNotFoundError:
+            found = "unknown (not installed as a package)"
+        print(f"verdict {found}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _verdict(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Verdict's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Verdict: always-valid canary analysis for progressive delivery."""
+
+
+class PanelCommand(TyperCommand):
+    """A command whose help lists its options by panel (`rich_help_panel=`) in sections of
+    their own, after the plain "Options" (typer draws panels only with rich's help)."""
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                panel = getattr(param, "rich_help_panel", None) or "Options"
+                sections.setdefault(panel, []).append(record)
+        for title in sorted(sections, key=lambda t: t != "Options"):
+            with formatter.section(title):
+                formatter.write_dl(sections[title])
 
 
 class Output(StrEnum):
@@ -172,18 +222,22 @@ def analyze(
     """Judge canary vs baseline over a past window; exit 0 pass, 1 fail, 3 inconclusive."""
     from analyzer import logs
     from analyzer.limits import window_error
-    from analyzer.redaction import Redactor
+    from analyzer.redaction import Redactor, url_secrets
     from analyzer.spec import SpecError, load_analysis, plan_analysis
     from metrics.errors import BadData, QueryError, SourceUnavailable
     from metrics.source import Window
 
     out = _default_output(output)
     logs.configure(json=out is Output.json)
+    notes: list[str] = []
     try:
-        spec = load_analysis(config)
+        spec = load_analysis(config, notes=notes)
     except SpecError as error:
         _fail(str(error), EXIT_BAD_INPUT)
-    redactor = Redactor.of([spec.prometheus.headers])
+    for note in notes:  # a rollout: section (`verdict canary run`'s), read past
+        print(f"note: {printable(note)}", file=sys.stderr)
+    urls = (prometheus_url, os.environ.get("VERDICT_PROMETHEUS_URL"), spec.prometheus.url)
+    redactor = Redactor.of([spec.prometheus.headers], *(s for u in urls for s in url_secrets(u)))
     logs.configure(json=out is Output.json, redactor=redactor)
     now = datetime.now(UTC)
     window_start = _parse_time(start, "--start", now)
@@ -213,6 +267,8 @@ def analyze(
             retries=spec.prometheus.retries,
             headers=spec.prometheus.headers,
             compress=spec.prometheus.compress,
+            max_answer_bytes=spec.prometheus.max_answer_bytes,
+            max_series=spec.prometheus.max_series,
         )
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))
@@ -224,6 +280,8 @@ def analyze(
         _fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT, redactor)
     except (SourceUnavailable, BadData) as error:
         _fail(str(error), EXIT_SOURCE_UNREACHABLE, redactor)
+    except KeyboardInterrupt:  # Ctrl-C: not a verdict (1 would read as a failed canary)
+        _fail("interrupted", EXIT_INTERRUPTED)
     from analyzer.render import EXIT_CODES, print_report, report_json
 
     if out is Output.json:
@@ -243,8 +301,11 @@ def demo(
         Output | None, typer.Option(help="text (default on a terminal) or json.")
     ] = None,
     store: Annotated[
-        str, typer.Option(help="Run store that keeps the run for `verdict report`.")
-    ] = "sqlite:///verdict-runs.sqlite",
+        str,
+        typer.Option(
+            envvar="VERDICT_STORE", help="Run store that keeps the run for `verdict report`."
+        ),
+    ] = DEFAULT_STORE,
     grafana_url: Annotated[
         str | None,
         typer.Option(help="Annotate the run on this Grafana (the run then starts now)."),
@@ -252,36 +313,52 @@ def demo(
     grafana_token_file: Annotated[
         str | None, typer.Option(help="File holding a Grafana service account token.")
     ] = None,
+    prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--prometheus",
+            help="Read a real Prometheus: start the local `prometheus` binary, feed it the "
+            "simulated service's live traffic, and run the canary loop against it "
+            "(a look every 2 s, steps of 10 s).",
+        ),
+    ] = False,
 ) -> None:
-    """A simulated canary through 5 → 10 → 50 → 100 % with the real judge; no services needed."""
+    """A simulated canary through 5 → 10 → 50 → 100 % with the real judge; no services needed
+    (with --prometheus: read from a local Prometheus)."""
     from analyzer import logs
     from analyzer.demo import DEMO_START, SCENARIOS, default_analysis, demo_json, run_demo
-    from analyzer.render import print_report
+    from analyzer.render import LOOK_LEGEND, look_lines, print_report
     from strategies.record import Look
 
     if scenario not in SCENARIOS:
         _fail(f"--scenario: choose one of {', '.join(SCENARIOS)}, got {scenario!r}", EXIT_BAD_INPUT)
     out = _default_output(output)
     logs.configure(json=out is Output.json, level="error")
+    binary = _prometheus_binary() if prometheus else None
     console = _console()
     spec = default_analysis()
     notifier = _notifier(spec, grafana_url, grafana_token_file)
+    run_store = _open_run_store(store)
+    grafana = grafana_url or (spec.grafana.url if spec.grafana else None)
+    if binary is not None:
+        _demo_live(scenario, seed, spec, binary, run_store, (notifier, grafana), out)
     # on a real Grafana the simulated run is drawn from now on; otherwise at a fixed time
     start = (
         datetime.now(UTC).replace(second=0, microsecond=0)
         if grafana_url or spec.grafana
         else DEMO_START
     )
-    run_store = _open_run_store(store)
+    steps = sum(1 for weight in spec.steps if weight < 100)
 
     def show(look: Look) -> None:
-        r = look.report
-        parts = "  ".join(f"{m.name}={m.status}" for m in r.metrics)
-        console.print(
-            f"step {look.step} ({look.weight:>3} %)  look {look.look:>2}  "
-            f"{r.verdict!s:<12} score {r.score:>5.1f}  {parts}",
-            highlight=False,
-        )
+        if look.look == 1:
+            console.print(LOOK_LEGEND, highlight=False, markup=False)
+        lines = look_lines(
+            look.report, step=look.step, steps=steps, weight=look.weight, look=look.look,
+            width=console.width,
+        )  # fmt: skip
+        for line in lines:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     try:
         run = run_demo(
@@ -294,25 +371,131 @@ def demo(
             start=start,
         )
     finally:
-        notifier.close(timeout=10)
+        _close_notifier(notifier, grafana)
         run_store.close()
     result = run.result
     if out is Output.json:
         print(json.dumps(demo_json(run), indent=2))
     else:
         if result.final is not None:
-            print_report(result.final, console)
-        style = {"promoted": "bold green", "aborted": "bold red"}.get(
-            result.decision, "bold yellow"
-        )
-        console.print(f"[{style}]{result.decision.upper()}[/{style}]: {result.reason}")
+            print_report(result.final, console, reason=False)
+        _print_decision(console, result.decision, result.reason)
         if run.run is not None:
             console.print(f"run {run.run.id}: see it with `verdict report {run.run.id}`")
     if run.run is None:
-        Console(stderr=True).print(
-            f"[yellow]warning:[/yellow] the run could not be stored in {store}", highlight=False
-        )
+        _warn(f"the run could not be stored in {store}")
     raise typer.Exit(DECISION_EXIT_CODES[result.decision])
+
+
+DEMO_NOTIFY_SECONDS = 2.0
+"""At the demo's end: seconds to send the notifications still queued (none when the target
+already failed: it is down, and the demo does not wait for it)."""
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr (control characters escaped)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    line = Text.assemble(("warning:", "yellow"), " ", printable(message))
+    Console(stderr=True, soft_wrap=True).print(line, highlight=False)
+
+
+def _close_notifier(notifier: BackgroundNotifier | NopNotifier, grafana: str | None = None) -> None:
+    """Send what the demo queued for Grafana or webhooks, within `DEMO_NOTIFY_SECONDS`; say
+    once on stderr what could not be sent (the run itself never waits for them)."""
+    from analyzer.notify import BackgroundNotifier
+
+    if not isinstance(notifier, BackgroundNotifier):
+        return
+    notifier.close(timeout=0.0 if notifier.failing() else DEMO_NOTIFY_SECONDS)
+    for target, missed, error in notifier.undelivered():
+        where = f" at {grafana}" if target == "grafana" and grafana else ""
+        why = f": {error}" if error else ": no answer in time"
+        _warn(f"{target}{where}: {missed} event(s) of this run not sent{why}")
+
+
+def _print_decision(console: Console, decision: str, reason: str) -> None:
+    style = {"promoted": "bold green", "aborted": "bold red"}.get(decision, "bold yellow")
+    console.print(f"[{style}]{decision.upper()}[/{style}]: ", end="")
+    console.print(reason, highlight=False, markup=False)
+
+
+def _prometheus_binary() -> str:
+    """`verdict demo --prometheus`: the `prometheus` binary, or exit 2 saying how to get it."""
+    from analyzer.demo_prometheus import PrometheusMissing, prometheus_binary
+
+    try:
+        return prometheus_binary()
+    except PrometheusMissing as error:
+        _fail(f"--prometheus: {error}", EXIT_BAD_INPUT)
+
+
+def _demo_live(
+    scenario: str,
+    seed: int,
+    spec: AnalysisSpec,
+    binary: str,
+    run_store: Any,
+    notifying: tuple[BackgroundNotifier | NopNotifier, str | None],
+    out: Output,
+) -> NoReturn:
+    """`verdict demo --prometheus` (`analyzer.demo_prometheus`): the canary loop against a
+    local Prometheus fed live traffic; prints as `verdict canary run` does."""
+    from rich.console import Console
+
+    from analyzer.cli_canary import outcome_json
+    from analyzer.demo_prometheus import PrometheusFailed, run_live_demo
+    from analyzer.render import print_report
+    from metrics.errors import BadData, SourceUnavailable
+    from strategies.wiring import show_look
+
+    notifier, grafana = notifying
+    console = _console()
+    progress = console if out is Output.text else Console(stderr=True)
+
+    def ready(url: str) -> None:
+        progress.print(
+            f"Prometheus at {url}: scraping the simulated checkout service every second "
+            "(canary and stable traffic by the route's weights); stopped at the end",
+            highlight=False,
+            markup=False,
+        )
+
+    def say(message: str) -> None:
+        progress.print(message, highlight=False, markup=False)
+
+    try:
+        live = run_live_demo(
+            scenario,
+            seed,
+            spec,
+            binary,
+            store=run_store,
+            notifier=notifier,
+            on_ready=ready,
+            on_look=show_look(progress) if out is Output.text else None,
+            on_message=say if out is Output.text else None,
+        )
+    except PrometheusFailed as error:
+        _fail(f"--prometheus: {error}", EXIT_SOURCE_UNREACHABLE)
+    except (SourceUnavailable, BadData) as error:
+        _fail(str(error), EXIT_SOURCE_UNREACHABLE)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    finally:
+        _close_notifier(notifier, grafana)
+        run_store.close()
+    outcome = live.outcome
+    if out is Output.json:
+        print(json.dumps({**outcome_json(outcome), "prometheus": live.prometheus}, indent=2))
+    else:
+        if outcome.final is not None:
+            print_report(outcome.final, console, reason=False)
+        _print_decision(console, outcome.decision, outcome.reason)
+        if outcome.run_id is not None:
+            console.print(f"run {outcome.run_id}: see it with `verdict report {outcome.run_id}`")
+    raise typer.Exit(DECISION_EXIT_CODES.get(outcome.decision, EXIT_INTERRUPTED))
 
 
 def _notify_secrets(specs: Iterable[AnalysisSpec], grafana_token_file: str | None) -> list[str]:
@@ -329,8 +512,31 @@ def _notify_secrets(specs: Iterable[AnalysisSpec], grafana_token_file: str | Non
             found.append((spec.grafana.token() or "") if spec.grafana else "")
         for notification in spec.notifications:
             with contextlib.suppress(NotifyConfigError, OSError):
-                found.append(notification.target_url())
+                found.extend(notification.secrets())
     return found
+
+
+def secrets_redactor(
+    specs: Iterable[AnalysisSpec],
+    *,
+    token: str | None = None,
+    grafana_token_file: str | None = None,
+    urls: Iterable[str | None] = (),
+) -> Redactor:
+    """Masks what the configuration holds secret wherever a command shows text: credential
+    headers (Prometheus' and the notifications'), the API token, Grafana tokens, notification
+    targets, and the passwords of `urls` (the store's, --prometheus-url) and of every
+    analysis' Prometheus URL."""
+    from analyzer.redaction import Redactor, url_secrets
+
+    specs = list(specs)
+    every_url = (*urls, *(s.prometheus.url for s in specs))
+    return Redactor.of(
+        [s.prometheus.headers for s in specs] + [n.headers for s in specs for n in s.notifications],
+        token,
+        *_notify_secrets(specs, grafana_token_file),
+        *(secret for url in every_url for secret in url_secrets(url)),
+    )
 
 
 def _notifier(
@@ -356,7 +562,9 @@ def _notifier(
 EXIT_STORE_UNAVAILABLE = 5
 
 runs_app = typer.Typer(
-    help="Runs remembered by `verdict serve` (its run store).", no_args_is_help=True
+    help="Runs in the run store: those of `verdict serve` (web provider, controller mode), "
+    "`verdict demo` and `verdict canary run`.",
+    no_args_is_help=True,
 )
 app.add_typer(runs_app, name="runs")
 
@@ -370,7 +578,20 @@ def _add_canary_app() -> None:
 _add_canary_app()
 
 
-@app.command()
+def _add_manual_commands() -> None:
+    from analyzer.cli_canary import canary_app
+    from analyzer.cli_manual import add_manual_commands
+
+    add_manual_commands(app, canary_app)
+
+
+_add_manual_commands()
+
+
+CONTROLLER_PANEL = "Controller mode (--watch: promote, pause and abort Argo Rollouts)"
+
+
+@app.command(cls=PanelCommand)
 def serve(
     config: Annotated[
         str, typer.Option("--config", "-c", help="An analysis file, or a folder of them (*.yaml).")
@@ -379,8 +600,11 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     store: Annotated[
         str,
-        typer.Option(help="Run store: sqlite:///path.db (default) or postgresql://user@host/db."),
-    ] = "sqlite:///verdict-runs.sqlite",
+        typer.Option(
+            envvar="VERDICT_STORE",
+            help="Run store: sqlite:///path.db (default) or postgresql://user@host/db.",
+        ),
+    ] = DEFAULT_STORE,
     prometheus_url: Annotated[
         str | None,
         typer.Option(help="Prometheus base URL for every analysis. Env: VERDICT_PROMETHEUS_URL."),
@@ -412,42 +636,67 @@ def serve(
         bool,
         typer.Option(
             "--watch",
+            rich_help_panel=CONTROLLER_PANEL,
             help="Controller mode too: watch Argo Rollouts annotated verdict.dev/analysis and "
             "promote, pause or abort them.",
         ),
     ] = False,
     namespace: Annotated[
         list[str],
-        typer.Option(help="With --watch: a namespace to watch (repeatable); default all."),
+        typer.Option(
+            rich_help_panel=CONTROLLER_PANEL,
+            help="A namespace to watch (repeatable); default all.",
+        ),
     ] = [],  # noqa: B006
     kubeconfig: Annotated[
         str | None,
-        typer.Option(help="With --watch: kubeconfig file; default KUBECONFIG, else in-cluster."),
+        typer.Option(
+            rich_help_panel=CONTROLLER_PANEL,
+            help="kubeconfig file; default KUBECONFIG, else in-cluster.",
+        ),
     ] = None,
     leader_elect: Annotated[
         bool,
         typer.Option(
             "--leader-elect",
-            help="With --watch: only the holder of a Lease acts (for several replicas).",
+            rich_help_panel=CONTROLLER_PANEL,
+            help="Only the holder of a Lease acts (for several replicas).",
         ),
     ] = False,
     lease_namespace: Annotated[
         str | None,
-        typer.Option(help="Namespace of the Lease; default POD_NAMESPACE, else default."),
+        typer.Option(
+            rich_help_panel=CONTROLLER_PANEL,
+            help="Namespace of the Lease; default POD_NAMESPACE, else default.",
+        ),
     ] = None,
     min_step_looks: Annotated[
-        int, typer.Option(help="With --watch: looks at a step before a pass promotes it.")
+        int,
+        typer.Option(
+            rich_help_panel=CONTROLLER_PANEL,
+            help="Looks at a step before a pass promotes it.",
+        ),
     ] = 1,
     max_inconclusive: Annotated[
         str,
-        typer.Option(help="With --watch: undecided this long at one step is reported (30m)."),
+        typer.Option(
+            rich_help_panel=CONTROLLER_PANEL,
+            help="Undecided this long at one step is reported (30m).",
+        ),
     ] = "30m",
+    action_deadline: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=CONTROLLER_PANEL,
+            help="A promote, pause or abort that fails is tried again this long (5m), then "
+            "reported as not landed.",
+        ),
+    ] = "5m",
 ) -> None:
     """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README);
     with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer import logs
     from analyzer.durations import parse_seconds
-    from analyzer.redaction import Redactor
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import SpecError, load_analyses
 
@@ -456,8 +705,9 @@ def serve(
     except ValueError as error:
         _fail(f"--log-level: {error}", EXIT_BAD_INPUT)
     logs.configure(json=True, level=log_level)
+    notes: list[str] = []
     try:
-        analyses = load_analyses(config)
+        analyses = load_analyses(config, notes=notes)
     except SpecError as error:
         _fail(str(error), EXIT_BAD_INPUT)
     if not 1 <= prometheus_concurrency <= 256:
@@ -484,14 +734,17 @@ def serve(
         undecided = timedelta(seconds=parse_seconds(max_inconclusive))
     except ValueError as error:
         _fail(f"--max-inconclusive: {error}", EXIT_BAD_INPUT)
+    try:
+        tries_for = timedelta(seconds=parse_seconds(action_deadline))
+    except ValueError as error:
+        _fail(f"--action-deadline: {error}", EXIT_BAD_INPUT)
+    if tries_for <= timedelta(0):
+        _fail("--action-deadline must be positive", EXIT_BAD_INPUT)
     if (namespace or kubeconfig or leader_elect) and not watch:
         _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
-    redactor = Redactor.of(
-        [s.prometheus.headers for s in analyses.values()]
-        + [n.headers for s in analyses.values() for n in s.notifications],
-        token,
-        *_notify_secrets(analyses.values(), grafana_token_file),
+    redactor = secrets_redactor(
+        analyses.values(), token=token, grafana_token_file=grafana_token_file, urls=(url, store)
     )
     logs.configure(json=True, level=log_level, redactor=redactor, capture_stdlib=True)
     if url:
@@ -520,6 +773,8 @@ def serve(
     from analyzer.runs import RunService, Telemetry
 
     log = structlog.get_logger()
+    for note in notes:  # files of the folder that are no analysis; sections of other commands
+        log.warning(note)
     try:
         run_store.ping()
     except StoreUnavailable as error:
@@ -559,7 +814,9 @@ def serve(
                 leader_elect=leader_elect,
                 lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
                 settings=ControllerSettings(
-                    min_step_looks=min_step_looks, max_inconclusive=undecided
+                    min_step_looks=min_step_looks,
+                    max_inconclusive=undecided,
+                    action_deadline=tries_for,
                 ),
             ),
         )
@@ -596,14 +853,21 @@ def serve(
     # handlers that ends the process normally (exit 0) instead of by the signal.
     signal.signal(signal.SIGTERM, _stopped)
     signal.signal(signal.SIGINT, _stopped)
+    bound = listener.getsockname()
+    where = f"[{bound[0]}]" if listener.family == socket.AF_INET6 else bound[0]
+    # one log line each (JSON on stderr, as every line of serve): where it answers, and its end
+    log.info(f"listening on http://{where}:{bound[1]}", host=host, port=bound[1])
     try:
         server.run(sockets=[listener])
     finally:
         listener.close()
-        for notifier in notifiers.values():
-            notifier.close(timeout=2)
+        from analyzer.notify.background import drain_all
+
+        # every analysis' notifier at once, one bound in all: well inside Kubernetes' 30 s grace
+        drain_all(notifiers, timeout=NOTIFY_DRAIN_SECONDS)
         sources.close()
         run_store.close()
+        log.info("verdict serve stopped: the looks in flight finished, the store closed")
 
 
 def _stopped(signum: int, frame: object) -> None:
@@ -657,8 +921,8 @@ def _open_run_store(url: str) -> Any:
 @runs_app.command("list")
 def runs_list(
     store: Annotated[
-        str, typer.Option(help="Run store URL (as given to verdict serve).")
-    ] = "sqlite:///verdict-runs.sqlite",
+        str, typer.Option(envvar="VERDICT_STORE", help="Run store URL (as given to verdict serve).")
+    ] = DEFAULT_STORE,
     limit: Annotated[int, typer.Option(help="At most this many, latest looks first.")] = 50,
     output: Annotated[
         Output | None, typer.Option(help="text (default on a terminal) or json.")
@@ -682,16 +946,10 @@ def runs_list(
         print(json.dumps({"runs": docs}, indent=2))
         return
     table = Table()
-    for column in (
-        "id",
-        "analysis",
-        "rollout",
-        "canary",
-        "looks",
-        "verdict",
-        "started",
-        "last look",
-    ):
+    # ids are copied from here: never wrapped, whatever the width (the others fold)
+    id_width = max((len(d["id"]) for d in docs), default=2)
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    for column in ("analysis", "rollout", "canary", "looks", "verdict", "started", "last look"):
         table.add_column(column, overflow="fold")
     for d in docs:
         table.add_row(
@@ -701,18 +959,23 @@ def runs_list(
             d["canaryHash"],
             str(d["looks"]),
             str(d["verdict"] or "-"),
-            d["startedAt"],
-            d["updatedAt"],
+            _to_the_second(d["startedAt"]),
+            _to_the_second(d["updatedAt"]),
         )
     _console().print(table)
+
+
+def _to_the_second(time: str) -> str:
+    """An RFC 3339 time without its fraction of a second (`2026-11-26T10:00:00Z`)."""
+    return re.sub(r"\.\d+(?=Z$|[+-]\d\d:\d\d$)", "", time)
 
 
 @runs_app.command("show")
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="The run's id (see `verdict runs list`).")],
     store: Annotated[
-        str, typer.Option(help="Run store URL (as given to verdict serve).")
-    ] = "sqlite:///verdict-runs.sqlite",
+        str, typer.Option(envvar="VERDICT_STORE", help="Run store URL (as given to verdict serve).")
+    ] = DEFAULT_STORE,
     output: Annotated[
         Output | None, typer.Option(help="text (default on a terminal) or json.")
     ] = None,
@@ -754,45 +1017,100 @@ def runs_show(
         console.print(doc["reason"], highlight=False)
 
 
+REPORT_FORMATS = ("html", "json", "md", "text")
+_REPORT_SUFFIXES = {".json": "json", ".md": "md", ".txt": "text"}
+
+
 @app.command()
 def report(
     run_id: Annotated[str, typer.Argument(help="The run's id (`verdict runs list`, or `run.id`).")],
-    format: Annotated[
-        str, typer.Option("--format", "-f", help="html (with plots), json or md.")
-    ] = "html",
-    output_file: Annotated[
-        str | None, typer.Option("--output", "-o", help="Write here instead of to stdout.")
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            help="html (with plots), json, md or text (a short summary). Default: text on a "
+            "terminal, else html; with --out, from its suffix (.json, .md, .txt; else html).",
+        ),
+    ] = None,
+    out_file: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write the report to this file.")
     ] = None,
     store: Annotated[
-        str, typer.Option(help="Run store URL (as given to verdict serve or verdict demo).")
-    ] = "sqlite:///verdict-runs.sqlite",
+        str,
+        typer.Option(
+            envvar="VERDICT_STORE",
+            help="Run store URL (as given to verdict serve, demo or canary run).",
+        ),
+    ] = DEFAULT_STORE,
+    format: Annotated[
+        str | None, typer.Option("--format", "-f", hidden=True, help="The same as --output.")
+    ] = None,
 ) -> None:
     """One run's report from the run store: steps, looks, each metric over time, the verdict."""
     from analyzer import logs
-    from analyzer.report import ReportFormat, RunNotInStore, load_report, render_report
+    from analyzer.report import (
+        ReportFormat,
+        RunNotInStore,
+        load_report,
+        render_report,
+        report_document,
+    )
     from analyzer.runs.store import StoreUnavailable
 
     logs.configure(json=True, level="error")
-    try:
-        fmt = ReportFormat(format)
-    except ValueError:
-        _fail(f"--format: choose html, json or md, got {format!r}", EXIT_BAD_INPUT)
+    if output is not None and output not in REPORT_FORMATS and format is None and out_file is None:
+        # `--output FILE`, as it was documented before --output named the format
+        _warn(f"--output {output}: --output now names the format; writing to the file {output} "
+              f"as `--out {output}` does")  # fmt: skip
+        output, out_file = None, output
+    if format is not None and output is not None and format != output:
+        _fail(f"--format {format} and --output {output} disagree: give --output", EXIT_BAD_INPUT)
+    chosen = output or format
+    if chosen is not None and chosen not in REPORT_FORMATS:
+        flag = "--output" if output is not None else "--format"
+        _fail(
+            f"{flag}: choose {', '.join(REPORT_FORMATS)}, got {chosen!r} (the file goes in --out)",
+            EXIT_BAD_INPUT,
+        )
+    terminal = out_file is None and sys.stdout.isatty()
+    if chosen is None:
+        suffix = Path(out_file).suffix.lower() if out_file is not None else ""
+        chosen = "text" if terminal else _REPORT_SUFFIXES.get(suffix, "html")
+    if chosen == "html" and terminal:
+        _fail(
+            f"the HTML report is a page with embedded plots, not for a terminal: write it with "
+            f"`verdict report {run_id} --out report.html` (or see a summary without --output)",
+            EXIT_BAD_INPUT,
+        )
     run_store = _open_run_store(store)
     try:
-        text = render_report(load_report(run_store, run_id), fmt)
+        loaded = load_report(run_store, run_id)
+        if chosen == "text":
+            from analyzer.report_summary import full_report_hint, summary_lines
+
+            lines = summary_lines(report_document(loaded))
+            text = "\n".join(lines) + "\n"
+        else:
+            text = render_report(loaded, ReportFormat(chosen))
     except RunNotInStore as error:
         _fail(str(error), EXIT_BAD_INPUT)
     except StoreUnavailable as error:
         _fail(str(error), EXIT_STORE_UNAVAILABLE)
     finally:
         run_store.close()
-    if output_file is None:
-        sys.stdout.write(text)
+    if out_file is not None:
+        try:
+            Path(out_file).write_text(text, encoding="utf-8")
+        except OSError as error:
+            _fail(f"--out: cannot write {out_file}: {error.strerror}", EXIT_BAD_INPUT)
         return
-    try:
-        Path(output_file).write_text(text, encoding="utf-8")
-    except OSError as error:
-        _fail(f"--output: cannot write {output_file}: {error.strerror}", EXIT_BAD_INPUT)
+    if chosen == "text" and terminal:
+        console = _console()
+        for line in lines:
+            console.print(printable(line), highlight=False, markup=False)
+        console.print(full_report_hint(run_id), highlight=False, markup=False)
+        return
+    sys.stdout.write(text)
 
 
 def _analyze_alone() -> typer.Typer:
@@ -893,9 +1211,9 @@ def _run_analyze(args: list[str]) -> None:
         analyze(**plain)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except KeyboardInterrupt:  # as typer's command would end
-        print("Aborted!", file=sys.stderr)
-        sys.exit(1)
+    except KeyboardInterrupt:  # while starting: interrupted, not a verdict
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(0)
 
 

@@ -9,9 +9,12 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from analyzer.redaction import Redactor
 
 # The command's heavy imports (rich, the engine, the Kubernetes client) wait until it runs, so
 # that `verdict --help` stays quick: this module is imported whenever the CLI starts.
@@ -27,11 +30,16 @@ canary_app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _fail(message: str, code: int, redactor: Redactor | None = None) -> NoReturn:
+    """One line on stderr (secrets masked), then exit `code`."""
     from rich.console import Console
+    from rich.text import Text
 
+    from analyzer.redaction import Redactor
+
+    text = (redactor or Redactor()).text(message)
     Console(stderr=True, soft_wrap=True).print(
-        f"[bold red]error:[/bold red] {message}", highlight=False
+        Text.assemble(("error:", "bold red"), " ", text), highlight=False
     )
     raise typer.Exit(code)
 
@@ -50,6 +58,7 @@ def outcome_json(outcome: Any) -> dict[str, Any]:
         "resumedAtStep": outcome.resumed_at_step,
         "steps": outcome.steps,
         "final": report_json(outcome.final) if outcome.final is not None else None,
+        "rollback": getattr(outcome, "rollback", None),
     }
 
 
@@ -89,7 +98,11 @@ def canary_run(
         typer.Option("--keep-weights", help="On Ctrl-C / SIGTERM leave the weights as they are."),
     ] = False,
     store: Annotated[
-        str, typer.Option(help="Run store: sqlite:///path.db (default) or postgresql://...")
+        str,
+        typer.Option(
+            envvar="VERDICT_STORE",
+            help="Run store: sqlite:///path.db (default) or postgresql://...",
+        ),
     ] = "sqlite:///verdict-runs.sqlite",
     report_file: Annotated[
         str | None,
@@ -127,6 +140,10 @@ def canary_run(
         _fail(str(error), EXIT_BAD_INPUT)
     spec = file.analysis
     url = prometheus_url or os.environ.get("VERDICT_PROMETHEUS_URL") or spec.prometheus.url
+    from analyzer.cli import secrets_redactor
+
+    redactor = secrets_redactor([spec], urls=(url, store))
+    logs.configure(json=as_json, level="warning", redactor=redactor)
     if not url:
         _fail(
             "no Prometheus URL: give --prometheus-url, VERDICT_PROMETHEUS_URL or prometheus.url",
@@ -143,7 +160,7 @@ def canary_run(
     try:
         run_store = open_store(store)
     except StoreConfigError as error:
-        _fail(f"--store: {error}", EXIT_BAD_INPUT)
+        _fail(f"--store: {error}", EXIT_BAD_INPUT, redactor)
     source = open_source(
         SourceSettings.of(
             url,
@@ -151,6 +168,8 @@ def canary_run(
             retries=spec.prometheus.retries,
             headers=spec.prometheus.headers,
             compress=spec.prometheus.compress,
+            max_answer_bytes=spec.prometheus.max_answer_bytes,
+            max_series=spec.prometheus.max_series,
         )
     )
     console = Console(stderr=as_json) if sys.stderr.isatty() or not as_json else None
@@ -160,7 +179,7 @@ def canary_run(
     try:
         notifier = build_notifier(spec.grafana, spec.notifications)
     except NotifyConfigError as error:
-        _fail(f"{spec.name}: {error}", EXIT_BAD_INPUT)
+        _fail(f"{spec.name}: {error}", EXIT_BAD_INPUT, redactor)
     rollout = runner(
         file,
         api_client,
@@ -173,11 +192,11 @@ def canary_run(
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        outcome, code = run_rollout(rollout)
+        outcome, code = run_rollout(rollout, redactor)
         if report_file is not None and outcome is not None and outcome.run_id is not None:
             _write_report(run_store, outcome.run_id, report_file)
     except StoreUnavailable as error:
-        _fail(str(error), EXIT_STORE_UNAVAILABLE)
+        _fail(str(error), EXIT_STORE_UNAVAILABLE, redactor)
     finally:
         signal.signal(signal.SIGTERM, previous)
         with contextlib.suppress(Exception):  # a side part: bounded, never the exit code
@@ -190,10 +209,11 @@ def canary_run(
         print(json.dumps(outcome_json(outcome), indent=2))
     else:
         out = Console()
-        if outcome.final is not None:
-            print_report(outcome.final, out)
+        if outcome.final is not None:  # its reason is in the decision's, printed once below
+            print_report(outcome.final, out, reason=False)
         style = {"promoted": "bold green", "aborted": "bold red"}.get(
             outcome.decision, "bold yellow"
         )
-        out.print(f"[{style}]{outcome.decision.upper()}[/{style}]: {outcome.reason}")
+        out.print(f"[{style}]{outcome.decision.upper()}[/{style}]: ", end="")
+        out.print(outcome.reason, highlight=False, markup=False)
     raise typer.Exit(EXIT_CODES[outcome.decision])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from analyzer.runs.events import RunJournal
 from analyzer.runs.store import RunStore, StoreUnavailable, open_store
 from analyzer.spec import AnalysisSpec, parse_analysis, safe_load_yaml
 from metrics.simulated import SimulatedSource, TrafficModel
-from metrics.source import HistogramSeries, MetricQuery, RatioSeries, Series, Version, Window
 from strategies.canary import CanaryRollout, LookEvent
 from strategies.events import CanaryRecorder, finish_run
 from strategies.kube.istio import Destination, read_weights
@@ -34,6 +33,8 @@ from strategies.simulated import SimulatedClock, SimulatedRouter
 from strategies.wiring import deps_over
 
 LOOKS_PER_STEP = 8
+EXTRA_LOOKS = 16
+"""The last step looks on up to this many intervals while undecided (as the benchmark does)."""
 
 SCENARIOS: dict[str, TrafficModel] = {
     "healthy": TrafficModel(),
@@ -64,33 +65,6 @@ class DemoRun:
     """Every canary weight written to the in-memory VirtualService, in order."""
     run: Run | None = None
     """The run as stored (None without a store, or when the store could not take it)."""
-
-
-class _PerInterval:
-    """The simulated source asked once per interval and summed: a look's one window from the
-    run's start holds the same traffic at every look (as Prometheus' `increase()` does)."""
-
-    def __init__(self, inner: SimulatedSource, interval: float) -> None:
-        self._inner = inner
-        self._step = timedelta(seconds=interval)
-
-    def check(self) -> None:
-        return None
-
-    def fetch(
-        self, query: MetricQuery, version: Version, matchers: dict[str, str], window: Window
-    ) -> Series | None:
-        fine = Window(start=window.start, end=window.end, step=self._step)
-        series = self._inner.fetch(query, version, matchers, fine)
-        if series is None:
-            return None
-        if isinstance(series, RatioSeries):
-            return RatioSeries(
-                bad=series.bad.sum(keepdims=True), total=series.total.sum(keepdims=True)
-            )
-        return HistogramSeries(
-            bounds=series.bounds, counts=series.counts.sum(axis=0, keepdims=True)
-        )
 
 
 def demo_world(kube: MemoryKube) -> None:
@@ -157,11 +131,13 @@ def run_demo(
     store: RunStore | None = None,
     notifier: Notifier | None = None,
     start: datetime = DEMO_START,
+    traffic: TrafficModel | None = None,
 ) -> DemoRun:
     """One simulated canary, from `start` in simulated time. With a store, the run and its
     events (steps, looks, the decision) are stored, so `verdict report` can show it; the
-    notifier is told about every event."""
-    if scenario not in SCENARIOS:
+    notifier is told about every event. `traffic`: the service's behaviour instead of the
+    scenario's (the scenario then only names the run)."""
+    if traffic is None and scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     spec = spec or default_analysis()
     clock = SimulatedClock(start)
@@ -190,9 +166,7 @@ def run_demo(
             recorder.weight_set(weight)
 
     kube.on_write(follow)
-    source = _PerInterval(
-        SimulatedSource(SCENARIOS[scenario], history.weight_at, seed=seed), spec.interval
-    )
+    source = SimulatedSource(traffic or SCENARIOS[scenario], history.weight_at, seed=seed)
     file = RolloutFile(path="demo", analysis=spec, rollout=demo_rollout(spec), text="demo")
     result = CanaryResult(decision="paused", reason="", final=None)
 
@@ -205,12 +179,14 @@ def run_demo(
             on_look(look)
 
     with tempfile.TemporaryDirectory(prefix="verdict-demo-") as folder:
-        store = open_store(f"sqlite:///{Path(folder) / 'runs.sqlite'}")
+        scratch = open_store(f"sqlite:///{Path(folder) / 'runs.sqlite'}")  # the loop's own
         try:
-            deps = deps_over(file, kube, kube, source, store, clock)
-            outcome = CanaryRollout(file, deps, on_look=seen, record_events=False).run()
+            deps = deps_over(file, kube, kube, source, scratch, clock)
+            outcome = CanaryRollout(
+                file, deps, on_look=seen, record_events=False, extra_looks=EXTRA_LOOKS
+            ).run()
         finally:
-            store.close()
+            scratch.close()
     result.decision, result.reason, result.final = outcome.decision, outcome.reason, outcome.final
     looks_by_step: dict[int, int] = {}
     for look in result.looks:

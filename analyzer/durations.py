@@ -15,6 +15,11 @@ def parse_seconds(value: object) -> float:
     """Seconds in `value`; raises ValueError with a readable message on anything else."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 30s or 500ms, got {value!r}")
+    if isinstance(value, int) and abs(value) > MAX_SECONDS:
+        # an integer past what a float holds (10**400) raises OverflowError in float()
+        sign = "not be negative" if value < 0 else "be at most 366 days"
+        digits = value.bit_length() * 0.30103
+        raise ValueError(f"a duration must {sign}, got a number of about 10^{digits:.0f}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, timedelta):

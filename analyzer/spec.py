@@ -25,6 +25,7 @@ from pydantic import (
 from analyzer.budget import metric_alphas
 from analyzer.durations import parse_seconds
 from analyzer.errors import SpecError as SpecError
+from analyzer.gates import ArgoCDSpec, HealthSpec
 from analyzer.limits import MAX_ANALYSIS_FILE_BYTES
 from analyzer.notify.config import GrafanaSpec, NotificationSpec
 from analyzer.plan import (
@@ -54,6 +55,18 @@ class PrometheusSpec(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     compress: bool = Field(
         default=False, description="ask for gzip answers (for a Prometheus behind a slow link)"
+    )
+    max_answer_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        alias="maxAnswerBytes",
+        description="the most of one answer read, in bytes (after gzip); default 256 MiB",
+    )
+    max_series: int | None = Field(
+        default=None,
+        ge=1,
+        alias="maxSeries",
+        description="the most series one answer may hold; default 100,000",
     )
 
 
@@ -259,6 +272,8 @@ class AnalysisSpec(_Model):
     steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     grafana: GrafanaSpec | None = None  # annotations (analyzer/notify/config.py)
     notifications: list[NotificationSpec] = Field(default_factory=list)
+    health: HealthSpec = Field(default_factory=HealthSpec)  # the health gate (analyzer/gates.py)
+    argocd: ArgoCDSpec | None = None  # Argo CD sync status as a gate
 
     @field_validator("name")
     @classmethod
@@ -400,9 +415,14 @@ def safe_load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=loader)
 
 
-def load_analysis(path: str | os.PathLike[str]) -> AnalysisSpec:
-    """Read and validate one analysis file; every problem becomes a `SpecError`."""
-    file = Path(path)
+OTHER_SECTIONS = {"rollout": "`verdict canary run`"}
+"""Top-level sections of an analysis file that other commands read: `verdict analyze` and
+`verdict serve` read past them, with a note."""
+_ANALYSIS_KEYS = frozenset({"name", "canary", "baseline", "metrics"})
+
+
+def _read_yaml(file: Path) -> Any:
+    """The YAML document of an analysis file; every problem becomes a `SpecError`."""
     try:
         with file.open("rb") as handle:
             raw = handle.read(MAX_ANALYSIS_FILE_BYTES + 1)
@@ -421,26 +441,84 @@ def load_analysis(path: str | os.PathLike[str]) -> AnalysisSpec:
             f"{file}: the analysis file is not UTF-8 text (byte {error.start})"
         ) from None
     try:
-        data = safe_load_yaml(text)
+        return safe_load_yaml(text)
     except yaml.YAMLError as error:
+        if "expected a single document" in str(error):
+            raise _SeveralDocuments(f"{file}: several YAML documents, not one analysis") from None
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise SpecError(
             f"{file}: not valid YAML{where}: {getattr(error, 'problem', error)}"
         ) from None
+
+
+class _SeveralDocuments(SpecError):
+    """A YAML file of several documents (Kubernetes manifests): never one analysis."""
+
+
+def _without_other_sections(data: Any, file: Path, notes: list[str] | None) -> Any:
+    """`data` without the sections other commands read (`OTHER_SECTIONS`), each named in
+    `notes`; as it is when `notes` is None (then such a section is an unknown key)."""
+    if notes is None or not isinstance(data, dict):
+        return data
+    for key, command in OTHER_SECTIONS.items():
+        if key in data:
+            data = {k: v for k, v in data.items() if k != key}
+            notes.append(f"{file}: its {key}: section is for {command}; ignored here")
+    return data
+
+
+def load_analysis(path: str | os.PathLike[str], *, notes: list[str] | None = None) -> AnalysisSpec:
+    """Read and validate one analysis file; every problem becomes a `SpecError`. With `notes`,
+    the sections other commands read (`rollout:`) are read past, each named in `notes`."""
+    file = Path(path)
+    data = _without_other_sections(_read_yaml(file), file, notes)
     return parse_analysis(data, str(file))
 
 
-def load_analyses(path: str | os.PathLike[str]) -> dict[str, AnalysisSpec]:
-    """One analysis file, or every *.yaml / *.yml file of a folder, by analysis name."""
+def not_an_analysis(data: Any) -> str | None:
+    """Why a YAML document is no analysis file at all (a Kubernetes object, Helm values), or
+    None when it may be one (its problems are then errors)."""
+    if not isinstance(data, dict):
+        return None
+    if "apiVersion" in data and "kind" in data:
+        return f"a Kubernetes {str(data['kind'])[:64]}, not an analysis"
+    if not data.keys() & _ANALYSIS_KEYS:
+        return "none of the keys name, canary, baseline, metrics: not an analysis"
+    return None
+
+
+def load_analyses(
+    path: str | os.PathLike[str], *, notes: list[str] | None = None
+) -> dict[str, AnalysisSpec]:
+    """One analysis file, or every *.yaml / *.yml file of a folder, by analysis name. In a
+    folder, files that are no analysis at all (Kubernetes manifests, Helm values:
+    `not_an_analysis`) are skipped; with `notes`, each skip is named there, and the sections
+    other commands read (`rollout:`) are read past."""
     root = Path(path)
-    files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if root.is_dir() else [root]
+    folder = root.is_dir()
+    files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if folder else [root]
     if not files:
         raise SpecError(f"{root}: no analysis files (*.yaml) in this folder")
     analyses: dict[str, AnalysisSpec] = {}
     for file in files:
-        spec = load_analysis(file)
+        try:
+            data = _read_yaml(file)
+        except _SeveralDocuments as several:
+            if not folder:
+                raise
+            why: str | None = f"{several}: skipped"
+        else:
+            why = not_an_analysis(data) if folder else None
+            why = f"{file}: {why}; skipped" if why else None
+        if why is not None:
+            if notes is not None:
+                notes.append(why)
+            continue
+        spec = parse_analysis(_without_other_sections(data, file, notes), str(file))
         if spec.name in analyses:
             raise SpecError(f"{file}: analysis name {spec.name!r} is used by another file too")
         analyses[spec.name] = spec
+    if not analyses:
+        raise SpecError(f"{root}: no analysis file in this folder (every YAML file was skipped)")
     return analyses

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         InconsistentAnswer,
         MetricsError,
         PartialAnswer,
+        PartMissing,
         QueryError,
         SourceUnavailable,
     )
@@ -36,6 +37,7 @@ _WHERE = {
             "InconsistentAnswer",
             "MetricsError",
             "PartialAnswer",
+            "PartMissing",
             "QueryError",
             "SourceUnavailable",
         ),
@@ -72,6 +74,7 @@ __all__ = [
     "MetricQuery",
     "MetricSource",
     "MetricsError",
+    "PartMissing",
     "PartialAnswer",
     "QueryError",
     "RatioSeries",

@@ -26,3 +26,26 @@ class PartialAnswer(BadData):
 
 class InconsistentAnswer(BadData):
     """Answers that cannot all be true: a version's error series seen earlier are gone."""
+
+
+class PartMissing(BadData):
+    """A ratio's part (its bad or good requests), read by a query of its own, answered no series
+    while series of its total that the part selects had samples in the window: the part's answer
+    lost data. The version has no data for that metric, never zero bad requests."""
+
+    def __init__(self, part: str, selector: str, requests: float) -> None:
+        self.part = part
+        """Which part: `bad` or `good`."""
+        self.selector = selector
+        self.requests = requests
+        """The total's requests in the window."""
+        super().__init__(
+            f"{part}-request query {selector} answered nothing while its total has "
+            f"{requests:,.0f} requests: no data is never a pass"
+        )
+
+
+class AnswerTooLarge(BadData):
+    """An answer larger than a source reads: more bytes of body than its `max_answer_bytes`, or
+    more series than its `max_series`. The read stops there, so a runaway query (a selector
+    that matches the whole fleet, a broken proxy streaming forever) costs bounded memory."""

@@ -28,6 +28,10 @@ class SourceSettings:
     """Extra HTTP headers (e.g. `X-Scope-OrgID`), sorted pairs so settings compare equal."""
     compress: bool = False
     """Ask for gzip answers (off: on a fast network, gzip costs Prometheus more than it saves)."""
+    max_answer_bytes: int | None = None
+    """The most of one answer's body read (after gzip); None: the source's default, 256 MiB."""
+    max_series: int | None = None
+    """The most series one answer may hold; None: the source's default, 100,000."""
 
     @staticmethod
     def of(
@@ -38,6 +42,8 @@ class SourceSettings:
         headers: dict[str, str] | None = None,
         compress: bool = False,
         what: str = "the analysis",
+        max_answer_bytes: int | None = None,
+        max_series: int | None = None,
     ) -> SourceSettings:
         """Settings from loose values; raises `SourceUnavailable` when there is no URL."""
         if not url:
@@ -51,12 +57,16 @@ class SourceSettings:
             retries=int(retries),
             headers=tuple(sorted((headers or {}).items())),
             compress=compress,
+            max_answer_bytes=max_answer_bytes,
+            max_series=max_series,
         )
 
 
 def open_source(settings: SourceSettings) -> MetricSource:
     """A new source for `settings` (close it with `close_source`)."""
-    from metrics.prometheus import PrometheusSource  # heavy import, only when asked
+    # heavy import, only when asked
+    from metrics.prometheus import DEFAULT_MAX_SERIES, PrometheusSource
+    from metrics.transport import DEFAULT_MAX_BODY_BYTES
 
     return PrometheusSource(
         settings.url,
@@ -64,6 +74,8 @@ def open_source(settings: SourceSettings) -> MetricSource:
         retries=settings.retries,
         headers=dict(settings.headers) or None,
         compress=settings.compress,
+        max_answer_bytes=settings.max_answer_bytes or DEFAULT_MAX_BODY_BYTES,
+        max_series=settings.max_series or DEFAULT_MAX_SERIES,
     )
 
 

@@ -24,6 +24,22 @@ Answers that cannot be trusted are refused: one carrying `warnings` (a partial r
 `PartialAnswer`; series answered at an earlier look since the same start and missing now (an
 error query that lost its data would read as "no errors") raise `InconsistentAnswer`.
 
+An empty part. Prometheus rightly answers nothing for `istio_requests_total{response_code=~"5.."}`
+when no 5xx was ever answered (no such series exists), so an empty part alone is not an error;
+but a part that lost its answer must not read as zero bad requests. Counted from its total's
+raw samples, a part is exact. Read by its own query (a window of one or two looks, such as a
+run's first looks), its total is its witness when the part is the total with more matchers
+(`metrics.selectors`): the part's `increase_query` answers as soon as one series of the part
+has two samples in the range (at 0 when it did not grow). So when the part
+answers no series at all while the total has requests, the source lists the label values of
+the total's series that the same range holds (one query, `_part_series_query`, only then); if
+any of them is one the part selects (or one it cannot tell), the part's answer lost data and
+`PartMissing` is raised: the version has no data for the metric (and the part's cached answers
+are dropped, so a later look asks again). A part that is not the total with more matchers
+(another metric name, a matcher `metrics.selectors` cannot evaluate) has no such witness, and
+its empty answer stays zero. (Another version showing the part is no witness: a healthy canary
+often has no 5xx where its baseline has a few.)
+
 Ratio metrics become bad/total counts per interval, histograms per-bucket counts per interval.
 Every failure becomes one of the named errors of `metrics.errors`: `SourceUnavailable` (cannot
 reach Prometheus, timeout, server error), `QueryError` (Prometheus rejected the query) or
@@ -54,9 +70,11 @@ import urllib3.exceptions
 from urllib3.util.retry import Retry
 
 from metrics.errors import (
+    AnswerTooLarge,
     BadData,
     InconsistentAnswer,
     PartialAnswer,
+    PartMissing,
     QueryError,
     SourceUnavailable,
 )
@@ -69,7 +87,7 @@ from metrics.matrix import (
     decode_vector_keys,
 )
 from metrics.promql import increase_query, promql_duration, render
-from metrics.selectors import Narrowing, narrowing
+from metrics.selectors import Narrowing, narrowing, parse_selector
 from metrics.source import (
     Fetch,
     FloatArray,
@@ -81,7 +99,7 @@ from metrics.source import (
     Version,
     Window,
 )
-from metrics.transport import HTTPFailure, Transport
+from metrics.transport import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, HTTPFailure, Transport
 
 _RETRY_STATUSES = (502, 503, 504)
 _QUERY_REJECTED_STATUSES = (400, 422)
@@ -112,6 +130,14 @@ _QUICK_SERIES = 500
 _READ_AHEAD_SERIES = 500
 _DENSEST_SCRAPE_MS = 5_000.0  # a first page assumes scrapes this frequent (rarely more)
 _PAGE_SAMPLES_PER_SERIES = 20  # pages hold at least this many samples per series
+EDGE_SECONDS = 15.0
+"""Looks closer to now than this may still gain samples (a scrape in flight when one side was
+asked and not the other): the check of a raw read compares the latest look older than this,
+so both sides count the same samples."""
+DEFAULT_MAX_SERIES = 100_000
+"""Series one answer may hold (a large fleet's counter has thousands; a selector gone wrong,
+millions): past it the answer is refused before it is parsed."""
+_SERIES = b'{"metric":'  # how each series of an answer starts, as Prometheus writes it
 
 BoolArray = npt.NDArray[np.bool_]
 _T = TypeVar("_T")
@@ -119,6 +145,14 @@ _T = TypeVar("_T")
 _Cumulative = dict[LabelKey, dict[int, float]]
 
 _log = structlog.get_logger()
+
+
+def _size(limit: int) -> str:
+    """A byte count as people read it: `256 MiB`, `64 KiB`, `1000 bytes`."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= size and limit % size == 0:
+            return f"{limit // size} {unit}"
+    return f"{limit:,} bytes"
 
 
 def _ms(at: datetime) -> int:
@@ -167,12 +201,23 @@ def _probe(selector_text: str, span: str, limit: int | None = None) -> str:
     """The raw read's probe (`_read_raw`): reads only the samples in the lookback before the
     window's start and before its end. With a `limit`, the series present at the start are
     listed only when the series at the end are at most that many (so a large counter's
-    selector is evaluated no more often than a small one's)."""
+    selector is evaluated no more often than a small one's). None at the end counts as 0: a
+    version whose series all stopped inside the window still lists those present at its start
+    (left out, they would read as born inside it, their whole count an increase)."""
     present = f"({selector_text} offset {span})"
     at_end = f'label_replace(count({selector_text}), "{_COUNT_LABEL}", "at-end", "", "")'
     if limit is None:
         return f"{present} or {at_end}"
-    return f"({present} and on () (count({selector_text}) <= {limit})) or {at_end}"
+    return f"({present} and on () ((count({selector_text}) or vector(0)) <= {limit})) or {at_end}"
+
+
+def _part_series_query(total_text: str, names: list[str], range_seconds: float) -> str:
+    """The label values `names` of the total's series that make `increase_query` over the last
+    `range_seconds` answer: those with two samples in the range. (A series born inside the range
+    with one sample adds its first value only beside a series that grew: alone, the part
+    rightly answers nothing, as for a fresh canary's first 5xx.)"""
+    window = f"[{promql_duration(range_seconds)}]"
+    return f"count by ({', '.join(names)}) (count_over_time({total_text}{window}) >= 2)"
 
 
 @dataclass(frozen=True)
@@ -304,7 +349,9 @@ class PrometheusSource:
     Answers about instants older than `settle_seconds` (5 minutes by default) are cached: they
     cannot change, and a canary that looks every interval would otherwise ask them at every look.
     Answers come uncompressed unless `compress` (gzip costs Prometheus more CPU than a fast
-    network saves on a megabyte-sized page of raw samples).
+    network saves on a megabyte-sized page of raw samples). An answer of more than
+    `max_answer_bytes` (its body, after gzip) or `max_series` series raises `AnswerTooLarge`,
+    read no further.
     """
 
     def __init__(
@@ -319,9 +366,14 @@ class PrometheusSource:
         page_samples: int = 200_000,
         compress: bool = False,
         quick_seconds: float = _QUICK_SECONDS,
+        max_answer_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_series: int = DEFAULT_MAX_SERIES,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if max_series < 1:
+            raise ValueError("max_series must be positive")
+        self.max_series = max_series
         if retries < 0:
             raise ValueError("retries must not be negative")
         self.url = url.rstrip("/")
@@ -341,6 +393,7 @@ class PrometheusSource:
             retry=retry,
             headers={"Accept-Encoding": "gzip" if compress else "identity", **(headers or {})},
             max_error_text=_MAX_ERROR_TEXT,
+            max_body_bytes=max_answer_bytes,
         )
         # Cumulative answers for instants older than `settle_seconds` cannot change any more:
         # a canary that looks every interval asks them again and again, so they are kept.
@@ -564,7 +617,10 @@ class PrometheusSource:
         if not query.total or not (query.bad or query.good):
             raise QueryError(f"ratio metric {query.name!r} needs `total` and `bad` or `good`")
         read = self._read_ratio(
-            render(query.total, matchers), render(query.bad or query.good, matchers), window
+            render(query.total, matchers),
+            render(query.bad or query.good, matchers),
+            window,
+            "bad" if query.bad else "good",
         )
         if read is None:
             return None
@@ -592,12 +648,12 @@ class PrometheusSource:
         )
 
     def _read_ratio(
-        self, total_text: str, part_text: str, window: Window
+        self, total_text: str, part_text: str, window: Window, part: str
     ) -> tuple[_Cumulative, _Cumulative] | None:
-        """The cumulative increases of a ratio's total and of its part; None when the version
-        has no series. A part that can be counted from the total's samples is, when they are
-        read (`metrics.selectors`); else it is read beside the total (one look's instant
-        queries at once)."""
+        """The cumulative increases of a ratio's total and of its `part` (bad or good); None
+        when the version has no series. A part that can be counted from the total's samples
+        is, when they are read (`metrics.selectors`); else it is read beside the total (one
+        look's instant queries at once), and an empty answer is checked (`_check_part`)."""
         selects = narrowing(total_text, part_text)
         instants = self._instants(window)
         if selects is not None and self._raw_start_of(total_text, instants, False) is not None:
@@ -607,6 +663,9 @@ class PrometheusSource:
             part_result = parts.get(part_text)
             if part_result is None:  # the total's samples were not read (its looks were known)
                 part_result = self._query_cumulative(part_text, window)
+                self._check_part(
+                    total_text, part_text, part, selects, window, total_result, part_result
+                )
             return total_result, part_result
         # the part is read beside the total (needed unless the version has no series at all)
         reading_part = self._beside(self._part_reads, self._query_cumulative, part_text, window)
@@ -615,9 +674,46 @@ class PrometheusSource:
             if not total_result:
                 reading_part.cancel()
                 return None
-            return total_result, reading_part.result()
+            part_result = reading_part.result()
         finally:
             wait([reading_part])  # no read of this fetch outlives it
+        self._check_part(total_text, part_text, part, selects, window, total_result, part_result)
+        return total_result, part_result
+
+    def _check_part(
+        self,
+        total_text: str,
+        part_text: str,
+        part: str,
+        selects: Narrowing | None,
+        window: Window,
+        total: _Cumulative,
+        answered: _Cumulative,
+    ) -> None:
+        """Raise `PartMissing` when the part, read by its own query, answered no series while
+        its total has requests and series of the total that it selects had the samples its
+        query counts (module docstring: an empty part)."""
+        if answered or selects is None:
+            return
+        last = window.intervals - 1
+        requests = sum(
+            value
+            for by_look in total.values()
+            if math.isfinite(value := by_look.get(last, math.nan))
+        )
+        extra = (parse_selector(part_text) or frozenset()) - (
+            parse_selector(total_text) or frozenset()
+        )
+        names = sorted({m.name for m in extra})
+        if requests <= 0 or not names or "__name__" in names:
+            return
+        instants = self._instants(window)
+        promql = _part_series_query(total_text, names, instants.ranges[-1])
+        groups = self._vector(promql, instants.ms[-1])
+        if any(selects(_label_key(g.get("metric", {}))) is not False for g in groups):
+            # its empty answers are not kept: a later look asks again
+            self._forget(_look_queries(part_text, instants, False))
+            raise PartMissing(part, part_text, requests)
 
     # --- histogram ---------------------------------------------------------------------
 
@@ -806,14 +902,15 @@ class PrometheusSource:
         parts: dict[str, Narrowing],
     ) -> tuple[_Cumulative | None, dict[str, _Cumulative]]:
         start_ms = self._raw_read_start(instants, queries)
-        if start_ms is not None:
+        checked = self._checked_look(queries)
+        if start_ms is not None and checked is not None:
             (raw, counted), asking = self._read_raw(
-                selector_text, queries, start_ms, by_le=by_le, parts=parts
+                selector_text, queries, start_ms, by_le=by_le, parts=parts, checked=checked
             )
             try:
                 # no series at all is Prometheus' own answer (the probe's): nothing to check
                 agrees = (raw is None and asking is None) or self._settle_check(
-                    raw, len(queries) - 1, asking, queries[-1]
+                    raw, queries.index(checked), asking, checked
                 )
             except BaseException as exc:
                 if asking is not None:
@@ -869,6 +966,17 @@ class PrometheusSource:
             return None
         return instants.start_ms
 
+    def _checked_look(self, queries: list[_LookQuery]) -> _LookQuery | None:
+        """The look a raw read is checked at (`_settle_check`): the latest one at least
+        `EDGE_SECONDS` old, whose samples have all landed. None while the check is still to
+        come and no look is that old (the read then asks one query a look: what it would
+        compare is not settled yet); the last look once the check has passed (not asked)."""
+        check = self._raw_read_agrees
+        if check is not None and check.done() and check.exception() is None:
+            return queries[-1]
+        edge = time.time() - EDGE_SECONDS
+        return next((q for q in reversed(queries) if q.at_seconds <= edge), None)
+
     @property
     def raw_reads_disagree(self) -> bool:
         """Whether a raw read gave other counts than Prometheus' own `increase()` (then this
@@ -878,15 +986,15 @@ class PrometheusSource:
             check is not None and check.done() and check.exception() is None and not check.result()
         )
 
-    def _claim_check(self, last: _LookQuery) -> Future[list[dict[str, Any]]] | None:
+    def _claim_check(self, look: _LookQuery) -> Future[list[dict[str, Any]]] | None:
         """The first raw read of this source checks its counts against Prometheus' own answer
-        for its last look (`_settle_check`): for that read, that answer, asked now and
-        concurrently with the read; None for every other read."""
+        for its latest settled look (`_checked_look`, `_settle_check`): for that read, that
+        answer, asked now and concurrently with the read; None for every other read."""
         with self._cache_lock:
             if self._raw_read_agrees is not None:
                 return None
             self._raw_read_agrees = Future()
-        return self._ask_beside(self._vector, last.promql, last.at_ms)
+        return self._ask_beside(self._vector, look.promql, look.at_ms)
 
     def _settle_check(
         self,
@@ -940,6 +1048,7 @@ class PrometheusSource:
         *,
         by_le: bool,
         parts: dict[str, Narrowing],
+        checked: _LookQuery,
     ) -> tuple[
         tuple[_Cumulative | None, dict[str, _Cumulative]], Future[list[dict[str, Any]]] | None
     ]:
@@ -959,7 +1068,7 @@ class PrometheusSource:
             probed = _probe_answers(self._vector(_probe(selector_text, span), ends_ms[-1]), 1)[0]
         # The check is asked beside the pages of a counter read, and after the pages of a
         # histogram read (a costlier query): by then a counter read has usually taken it.
-        asking = None if by_le else self._claim_check(queries[-1])
+        asking = None if by_le else self._claim_check(checked)
         # a large counter's series at the start (left out of the read-ahead) are asked for
         # beside its first page: the counts alone size the pages
         # (its label objects are learnt once, for the listing and the pages: `known`)
@@ -982,7 +1091,7 @@ class PrometheusSource:
             if isinstance(present, Future):
                 wait([present])
         if by_le:
-            asking = self._claim_check(queries[-1])
+            asking = self._claim_check(checked)
         return read, asking
 
     def _read_pages(
@@ -1116,6 +1225,12 @@ class PrometheusSource:
                         return True
         return False
 
+    def _forget(self, queries: list[_LookQuery]) -> None:
+        """Drop the cached answers of `queries` (answers found to have lost data)."""
+        with self._cache_lock:
+            for q in queries:
+                self._cache.pop(q.cache_key, None)
+
     def _remember(self, query: _LookQuery, values: dict[LabelKey, float]) -> None:
         with self._cache_lock:
             self._cache[query.cache_key] = values
@@ -1203,9 +1318,15 @@ class PrometheusSource:
         failure becomes a `metrics.errors` error."""
         try:
             # POST (form-encoded), as Prometheus allows: a long selector never meets a URL limit
-            return self._transport.post_form(
+            raw = self._transport.post_form(
                 "/api/v1/query", {"query": promql, "time": f"{at_seconds:.3f}"}
             )
+        except BodyTooLarge as exc:
+            raise AnswerTooLarge(
+                f"{self._where} answered {promql!r} with more than {_size(exc.limit)}, the most "
+                "Verdict reads (prometheus.maxAnswerBytes): narrow the query's selector or "
+                "raise the limit"
+            ) from None
         except HTTPFailure as exc:
             if exc.status in _QUERY_REJECTED_STATUSES:
                 raise QueryError(
@@ -1220,6 +1341,15 @@ class PrometheusSource:
             raise SourceUnavailable(
                 f"{self._where} answered with something that is not the Prometheus API ({exc!r})"
             ) from exc
+        # counted as written, before anything is parsed (a label named `metric` first in its
+        # series' labels counts twice: the cap errs towards refusing)
+        if len(raw) > self.max_series * len(_SERIES) and raw.count(_SERIES) > self.max_series:
+            raise AnswerTooLarge(
+                f"{self._where} answered {promql!r} with more than {self.max_series:,} series, "
+                "the most Verdict reads in one answer (prometheus.maxSeries): narrow the "
+                "query's selector or raise the limit"
+            )
+        return raw
 
     def _describe(self, exc: BaseException) -> str:
         """What went wrong, in words, for a transport-level failure."""

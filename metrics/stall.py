@@ -8,6 +8,11 @@ in a row up to the look, while the baseline kept getting requests and the canary
 traffic before the silence says it should have had some (at least `EXPECTED_REQUESTS` expected:
 a Poisson count of 0 then has probability under 5e-5). A canary with so little traffic that a
 silence is ordinary (a few requests an hour) is not called frozen.
+
+Every way in judges per-interval counts: `verdict analyze` its window, and a run (the web
+provider, the controller, the standalone strategies) the whole intervals since its start at each
+look (`analyzer.runs.model.look_window`), so this one rule finds a frozen canary everywhere. A
+frozen canary's metric is "no data" unless it failed (`analyzer.analysis`).
 """
 
 from __future__ import annotations

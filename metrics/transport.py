@@ -28,6 +28,11 @@ from urllib3.util.retry import Retry
 _POOL_CONNECTIONS = 64
 # how many of the latest requests `typical_seconds` looks at
 _RECENT_REQUESTS = 16
+DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
+"""The most of an answer's body a transport reads (after gzip): a raw-sample page of a large
+fleet is tens of megabytes."""
+_READ_CHUNK = 1024 * 1024
+_MAX_ERROR_BODY = 64 * 1024  # of an error answer, only its start is read (and shown cut short)
 
 
 class HTTPFailure(Exception):
@@ -39,9 +44,19 @@ class HTTPFailure(Exception):
         self.text = text
 
 
+class BodyTooLarge(Exception):
+    """An answer whose body is longer than the transport's `max_body_bytes` (not read further)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit} bytes")
+        self.limit = limit
+
+
 class Transport:
-    """Form-encoded POSTs to one server; raises `HTTPFailure` on an error status, and urllib3's
-    own errors (`urllib3.exceptions.HTTPError`) or `OSError` when the server cannot be reached."""
+    """Form-encoded POSTs to one server; raises `HTTPFailure` on an error status,
+    `BodyTooLarge` past `max_body_bytes` of answer (the rest is not read: the connection is
+    closed), and urllib3's own errors (`urllib3.exceptions.HTTPError`) or `OSError` when the
+    server cannot be reached."""
 
     def __init__(
         self,
@@ -51,11 +66,15 @@ class Transport:
         retry: Retry,
         headers: dict[str, str],
         max_error_text: int = 500,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
+        if max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
         self.url = url.rstrip("/")
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._retry = retry
         self._max_error_text = max_error_text
+        self.max_body_bytes = max_body_bytes
         self._headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
         if not any(name.lower() == "authorization" for name in self._headers):
             netrc = requests.utils.get_netrc_auth(self.url)
@@ -87,14 +106,39 @@ class Transport:
             headers=self._headers,
             timeout=self._timeout,
             retries=self._retry,
+            preload_content=False,
         )
-        if response.status != 200:
-            raise HTTPFailure(response.status, self._error_text(response))
-        return bytes(response.data)
+        read_whole = False
+        try:
+            if response.status != 200:
+                raise HTTPFailure(response.status, self._error_text(response))
+            body = self._body(response)
+            read_whole = True
+            return body
+        finally:
+            if not read_whole:  # an answer left half read: its connection cannot serve another
+                response.close()
+            response.release_conn()
+
+    def _body(self, response: urllib3.BaseHTTPResponse) -> bytes:
+        """The answer's body, decoded, read in chunks up to `max_body_bytes`."""
+        length = response.headers.get("Content-Length", "")
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        if not encoded and length.isdigit() and int(length) > self.max_body_bytes:
+            raise BodyTooLarge(self.max_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.stream(_READ_CHUNK, decode_content=True):
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _error_text(self, response: urllib3.BaseHTTPResponse) -> str:
         """Prometheus' error (`errorType: error`) or the answer's text, cut short."""
-        text = response.data.decode("utf-8", "replace").strip()
+        start = response.read(_MAX_ERROR_BODY, decode_content=True)
+        text = start.decode("utf-8", "replace").strip()
         try:
             body = json.loads(text)
         except ValueError:

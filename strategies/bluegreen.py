@@ -6,6 +6,11 @@
   gates and against blue's own figures (the baseline matchers) over the same length of time
   just before the switch: there is no concurrent baseline, so the baseline's window is the
   look's window moved back by its own length (`BeforeSwitch`).
+* Green's pods go through the health gate (`strategies.health`) at every look: a failing gate
+  switches back to blue; a hold (Pending for resources) keeps green and the validation going
+  until it clears. After every switch back the rollback is checked (`strategies.recovery`: the
+  selector on blue, blue's pods Ready, blue's error rates back at their level before the switch)
+  and recorded (`rollback` in the progress).
 * A fail moves the selector back to blue at once (exit 1). A pass at the end keeps green
   (promoted). Undecided at the end: `onTimeout` (`pause` keeps green and exits 3 for a person,
   `abort` switches back, `promote` keeps green as promoted).
@@ -14,7 +19,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -22,12 +27,14 @@ import structlog
 from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
 from analyzer.runs.model import RunKey
-from analyzer.runs.store import RunStore
+from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.verdicts import AnalysisReport, MetricStatus, Verdict
 from metrics.source import MetricQuery, MetricSource, Series, Version, Window
-from strategies.kube.pods import PodGate, PodsUnhealthy
+from strategies.health import Act, Finding
+from strategies.kube.pods import PodGate, PodState, PodsUnhealthy
 from strategies.kube.services import SelectorChanged, ServiceSwitch
 from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
+from strategies.recovery import Part, check_of, rates_since
 from strategies.restore import RestoreFailed, RestorePolicy, until_restored
 from strategies.rollout_file import RolloutFile
 
@@ -78,6 +85,9 @@ class BlueGreenRollout:
         self.recorder = Recorder(file.analysis, store, BeforeSwitch(source), clock)
         self.say = on_message or (lambda _m: None)
         self.log = structlog.get_logger().bind(service=switch.where)
+        self._holding = False
+        """The health gate holds green where it is (Pending pods): the validation goes on."""
+        self._switched: datetime | None = None
 
     def _finish_anyway(self, decision: str, reason: str) -> None:
         """Record the end as far as the store can take it (the run ends on an error)."""
@@ -133,6 +143,57 @@ class BlueGreenRollout:
                 )
         return None
 
+    def _health_seen(self, health: PodState) -> None:
+        """One look of the gate: each new finding recorded in the run's progress (`health`), a
+        hold said once when it starts."""
+        self._holding = health.act is Act.HOLD
+        self._note(health.findings)
+
+    def _note(self, findings: tuple[Finding, ...]) -> None:
+        if self.recorder.run is None:  # before the switch: the gate holds or fails, said only
+            for f in findings:
+                self.log.warning("health gate", finding=f.text())
+            return
+        seen = self.recorder.progress.setdefault("health", [])
+        known = {(e.get("kind"), e.get("subject"), e.get("reason")) for e in seen}
+        for f in findings:
+            if f.key not in known:
+                seen.append(f.as_json())
+                if f.act is Act.HOLD:
+                    self.say(f"held (green kept, validation goes on until it clears): {f.text()}")
+
+    def _verified(self, outcome: Outcome) -> Outcome:
+        """One interval after switching back: the selector on blue, blue's pods Ready, blue's
+        error rates back at their level before the switch (`strategies.recovery`); recorded in
+        the progress (`rollback`), never changing the decision (I6)."""
+        restored = self.clock.now()
+        try:
+            self.clock.sleep(self.file.analysis.interval)
+            selector = self.switch.selector()
+            where = f"{self.switch.where} selects {selector}"
+            parts = [Part("selector", selector == self.blue, where)]
+            blue = PodGate(self.switch.api, namespace=self.r.namespace,
+                           selector=_labels(self.blue), ready_timeout=self.r.pod_ready_timeout,
+                           clock=self.clock).state()  # fmt: skip
+            parts.append(Part("blue pods", blue.ready, blue.summary))
+            run = self.recorder.run
+            assert run is not None and self._switched is not None
+            parts += rates_since(self.recorder.plan, self.source, dict(run.params),
+                                 started=self._switched, restored=restored,
+                                 now=self.clock.now())  # fmt: skip
+            check = check_of(parts, self.clock.now())
+        except Exception as error:
+            check = check_of([Part("check", False, f"could not be made: {error}")], self.clock.now())
+        outcome.rollback = check.as_json()
+        self.recorder.progress["rollback"] = outcome.rollback
+        try:
+            self.recorder.save()
+        except Exception as error:
+            self.log.error("the rollback's check could not be recorded", error=str(error))
+        (self.log.info if check.verified else self.log.error)(check.text())
+        self.say(check.text())
+        return outcome
+
     def _back_to_blue(self) -> None:
         """The selector back on blue, tried until it lands and reads back (I2)."""
         until_restored(
@@ -151,7 +212,7 @@ class BlueGreenRollout:
             raise SelectorChanged(
                 f"{self.switch.where} selects {current}, not blue {self.blue}: nothing to switch"
             )
-        self.gate.wait_ready()
+        self.gate.wait_ready(self._health_seen)
         if self.r.preview_service:
             preview = self._preview()
             if preview is not None and preview.verdict is Verdict.FAIL:
@@ -159,6 +220,7 @@ class BlueGreenRollout:
                 self.log.warning("blue/green aborted on the preview", reason=preview.reason)
                 return Outcome(decision=ABORTED, reason=reason, run_id=None, final=preview)
         switched = self.clock.now()
+        self._switched = switched
         digest = hashlib.sha256(f"{self.file.text}{format_time(switched)}".encode()).hexdigest()
         key = RunKey(
             self.file.analysis.name, self.r.namespace, str(self.r.active_service), digest[:12]
@@ -197,8 +259,9 @@ class BlueGreenRollout:
             self.say(f"{self.switch.where} switched to green {self.green}; validating")
             while True:
                 left = (end - self.clock.now()).total_seconds()
-                self.clock.sleep(max(0.0, min(self.file.analysis.interval, left)))
-                self.gate.check()
+                interval = self.file.analysis.interval
+                self.clock.sleep(interval if self._holding else max(0.0, min(interval, left)))
+                self._health_seen(self.gate.check())
                 report = self.recorder.look()
                 self.say(
                     f"validation look {self.recorder.run.looks if self.recorder.run else 0}:"
@@ -207,15 +270,24 @@ class BlueGreenRollout:
                 too_many = self._error_rate_over(report)
                 if too_many is not None:
                     self._back_to_blue()
-                    return self._finish(ABORTED, f"switched back to blue: {too_many}", "fail")
+                    return self._verified(
+                        self._finish(ABORTED, f"switched back to blue: {too_many}", "fail")
+                    )
                 if report.verdict is Verdict.FAIL and self.r.rollback_on.analysis_fails:
                     self._back_to_blue()
-                    return self._finish(ABORTED, f"switched back to blue: {report.reason}", "fail")
-                if (end - self.clock.now()).total_seconds() <= 0:
+                    return self._verified(
+                        self._finish(ABORTED, f"switched back to blue: {report.reason}", "fail")
+                    )
+                if (end - self.clock.now()).total_seconds() <= 0 and not self._holding:
                     break
         except PodsUnhealthy as error:
+            self._note(tuple(f for f in error.findings if isinstance(f, Finding)))
             self._back_to_blue()
-            return self._finish(ABORTED, f"switched back to blue: green pods: {error}", "fail")
+            return self._verified(
+                self._finish(
+                    ABORTED, f"switched back to blue: the health gate failed: {error}", "fail"
+                )
+            )
         except KeyboardInterrupt:
             self._back_to_blue()
             return self._finish(INTERRUPTED, "interrupted: switched back to blue", "interrupted")
@@ -245,11 +317,18 @@ class BlueGreenRollout:
             return self._finish(PROMOTED, f"green kept: {report.reason}", "pass")
         if self.r.on_timeout == "abort":
             self._back_to_blue()
-            return self._finish(
-                ABORTED, f"switched back to blue, undecided: {report.reason}", "inconclusive"
+            return self._verified(
+                self._finish(
+                    ABORTED, f"switched back to blue, undecided: {report.reason}", "inconclusive"
+                )
             )
         if self.r.on_timeout == "promote":
             return self._finish(PROMOTED, f"green kept undecided: {report.reason}", "inconclusive")
-        return self._finish(
-            PAUSED, f"green kept, undecided: a person decides: {report.reason}", "inconclusive"
-        )
+        reason = f"green kept, undecided: a person decides: {report.reason}"
+        try:
+            return self._finish(PAUSED, reason, "inconclusive")
+        except StoreUnavailable:
+            # a pause nobody can see recorded is no pause a person can act on: back to blue
+            self.log.error("the paused run could not be recorded; switching back to blue")
+            self._back_to_blue()
+            raise

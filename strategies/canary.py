@@ -2,10 +2,18 @@
 
 Rules (those of `analyzer.canary`, with a real router, pods and the run store):
 * The analysis is one run of the run core over the whole rollout: every look judges all traffic
-  since the run started (`analyzer.runs.model.look_window`), failures are sticky.
+  since the run started, interval by interval (`analyzer.runs.model.look_window`), failures
+  are sticky.
 * Before the first weight and before every increase the canary's pods must be Ready
-  (`strategies.kube.pods.PodGate`); during a step each look checks them again. A fatal pod reason or
-  pods not Ready for `podReadyTimeout` aborts the run: traffic back on stable.
+  (`strategies.kube.pods.PodGate`); during a step each look checks them and their Events again
+  (`strategies.health`). A failing gate (a fatal pod reason, readiness past its grace, too many
+  restarts, the Argo CD sync failed) aborts the run: traffic back on stable, the decision told as
+  the gate's kind. A hold (pods Pending for resources, the Application out of sync) keeps the
+  canary at its weight: no step ends and no weight is written until it clears. Every finding is
+  kept in the progress (`health`), told once.
+* After every rollback, one interval later, the rollback is checked (`strategies.recovery`): the
+  route on stable, `stablePods` Ready, the stable version's error rates back at their pre-run
+  level; recorded (`rollback`) and told (`rollback-verified` / `rollback-not-recovered`).
 * Any failing look aborts at once, mid-step: 100 % on stable in one write.
 * A step lasts `stepDuration`; then the next weight is written (a pass is not needed to move on:
   every look guards against failure). After the last analysed step the canary gets 100 % only on
@@ -32,13 +40,26 @@ from analyzer.clock import Clock, format_time, parse_time
 from analyzer.notify import NopNotifier, Notifier, RunInfo
 from analyzer.runs.events import RunJournal
 from analyzer.runs.model import Run, RunKey, new_run
+from analyzer.runs.requests import ActionRequest
 from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.spec import SpecError
 from analyzer.verdicts import AnalysisReport, Verdict
 from metrics.source import MetricSource
 from strategies.events import CanaryRecorder
+from strategies.health import Act, Finding
 from strategies.kube.istio import TrafficChanged, Weights
 from strategies.kube.pods import PodState, PodsUnhealthy
+from strategies.manual import (
+    ManualAbort,
+    ManualPromote,
+    held,
+    held_seconds,
+    hold,
+    manual_event,
+    manual_reason,
+    release,
+    take_request,
+)
 from strategies.record import (
     ABORTED,
     INTERRUPTED,
@@ -50,6 +71,7 @@ from strategies.record import (
     Recorder,
 )
 from strategies.record import Look as LoopLook
+from strategies.recovery import Part, check_of, rates_since
 from strategies.restore import RestoreFailed, RestorePolicy, until_restored
 from strategies.rollout_file import RolloutFile
 
@@ -73,7 +95,7 @@ class Router(Protocol):
 
 class Gate(Protocol):
     def check(self) -> PodState: ...
-    def wait_ready(self) -> PodState: ...
+    def wait_ready(self, on_health: Callable[[PodState], None] | None = None) -> PodState: ...
     def template_hash(self) -> str | None: ...
 
 
@@ -88,6 +110,8 @@ class Deps:
     clock: Clock
     notifier: Notifier = field(default_factory=NopNotifier)
     """Who hears the run's events (the analysis file's notifications and Grafana)."""
+    stable_pods: Gate | None = None
+    """The stable version's pods (`stablePods`), checked Ready after a rollback."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,15 @@ class CannotResume(Exception):
 
 ENDED = (PROMOTED, ABORTED)
 """A run that ended so is not started again by the same command (fail-safe rule I5)."""
+ABORTING = "aborting"
+"""Recorded before the write back to stable after a fail: a command stopped during that write
+finishes it when started again, instead of moving on to the next step."""
+
+
+class _FinishAbort(Exception):
+    def __init__(self, run: Run, progress: dict[str, Any]) -> None:
+        super().__init__(run.id)
+        self.run, self.progress = run, progress
 
 
 def _progress_of(run: Run) -> dict[str, Any] | None:
@@ -129,14 +162,11 @@ class CanaryRollout:
         on_message: Callable[[str], None] | None = None,
         record_events: bool = True,
         extra_looks: int = 0,
-        look_intervals: bool = False,
         restart: bool = False,
     ) -> None:
         """`extra_looks`: the last analysed step goes on looking up to this many intervals past
-        its end while undecided; `look_intervals`: each look judges the run's traffic interval by
-        interval (as `verdict analyze` does) instead of as one window since the start."""
+        its end while undecided."""
         self.extra_looks = extra_looks
-        self.look_intervals = look_intervals
         self.restart = restart
         """Start a new run even when the last one of this canary ended (promoted, aborted)."""
         self.ended: Outcome | None = None
@@ -156,6 +186,11 @@ class CanaryRollout:
         )
         self.state: Recorder | None = None
         self.final: AnalysisReport | None = None
+        self._holding = False
+        """The health gate holds the canary where it is (Pending pods, Argo CD OutOfSync)."""
+        self._health_now: tuple[dict[str, Any], ...] = ()
+        self.ended_by: ActionRequest | None = None
+        """The person's request that ended the run (a manual abort or promotion), if any."""
 
     # --- identity and resume --------------------------------------------------------------
 
@@ -201,6 +236,8 @@ class CanaryRollout:
             progress = _progress_of(previous)
             if progress is not None and progress.get("state") in ENDED and not self.restart:
                 raise _AlreadyEnded(previous, progress)
+            if progress is not None and progress.get("state") == ABORTING:
+                raise _FinishAbort(previous, progress)
             if progress is not None and progress.get("state") in (RUNNING, INTERRUPTED):
                 resumed = self._resume(previous, progress)
                 if resumed is not None:
@@ -249,6 +286,13 @@ class CanaryRollout:
                 f"run {run.id} was interrupted and its traffic put back on stable: starting anew"
             )
             return None
+        if step == 0 and weights == recorded:
+            # stopped around the first weight write (recorded, and sent or not): from the start
+            self.deps.router.expected = weights
+            progress = {**progress, "state": RUNNING, "trafficRestored": False}
+            self.on_message(f"resuming run {run.id} from its first step ({self._show(weights)})")
+            self.log.info("run resumed", run=run.id, step=0)
+            return self._recorder(run, progress), 0
         if step >= 1 and weights == recorded:
             self.deps.router.expected = weights
             progress = {**progress, "state": RUNNING, "trafficRestored": False}
@@ -282,7 +326,6 @@ class CanaryRollout:
             self.deps.store,
             self.deps.source,
             self.deps.clock,
-            interval=self.spec.interval if self.look_intervals else None,
         )
         recorder.run, recorder.progress = run, progress
         return recorder
@@ -313,12 +356,29 @@ class CanaryRollout:
         self.final = report
         return report
 
-    def _finish(self, state: Recorder, decision: str, reason: str) -> Outcome:
+    def _finish(
+        self,
+        state: Recorder,
+        decision: str,
+        reason: str,
+        *,
+        outcome: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome:
         state.progress["state"] = decision
         state.progress["reason"] = reason
         state.save()
         if self.recorder is not None:
-            self.recorder.finish(CanaryResult(decision=decision, reason=reason, final=self.final))
+            self.recorder.finish(
+                CanaryResult(
+                    decision=decision,
+                    reason=reason,
+                    final=self.final,
+                    outcome=outcome,
+                    extra=extra or {},
+                ),
+                manual=self.ended_by,
+            )
         self.log.info("rollout finished", decision=decision, reason=reason)
         return Outcome(
             decision=decision,
@@ -346,6 +406,15 @@ class CanaryRollout:
             state, first = self._open()
         except _AlreadyEnded as ended:
             return self._already_ended(ended.run, ended.progress)
+        except _FinishAbort as pending:
+            # stopped while putting traffic back on stable after a fail: finish that first
+            state = self._recorder(pending.run, dict(pending.progress))
+            self.state = state
+            reason = str(pending.progress.get("reason") or "aborted")
+            self.on_message(f"run {pending.run.id} was aborting: putting traffic back on stable")
+            self.deps.router.expected = self.deps.router.current()
+            self._back_to_stable(state)
+            return self._finish(state, ABORTED, reason)
         self.state = state
         if self.record_events:
             info = RunInfo(
@@ -359,7 +428,7 @@ class CanaryRollout:
             self.recorder = CanaryRecorder(journal, info, self.deps.clock.now)
         resumed = first if state.progress["steps"] else None
         try:
-            outcome = self._steps(state, first)
+            outcome = self._steps_or_manual(state, first)
         except RestoreFailed as error:
             self._end_step(state, "aborted")
             self._finish_anyway(state, ABORTED, str(error))
@@ -378,7 +447,14 @@ class CanaryRollout:
             return self._finish(state, INTERRUPTED, reason)
         except PodsUnhealthy as error:
             self._end_step(state, "aborted")
-            return self._abort(state, f"canary pods unhealthy: {error}")
+            findings = tuple(f for f in error.findings if isinstance(f, Finding))
+            self._note_findings(state, findings)
+            return self._abort(
+                state,
+                f"the health gate failed: {error}",
+                outcome=findings[0].kind if findings else None,
+                findings=findings,
+            )
         except TrafficChanged as error:
             self._end_step(state, "paused")
             return self._finish(state, PAUSED, str(error))
@@ -427,10 +503,116 @@ class CanaryRollout:
             decision=decision, reason=reason, run_id=run.id, steps=list(progress.get("steps") or [])
         )
 
-    def _abort(self, state: Recorder, reason: str) -> Outcome:
-        if state.progress["weights"]["canary"] > 0:
+    def _abort(
+        self,
+        state: Recorder,
+        reason: str,
+        *,
+        outcome: str | None = None,
+        findings: tuple[Finding, ...] = (),
+    ) -> Outcome:
+        """Traffic back on stable (I2), the decision recorded (its outcome the health gate's
+        kind when the gate failed it), then the rollback checked (`strategies.recovery`)."""
+        moved = False
+        if state.progress["weights"]["canary"] > 0 or state.progress.get("pending"):
+            state.progress.update(state=ABORTING, reason=reason)
+            try:  # best effort: the write back to stable goes out even when the store is down
+                state.save()
+            except StoreUnavailable:
+                self.log.error("the run store is unavailable; putting traffic back on stable")
             self._back_to_stable(state)
-        return self._finish(state, ABORTED, reason)
+            moved = True
+        extra = {"health": [f.as_json() for f in findings]} if findings else {}
+        done = self._finish(state, ABORTED, reason, outcome=outcome, extra=extra)
+        if moved:
+            done.rollback = self._verify_rollback(state)
+        return done
+
+    # --- the health gate and the rollback's check -----------------------------------------
+
+    def _note_findings(self, state: Recorder, findings: tuple[Finding, ...]) -> list[Finding]:
+        """Add the findings not yet in the run's progress (`health`, with the step and weight
+        they were seen at); returns those."""
+        seen = state.progress.setdefault("health", [])
+        known = {(e.get("kind"), e.get("subject"), e.get("reason")) for e in seen}
+        added = [f for f in findings if f.key not in known]
+        for f in added:
+            seen.append({**f.as_json(), "step": state.progress.get("step"),
+                         "weight": state.progress["weights"]["canary"]})  # fmt: skip
+        return added
+
+    def _health_seen(self, health: PodState) -> None:
+        """One look of the gate: new findings recorded, a hold told once when it starts, a hold
+        that cleared noted; `_holding` says whether the canary is held where it is."""
+        self._holding = health.act is Act.HOLD
+        self._health_now = tuple(f.as_json() for f in health.findings)
+        state = self.state
+        if state is None:
+            return
+        added = self._note_findings(state, health.findings)
+        current = {f.key for f in health.findings}
+        now = format_time(self.deps.clock.now())
+        cleared = False
+        for entry in state.progress["health"]:
+            key = (entry.get("kind"), entry.get("subject"), entry.get("reason"))
+            if entry.get("act") == "hold" and not entry.get("cleared") and key not in current:
+                entry["cleared"] = now
+                cleared = True
+                self.on_message(f"hold cleared: {entry.get('subject')}: {entry.get('reason')}")
+                self.log.info("hold cleared", subject=entry.get("subject"), kind=entry.get("kind"))
+        weight = state.progress["weights"]["canary"]
+        for f in added:
+            if f.act is not Act.HOLD:
+                continue
+            reason = f"held at {weight} % canary weight (no next step until it clears): {f.text()}"
+            self.on_message(reason)
+            self.log.warning("rollout held", kind=f.kind, subject=f.subject, reason=f.reason)
+            if self.recorder is not None:
+                self.recorder.note(f.kind, reason, step=state.progress.get("step") or None,
+                                   weight=weight, extra={"health": [f.as_json()]})  # fmt: skip
+        if added or cleared:
+            state.save()
+
+    def _verify_rollback(self, state: Recorder) -> dict[str, Any] | None:
+        """One interval after the rollback: the route on stable, the stable pods Ready (with
+        `stablePods`), the stable version's error rates back at their pre-run level. Recorded
+        (`rollback` in the progress) and told (`rollback-verified` / `rollback-not-recovered`);
+        never changes the decision (I6)."""
+        clock = self.deps.clock
+        restored = clock.now()
+        try:
+            clock.sleep(self.spec.interval)
+            parts = []
+            weights = self.deps.router.current()
+            parts.append(Part("route", weights == Weights(stable=100, canary=0),
+                              f"{self._where()} at {self._show(weights)}"))  # fmt: skip
+            if self.deps.stable_pods is not None:
+                try:
+                    pods = self.deps.stable_pods.check()
+                    parts.append(Part("stable pods", pods.ready, pods.summary))
+                except PodsUnhealthy as error:
+                    parts.append(Part("stable pods", False, str(error)))
+            assert state.run is not None
+            parts += rates_since(state.plan, self.deps.source, dict(state.run.params),
+                                 started=state.run.started_at, restored=restored,
+                                 now=clock.now())  # fmt: skip
+            check = check_of(parts, clock.now())
+        except KeyboardInterrupt:
+            check = check_of([Part("check", False, "interrupted before it was done")], clock.now())
+        except Exception as error:
+            check = check_of([Part("check", False, f"could not be made: {error}")], clock.now())
+        found = check.as_json()
+        state.progress["rollback"] = found
+        try:
+            state.save()
+        except Exception as error:
+            self.log.error("the rollback's check could not be recorded", error=str(error))
+        (self.log.info if check.verified else self.log.error)(check.text())
+        self.on_message(check.text())
+        if self.recorder is not None:
+            self.recorder.note(check.outcome, check.text(), step=None, weight=0,
+                               extra={"rollback": found})  # fmt: skip
+        return found
 
     def _start_step(self, state: Recorder, number: int, weights: Weights) -> None:
         now = format_time(self.deps.clock.now())
@@ -465,7 +647,7 @@ class CanaryRollout:
                 started = parse_time(steps[-1]["start"])
                 weights = Weights(**state.progress["weights"])
             else:
-                self.deps.gate.wait_ready()
+                self.deps.gate.wait_ready(self._health_seen)
                 if index == first:
                     self.deps.source.check()  # Prometheus answers before traffic moves
                 weights = self._write(state, weight)
@@ -494,24 +676,88 @@ class CanaryRollout:
         )
 
     def _promote(self, state: Recorder, reason: str) -> Outcome:
-        self.deps.gate.wait_ready()
+        self.deps.gate.wait_ready(self._health_seen)
         weights = self._write(state, 100)
         self._start_step(state, len(self.rollout.analysed_steps) + 1, weights)
         self._end_step(state, "promoted")
         return self._finish(state, PROMOTED, reason)
 
+    def _steps_or_manual(self, state: Recorder, first: int) -> Outcome:
+        """The steps, or a person's abort or promotion taken at a look (`_manual`); what these
+        raise goes to `run`'s handlers as the steps' own errors do."""
+        try:
+            return self._steps(state, first)
+        except ManualAbort as manual:
+            self._end_step(state, "aborted")
+            self.ended_by = manual.request
+            return self._abort(state, manual_reason(manual.request))
+        except ManualPromote as manual:
+            self._end_step(state, "manual promotion")
+            return self._manual_promote(state, manual.request)
+
+    def _manual_promote(self, state: Recorder, request: ActionRequest) -> Outcome:
+        """100 % to the canary because a person said so: recorded as a manual promotion (the
+        step's verdict, `promotion` in the progress, the decision), never as a pass."""
+        reason = manual_reason(request)
+        self.deps.gate.wait_ready(self._health_seen)  # pods not Ready: an abort, not this
+        self.ended_by = request
+        state.progress["promotion"] = {"basis": "manual", **request.as_dict()}
+        weights = self._write(state, 100)
+        self._start_step(state, len(self.rollout.analysed_steps) + 1, weights)
+        self._end_step(state, reason)
+        return self._finish(state, PROMOTED, reason)
+
+    def _manual(self, state: Recorder, number: int, weights: Weights) -> None:
+        """Act on a person's request, if one waits (`strategies.manual`): abort and promote
+        leave the step (raised), pause and resume hold or release the canary's weight."""
+        now = self.deps.clock.now()
+        request = take_request(self.deps.store, state.run_id, state.progress, now)
+        if request is None:
+            return
+        self.log.warning("a person's request", action=request.action, by=request.by,
+                         reason=request.reason, step=number)  # fmt: skip
+        if request.action == "abort":
+            raise ManualAbort(request)
+        if request.action == "promote":
+            raise ManualPromote(request)
+        if request.action == "pause":
+            note = "" if hold(state.progress, request, now, weights.canary) else "already held"
+        else:
+            note = "" if release(state.progress, now) is not None else "was not paused"
+        state.save()
+        self.on_message(
+            f"{request.action} by {request.by}"
+            + (f" ({note})" if note else "")
+            + f": canary at {weights.canary} %"
+        )
+        if self.recorder is not None:
+            self.recorder.journal.record(
+                manual_event(
+                    self.recorder.run, request, time=now, step=number, weight=weights.canary,
+                    note=note,
+                )
+            )  # fmt: skip
+
     def _watch_step(
         self, state: Recorder, number: int, weights: Weights, started: datetime
     ) -> AnalysisReport:
         clock = self.deps.clock
-        end = started + timedelta(seconds=self.rollout.step_duration)
         interval = self.spec.interval
         last = number == len(self.rollout.analysed_steps)
         overtime = self.extra_looks * interval if last else 0.0
         while True:
+            # the step's end moves by the time people held it
+            end = started + timedelta(
+                seconds=self.rollout.step_duration + held_seconds(state.progress)
+            )
             left = (end - clock.now()).total_seconds()
-            clock.sleep(max(0.0, min(interval, left + overtime)))
-            self.deps.gate.check()
+            holding = held(state.progress) or self._holding
+            clock.sleep(interval if holding else max(0.0, min(interval, left + overtime)))
+            self._manual(state, number, weights)
+            end = started + timedelta(
+                seconds=self.rollout.step_duration + held_seconds(state.progress)
+            )
+            self._health_seen(self.deps.gate.check())
             self.deps.router.verify()
             report = self._look(state)
             left = (end - clock.now()).total_seconds()
@@ -523,6 +769,7 @@ class CanaryRollout:
                         look=state.looks,
                         time=clock.now(),
                         report=report,
+                        health=self._health_now,
                     )
                 )
             if self.on_look is not None:
@@ -538,5 +785,9 @@ class CanaryRollout:
                 )
             if report.verdict is Verdict.FAIL:
                 return report
+            if held(state.progress):  # a person's pause: no step ends until resumed
+                continue
+            if self._holding:  # the health gate holds: no step ends until it clears
+                continue
             if left <= 0 and (report.verdict is not Verdict.INCONCLUSIVE or left <= -overtime):
                 return report

@@ -7,9 +7,10 @@ each look through the loop's `on_look` hook, and records the decision when the l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -17,6 +18,7 @@ from analyzer.notify import EventKind, RunEvent, RunInfo, figures_of
 from analyzer.render import metric_json
 from analyzer.runs.events import RunJournal, look_event
 from analyzer.runs.model import Run
+from analyzer.runs.requests import ActionRequest
 from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
 from strategies.record import CanaryResult, Look
 from strategies.router import TrafficRouter
@@ -55,16 +57,17 @@ class CanaryRecorder:
         if self._step is not None:
             self._step.verdict = str(look.report.verdict)
             self._step.look = look.look
-        self.journal.record(
-            look_event(
-                self.run,
-                look.report,
-                time=look.time,
-                look=look.look,
-                step=look.step,
-                weight=look.weight,
-            )
+        event = look_event(
+            self.run,
+            look.report,
+            time=look.time,
+            look=look.look,
+            step=look.step,
+            weight=look.weight,
         )
+        if look.health:  # the health gate's findings next to the metric verdicts
+            event = replace(event, extra={**event.extra, "health": list(look.health)})
+        self.journal.record(event)
 
     def weight_set(self, weight: int) -> None:
         now = self._clock()
@@ -76,8 +79,9 @@ class CanaryRecorder:
                 RunEvent(EventKind.STARTED, self.run, now, step=self._steps, weight=weight)
             )
 
-    def finish(self, result: CanaryResult) -> RunEvent:
-        """Record the loop's decision (and close a step still open); returns the decision."""
+    def finish(self, result: CanaryResult, *, manual: ActionRequest | None = None) -> RunEvent:
+        """Record the loop's decision (and close a step still open); returns the decision.
+        `manual`: the person's request that decided it (kept in the event's `extra.manual`)."""
         now = self._clock()
         last = self._last
         final = result.final
@@ -91,13 +95,30 @@ class CanaryRecorder:
             weight=last.weight if last else None,
             look=last.look if last else None,
             verdict=str(final.verdict) if final is not None else None,
-            outcome=DECISION_OUTCOMES.get(result.decision, result.decision),
+            outcome=result.outcome or DECISION_OUTCOMES.get(result.decision, result.decision),
             reason=result.reason,
             score=final.score if final is not None else None,
             figures=figures_of(metrics),
+            extra={**result.extra, **({"manual": manual.as_dict()} if manual is not None else {})},
         )
         self.journal.record(decision)
         return decision
+
+    def note(
+        self,
+        outcome: str,
+        reason: str,
+        *,
+        step: int | None,
+        weight: int | None,
+        extra: Mapping[str, Any],
+    ) -> RunEvent:
+        """Record a decision that does not end the loop (the health gate holding it), or that
+        follows its end (the rollback's check); returns it."""
+        event = RunEvent(EventKind.DECISION, self.run, self._clock(), step=step, weight=weight,
+                         outcome=outcome, reason=reason, extra=dict(extra))  # fmt: skip
+        self.journal.record(event)
+        return event
 
     def _end_step(self, now: datetime) -> None:
         step, self._step = self._step, None

@@ -8,17 +8,18 @@ the run's start, sticky failures) with the strategy's progress in the last answe
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
 from analyzer.runs.model import Look as RunLook
 from analyzer.runs.model import Run, RunKey, advance, look_window, new_run
+from analyzer.runs.requests import with_stored_request
 from analyzer.runs.store import RunStore
 from analyzer.spec import AnalysisSpec, SpecError, plan_analysis
 from analyzer.verdicts import AnalysisReport
-from metrics.source import MetricSource, Window
+from metrics.source import MetricSource
 
 RUNNING, INTERRUPTED = "running", "interrupted"
 PROMOTED, ABORTED, PAUSED = "promoted", "aborted", "paused"
@@ -33,6 +34,8 @@ class Look:
     look: int
     time: datetime
     report: AnalysisReport
+    health: tuple[dict[str, Any], ...] = ()
+    """What the health gate saw at this look (`strategies.health.Finding.as_json`)."""
 
 
 @dataclass
@@ -44,6 +47,11 @@ class CanaryResult:
     final: AnalysisReport | None
     looks: list[Look] = field(default_factory=list)
     steps: list[dict[str, object]] = field(default_factory=list)
+    outcome: str | None = None
+    """The decision's outcome when it says more than `decision`: the health gate's kind
+    (`image-pull`, `readiness`, ...) for a rollback the gate made."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More of the decision for its event (`health`: the findings that decided it)."""
 
 
 @dataclass
@@ -56,6 +64,8 @@ class Outcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
     final: AnalysisReport | None = None
     resumed_at_step: int | None = None
+    rollback: dict[str, Any] | None = None
+    """After a rollback: its check (`strategies.recovery.RollbackCheck.as_json`)."""
 
 
 class Recorder:
@@ -65,15 +75,9 @@ class Recorder:
         store: RunStore,
         source: MetricSource,
         clock: Clock,
-        *,
-        interval: float | None = None,
     ) -> None:
         self.spec = spec
         self.plan = plan_analysis(spec)
-        self.interval = interval
-        """When set, a look judges the run's traffic in intervals of this many seconds (as
-        `verdict analyze` and the benchmarks judge a window) instead of one window since the
-        run's start."""
         self.store = store
         self.source = source
         self.clock = clock
@@ -110,12 +114,14 @@ class Recorder:
         outcome: list[RunLook] = []
 
         def change(current: Run) -> Run:
+            stored = current
             if look is not None:
                 done = advance(self.plan, current, look[0], look[1])
                 outcome.append(done)
                 current = done.run
             answer = dict(current.answer or {})
-            answer["rollout"] = self.progress
+            # a person's request written since the last read is kept (`analyzer.runs.requests`)
+            answer["rollout"] = with_stored_request(self.progress, stored)
             return replace(current, answer=answer)
 
         self.run = self.store.update(self.run.id, change)
@@ -133,13 +139,7 @@ class Recorder:
     def look(self) -> AnalysisReport:
         assert self.run is not None
         now = self.clock.now()
-        window = look_window(self.run, now)
-        if window is not None and self.interval:
-            step = timedelta(seconds=self.interval)
-            intervals = int((now - self.run.started_at) / step)
-            window = None if intervals < 1 else Window(
-                start=self.run.started_at, end=self.run.started_at + step * intervals, step=step
-            )
+        window = look_window(self.run, now, self.plan.interval)
         report = None
         if window is not None:
             params = self.run.params

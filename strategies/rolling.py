@@ -7,14 +7,21 @@
 * A fail: the Deployment is paused (`spec.paused: true`), rolled back to the previous
   ReplicaSet's template as `kubectl rollout undo` does, resumed, and the rollback is checked to
   complete (all replicas updated and ready) within `podReadyTimeout`.
+* The new ReplicaSet's pods go through the health gate (`strategies.health`) at every look: a
+  failing gate rolls back as a fail does; a hold (Pending for resources) is recorded and waited
+  out (the update cannot complete meanwhile). After a rollback it is checked
+  (`strategies.recovery`: complete, the old ReplicaSet's pods Ready, the old version's error
+  rates back at their pre-run level) and recorded (`rollback` in the progress).
 * The update complete: promoted on a pass; undecided: `onTimeout` (`pause`: exit 3 for a person,
   `abort`: rolled back, `promote`: promoted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import structlog
 
@@ -23,10 +30,17 @@ from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore
 from analyzer.verdicts import AnalysisReport, Verdict
 from metrics.source import MetricSource
+from strategies.health import Act, Finding
 from strategies.kube.deployments import DeploymentOps, Revisions, complete, revision
+from strategies.kube.pods import PodState, PodsUnhealthy
 from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
-from strategies.restore import RestorePolicy, until_restored
+from strategies.recovery import Part, check_of, rates_since
+from strategies.restore import RestoreFailed, RestorePolicy, until_restored
 from strategies.rollout_file import RolloutFile
+
+
+class Gate(Protocol):
+    def check(self) -> PodState: ...
 
 
 class RollingRollout:
@@ -40,7 +54,11 @@ class RollingRollout:
         clock: Clock,
         on_message: Any = None,
         restart: bool = False,
+        gate_for: Callable[[str], Gate] | None = None,
     ) -> None:
+        """`gate_for(selector)`: the health gate over the pods a label selector matches (the
+        new ReplicaSet's during the update, the old one's after a rollback)."""
+        self.gate_for = gate_for
         self.restart = restart
         self.file = file
         self.r = file.rollout
@@ -55,6 +73,72 @@ class RollingRollout:
         return self.recorder.finish(decision, reason, verdict)
 
     def _rollback(self, revisions: Revisions, why: str, decision: str = ABORTED) -> Outcome:
+        started = self.recorder.run.started_at if self.recorder.run is not None else None
+        done = self._undo(revisions)
+        state = "complete" if done else f"not complete after {self.r.pod_ready_timeout:g} s"
+        reason = (
+            f"rolled back to revision {revision(revisions.old)} (pod-template-hash "
+            f"{revisions.old_hash}): rollback {state}; {why}"
+        )
+        outcome = self._finish(decision, reason, "fail")
+        if started is not None:
+            outcome.rollback = self._verify_rollback(revisions, done, started)
+        return outcome
+
+    def _pods(self, pod_hash: str) -> str:
+        """The label selector of the Deployment's pods of one ReplicaSet (by its hash)."""
+        labels = dict((self.ops.get()["spec"]["selector"] or {}).get("matchLabels") or {})
+        labels["pod-template-hash"] = pod_hash
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+    def _note(self, findings: tuple[Finding, ...]) -> None:
+        seen = self.recorder.progress.setdefault("health", [])
+        known = {(e.get("kind"), e.get("subject"), e.get("reason")) for e in seen}
+        for f in findings:
+            if f.key not in known:
+                seen.append(f.as_json())
+                if f.act is Act.HOLD:
+                    self.say(f"held (no rollback; the update waits for it): {f.text()}")
+
+    def _verify_rollback(
+        self, revisions: Revisions, complete: bool, started: datetime
+    ) -> dict[str, Any]:
+        """One interval after the undo: the rollback complete, the old ReplicaSet's pods Ready,
+        the old version's error rates back at their pre-run level (`strategies.recovery`);
+        recorded in the progress (`rollback`), never changing the decision (I6)."""
+        restored = self.clock.now()
+        try:
+            self.clock.sleep(self.file.analysis.interval)
+            parts = [Part("rollout", complete, f"{self.ops.where} rolled back to "
+                          f"{revisions.old_hash}: {'complete' if complete else 'not complete'}")]  # fmt: skip
+            if self.gate_for is not None:
+                old = self.gate_for(self._pods(revisions.old_hash))
+                try:
+                    pods = old.check()
+                    parts.append(Part("old pods", pods.ready, pods.summary))
+                except PodsUnhealthy as error:
+                    parts.append(Part("old pods", False, str(error)))
+            run = self.recorder.run
+            assert run is not None
+            parts += rates_since(self.recorder.plan, self.recorder.source, dict(run.params),
+                                 started=started, restored=restored, now=self.clock.now())  # fmt: skip
+            check = check_of(parts, self.clock.now())
+        except Exception as error:
+            check = check_of([Part("check", False, f"could not be made: {error}")], self.clock.now())
+        found = check.as_json()
+        self.recorder.progress["rollback"] = found
+        try:
+            self.recorder.save()
+        except Exception as error:
+            self.log.error("the rollback's check could not be recorded", error=str(error))
+        (self.log.info if check.verified else self.log.error)(check.text())
+        self.say(check.text())
+        return found
+
+    def _undo(self, revisions: Revisions) -> bool:
+        """Pause, undo and resume until the old template reads back (I2); whether the rollback
+        completed within `podReadyTimeout`."""
+
         def undo() -> None:
             self.ops.pause()
             self.ops.undo(revisions.old)
@@ -70,13 +154,8 @@ class RollingRollout:
         )
         self.recorder.progress["rolledBackTo"] = revisions.old_hash
         done = self.ops.wait_complete(self.r.pod_ready_timeout)
-        state = "complete" if done else f"not complete after {self.r.pod_ready_timeout:g} s"
-        reason = (
-            f"rolled back to revision {revision(revisions.old)} (pod-template-hash "
-            f"{revisions.old_hash}): rollback {state}; {why}"
-        )
         self.recorder.progress["rollbackComplete"] = done
-        return self._finish(decision, reason, "fail")
+        return done
 
     def _ended(self, key: RunKey) -> Outcome | None:
         """I5: the last run of this update ended (promoted, aborted): what it decided, to say
@@ -136,12 +215,22 @@ class RollingRollout:
             ],
             "reason": "",
         }
-        self.recorder.start(key, params, now, progress)
-        self.say(f"following {self.ops.where}: new {revisions.new_hash}, old {revisions.old_hash}")
         report: AnalysisReport | None = None
         try:
+            # from here on Verdict follows the update: an error stop rolls it back (I2)
+            self.recorder.start(key, params, now, progress)
+            self.say(
+                f"following {self.ops.where}: new {revisions.new_hash}, old {revisions.old_hash}"
+            )
+            gate = self.gate_for(self._pods(revisions.new_hash)) if self.gate_for else None
             while True:
                 self.clock.sleep(self.file.analysis.interval)
+                if gate is not None:
+                    try:
+                        self._note(gate.check().findings)
+                    except PodsUnhealthy as error:
+                        self._note(tuple(f for f in error.findings if isinstance(f, Finding)))
+                        return self._rollback(revisions, f"the health gate failed: {error}")
                 report = self.recorder.look()
                 deployment = self.ops.get()
                 status = deployment.get("status") or {}
@@ -157,6 +246,28 @@ class RollingRollout:
             return self._finish(
                 INTERRUPTED, "interrupted: the Deployment left as it is", "interrupted"
             )
+        except RestoreFailed:
+            raise
+        except Exception as error:
+            # Prometheus, the API or the store failing mid-update: safe by default, roll back
+            self.log.error("rolling update stopped by an error; rolling back", error=str(error))
+            restore_failed: RestoreFailed | None = None
+            try:
+                self._undo(revisions)
+            except RestoreFailed as failed:
+                restore_failed = failed
+            except Exception as other:
+                self.log.error("could not roll back", error=str(other))
+            reason = f"stopped by an error: {error}"
+            if restore_failed is not None:
+                reason += f"; {restore_failed}"
+            try:
+                self._finish(ABORTED, reason, "error")
+            except Exception as record:
+                self.log.error("the run's end could not be recorded", error=str(record))
+            if restore_failed is not None:
+                raise restore_failed from error
+            raise
         if report.verdict is Verdict.PASS:
             return self._finish(PROMOTED, f"update complete: {report.reason}", "pass")
         if self.r.on_timeout == "abort":

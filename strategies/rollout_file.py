@@ -52,6 +52,8 @@ class RolloutSpec(_Model):
     stable: DestinationSpec | None = None
     canary: DestinationSpec | None = None
     canary_pods: str | None = Field(default=None, alias="canaryPods")
+    stable_pods: str | None = Field(default=None, alias="stablePods")
+    """Canary: the stable version's pods (a label selector), checked Ready after a rollback."""
     steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     step_duration: Seconds = Field(default=300.0, gt=0, alias="stepDuration")
     on_timeout: Literal["pause", "abort", "promote"] = Field(default="pause", alias="onTimeout")

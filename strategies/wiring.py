@@ -6,15 +6,18 @@ from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from analyzer.clock import SystemClock
 from analyzer.notify import Notifier
+from analyzer.redaction import Redactor
+from analyzer.render import LOOK_LEGEND, look_lines
 from analyzer.runs.store import RunStore
 from analyzer.spec import SpecError
-from analyzer.verdicts import MetricReport
 from metrics.errors import BadData, QueryError, SourceUnavailable
 from metrics.source import MetricSource
 from strategies.canary import CanaryRollout, CannotResume, Deps, LookEvent
+from strategies.kube.argocd import ApplicationGate, AppRef, NoApplication, app_of
 from strategies.kube.client import KubeUnreachable
 from strategies.kube.deployments import DeploymentError
 from strategies.kube.istio import Destination, IstioRouter, RouterError
@@ -42,35 +45,80 @@ def deps_over(
         stable=Destination(r.stable.host, r.stable.subset),
         canary=Destination(r.canary.host, r.canary.subset),
     )
-    gate = PodGate(
-        core,
-        namespace=r.namespace,
-        selector=r.canary_pods,
-        ready_timeout=r.pod_ready_timeout,
-        clock=clock,
+    gate = health_gate(file, core, r.canary_pods, clock, application=argocd_gate(file, custom))
+    stable = (
+        health_gate(file, core, r.stable_pods, clock) if r.stable_pods is not None else None
     )
-    return Deps(router=router, gate=gate, source=source, store=store, clock=clock)
+    return Deps(
+        router=router, gate=gate, source=source, store=store, clock=clock, stable_pods=stable
+    )
 
 
-def _figure(m: MetricReport) -> str:
-    """The canary's and the baseline's headline figure (a rate or a quantile)."""
-    parts = []
-    for side in (m.canary, m.baseline):
-        value = next((side[k] for k in ("rate", "seconds") if k in side), None)
-        parts.append("-" if not isinstance(value, float | int) else f"{value:.4g}")
-    return " vs ".join(parts)
+def health_gate(
+    file: RolloutFile,
+    core: Any,
+    selector: str,
+    clock: Any,
+    application: Any = None,
+    *,
+    require_pods: bool = True,
+) -> PodGate:
+    """The health gate over the pods matching `selector`, with the analysis file's `health:`
+    settings (its readiness grace, else the rollout's `podReadyTimeout`)."""
+    health = file.analysis.health
+    return PodGate(
+        core,
+        namespace=file.rollout.namespace,
+        selector=selector,
+        ready_timeout=health.readiness_grace or file.rollout.pod_ready_timeout,
+        clock=clock,
+        max_restarts=health.max_restarts,
+        require_pods=require_pods,
+        application=application,
+    )
+
+
+def argocd_gate(file: RolloutFile, custom: Any) -> ApplicationGate | None:
+    """The Argo CD Application gate when the analysis file has `argocd:`: the Application it
+    names, else the one the VirtualService's `argocd.argoproj.io/instance` label names."""
+    spec = file.analysis.argocd
+    if spec is None:
+        return None
+    r = file.rollout
+
+    def find() -> AppRef | None:  # at the first look, on the run's path (its errors handled)
+        from strategies.kube.istio import GROUP, VERSION
+
+        workload: Any = custom.get_namespaced_custom_object(
+            GROUP, VERSION, r.namespace, "virtualservices", str(r.virtual_service)
+        )
+        return app_of(workload, namespace=spec.namespace)
+
+    if spec.application is not None:
+        return ApplicationGate(custom, AppRef(spec.namespace, spec.application))
+    return ApplicationGate(custom, find)
 
 
 def show_look(console: Console) -> Any:
+    """Prints each look as it comes (`analyzer.render.look_lines`: lines that fit the
+    console's width, a unit on every figure), after a legend at the first."""
+    shown: list[int] = []
+
     def show(event: LookEvent) -> None:
-        r = event.report
-        figures = "  ".join(f"{m.name}={m.status} ({_figure(m)})" for m in r.metrics)
-        console.print(
-            f"step {event.step}/{event.steps}  {event.weights.stable}/{event.weights.canary}  "
-            f"look {event.look:>3}  {r.verdict!s:<12} {event.seconds_left:>5.0f} s left  "
-            f"{figures}",
-            highlight=False,
+        if not shown:
+            console.print(LOOK_LEGEND, highlight=False, markup=False)
+        shown.append(event.look)
+        lines = look_lines(
+            event.report,
+            step=event.step,
+            steps=event.steps,
+            weight=event.weights.canary,
+            look=event.look,
+            seconds_left=event.seconds_left,
+            width=console.width,
         )
+        for line in lines:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     return show
 
@@ -101,13 +149,7 @@ def runner(
         return BlueGreenRollout(
             file,
             switch=ServiceSwitch(core, namespace=r.namespace, name=str(r.active_service)),
-            gate=PodGate(
-                core,
-                namespace=r.namespace,
-                selector=_labels(r.green),
-                ready_timeout=r.pod_ready_timeout,
-                clock=clock,
-            ),
+            gate=health_gate(file, core, _labels(r.green), clock),
             source=source,
             store=store,
             clock=clock,
@@ -130,6 +172,8 @@ def runner(
             clock=clock,
             on_message=say,
             restart=restart,
+            # the Deployment controller makes the pods (and reports a ReplicaSet that cannot)
+            gate_for=lambda selector: health_gate(file, core, selector, clock, require_pods=False),
         )
     deps = deps_over(file, client.CustomObjectsApi(api_client), core, source, store, clock)
     if notifier is not None:
@@ -144,12 +188,16 @@ def runner(
     )
 
 
-def run_rollout(rollout: Any) -> tuple[Outcome | None, int | None]:
-    """Run the rollout; (outcome, None), or (None, exit code) after printing the error."""
+def run_rollout(
+    rollout: Any, redactor: Redactor | None = None
+) -> tuple[Outcome | None, int | None]:
+    """Run the rollout; (outcome, None), or (None, exit code) after printing the error (its
+    secrets masked by `redactor`: URL passwords, credential headers)."""
     err = Console(stderr=True, soft_wrap=True)
+    mask = redactor or Redactor()
 
     def fail(message: str, code: int) -> tuple[None, int]:
-        err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+        err.print(Text.assemble(("error:", "bold red"), " ", mask.text(message)), highlight=False)
         return None, code
 
     try:
@@ -158,7 +206,7 @@ def run_rollout(rollout: Any) -> tuple[Outcome | None, int | None]:
         return fail(str(error), EXIT_TRAFFIC_NOT_RESTORED)
     except CannotResume as error:
         return Outcome(decision=PAUSED, reason=str(error), run_id=None), None
-    except (SpecError, RouterError, ServiceError, DeploymentError) as error:
+    except (SpecError, RouterError, ServiceError, DeploymentError, NoApplication) as error:
         return fail(str(error), EXIT_BAD_INPUT)
     except QueryError as error:
         return fail(f"Prometheus rejected a query: {error}", EXIT_BAD_INPUT)

@@ -14,6 +14,7 @@ See `PrometheusServer` for what it holds and `tests/promdata.py` for the scenari
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,7 @@ import requests
 
 from tests.grafana_server import GrafanaStandIn
 from tests.grafana_server import running as grafana_running
-from tests.helpers import stop_process
+from tests.helpers import REPO, stop_process
 from tests.hook_server import HookReceiver
 from tests.hook_server import running as hooks_running
 from tests.kube_server import KubeServer
@@ -44,6 +45,43 @@ from tests.reliability.fault_proxy import FaultProxy
 
 _READY_TIMEOUT_S = 30.0
 _CI_HINT = "install them with `.ci/run` (it installs the Debian package `prometheus`)"
+
+
+REPOSITORY_STORE = REPO / "verdict-runs.sqlite"
+"""The run store `verdict` uses by default, in the working folder: no test may write it."""
+
+
+def _store_files() -> dict[str, tuple[int, int] | None]:
+    """The default store's files (and SQLite's journals): name -> (size, mtime) or None."""
+    found: dict[str, tuple[int, int] | None] = {}
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = REPOSITORY_STORE.with_name(REPOSITORY_STORE.name + suffix)
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            found[path.name] = (stat.st_size, stat.st_mtime_ns)
+            continue
+        found[path.name] = None
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs_in_a_temporary_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Every `verdict` a test starts (subprocesses inherit the environment) keeps its runs in a
+    temporary store, `VERDICT_STORE`, unless the test gives `--store`: never in the repository's
+    `verdict-runs.sqlite`, which this fixture checks untouched at the session's end."""
+    store = f"sqlite:///{tmp_path_factory.mktemp('runs') / 'runs.sqlite'}"
+    before = _store_files()
+    previous = os.environ.get("VERDICT_STORE")
+    os.environ["VERDICT_STORE"] = store
+    yield store
+    if previous is None:
+        os.environ.pop("VERDICT_STORE", None)
+    else:
+        os.environ["VERDICT_STORE"] = previous
+    after = _store_files()
+    assert after == before, (
+        f"a test wrote runs into {REPOSITORY_STORE}: give it --store or leave VERDICT_STORE set"
+    )
 
 
 def free_port() -> int:

@@ -28,6 +28,10 @@ CRD_FILES = {
 }
 
 
+ARGO_CD_APPLICATION = REPO / "tests" / "data" / "argo-cd" / "application-crd.yaml"
+"""Argo CD's `Application` CRD, a byte copy (provenance in SOURCE.md there)."""
+
+
 def crd_dir() -> Path:
     if not (CRDS / "cluster-analysis-template-crd.yaml").exists():
         pytest.fail(f"the Argo Rollouts CRDs are not in {CRDS}")
@@ -57,6 +61,16 @@ def strict(schema: Any) -> Any:
 @functools.cache
 def crd_schema(crd_file: str) -> dict[str, Any]:
     crd = yaml.safe_load((crd_dir() / crd_file).read_text())
+    return dict(strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
+
+
+@functools.cache
+def application_schema() -> dict[str, Any]:
+    """Argo CD's `Application` schema (argoproj.io/v1alpha1), strict as `crd_schema`."""
+    if not ARGO_CD_APPLICATION.exists():
+        pytest.fail(f"the Argo CD Application CRD is not at {ARGO_CD_APPLICATION}")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the file is 400 kB
+    crd = yaml.load(ARGO_CD_APPLICATION.read_text(), Loader=loader)
     return dict(strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
 
 

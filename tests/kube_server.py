@@ -20,7 +20,8 @@ speaks, for any resource registered by (group, version, plural):
 * optimistic concurrency: a write whose body carries `metadata.resourceVersion` that is not the
   stored one gets 409 `Conflict`;
 * every Argo Rollouts object written (`argoproj.io` kinds) is validated against the CRD schemas in
-  `tests/data/argo-rollouts/` (strict: unknown keys are errors), every VirtualService against
+  `tests/data/argo-rollouts/` (strict: unknown keys are errors), every Argo CD Application against
+  Argo CD's CRD in `tests/data/argo-cd/`, every VirtualService against
   `VIRTUAL_SERVICE_SCHEMA` (integer weights 0..100 on routes with a destination host); an invalid
   one gets 422 and is kept in `server.rejected`. Register a schema for other resources with
   `Resource(schema=...)`.
@@ -60,7 +61,7 @@ from urllib.parse import parse_qs, urlsplit
 import jsonschema
 import yaml
 
-from tests.crds import CRD_FILES, crd_schema
+from tests.crds import CRD_FILES, application_schema, crd_schema
 
 Object = dict[str, Any]
 
@@ -95,6 +96,8 @@ class Resource:
             return jsonschema.Draft7Validator(self.schema)
         if self.group == "argoproj.io" and self.kind in CRD_FILES:
             return jsonschema.Draft7Validator(crd_schema(CRD_FILES[self.kind]))
+        if self.group == "argoproj.io" and self.kind == "Application":
+            return jsonschema.Draft7Validator(application_schema())
         return None
 
 
@@ -187,6 +190,8 @@ DEFAULT_RESOURCES: tuple[Resource, ...] = (
     Resource("apps", "v1", "replicasets", "ReplicaSet"),
     Resource("events.k8s.io", "v1", "events", "Event", status=False),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", status=False),
+    # Argo CD (its CRD has no status subresource: the controller writes the whole object)
+    Resource("argoproj.io", "v1alpha1", "applications", "Application", status=False),
 )
 
 

@@ -421,6 +421,8 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
       2.5 minutes from 12 minutes in (gaps, then the counters carry on);
     * `canary-stops`: as healthy, but the canary's series stop 25 minutes in (pods gone): the
       last 15 minutes have baseline traffic and no canary samples at all.
+    * `young-busy`: a busy service (4,000 requests a second, the canary at 5 %) whose stable
+      version started with the rollout: no history before the run.
     """
     end = now.replace(second=0, microsecond=0) - timedelta(minutes=30)
     start = end - timedelta(minutes=40)
@@ -450,5 +452,13 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
             canary_gap=(start + timedelta(minutes=12), start + timedelta(minutes=14, seconds=30)),
         ),
         Scenario("canary-stops", start, end, canary_stop_at=start + timedelta(minutes=25)),
+        Scenario(
+            "young-busy",
+            start,
+            end,
+            canary_rps=200.0,
+            baseline_rps=3800.0,
+            warmup=timedelta(0),
+        ),
     ]
     return {s.name: s for s in scenarios}

@@ -104,7 +104,7 @@ def run_engine(spec: AnalysisSpec, model: TrafficModel, seed: int) -> Engine:
             deps = deps_over(file, kube, kube, source, store, clock)
             outcome = CanaryRollout(
                 file, deps, on_look=seen, record_events=False,
-                extra_looks=EXTRA_LOOKS, look_intervals=True,
+                extra_looks=EXTRA_LOOKS,
             ).run()  # fmt: skip
         finally:
             store.close()

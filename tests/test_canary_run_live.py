@@ -123,6 +123,11 @@ def test_a_regression_at_the_first_step_goes_back_to_0_without_reaching_10(
     assert weights(kube) == (100, 0)
     assert doc["reason"].startswith("aborted at 5 % canary weight (step 1)")
     assert [s["verdict"] for s in doc["steps"]] == ["fail"]
+    # one interval later the rollback is checked: the route on stable, stable's errors as before
+    assert doc["rollback"]["verified"] is True, doc["rollback"]
+    assert {c["check"] for c in doc["rollback"]["checks"]} >= {
+        "route", "error-rate of the old version"
+    }  # fmt: skip
 
 
 def test_pods_in_image_pull_back_off_abort_with_no_weight_written(

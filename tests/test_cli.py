@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.helpers import EXAMPLE, example_analysis, run_verdict, write_analysis
+from tests.helpers import EXAMPLE, REPO, example_analysis, run_verdict, write_analysis
 
 WINDOW = ["--start", "2026-11-26T10:00:00Z", "--end", "2026-11-26T10:40:00Z"]
 
@@ -41,7 +44,7 @@ def test_demo_error_spike_aborts_at_the_first_step_on_the_critical_metric() -> N
 def test_demo_text_output_shows_progress_and_decision() -> None:
     result = run_verdict("demo", "--output", "text", "--seed", "2")
     assert result.returncode == 0, result.stderr
-    assert "step 1 (  5 %)  look  1" in result.stdout
+    assert "step 1/3  canary 5 %  look 1  inconclusive\n  error-rate " in result.stdout
     assert "PROMOTED" in result.stdout
 
 
@@ -252,3 +255,129 @@ def test_loading_the_analyze_path_leaves_the_garbage_collector_on() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_version_prints_the_package_version() -> None:
+    from importlib.metadata import version
+
+    result = run_verdict("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"verdict {version('verdict')}\n"
+
+
+def test_help_pages_say_what_each_command_covers() -> None:
+    runs = " ".join(run_verdict("runs", "--help").stdout.split())
+    assert "`verdict serve`" in runs and "`verdict demo`" in runs
+    assert "`verdict canary run`" in runs
+    canary = " ".join(run_verdict("canary", "run", "--help").stdout.split())
+    for code in ("5 run store unavailable", "6 aborted but the write back to stable"):
+        assert code in canary
+    serve = run_verdict("serve", "--help").stdout
+    plain, controller = serve.split("Controller mode (--watch")
+    assert "--watch" in controller and "--leader-elect" in controller
+    assert "--kubeconfig" in controller and "--action-deadline" in controller
+    assert "--watch" not in plain.split("Options:")[1] and "--port" in plain
+
+
+def test_demo_window_is_the_look_interval_and_its_length_apart(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    doc = json.loads(run_verdict("demo", "--output", "json", "--store", store).stdout)
+    window = doc["final"]["window"]
+    assert window["intervalSeconds"] == 30  # the analysis' interval, as in `verdict analyze`
+    assert window["looks"] == len(doc["looks"]) == 24
+    assert window["seconds"] == 24 * 30 == 720  # the window's length
+
+
+def test_demo_keeps_its_run_in_the_store_VERDICT_STORE_names(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+    demo = run_verdict("demo", "--output", "json", env={"VERDICT_STORE": store})
+    run_id = json.loads(demo.stdout)["run"]["id"]
+    assert (tmp_path / "elsewhere.sqlite").is_file()
+    shown = run_verdict("runs", "show", run_id, "--output", "json", env={"VERDICT_STORE": store})
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == run_id
+    # --store wins over the environment
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    missing = run_verdict("runs", "show", run_id, "--store", other, env={"VERDICT_STORE": store})
+    assert missing.returncode == 2 and "no run with id" in missing.stderr
+
+
+def test_the_tests_store_their_runs_in_a_temporary_store() -> None:
+    # set for the whole session by tests/conftest.py, inherited by every `verdict` started
+    store = os.environ.get("VERDICT_STORE", "")
+    assert store.startswith("sqlite:///") and "verdict-runs.sqlite" not in store
+    assert not Path(store.removeprefix("sqlite:///")).is_relative_to(REPO)
+
+
+def test_an_unreachable_grafana_costs_the_demo_little_and_is_said_once(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on: Grafana refuses
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with socket.socket() as silent:  # a Grafana that never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        for url in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{silent.getsockname()[1]}"):
+            started = time.monotonic()
+            result = run_verdict(
+                "demo", "--output", "json", "--grafana-url", url,
+                "--store", f"sqlite:///{tmp_path / 'runs.sqlite'}",
+            )  # fmt: skip
+            took = time.monotonic() - started
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout)["decision"] == "promoted"
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, result.stderr
+            assert lines[0].startswith(f"warning: grafana at {url}: ")
+            assert "event(s) of this run not sent" in lines[0]
+            assert took < 8, f"the demo took {took:.1f} s with Grafana at {url}"
+
+
+def test_canary_run_with_a_kubeconfig_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    result = run_verdict(
+        "canary", "run", "--config", str(REPO / "examples" / "standalone" / "canary.yaml"),
+        "--kubeconfig", str(tmp_path / "nonexistent"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    line = " ".join(result.stderr.split())
+    assert f"--kubeconfig: cannot read kubeconfig {tmp_path / 'nonexistent'}" in line
+    assert "No such file or directory" in line and "give --kubeconfig" not in line
+
+
+def test_analyze_reads_past_a_rollout_section_with_a_note(tmp_path: Path) -> None:
+    config = REPO / "examples" / "standalone" / "canary.yaml"
+    result = run_verdict(
+        "analyze", "--config", str(config), *WINDOW, "--prometheus-url", "http://127.0.0.1:1",
+        "--output", "json",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr  # the file is taken; Prometheus is down
+    assert f"note: {config}: its rollout: section is for `verdict canary run`; ignored here" in (
+        result.stderr
+    )
+    # anything else unknown is still an error
+    data = yaml.safe_load(config.read_text())
+    data["rollouts"] = data.pop("rollout")
+    typo = write_analysis(tmp_path / "typo.yaml", data)
+    refused = run_verdict("analyze", "--config", str(typo), *WINDOW)
+    assert refused.returncode == 2 and "rollouts: unknown key" in refused.stderr
+
+
+def test_a_look_before_any_data_keeps_the_analysis_interval_in_its_window() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from analyzer.demo import default_analysis
+    from analyzer.render import report_json
+    from analyzer.runs.model import RunKey, advance, new_run
+    from analyzer.spec import plan_analysis
+
+    plan = plan_analysis(default_analysis())
+    started = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    run = new_run(
+        RunKey("checkout", "shop", "checkout", "abc"),
+        stable_hash="def",
+        params={},
+        started_at=started,
+        now=started,
+    )
+    look = advance(plan, run, None, started + timedelta(seconds=10))  # no interval ended yet
+    window = report_json(look.report)["window"]
+    assert window["intervalSeconds"] == plan.interval == 30
+    assert window["seconds"] == 10 and window["looks"] == 1

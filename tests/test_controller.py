@@ -7,6 +7,7 @@ official client sent (`kube.writes`), the Rollout's state, and the run store.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
+import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 
+from analyzer.notify import NotificationSpec, RetryPolicy, build_notifier
 from analyzer.runs import PrometheusSources, RunService, RunSettings, Telemetry
 from analyzer.runs.store import RunStore, open_store
+from analyzer.spec import plan_analysis
 from strategies.argo import (
+    Action,
     ControllerApp,
     ControllerOptions,
     ControllerSettings,
@@ -32,7 +36,9 @@ from strategies.argo.rollouts import ArgoRollouts
 from strategies.kube.permissions import CONTROLLER, LEADER_ELECTION
 from tests.argo_standin import ABORT, ARGO, PAUSE_STEPS, PROMOTE, ArgoStandIn, canary_rollout
 from tests.conftest import PrometheusServer
+from tests.hook_server import HookReceiver
 from tests.kube_server import KubeServer
+from tests.reliability.fault_proxy import Fault, FaultProxy
 from tests.test_serve_api import Clock, analyses_for
 
 pytestmark = pytest.mark.prometheus
@@ -211,6 +217,67 @@ def test_a_timed_pause_is_paused_before_its_end_and_promoted_on_pass(
     ]
 
 
+def test_a_look_that_fails_during_a_timed_pause_pauses_it_at_once_until_a_pass(
+    prometheus: PrometheusServer,
+    kube: KubeServer,
+    tmp_path: Path,
+    closing: list[Any],
+    fault_proxy: FaultProxy,
+) -> None:
+    steps = [{"setWeight": 5}, {"pause": {"duration": "10m"}}, {"setWeight": 50}]
+    world = make_world(prometheus, kube, tmp_path, "healthy", steps=steps)
+    closing.append(world.service)
+    spec = world.service.analyses["healthy"]  # Verdict reads Prometheus through the proxy
+    world.service.analyses["healthy"] = spec.model_copy(
+        update={"prometheus": spec.prometheus.model_copy(update={"url": fault_proxy.url})}
+    )
+    world.tick_at(0)  # a new run: no data yet, and 10 minutes left
+    assert world.action_patches() == []
+    fault_proxy.set(Fault("http_503"))
+    world.tick_at(1)  # 9 minutes left, but no verdict: the next look may fail as well
+    assert world.action_patches() == [("main", {"spec": {"paused": True}}, 200)]
+    note = world.annotation()
+    assert note.startswith(
+        "no verdict; pause (done); no verdict this look: prometheus_unavailable: "
+    )
+    assert "; the timed pause of step 1 ends at " in note
+    assert "paused until the analysis passes" in note
+    world.tick_at(12)  # the pause's time is up: Argo keeps it paused (spec.paused)
+    assert world.status()["currentStepIndex"] == 1 and world.status()["phase"] == "Paused"
+    assert "(paused by Verdict until the analysis passes)" in world.annotation()
+    fault_proxy.clear()
+    minute = 15.0
+    while world.status()["phase"] != "Healthy" and minute <= 36:
+        world.tick_at(minute)
+        minute += 3
+    assert world.status()["phase"] == "Healthy"
+    assert world.action_patches() == [
+        ("main", {"spec": {"paused": True}}, 200),
+        ("status", PROMOTE, 200),
+        ("main", {"spec": {"paused": False}}, 200),
+    ]
+    assert max(i for _, i, phase in world.argo.history if phase == "Paused") == 1
+
+
+def test_a_timed_pause_is_held_even_when_the_look_cannot_start_a_run(
+    prometheus: PrometheusServer, kube: KubeServer, tmp_path: Path, closing: list[Any]
+) -> None:
+    steps = [{"setWeight": 5}, {"pause": {"duration": "10m"}}, {"setWeight": 50}]
+    world = make_world(prometheus, kube, tmp_path, "healthy", steps=steps)
+    closing.append(world.service)
+    # an analysis whose matchers need a value the Rollout does not give: no run, no verdict
+    kube.modify(*ARGO, NS, "checkout",
+                lambda o: o["metadata"]["annotations"].update({"verdict.dev/analysis": "templated"}))  # fmt: skip
+    world.tick_at(0)
+    assert world.action_patches() == [("main", {"spec": {"paused": True}}, 200)]
+    assert world.annotation().startswith(
+        "no verdict; pause (done); no verdict this look: missing_placeholder: "
+    )
+    assert world.store.runs() == [] and world.store.pending_actions() == []
+    world.tick_at(11)
+    assert world.status()["currentStepIndex"] == 1 and world.status()["phase"] == "Paused"
+
+
 def test_a_rollout_whose_generation_is_ahead_is_left_alone(
     prometheus: PrometheusServer, kube: KubeServer, tmp_path: Path, closing: list[Any]
 ) -> None:
@@ -250,14 +317,22 @@ def test_an_action_interrupted_by_a_restart_is_sent_exactly_once(
     closing: list[Any],
     applied: bool,
 ) -> None:
-    world = make_world(prometheus, kube, tmp_path, "error-regression")
+    settings = ControllerSettings(action_first_wait=30.0)
+    world = make_world(prometheus, kube, tmp_path, "error-regression", settings=settings)
     closing.append(world.service)
     world.tick_at(0)
-    # the process dies with the abort recorded: before its request took effect, or after
+    # the process stops with the abort recorded and its first try answered 503 (the request
+    # did not take effect, or did and its answer was lost), while it waits to try again
     kube.fail_next("PATCH", r"/rollouts/checkout/status$", 503, after=applied)
     world.clock.set(world.start + timedelta(minutes=5))
-    with pytest.raises(ApiException):
-        world.controller.tick(NS, "checkout")
+    ticking = threading.Thread(target=world.controller.tick, args=(NS, "checkout"))
+    ticking.start()
+    _wait(lambda: [p[2] for p in world.action_patches()] == [503])
+    stopping = time.monotonic()
+    world.controller.stop()
+    ticking.join(timeout=10)
+    assert time.monotonic() - stopping < 2  # the wait for the next try ends at once
+    assert "abort (left pending)" in world.annotation()
     pending = world.store.pending_actions()
     assert [(a.kind, a.step, a.state) for a in pending] == [("abort", 1, "pending")]
     # a new process over the same run store finishes what was pending
@@ -272,6 +347,154 @@ def test_an_action_interrupted_by_a_restart_is_sent_exactly_once(
     assert world.status()["abort"] is True
     restarted.tick(NS, "checkout")
     assert [p for p in world.action_patches() if p[1] == ABORT] == sent
+
+
+def add_rollout(world: World, name: str) -> None:
+    """Another Rollout of the same analysis, updating and paused at its first step."""
+    world.kube.put(canary_rollout(name, NS, analysis="error-regression", steps=PAUSE_STEPS))
+    world.argo.start_update(NS, name, canary=f"{name}-c1", stable=f"{name}-s0")
+
+
+def aborted(world: World, name: str) -> bool:
+    return world.kube.get(*ARGO, NS, name).get("status", {}).get("abort") is True
+
+
+def test_an_abort_answered_with_500s_and_409s_is_retried_until_it_lands(
+    prometheus: PrometheusServer, kube: KubeServer, tmp_path: Path, closing: list[Any]
+) -> None:
+    settings = ControllerSettings(action_first_wait=0.01)
+    world = make_world(prometheus, kube, tmp_path, "error-regression", settings=settings)
+    closing.append(world.service)
+    world.tick_at(0)
+    kube.fail_next("PATCH", r"/rollouts/checkout/status$", 500, times=3)
+    kube.fail_next("PATCH", r"/rollouts/checkout/status$", 409, times=2)
+    with structlog.testing.capture_logs() as logs:
+        world.tick_at(5)
+    assert [p[2] for p in world.action_patches()] == [500, 500, 500, 409, 409, 200]
+    assert aborted(world, "checkout")
+    assert world.annotation().startswith("fail; abort (done); the analysis fails at step 1")
+    tries = [(e["attempt"], e["error"]) for e in logs if e["event"].startswith("action did not")]
+    failed = "HTTP 500 Internal Server Error"
+    assert tries == [(1, failed), (2, failed), (3, failed), (4, "HTTP 409 Conflict"),
+                     (5, "HTTP 409 Conflict")]  # fmt: skip
+    assert [e["attempt"] for e in logs if e["event"] == "action landed"] == [6]
+    assert world.store.pending_actions() == []
+    text = generate_latest(world.controller.telemetry.actions).decode()
+    assert 'verdict_controller_actions_total{kind="abort",outcome="error"} 3.0' in text
+    assert 'verdict_controller_actions_total{kind="abort",outcome="conflict"} 2.0' in text
+    assert 'verdict_controller_actions_total{kind="abort",outcome="sent"} 1.0' in text
+
+
+def test_an_abort_that_does_not_land_by_its_deadline_is_said_on_the_rollout_and_notified(
+    prometheus: PrometheusServer,
+    kube: KubeServer,
+    tmp_path: Path,
+    closing: list[Any],
+    hooks: HookReceiver,
+) -> None:
+    settings = ControllerSettings(
+        action_deadline=timedelta(seconds=2), action_first_wait=0.1, action_max_wait=0.4
+    )
+    world = make_world(prometheus, kube, tmp_path, "error-regression", settings=settings)
+    closing.append(world.service)
+    hook = NotificationSpec.model_validate({"type": "webhook", "url": hooks.url, "on": ["aborted"]})
+    notifier = build_notifier(None, [hook], policy=RetryPolicy(retries=0))
+    world.service.notifiers["error-regression"] = notifier
+    world.tick_at(0)
+    kube.fail_next("PATCH", r"/rollouts/checkout/status$", 500, times=1000)
+    started = time.monotonic()
+    decision = world.tick_at(5)
+    took = time.monotonic() - started
+    assert decision.action is Action.ABORT
+    assert 1.5 < took < 4, f"tried for {took:.1f} s"
+    statuses = [p[2] for p in world.action_patches()]
+    assert len(statuses) >= 4 and set(statuses) == {500}
+    assert not aborted(world, "checkout")
+    note = world.annotation()
+    tried = f"{len(statuses)} tries in 2 s; last: HTTP 500"
+    assert note.startswith(f"fail; abort (did not land: {tried}")
+    assert "the analysis fails at step 1" in note
+    events = [(e["reason"], e["type"]) for e in kube.objects("", "v1", "events")]
+    assert ("VerdictActionFailed", "Warning") in events
+    (body,) = hooks.wait_for(1)  # an `aborted` filter hears of an abort that did not land
+    assert body["decision"] == "abort-failed" and body["run"]["way"] == "controller"
+    assert body["reason"].startswith("the abort did not land")
+    assert "abort it by hand" in body["reason"]
+    # still pending: the next tick (or the next leader) tries again
+    pending = world.store.pending_actions()
+    assert [(a.kind, a.step, a.state) for a in pending] == [("abort", 1, "pending")]
+    notifier.close(timeout=5)
+    text = generate_latest(world.controller.telemetry.actions).decode()
+    assert 'verdict_controller_actions_total{kind="abort",outcome="failed"} 1.0' in text
+
+
+def test_one_rollouts_failing_abort_does_not_hold_back_another(
+    prometheus: PrometheusServer, kube: KubeServer, tmp_path: Path, closing: list[Any]
+) -> None:
+    settings = ControllerSettings(action_deadline=timedelta(seconds=4), action_first_wait=0.2)
+    world = make_world(prometheus, kube, tmp_path, "error-regression", settings=settings)
+    closing.append(world.service)
+    add_rollout(world, "payments")
+    world.tick_at(0)
+    world.controller.tick(NS, "payments")
+    kube.fail_next("PATCH", r"/rollouts/checkout/status$", 500, times=1000)
+    world.clock.set(world.start + timedelta(minutes=5))
+    ticking = threading.Thread(target=world.controller.tick, args=(NS, "checkout"))
+    ticking.start()
+    _wait(lambda: len(world.action_patches()) >= 1)  # checkout's abort is being tried again
+    started = time.monotonic()
+    world.controller.tick(NS, "payments")
+    took = time.monotonic() - started
+    assert aborted(world, "payments") and took < 2, f"payments aborted after {took:.1f} s"
+    assert ticking.is_alive() and not aborted(world, "checkout")
+    ticking.join(timeout=10)
+    assert "abort (did not land" in world.annotation()
+
+
+def test_a_stalled_read_or_watch_does_not_stop_the_controller_looking_at_other_rollouts(
+    prometheus: PrometheusServer, kube: KubeServer, tmp_path: Path, closing: list[Any]
+) -> None:
+    world = make_world(prometheus, kube, tmp_path, "error-regression")
+    closing.append(world.service)
+    quick = world.service.analyses["error-regression"].model_copy(update={"interval": 1.0})
+    world.service.analyses["error-regression"] = quick  # a look every second
+    world.service.plans["error-regression"] = plan_analysis(quick)
+    add_rollout(world, "payments")
+    app = ControllerApp(
+        kube.api_client(),
+        world.service,
+        world.clock,
+        ControllerOptions(namespaces=(NS,), identity="solo"),
+    )
+    app.watch.timeout_seconds = 1
+    app.start()
+    stalls = []
+    try:
+        _wait(lambda: len(world.store.runs()) == 2)  # each looked at once (no data yet)
+        _wait(lambda: all(  # and its decision written on it (the watch has seen that)
+            "verdict.dev/status" in kube.get(*ARGO, NS, n)["metadata"].get("annotations", {})
+            for n in ("checkout", "payments")
+        ))  # fmt: skip
+        stalls.append(read := kube.stall_next("GET", r"/rollouts/checkout$"))
+        stalls.append(listing := kube.stall_next("GET", rf"/namespaces/{NS}/rollouts$"))
+        # a write elsewhere, then the history forgotten: the watch's next start is behind and
+        # must list again: that list stalls
+        kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}})
+        kube.compact()
+        # (before any Rollout changes: a change the running watch sees keeps it current)
+        assert listing.arrived.wait(10)
+        world.clock.set(world.start + timedelta(minutes=5))
+        assert read.arrived.wait(10)
+        _wait(lambda: aborted(world, "payments"), 15)  # looked at and aborted meanwhile
+        assert not aborted(world, "checkout")  # its read is still held
+        for stall in stalls:
+            stall.release(apply=True)
+        _wait(lambda: aborted(world, "checkout"), 15)
+        _wait(lambda: app.readiness() == {f"rollout watch ({NS})": "ok"})
+    finally:
+        for stall in stalls:
+            stall.release(apply=True)
+        app.stop()
 
 
 def test_with_leader_election_one_replica_acts_and_the_other_takes_over(

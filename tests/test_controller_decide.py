@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,8 +112,14 @@ def test_nothing_is_done_when_status_is_not_trusted_or_nothing_updates(
     assert decision.action is Action.NONE and reason in decision.reason
 
 
-def test_no_verdict_is_never_an_action() -> None:
-    assert action(None, rollout()) is Action.NONE
+def test_no_verdict_at_an_indefinite_pause_or_between_pauses_is_no_action() -> None:
+    assert action(None, rollout()) is Action.NONE  # `pause: {}`: Argo waits for a promote
+    assert action(None, rollout(step=0, pause=False)) is Action.NONE
+    held = decide(None, rollout_view(rollout()), now=NOW, step_looks=2, policy=POLICY,
+                  why="prometheus_unavailable: HTTP 503")  # fmt: skip
+    assert held.reason == (
+        "no verdict this look: prometheus_unavailable: HTTP 503; stays paused at step 1"
+    )
 
 
 TIMED = [{"setWeight": 5}, {"pause": {"duration": "5m"}}, {"setWeight": 50}]
@@ -130,6 +137,81 @@ def test_a_timed_pause_is_paused_within_one_interval_of_its_end_unless_it_passes
     verdict: Verdict, elapsed: timedelta, expected: Action
 ) -> None:
     assert action(verdict, rollout(steps=TIMED, started=elapsed)) is expected
+
+
+def _unstarted(obj: dict[str, Any]) -> dict[str, Any]:
+    del obj["status"]["pauseConditions"][0]["startTime"]
+    return obj
+
+
+S = timedelta(seconds=1)
+MARGIN = replace(POLICY, margin=10 * S)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "obj", "looks", "policy", "expected"),
+    [
+        # no verdict this look (Prometheus down, a look over budget): paused at once
+        (None, rollout(steps=TIMED, started=10 * S), 0, POLICY, Action.PAUSE),
+        (None, rollout(steps=TIMED, started=290 * S), 2, POLICY, Action.PAUSE),
+        (None, rollout(steps=TIMED, started=400 * S), 2, POLICY, Action.PAUSE),  # Argo is late
+        (None, _unstarted(rollout(steps=TIMED)), 0, POLICY, Action.PAUSE),
+        # inconclusive: paused once the next look might come too late
+        (Verdict.INCONCLUSIVE, rollout(steps=TIMED, started=265 * S), 3, MARGIN, Action.PAUSE),
+        (Verdict.INCONCLUSIVE, rollout(steps=TIMED, started=255 * S), 3, MARGIN, Action.NONE),
+        (Verdict.INCONCLUSIVE, _unstarted(rollout(steps=TIMED)), 3, POLICY, Action.PAUSE),
+        # a pass counts once the step has had its looks (min_step_looks 2)
+        (Verdict.PASS, rollout(steps=TIMED, started=280 * S), 1, POLICY, Action.PAUSE),
+        (Verdict.PASS, rollout(steps=TIMED, started=180 * S), 1, POLICY, Action.NONE),
+        (Verdict.PASS, rollout(steps=TIMED, started=280 * S), 2, POLICY, Action.NONE),
+        # a fail aborts; once paused by Verdict, no verdict keeps it paused (no action)
+        (Verdict.FAIL, rollout(steps=TIMED, started=10 * S), 1, POLICY, Action.ABORT),
+        (None, rollout(steps=TIMED, paused=True, marker="c1:1"), 2, POLICY, Action.NONE),
+        # not at the timed pause yet (a setWeight step): nothing to hold
+        (None, rollout(steps=TIMED, step=0, pause=False), 0, POLICY, Action.NONE),
+    ],
+    ids=[
+        "no-verdict-at-start", "no-verdict-near-end", "no-verdict-after-end",
+        "no-verdict-no-start-time", "inconclusive-within-interval-and-margin",
+        "inconclusive-before", "inconclusive-no-start-time", "pass-too-few-looks-near-end",
+        "pass-too-few-looks-early", "pass-near-end", "fail", "no-verdict-paused-by-verdict",
+        "no-verdict-before-the-pause",
+    ],
+)  # fmt: skip
+def test_a_timed_pause_never_ends_without_a_pass_at_its_step(
+    verdict: Verdict | None,
+    obj: dict[str, Any],
+    looks: int,
+    policy: Policy,
+    expected: Action,
+) -> None:
+    decision = decide(verdict, rollout_view(obj), now=NOW, step_looks=looks, policy=policy,
+                      why="prometheus_unavailable: HTTP 503")  # fmt: skip
+    assert decision.action is expected, decision.reason
+
+
+def test_a_rollout_verdict_paused_says_so_while_it_stays_paused() -> None:
+    ours = rollout_view(rollout(steps=TIMED, paused=True, started=9 * 60 * S, marker="c1:1"))
+    for verdict, says in [
+        (None, "no verdict this look: prometheus_unavailable: HTTP 503; stays paused at step 1"),
+        (Verdict.INCONCLUSIVE, "undecided at step 1: stays paused"),
+    ]:
+        decision = decide(verdict, ours, now=NOW, step_looks=2, policy=POLICY,
+                          why="prometheus_unavailable: HTTP 503")  # fmt: skip
+        assert decision.reason == f"{says} (paused by Verdict until the analysis passes)"
+
+
+def test_a_pause_for_a_failed_look_says_why_and_when_the_timed_pause_ends() -> None:
+    decision = decide(None, rollout_view(rollout(steps=TIMED, started=10 * S)), now=NOW,
+                      step_looks=0, policy=POLICY, why="prometheus_unavailable: HTTP 503")  # fmt: skip
+    ends = (NOW - 10 * S + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert decision.reason == (
+        "no verdict this look: prometheus_unavailable: HTTP 503; the timed pause of step 1 "
+        f"ends at {ends}: paused until the analysis passes"
+    )
+    early = decide(Verdict.PASS, rollout_view(rollout(steps=TIMED, started=280 * S)), now=NOW,
+                   step_looks=1, policy=POLICY)  # fmt: skip
+    assert "the analysis is a pass after 1 of 2 looks at this step: paused" in early.reason
 
 
 def test_a_rollout_verdict_paused_is_promoted_on_pass_but_a_manual_pause_is_not() -> None:

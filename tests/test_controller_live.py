@@ -29,6 +29,7 @@ from tests.conftest import free_port
 from tests.helpers import REPO, example_analysis, stop_process, write_analysis
 from tests.kube_server import KubeServer
 from tests.live_exporter import LiveExporter, Version, live_prometheus
+from tests.reliability.fault_proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.prometheus
 
@@ -104,10 +105,15 @@ def wait_for(condition: Any, seconds: float, what: str) -> float:
 
 @contextmanager
 def live_world(
-    kube: KubeServer, tmp_path: Path, canary: Version
+    kube: KubeServer,
+    tmp_path: Path,
+    canary: Version,
+    steps: list[dict[str, Any]] = PAUSE_STEPS,
+    proxy: FaultProxy | None = None,
 ) -> Iterator[tuple[ArgoStandIn, Path, Path]]:
+    """The live world; with `proxy`, Verdict reads Prometheus through it (faults at will)."""
     argo = ArgoStandIn(kube).install()
-    kube.put(canary_rollout("checkout", NS, analysis="checkout", steps=PAUSE_STEPS))
+    kube.put(canary_rollout("checkout", NS, analysis="checkout", steps=steps))
     exporter = LiveExporter(
         "checkout",
         total_rps=LIVE_RPS,
@@ -123,9 +129,14 @@ def live_world(
             argo.run_in_background(NS, "checkout"),
         ):
             kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+            if proxy is not None:
+                proxy.upstream = url
+                url = proxy.start().url
             yield argo, analysis_folder(tmp_path, url), kubeconfig
     finally:
         exporter.stop()
+        if proxy is not None:
+            proxy.stop()
 
 
 def status(kube: KubeServer) -> dict[str, Any]:
@@ -193,3 +204,86 @@ def test_live_a_process_killed_between_recording_and_sending_sends_once_after_re
         assert len(applied) == len(left)  # one promote per pause step left: none twice
         paused = [i for _, i, phase in argo.history if phase == "Paused"]
         assert paused == [1, 3, 5][: len(paused)]  # no step skipped
+
+
+TIMED_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 5},
+    {"pause": {"duration": "12s"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "12s"}},
+]
+"""Two timed pauses: Argo ends each by itself after 12 s (a promotion unless Verdict holds it)."""
+PAUSE = {"spec": {"paused": True}}
+"""`kubectl argo rollouts pause`."""
+
+
+def rollout_now(kube: KubeServer) -> dict[str, Any]:
+    return kube.get(*ARGO, NS, "checkout")
+
+
+def note(kube: KubeServer) -> str:
+    return str(rollout_now(kube)["metadata"].get("annotations", {}).get("verdict.dev/status"))
+
+
+def held_while_prometheus_is_down(kube: KubeServer, argo: ArgoStandIn) -> None:
+    """Both timed pauses would have ended by now: the Rollout is held at its first one, paused
+    by Verdict, and its annotation says why."""
+    time.sleep(2 * 12 + 6)
+    assert status(kube)["currentStepIndex"] == 1 and status(kube)["phase"] == "Paused"
+    assert rollout_now(kube)["spec"]["paused"] is True
+    assert max(i for _, i, _ in argo.history) == 1  # never past the first pause
+    assert action_patches(kube) == [(PAUSE, 200)]
+    text = note(kube)  # the looks since the pause
+    assert text.startswith("no verdict; none; no verdict this look: prometheus_unavailable")
+    assert "stays paused at step 1 (paused by Verdict until the analysis passes)" in text
+    # the pause came at the first look (a new run has no data yet: inconclusive, and 12 s is
+    # within one interval and the margin) or at the first look that failed
+    (paused,) = [e for e in kube.objects("", "v1", "events") if e["reason"] == "VerdictPaused"]
+    first = ("inconclusive; pause (done); ", "no verdict; pause (done); ")
+    assert paused["message"].startswith(first)
+    assert "the timed pause of step 1 ends at" in paused["message"]
+
+
+def test_live_timed_pauses_hold_a_failing_canary_while_prometheus_answers_503(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    proxy = FaultProxy(upstream="")
+    canary = Version(error_rate=0.05)
+    with live_world(kube, tmp_path, canary, TIMED_STEPS, proxy) as (argo, config, kubeconfig):
+        store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+        with serve_watch(config, kubeconfig, store):
+            proxy.set(Fault("http_503"))
+            argo.start_update(NS, "checkout", canary="c4n4ry", stable="s7ab1e")
+            held_while_prometheus_is_down(kube, argo)
+            assert proxy.injected["http_503"] > 0
+            proxy.clear()  # Prometheus answers again: the analysis fails, the canary is aborted
+            took = wait_for(lambda: status(kube).get("abort") is True, 90, "abort")
+        print(f"held {2 * 12 + 6} s with Prometheus down; aborted {took:.1f} s after it was back")
+        assert action_patches(kube) == [(PAUSE, 200), (ABORT, 200)]  # never a promote
+        assert all(phase != "Healthy" for _, _, phase in argo.history)
+        assert note(kube).startswith("fail; abort (done); the analysis fails at step 1")
+
+
+def test_live_a_healthy_canary_held_while_prometheus_answers_503_is_promoted_once_it_passes(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    proxy = FaultProxy(upstream="")
+    canary = Version(error_rate=0.001)
+    with live_world(kube, tmp_path, canary, TIMED_STEPS, proxy) as (argo, config, kubeconfig):
+        store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+        with serve_watch(config, kubeconfig, store):
+            proxy.set(Fault("http_503"))
+            argo.start_update(NS, "checkout", canary="c4n4ry", stable="s7ab1e")
+            held_while_prometheus_is_down(kube, argo)
+            proxy.clear()
+            took = wait_for(lambda: status(kube).get("phase") == "Healthy", 300, "Healthy")
+        print(f"promoted to Healthy {took:.1f} s after Prometheus was back")
+        # the pause, then `kubectl argo rollouts promote` of a paused Rollout (status, then
+        # spec); the second timed pause, with a pass, is ended by Argo's clock
+        assert action_patches(kube) == [
+            (PAUSE, 200),
+            (PROMOTE, 200),
+            ({"spec": {"paused": False}}, 200),
+        ]
+        assert [i for _, i, phase in argo.history if phase == "Paused"][:1] == [1]
+        assert note(kube).startswith("pass; none; pass during the timed pause of step 3")

@@ -94,5 +94,5 @@ def test_canary_pods_losing_readiness_mid_step_abort_after_pod_ready_timeout() -
         outcome = CanaryRollout(file, deps_over(file, kube, kube, source, store, clock)).run()
         store.close()
     assert outcome.decision == "aborted"
-    assert "not Ready after 60 s: not Ready: checkout-canary-2" in outcome.reason
+    assert "readiness: pod checkout-canary-2: NotReady: not Ready for 60 s" in outcome.reason
     assert written == [5, 0]

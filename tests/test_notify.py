@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 
 from analyzer.notify import (
     BackgroundNotifier,
@@ -33,6 +34,7 @@ from analyzer.notify import (
     event_from_json,
     event_json,
 )
+from analyzer.notify.background import drain_all
 from tests.grafana_server import GrafanaStandIn
 from tests.hook_server import HookReceiver
 
@@ -178,6 +180,33 @@ def test_posting_never_waits_for_a_grafana_that_does_not_answer(
     # every post returned although Grafana never answered; the worker is still stuck on the
     # first request, and nothing else reached Grafana
     assert len(grafana.requests) == 1
+
+
+def test_draining_fifteen_hung_notifiers_takes_one_bound_in_all_and_logs_what_was_dropped(
+    grafana: GrafanaStandIn, hooks: HookReceiver
+) -> None:
+    grafana.mode = "hang"  # holds every request (up to 60 s)
+    settings = GrafanaSettings(url=grafana.url, token=grafana.token, timeout=30)
+    notifiers: dict[str, object] = {
+        f"checkout-{i:02d}": BackgroundNotifier([Target("grafana", GrafanaAnnotations(settings))])
+        for i in range(1, 16)
+    }
+    answering = BackgroundNotifier([Target("webhook", Webhook(WebhookSettings(hooks.url)))])
+    notifiers["answering"] = answering
+    notifiers["off"] = NopNotifier()
+    for notifier in notifiers.values():
+        for event in step_events():  # started, ended, decision (a look is never posted)
+            notifier.post(event)  # type: ignore[attr-defined]
+    grafana.wait_for(15)  # each hung worker holds its first request
+    started = time.monotonic()
+    with structlog.testing.capture_logs() as logs:
+        drain_all(notifiers, timeout=1.0)
+    took = time.monotonic() - started
+    assert took < 1.5, f"drained in {took:.1f} s"
+    assert len(hooks.wait_for(1)) == 1  # a target that answers still gets what was queued
+    dropped = [e for e in logs if e["event"] == "notifications dropped at shutdown"]
+    assert sorted(e["analysis"] for e in dropped) == [f"checkout-{i:02d}" for i in range(1, 16)]
+    assert {(e["target"], e["queued"], e["in_flight"]) for e in dropped} == {("grafana", 2, 1)}
 
 
 # --- webhook and Slack -------------------------------------------------------------------

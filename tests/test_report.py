@@ -3,7 +3,11 @@ the web provider over a real Prometheus), read from the run store, rendered in h
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import struct
+import subprocess
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -12,9 +16,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from analyzer.report import ReportFormat, build_report, render_report
+from analyzer.api.app import create_app
+from analyzer.demo import default_analysis
+from analyzer.report import ReportFormat, build_report, load_report, render_report
+from analyzer.report.plots import metric_figure
 from analyzer.runs import RunKey, new_run
-from tests.chromium import colour_share, render
+from analyzer.runs.store import open_store
+from metrics.simulated import SimulatedSource, TrafficModel
+from strategies.simulated import SimulatedClock
+from tests.chromium import FLAGS, chromium, colour_share, render
 from tests.conftest import PrometheusServer
 from tests.helpers import run_verdict
 from tests.test_serve_api import Clock, body, make_app, minutes
@@ -103,6 +113,10 @@ def test_a_demo_run_is_reported_right_after_it_ends(
 
     doc = json.loads(run_verdict("report", run_id, "--format", "json", "--store", store).stdout)
     assert doc["run"]["id"] == run_id and doc["run"]["way"] == "demo"
+    assert doc["run"]["looks"] == len(demo["looks"])  # the run's own state is stored
+    listed = json.loads(run_verdict("runs", "list", "--output", "json", "--store", store).stdout)
+    run = next(r for r in listed["runs"] if r["id"] == run_id)
+    assert run["looks"] == len(demo["looks"]) and run["verdict"] == demo["final"]["verdict"]
     assert doc["headline"] == demo["decision"] and doc["reason"] == demo["reason"]
     assert [s["weight"] for s in doc["steps"]] == [s["weight"] for s in demo["steps"]]
     assert len(doc["looks"]) == len(demo["looks"])
@@ -121,6 +135,7 @@ def test_a_demo_run_is_reported_right_after_it_ends(
 
     md = run_verdict("report", run_id, "--format", "md", "--store", store).stdout
     assert md.startswith(f"# Verdict: {headline}") and demo["reason"] in md
+    assert f", {len(demo['looks'])} looks," in md
 
     out = tmp_path / "report.html"
     written = run_verdict("report", run_id, "--output", str(out), "--store", store)
@@ -286,3 +301,112 @@ def test_a_web_run_stored_before_events_were_kept_still_has_a_report() -> None:
     report = build_report(run, [])
     assert report.verdict == "pass" and report.metrics[0].points[0].canary == 0.001
     assert report.deciding_look is None
+
+
+# --- a busy service through the web provider ------------------------------------------------
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def _screenshot(images: list[str], folder: Path) -> tuple[Any, list[int]]:
+    """The plots (data URIs, as the report embeds them) stacked at their own size in one page,
+    painted by Chromium: the screenshot's pixels, and each plot's top row in it."""
+    from matplotlib import image
+
+    sizes = [_png_size(base64.b64decode(src.split(",", 1)[1])) for src in images]
+    tops = [sum(h for _, h in sizes[:i]) for i in range(len(sizes))]
+    width, height = max(w for w, _ in sizes), sum(h for _, h in sizes)
+    page = folder / "plots.html"
+    page.write_text(
+        '<!DOCTYPE html><html><body style="margin:0;background:#fff">'
+        + "".join(f'<img style="display:block" src="{src}">' for src in images)
+        + "</body></html>",
+        encoding="utf-8",
+    )
+    shot = folder / "plots.png"
+    done = subprocess.run(
+        [
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={folder / 'profile-plots'}",
+            "--force-device-scale-factor=1",
+            f"--window-size={width},{height}",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    return image.imread(shot)[:, :, :3] * 255.0, tops
+
+
+@pytest.mark.parametrize(
+    ("scenario", "error_rate", "headline"),
+    [("busy-healthy", 0.001, "pass"), ("busy-error-regression", 0.05, "fail")],
+)
+def test_a_busy_web_provider_run_draws_every_panel(
+    tmp_path: Path, scenario: str, error_rate: float, headline: str
+) -> None:
+    """A service with tens of millions of requests per look: e-values reach the float cap
+    (about 1e304), the report answers 200 and, painted by Chromium, every panel of every plot
+    has its lines (coloured pixels inside the panel's frame)."""
+    import numpy as np
+
+    spec = default_analysis()
+    start = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    clock = SimulatedClock(start)
+    traffic = TrafficModel(requests_per_second=1e5, canary_error_rate=error_rate)
+    source = SimulatedSource(traffic, lambda _t: 50.0, seed=7)
+    store_url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    app = create_app(
+        analyses={spec.name: spec},
+        store=open_store(store_url),
+        sources=lambda _spec: source,
+        clock=clock,
+    )
+    with TestClient(app) as client:
+        for m in (0, 5, 10, 20):
+            clock.sleep((start + minutes(m) - clock.now()).total_seconds())
+            answer = client.post("/api/v1/verdict", json=body(spec.name)).json()["result"]
+        run_id = answer["run"]["id"]
+        html = client.get(f"/api/v1/runs/{run_id}/report")
+        doc = client.get(f"/api/v1/runs/{run_id}/report", params={"format": "json"}).json()
+    assert answer["verdict"] == headline
+    assert html.status_code == 200, html.text[:500]
+    assert doc["metrics"][0]["final"]["canary"]["requests"] > 1e7
+    biggest = max(v for m in doc["metrics"] for p in m["series"] for v in p["evidence"].values())
+    assert biggest > 1e300  # at the cap: the case that was blank
+
+    parsed = check_page(html.text, metrics=3)
+    pixels, tops = _screenshot([i["src"] for i in parsed.images], tmp_path)
+    saturated = (pixels.max(axis=2) - pixels.min(axis=2)) > 80  # lines; not grey, black, white
+    store = open_store(store_url)
+    try:
+        report = load_report(store, run_id)
+    finally:
+        store.close()
+    panels = 0
+    for metric, top, img in zip(report.metrics, tops, parsed.images, strict=True):
+        fig = metric_figure(report, metric)
+        png = io.BytesIO()
+        fig.savefig(png, format="png")  # lays the figure out
+        assert png.getvalue() == base64.b64decode(img["src"].split(",", 1)[1])  # the one shown
+        height = fig.bbox.height
+        for axis in fig.axes:
+            box = axis.get_window_extent()
+            rows = slice(top + int(height - box.y1) + 2, top + int(height - box.y0) - 2)
+            cols = slice(int(box.x0) + 2, int(box.x1) - 2)
+            coloured = int(np.count_nonzero(saturated[rows, cols]))
+            assert coloured > 300, f"{metric.name}: panel {axis.get_ylabel()!r} is blank"
+            panels += 1
+        evidence = fig.axes[-1]
+        assert evidence.get_ylabel().startswith("e-value")
+        assert "$10^{304}$" in [t.get_text() for t in evidence.texts]  # the largest, labelled
+    assert panels == 2 + 3 + 2  # error-rate, success-rate: value + evidence; latency: + share

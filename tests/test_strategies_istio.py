@@ -119,7 +119,7 @@ def test_pods_not_ready_fail_the_gate_after_the_timeout_and_ready_pods_pass(
     install(kube, pods=[pod("checkout-canary-1", ready=False)])
     start = datetime(2026, 11, 26, tzinfo=UTC)
     clock = SimulatedClock(start)
-    with pytest.raises(PodsUnhealthy, match="not Ready after 30 s: not Ready: checkout-canary-1"):
+    with pytest.raises(PodsUnhealthy, match="pod checkout-canary-1: NotReady: not Ready for 30 s"):
         gate(kube, clock).wait_ready()
     assert (clock.now() - start).total_seconds() == 30
     kube.put(pod("checkout-canary-1"))

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from analyzer.api.actions import add_action_routes
 from analyzer.api.errors import http_error
 from analyzer.api.limits import (
     MAX_BODY_BYTES,
@@ -80,6 +81,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "A field is missing or invalid; `error.field` names it."),
         (503, "Verdict cannot judge right now (Prometheus or the run store); ask again."),
     )
+}
+
+
+_NOT_JSON: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "The body is not sent as JSON (`Content-Type: application/json`).",
 }
 
 
@@ -231,7 +238,7 @@ def web_app(
     @app.post(
         "/api/v1/verdict",
         response_model=VerdictAnswer,
-        responses=_ERRORS,
+        responses={**_ERRORS, 415: _NOT_JSON},
         dependencies=protected,
         tags=["verdict"],
         summary="Look once more at a run and answer its verdict (JSON body)",
@@ -398,6 +405,7 @@ def web_app(
             telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
+    add_action_routes(app, store, service.clock, protected)
     _install_error_handlers(app, redactor)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(StampArrival)
@@ -425,7 +433,16 @@ def _install_error_handlers(app: FastAPI, redactor: Redactor) -> None:
         field = _field_of(tuple(first.get("loc", ())))
         kind = str(first.get("type", ""))
         message = str(first.get("msg", "invalid"))
-        if kind == "json_invalid":
+        media = request.headers.get("content-type", "")[:100]
+        if request.method == "POST" and kind != "missing" and "json" not in media.lower():
+            # FastAPI reads a body of any other type as bytes: say what is wrong with it
+            problem = ApiError(
+                415,
+                "unsupported_media_type",
+                "the body must be JSON sent with `Content-Type: application/json`, got "
+                + (f"`Content-Type: {media}`" if media else "no Content-Type"),
+            )
+        elif kind == "json_invalid":
             problem = ApiError(400, "bad_json", f"the body is not valid JSON: {message}")
         elif kind == "missing" and field is None:
             problem = ApiError(422, "missing_body", "a JSON object body is required")

@@ -1,4 +1,5 @@
-"""Notifiers: tell people about a run's events (Grafana annotations, webhooks, Slack).
+"""Notifiers: tell people about a run's events (Grafana annotations, webhooks, Slack,
+PagerDuty).
 
 One protocol (`Notifier.post(event)`), one module per backend, a factory, a no-op, and a
 `BackgroundNotifier` that the run service and the strategies are handed: it never blocks,
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
     )
     from analyzer.notify.factory import GrafanaOverride, build_notifier
     from analyzer.notify.grafana import GrafanaAnnotations, GrafanaSettings
+    from analyzer.notify.pagerduty import (
+        RESOLVES,
+        TRIGGERS,
+        PagerDuty,
+        PagerDutySettings,
+        dedup_key,
+        pagerduty_event,
+    )
     from analyzer.notify.slack import Slack, SlackSettings, slack_message
     from analyzer.notify.webhook import Webhook, WebhookSettings, webhook_body
 
@@ -46,18 +55,24 @@ _HOME: dict[str, str] = {
     "NotifyConfigError": "analyzer.notify.errors",
     "NotifyError": "analyzer.notify.errors",
     "OUTCOMES": "analyzer.notify.events",
+    "PagerDuty": "analyzer.notify.pagerduty",
+    "PagerDutySettings": "analyzer.notify.pagerduty",
+    "RESOLVES": "analyzer.notify.pagerduty",
     "RetryPolicy": "analyzer.notify.background",
     "RunEvent": "analyzer.notify.events",
     "RunInfo": "analyzer.notify.events",
     "Slack": "analyzer.notify.slack",
     "SlackSettings": "analyzer.notify.slack",
+    "TRIGGERS": "analyzer.notify.pagerduty",
     "Target": "analyzer.notify.background",
     "Webhook": "analyzer.notify.webhook",
     "WebhookSettings": "analyzer.notify.webhook",
     "build_notifier": "analyzer.notify.factory",
+    "dedup_key": "analyzer.notify.pagerduty",
     "event_from_json": "analyzer.notify.events",
     "event_json": "analyzer.notify.events",
     "figures_of": "analyzer.notify.events",
+    "pagerduty_event": "analyzer.notify.pagerduty",
     "slack_message": "analyzer.notify.slack",
     "webhook_body": "analyzer.notify.webhook",
 }
@@ -65,6 +80,8 @@ _HOME: dict[str, str] = {
 
 __all__ = [
     "OUTCOMES",
+    "RESOLVES",
+    "TRIGGERS",
     "BackgroundNotifier",
     "EventKind",
     "Figure",
@@ -77,6 +94,8 @@ __all__ = [
     "Notifier",
     "NotifyConfigError",
     "NotifyError",
+    "PagerDuty",
+    "PagerDutySettings",
     "RetryPolicy",
     "RunEvent",
     "RunInfo",
@@ -86,9 +105,11 @@ __all__ = [
     "Webhook",
     "WebhookSettings",
     "build_notifier",
+    "dedup_key",
     "event_from_json",
     "event_json",
     "figures_of",
+    "pagerduty_event",
     "slack_message",
     "webhook_body",
 ]

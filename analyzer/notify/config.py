@@ -16,6 +16,10 @@ notifications:
     url: https://hooks.example.com/verdict
     headers: {X-Team: checkout}
     reportUrl: https://verdict.example.com/api/v1/runs/{run}/report
+  - type: pagerduty                            # Events API v2: an abort pages, a promotion resolves
+    routingKeyFile: /var/run/secrets/pagerduty/key   # or routingKeyEnv: PAGERDUTY_ROUTING_KEY
+    on: [aborted]                              # which outcomes page (default: every failing one)
+    severity: critical                         # optional (default: error; abort-failed: critical)
 ```
 """
 
@@ -29,6 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from analyzer.notify.errors import NotifyConfigError
 from analyzer.notify.events import OUTCOMES
+from analyzer.redaction import url_secrets
+
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+"""PagerDuty's Events API v2 endpoint (`url:` overrides it, e.g. for a proxy or a test)."""
+
+Severity = Literal["critical", "error", "warning", "info"]
+"""PagerDuty's severities (`payload.severity`)."""
 
 
 class _Model(BaseModel):
@@ -86,7 +97,7 @@ class GrafanaSpec(_Model):
 
 
 class NotificationSpec(_Model):
-    type: Literal["webhook", "slack"]
+    type: Literal["webhook", "slack", "pagerduty"]
     url: str | None = None
     url_file: str | None = Field(default=None, alias="urlFile")
     url_env: str | None = Field(default=None, alias="urlEnv")
@@ -94,6 +105,12 @@ class NotificationSpec(_Model):
     on: list[str] | None = None
     report_url: str | None = Field(default=None, alias="reportUrl")
     timeout: float = Field(default=5.0, gt=0, le=60)
+    routing_key_file: str | None = Field(default=None, alias="routingKeyFile")
+    """PagerDuty: a file holding the integration's routing key (a secret)."""
+    routing_key_env: str | None = Field(default=None, alias="routingKeyEnv")
+    """PagerDuty: the environment variable holding the routing key."""
+    severity: Severity | None = None
+    """PagerDuty: the severity of its alerts (default: error; abort-failed is always critical)."""
 
     @field_validator("on")
     @classmethod
@@ -102,15 +119,51 @@ class NotificationSpec(_Model):
 
     @model_validator(mode="after")
     def _one_url(self) -> NotificationSpec:
+        if self.type == "pagerduty":
+            return self._pagerduty()
         given = [x for x in (self.url, self.url_file, self.url_env) if x]
         if len(given) != 1:
             raise ValueError("give exactly one of url, urlFile or urlEnv")
         if self.type == "slack" and self.headers:
             raise ValueError("headers are for type: webhook")
+        if self.routing_key_file or self.routing_key_env or self.severity:
+            raise ValueError("routingKeyFile, routingKeyEnv and severity are for type: pagerduty")
         return self
+
+    def _pagerduty(self) -> NotificationSpec:
+        keys = [x for x in (self.routing_key_file, self.routing_key_env) if x]
+        if len(keys) != 1:
+            raise ValueError("give exactly one of routingKeyFile or routingKeyEnv")
+        if self.url_file or self.url_env:
+            raise ValueError(
+                "type: pagerduty takes url, not urlFile or urlEnv (its secret is the routing key)"
+            )
+        if self.headers:
+            raise ValueError("headers are for type: webhook")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"give PagerDuty's events URL, e.g. {PAGERDUTY_URL}")
+        return self
+
+    def routing_key(self) -> str:
+        """PagerDuty's routing key, read now. Raises `NotifyConfigError`."""
+        if self.routing_key_file:
+            return read_secret_file(self.routing_key_file, "pagerduty.routingKeyFile")
+        value = os.environ.get(self.routing_key_env or "", "").strip()
+        if not value:
+            raise NotifyConfigError(f"pagerduty.routingKeyEnv: ${self.routing_key_env} is not set")
+        return value
+
+    def secrets(self) -> list[str]:
+        """What of this notification to mask wherever Verdict shows text: a Slack or webhook
+        URL (a credential), PagerDuty's routing key. Raises `NotifyConfigError`."""
+        if self.type == "pagerduty":
+            return [self.routing_key(), *url_secrets(self.url)]
+        return url_secrets(self.target_url(), credential=True)
 
     def target_url(self) -> str:
         """The URL, read now (Slack's URL is a secret: keep it in a file or the environment)."""
+        if self.type == "pagerduty":
+            return self.url or PAGERDUTY_URL
         if self.url:
             return self.url
         if self.url_file:

@@ -23,12 +23,65 @@ class EventKind(enum.StrEnum):
     LOOK = "look"
     """One look: the analysis of all data so far, with every metric's figures."""
     DECISION = "decision"
-    """What was done, and why: promoted, aborted, paused, rolled back, switched back, or the
-    web provider's verdict (pass, fail)."""
+    """What was done, and why: promoted, aborted, paused, rolled back, switched back, an abort
+    that did not land, a run interrupted (Verdict stopped mid-run), or the web provider's verdict
+    (pass, fail)."""
 
 
-OUTCOMES = ("promoted", "aborted", "paused", "rolled-back", "switched-back", "pass", "fail")
-"""Every decision outcome (the words filters and tags use)."""
+OUTCOMES = (
+    "promoted",
+    "aborted",
+    "abort-failed",
+    "paused",
+    "resumed",
+    "rolled-back",
+    "switched-back",
+    "interrupted",
+    "pass",
+    "fail",
+    "image-pull",
+    "crash-loop",
+    "config-error",
+    "readiness",
+    "restarts",
+    "sync-failed",
+    "degraded",
+    "pending",
+    "out-of-sync",
+    "rollback-verified",
+    "rollback-not-recovered",
+)
+"""Every decision outcome (the words filters and tags use). `abort-failed`: the controller's
+abort did not land before its deadline (a filter that takes `aborted` takes it too).
+`interrupted`: a canary loop stopped before its end (a signal, Ctrl-C). `resumed`: a person
+resumed what a person paused. A person's action (promote, abort, pause, resume) is a decision
+whose `extra.manual` says who asked, why and when (`analyzer.report.manual`)."""
+
+
+HEALTH_OUTCOMES = (
+    "image-pull",
+    "crash-loop",
+    "config-error",
+    "readiness",
+    "restarts",
+    "sync-failed",
+    "degraded",
+    "pending",
+    "out-of-sync",
+)
+"""The health gate's outcomes (`strategies.health`): `image-pull`, `crash-loop`, `config-error`,
+`readiness`, `restarts`, `sync-failed`, `degraded` roll back (a filter that takes `aborted` takes
+them too); `pending` and `out-of-sync` hold the rollout (a filter that takes `paused` takes them
+too)."""
+FOLLOW_UPS = ("rollback-verified", "rollback-not-recovered")
+"""After a rollback: the old version serves as before the run (`rollback-verified`), or not
+(`rollback-not-recovered`, a page). They report on a decision already taken: a report's headline
+stays that decision."""
+COUNTS_AS: dict[str, str] = {
+    "abort-failed": "aborted",
+    **{o: ("paused" if o in ("pending", "out-of-sync") else "aborted") for o in HEALTH_OUTCOMES},
+}
+"""Outcomes a filter also takes under a broader word (`on: [aborted]` hears of every rollback)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from analyzer.notify.background import BackgroundNotifier, RetryPolicy, Target
 from analyzer.notify.base import NopNotifier
 from analyzer.notify.config import GrafanaSpec, NotificationSpec, read_secret_file
 from analyzer.notify.grafana import GrafanaAnnotations, GrafanaSettings
+from analyzer.notify.pagerduty import RESOLVES, TRIGGERS, PagerDuty, PagerDutySettings
 from analyzer.notify.slack import Slack, SlackSettings
 from analyzer.notify.webhook import Webhook, WebhookSettings
 
@@ -30,7 +31,8 @@ def build_notifier(
 ) -> BackgroundNotifier | NopNotifier:
     """The analysis' notifier (a `NopNotifier` when none is configured).
 
-    Secrets (tokens, Slack URLs) are read now. Raises `NotifyConfigError`.
+    Secrets (tokens, Slack URLs, PagerDuty routing keys) are read now. Raises
+    `NotifyConfigError`.
     """
     targets: list[Target] = []
     settings = _grafana_settings(grafana, override)
@@ -40,7 +42,20 @@ def build_notifier(
     for index, spec in enumerate(notifications):
         url = spec.target_url()
         name = f"{spec.type}-{index + 1}"
-        if spec.type == "slack":
+        if spec.type == "pagerduty":
+            pager = PagerDuty(
+                PagerDutySettings(
+                    spec.routing_key(),
+                    url=url,
+                    severity=spec.severity,
+                    report_url=spec.report_url,
+                    timeout=spec.timeout,
+                )
+            )
+            # `on:` chooses what pages; a promotion always resolves the run's page
+            wanted = frozenset(spec.on if spec.on is not None else TRIGGERS) | set(RESOLVES)
+            targets.append(Target(name, pager, wanted))
+        elif spec.type == "slack":
             slack = Slack(SlackSettings(url, report_url=spec.report_url, timeout=spec.timeout))
             targets.append(Target(name, slack, _filter(spec.on)))
         else:

@@ -15,10 +15,22 @@ _ICON = {
     "promoted": ":white_check_mark:",
     "pass": ":white_check_mark:",
     "aborted": ":x:",
+    "abort-failed": ":rotating_light:",
     "fail": ":x:",
     "rolled-back": ":leftwards_arrow_with_hook:",
     "switched-back": ":leftwards_arrow_with_hook:",
     "paused": ":double_vertical_bar:",
+    "image-pull": ":x:",
+    "crash-loop": ":x:",
+    "config-error": ":x:",
+    "readiness": ":x:",
+    "restarts": ":x:",
+    "sync-failed": ":x:",
+    "degraded": ":x:",
+    "pending": ":hourglass_flowing_sand:",
+    "out-of-sync": ":hourglass_flowing_sand:",
+    "rollback-verified": ":white_check_mark:",
+    "rollback-not-recovered": ":rotating_light:",
 }
 
 

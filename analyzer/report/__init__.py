@@ -37,7 +37,7 @@ def render_report(report: RunReport, fmt: ReportFormat) -> str:
     if fmt is ReportFormat.json:
         import json
 
-        return json.dumps(report_document(report), indent=2) + "\n"
+        return json.dumps(report_document(report), indent=2, allow_nan=False) + "\n"
     if fmt is ReportFormat.md:
         return report_markdown(report)
     from analyzer.report.html import report_html  # matplotlib is loaded only for HTML

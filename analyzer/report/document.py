@@ -1,15 +1,26 @@
-"""The report as a JSON document (`verdict report --format json`, the HTML's data)."""
+"""The report as a JSON document (`verdict report --format json`, the HTML's data).
+
+The document is strict JSON: a number that is not finite in a stored run (NaN, infinity) is
+written as null.
+"""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from analyzer.notify.events import format_time
+from analyzer.report.manual import manual_json
 from analyzer.report.model import Band, MetricPoint, RunReport
 
 
 def report_document(report: RunReport) -> dict[str, Any]:
+    document: dict[str, Any] = _finite(_document(report))
+    return document
+
+
+def _document(report: RunReport) -> dict[str, Any]:
     run = report.run
     decision = report.decision
     return {
@@ -22,7 +33,7 @@ def report_document(report: RunReport) -> dict[str, Any]:
             "way": report.way,
             "startedAt": format_time(run.started_at),
             "updatedAt": format_time(run.updated_at),
-            "looks": run.looks,
+            "looks": report.look_count,
         },
         "verdict": report.verdict,
         "headline": report.headline,
@@ -38,6 +49,7 @@ def report_document(report: RunReport) -> dict[str, Any]:
             "weight": decision.weight,
         },
         "decidingLook": report.deciding_look,
+        "manualActions": manual_json(report.manual),
         "steps": [
             {
                 "step": s.step,
@@ -96,6 +108,17 @@ def _point(p: MetricPoint) -> dict[str, Any]:
 
 def _bands(bands: tuple[Band, ...]) -> dict[str, list[float]]:
     return {b.label: [b.lower, b.upper] for b in bands}
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that is not finite replaced by None (at any depth)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _time(value: datetime | None) -> str | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from analyzer.report.manual import manual_html
 from analyzer.report.model import RunReport
 from analyzer.report.plots import metric_png
-from analyzer.report.text import headline, show, step_name, when
+from analyzer.report.text import headline, requests_shown, show, step_name, when
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;color:#222;padding:0 1rem}
@@ -44,13 +45,14 @@ def report_html(report: RunReport) -> str:
         _row("analysis", run.key.analysis),
         _row("canary", run.key.canary_hash),
         _row("started", when(run.started_at)),
-        _row("looks", str(run.looks)),
+        _row("looks", str(report.look_count)),
     ]
     if report.decision is not None:
         d = report.decision
         at = f" at {d.weight} % canary weight" if d.weight is not None else ""
         parts.append(_row("decided", f"{when(d.time)}, look {d.look}{at}"))
     parts.append("</table>")
+    parts += manual_html(report.manual)
     if report.steps:
         parts.append(
             "<h2>Steps</h2><table><tr><th>step</th><th>canary weight</th><th>started</th><th>ended</th><th>verdict</th></tr>"
@@ -112,6 +114,4 @@ def _row(name: str, value: str) -> str:
 
 
 def _requests(side: object) -> str:
-    if isinstance(side, dict) and isinstance(side.get("requests"), int | float):
-        return f"{side['requests']:,.0f}"
-    return "n/a"
+    return requests_shown(side.get("requests") if isinstance(side, dict) else None)

@@ -7,17 +7,23 @@ their names in the checks' `statistic` documents: confidence bounds (`lower`/`up
 `canaryLower`/`canaryUpper`, ...), thresholds (`max`, `failAbove`, `failAboveRatio` x
 `baselineRate`, ...) and sequential evidence (`eFail` against `failAt`, `ePass` against `passAt`);
 a name a report does not know is left out of the plot (the check's reason still shows).
+
+Stored figures are read defensively: a number that is not finite is "not recorded" (an e-value
+that overflowed to infinity is kept as the largest float, its cap), and look, step and weight
+numbers that are not whole finite numbers are left out, so any stored run gives a report.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from analyzer.notify.events import parse_time
+from analyzer.notify.events import FOLLOW_UPS, parse_time
+from analyzer.report.manual import ManualAction, manual_actions
 from analyzer.runs import Run
 
 # statistic keys: (lower, upper) → label of a band; single keys → label of a limit line
@@ -134,11 +140,20 @@ class RunReport:
     steps: tuple[StepRecord, ...]
     looks: tuple[LookRecord, ...]
     metrics: tuple[MetricHistory, ...]
+    manual: tuple[ManualAction, ...] = ()
+    """People's actions (promote, abort, pause, resume), in order."""
 
     @property
     def deciding_look(self) -> int | None:
         """The look at which the decision was taken (None: no decision yet)."""
         return self.decision.look if self.decision is not None else None
+
+    @property
+    def look_count(self) -> int:
+        """How many looks the run had: the run's own count, or more if its events record more
+        (a run whose final state was not written still shows the looks it had)."""
+        recorded = max((lk.look for lk in self.looks), default=0)
+        return max(self.run.looks, len(self.looks), recorded)
 
     @property
     def headline(self) -> str:
@@ -154,7 +169,9 @@ def build_report(run: Run, events: Sequence[Mapping[str, Any]]) -> RunReport:
     decisions = tuple(_decision(e) for e in events if e.get("kind") == "decision")
     way = next((str(e["run"].get("way")) for e in events if "run" in e), "web")
     metrics = _metrics(looks) if looks else _metrics_from_answer(run)
-    decision = decisions[-1] if decisions else None
+    # the decision the run ended on (a rollback's check reports on it, it does not replace it)
+    deciding = [d for d in decisions if d.outcome not in FOLLOW_UPS]
+    decision = (deciding or list(decisions))[-1] if decisions else None
     last_look = looks[-1] if looks else None
     verdict = (decision.verdict if decision else None) or (
         str(last_look.get("verdict")) if last_look else run.verdict
@@ -173,16 +190,17 @@ def build_report(run: Run, events: Sequence[Mapping[str, Any]]) -> RunReport:
         steps=_steps(events),
         looks=tuple(
             LookRecord(
-                look=int(e.get("look") or i + 1),
+                look=_whole(e.get("look")) or i + 1,
                 time=parse_time(e["time"]),
-                step=e.get("step"),
-                weight=e.get("weight"),
+                step=_whole(e.get("step")),
+                weight=_whole(e.get("weight")),
                 verdict=str(e.get("verdict")),
                 score=_number(e.get("score")),
             )
             for i, e in enumerate(looks)
         ),
         metrics=metrics,
+        manual=manual_actions(events),
     )
 
 
@@ -191,28 +209,30 @@ def _decision(event: Mapping[str, Any]) -> Decision:
         outcome=str(event.get("outcome")),
         reason=str(event.get("reason") or ""),
         time=parse_time(event["time"]),
-        look=event.get("look"),
-        step=event.get("step"),
-        weight=event.get("weight"),
-        verdict=event.get("verdict"),
+        look=_whole(event.get("look")),
+        step=_whole(event.get("step")),
+        weight=_whole(event.get("weight")),
+        verdict=None if event.get("verdict") is None else str(event.get("verdict")),
     )
 
 
 def _steps(events: Sequence[Mapping[str, Any]]) -> tuple[StepRecord, ...]:
     steps: dict[int | None, StepRecord] = {}
     for e in events:
-        kind, step = e.get("kind"), e.get("step")
+        kind, step = e.get("kind"), _whole(e.get("step"))
         if kind == "started":
-            steps[step] = StepRecord(step, e.get("weight"), parse_time(e["time"]), None, None, None)
+            steps[step] = StepRecord(
+                step, _whole(e.get("weight")), parse_time(e["time"]), None, None, None
+            )
         elif kind == "ended":
             started = steps.get(step)
             steps[step] = StepRecord(
                 step,
-                e.get("weight"),
+                _whole(e.get("weight")),
                 started.started if started else _maybe_time(e.get("started")),
                 parse_time(e["time"]),
-                e.get("verdict"),
-                e.get("look"),
+                None if e.get("verdict") is None else str(e.get("verdict")),
+                _whole(e.get("look")),
             )
     return tuple(steps.values())
 
@@ -223,7 +243,7 @@ def _metrics(looks: Sequence[Mapping[str, Any]]) -> tuple[MetricHistory, ...]:
     last: dict[str, Mapping[str, Any]] = {}
     for i, event in enumerate(looks):
         time = parse_time(event["time"])
-        look = int(event.get("look") or i + 1)
+        look = _whole(event.get("look")) or i + 1
         for doc in event.get("metrics") or ():
             name = str(doc.get("name"))
             if name not in points:
@@ -255,7 +275,7 @@ def _history(name: str, doc: Mapping[str, Any], points: list[MetricPoint]) -> Me
         reason=str(doc.get("reason") or ""),
         final=doc,
         points=tuple(points),
-        failed_at_look=doc.get("failedAtLook"),
+        failed_at_look=_whole(doc.get("failedAtLook")),
     )
 
 
@@ -310,10 +330,11 @@ def _point(doc: Mapping[str, Any], look: int, time: datetime) -> MetricPoint:
         base_rate = _number(stat.get("baselineRate"))
         for key_name, label in _RATIO_LIMITS.items():
             ratio = _number(stat.get(key_name))
-            if unit == "rate" and ratio is not None and base_rate is not None:
-                limits[f"{label} ({name})"] = ratio * base_rate
+            limit = None if ratio is None or base_rate is None else _number(ratio * base_rate)
+            if unit == "rate" and limit is not None:
+                limits[f"{label} ({name})"] = limit
         for e_key, at_key, label, at_label in _EVIDENCE:
-            e_value, at = _number(stat.get(e_key)), _number(stat.get(at_key))
+            e_value, at = _e_value(stat.get(e_key)), _e_value(stat.get(at_key))
             if e_value is not None and at is not None:
                 evidence[f"{label} ({name})"] = e_value
                 evidence_limits[f"{at_label} ({name})"] = at
@@ -342,9 +363,38 @@ def _complement(stat: Mapping[str, Any], canary: float | None) -> bool:
 
 
 def _number(value: Any) -> float | None:
+    """A finite float, or None (not a number, not finite, or an int too large for a float)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _e_value(value: Any) -> float | None:
+    """An e-value as recorded, capped at the largest float (an overflow to infinity is the
+    cap); NaN, negative or non-numbers are not recorded."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    if value < 0:
+        return None
+    try:
+        return min(float(value), sys.float_info.max)
+    except OverflowError:  # an int beyond the largest float
+        return sys.float_info.max
+
+
+def _whole(value: Any) -> int | None:
+    """A look, step or weight number: an int, or a float that is a whole finite number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _maybe_time(value: Any) -> datetime | None:

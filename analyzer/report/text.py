@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from analyzer.notify.events import format_time
-from analyzer.notify.events import show_value as show
+from analyzer.notify.events import show_value as _show_value
 
-__all__ = ["headline", "show", "step_name", "when"]
+__all__ = ["headline", "requests_shown", "show", "step_name", "when"]
 
 
 def when(value: datetime | None) -> str:
@@ -20,3 +21,20 @@ def headline(outcome: str) -> str:
 
 def step_name(step: int | None) -> str:
     return "whole run" if step is None else f"step {step}"
+
+
+def show(value: float | None, unit: str) -> str:
+    """A figure as people read it (`5.1 %`, `250 ms`); `n/a` when there is none or it is not a
+    finite number."""
+    return _show_value(value if value is not None and math.isfinite(value) else None, unit)
+
+
+def requests_shown(count: object) -> str:
+    """A request count with thousands separators; `n/a` when it is not a finite number."""
+    if isinstance(count, bool) or not isinstance(count, int | float):
+        return "n/a"
+    try:
+        number = float(count)
+    except OverflowError:
+        return "n/a"
+    return f"{number:,.0f}" if math.isfinite(number) else "n/a"

@@ -89,14 +89,23 @@ def new_run(
     )
 
 
-def look_window(run: Run, now: datetime) -> Window | None:
-    """The window of a look at `now`: one interval from the run's start, or None while too short.
+def look_window(run: Run, now: datetime, interval: float) -> Window | None:
+    """The window of a look at `now`: the run's whole intervals of the analysis' `interval`
+    seconds since its start (the interval still running is left to the next look), or None
+    before the first interval has ended.
 
-    One interval means one cumulative `increase()` query per series, whatever the run's age.
+    So a look judges the run interval by interval, exactly as `verdict analyze` judges the same
+    window: a latency threshold set from the run's own baseline once it has enough requests
+    (only the intervals after it are tested), the comparison conditioned on each interval (a
+    change the weight ramp and a shared incident make in both versions' rates cannot bias it),
+    and the baseline's rate known before each interval. Looked at all at once or look by look,
+    a run gets the same thresholds and verdicts.
     """
-    if now - run.started_at < MIN_WINDOW:
+    step = timedelta(seconds=interval)
+    intervals = int((now - run.started_at) / step) if now > run.started_at else 0
+    if intervals < 1:
         return None
-    return Window(start=run.started_at, end=now, step=now - run.started_at)
+    return Window(start=run.started_at, end=run.started_at + step * intervals, step=step)
 
 
 def advance(plan: AnalysisPlan, run: Run, report: AnalysisReport | None, now: datetime) -> Look:
@@ -194,6 +203,6 @@ def _no_data_yet(plan: AnalysisPlan, run: Run, now: datetime) -> AnalysisReport:
         metrics=metrics,
         start=run.started_at,
         end=max(now, run.started_at),
-        interval_seconds=0.0,
+        interval_seconds=plan.interval,
         looks=0,
     )

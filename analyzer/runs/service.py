@@ -337,9 +337,11 @@ class RunService:
         *,
         step: int | None = None,
         way: str | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> None:
         """Record a decision a way in took on a run (the controller's promote, pause, abort)
-        as an event of the run; never raises (problems are logged)."""
+        as an event of the run (`extra`: more of it, e.g. the health gate's findings); never
+        raises (problems are logged)."""
         try:
             run = self.store.get(run_id)
             if run is None:
@@ -362,6 +364,7 @@ class RunService:
                     reason=reason,
                     score=run.score,
                     figures=figures_of(metrics),
+                    extra=dict(extra or {}),
                 )
             )
         except Exception as error:  # events must never change or fail a decision
@@ -409,7 +412,7 @@ class RunService:
     def _report(
         self, spec: AnalysisSpec, run: Run, now: datetime, deadline: float
     ) -> AnalysisReport | None:
-        window = look_window(run, now)
+        window = look_window(run, now, spec.interval)
         if window is None:
             return None
         try:
@@ -563,7 +566,7 @@ def _fetch_and_judge(
     began = time.perf_counter()
     observations = fetch_observations(plan, source, window, params)
     fetched = time.perf_counter()
-    report = judge_observations(plan, observations, looks=[1], params=params)
+    report = judge_observations(plan, observations, looks=[window.intervals], params=params)
     judged = time.perf_counter()
     telemetry.fetch_seconds.observe(fetched - began)
     telemetry.judge_seconds.observe(judged - fetched)

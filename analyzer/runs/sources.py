@@ -41,6 +41,8 @@ class PrometheusSources:
             headers=spec.prometheus.headers,
             compress=spec.prometheus.compress,
             what=f"analysis {spec.name!r}",
+            max_answer_bytes=spec.prometheus.max_answer_bytes,
+            max_series=spec.prometheus.max_series,
         )
 
     def __call__(self, spec: AnalysisSpec) -> MetricSource:

@@ -11,6 +11,7 @@ import structlog
 from analyzer.clock import Clock
 from analyzer.runs import RunService
 from strategies.argo.controller import Controller, ControllerSettings, default_identity
+from strategies.argo.gate import RolloutHealth
 from strategies.argo.leader import LeaseElector
 from strategies.argo.rollouts import ArgoRollouts
 from strategies.argo.telemetry import ControllerTelemetry
@@ -60,6 +61,7 @@ class ControllerApp:
             telemetry=self.telemetry,
             settings=options.settings,
             is_leader=self.elector.is_leader if self.elector else (lambda: True),
+            health=RolloutHealth(api_client),
         )
         self.watch = RolloutWatch(
             api_client,

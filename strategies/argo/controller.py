@@ -12,8 +12,14 @@
   changes. Only the leader ticks when leader election is on.
 * **Safety.** An action is recorded in the run store before it is sent and marked done after
   (`analyzer.runs.journal`); `recover` finishes or drops the actions a killed process left
-  pending. Before sending, the Rollout is read again: an action it already shows is not sent
-  again; a 409 conflict is retried on a fresh read.
+  pending. Before each try the Rollout is read again: an action it already shows is not sent
+  again, one it no longer fits is dropped. A try that fails (an error answer, a 409 conflict, no
+  answer within the client's deadline) is tried again with a doubling wait until the action lands
+  or `ControllerSettings.action_deadline` passes; then the action stays pending (the next tick
+  tries again) and the annotation and, for an abort, the notifications say it did not land.
+  Stopping (or losing the Lease) ends the tries at once and leaves the action pending for the
+  next leader. Each Rollout has its own lock: one whose reads stall or whose writes keep failing
+  holds one scheduler worker, never the others.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +35,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from analyzer.clock import Clock, format_time
 from analyzer.runs import LookRequest, RunError, RunService
 from analyzer.runs.journal import DONE, DROPPED, PENDING, ActionRecord, new_action
+from analyzer.runs.model import RunKey
+from analyzer.spec import AnalysisSpec
 from analyzer.verdicts import Verdict
 from strategies.argo.decide import (
     PAUSED_ANNOTATION,
@@ -45,11 +55,15 @@ from strategies.argo.decide import (
     decide,
     rollout_view,
 )
+from strategies.argo.gate import RolloutHealth
 from strategies.argo.rollouts import PATCHES, Rollout, RolloutActuator
 from strategies.argo.telemetry import ControllerTelemetry
+from strategies.health import Act, Health, Memory
+from strategies.recovery import Part, RollbackCheck, check_of, rates_since
 
 _log = structlog.get_logger()
-_CONFLICT_RETRIES = 5
+_WRITE_ALLOWANCE = 2.0
+"""Seconds allowed for a pause's writes to land after the look that decides it."""
 
 
 def default_identity() -> str:
@@ -62,6 +76,25 @@ class ControllerSettings:
     """Looks at a step's weight before a pass promotes it."""
     max_inconclusive: timedelta = timedelta(minutes=30)
     """Undecided this long at one step: say so (annotation, log); still no action."""
+    action_deadline: timedelta = timedelta(minutes=5)
+    """A promote, pause or abort is tried again until it lands or this passes (fail-safe rule
+    I2); then it is reported as not landed and left pending for the next tick."""
+    action_first_wait: float = 0.5
+    """Seconds before an action's second try; doubled before each next one."""
+    action_max_wait: float = 15.0
+    """The longest wait between two tries of an action."""
+    workers: int = 20
+    """Rollouts looked at and acted on at once (each stalled read or failing write holds one)."""
+
+
+class ActionNotLanded(Exception):
+    """An action was tried until its deadline and did not land; the message says how often, for
+    how long, and the last error."""
+
+    def __init__(self, kind: str, tries: int, seconds: float, last: str) -> None:
+        super().__init__(f"{tries} tries in {seconds:.0f} s; last: {last}")
+        self.kind = kind
+        self.tries = tries
 
 
 class Controller:
@@ -74,26 +107,48 @@ class Controller:
         telemetry: ControllerTelemetry,
         settings: ControllerSettings | None = None,
         is_leader: Callable[[], bool] = lambda: True,
+        health: RolloutHealth | None = None,
     ) -> None:
+        """`health`: the health gate's reader (the Rollout's pods, their Events, its Argo CD
+        Application); None: the metrics alone decide."""
+        self.health = health
         self.service = service
         self.actuator = actuator
         self.clock = clock
         self.telemetry = telemetry
         self.settings = settings or ControllerSettings()
         self.is_leader = is_leader
-        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC", executors={"default": ThreadPoolExecutor(self.settings.workers)}
+        )
         self._jobs: dict[str, tuple[str, str, float]] = {}  # job id -> analysis, hash, interval
         self._step_looks: dict[tuple[str, str, str, int], int] = {}
         self._said: dict[str, str] = {}  # job id -> the last decision written on the Rollout
         self._lock = threading.Lock()
-        self._acting = threading.Lock()  # one action at a time (a tick and `recover` alike)
+        # one action at a time per Rollout (a tick and `recover` alike); Rollouts do not wait
+        # for each other
+        self._acting: dict[tuple[str, str], threading.Lock] = {}
+        self._stopping = threading.Event()
+        self._memory: dict[tuple[str, str, str], Memory] = {}  # the gate's, per canary
+        self._held: dict[str, tuple[tuple[str, str, str], ...]] = {}  # job id -> hold told
+        self._rollbacks: dict[str, _Rollback] = {}  # job id -> the abort to check
 
     # --- life ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._stopping.clear()
+        self._scheduler.add_job(
+            self._check_due,
+            IntervalTrigger(seconds=1, timezone="UTC"),
+            id="#rollback-checks",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
 
     def stop(self) -> None:
+        self._stopping.set()  # actions being tried again stop now (left pending)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
 
@@ -144,6 +199,9 @@ class Controller:
             if self._jobs.pop(job, None) is not None:
                 self._remove(job)
             self._said.pop(job, None)
+            self._held.pop(job, None)
+            for key in [k for k in self._memory if k[:2] == (namespace, name)]:
+                del self._memory[key]
 
     def _remove(self, job: str) -> None:
         from apscheduler.jobstores.base import JobLookupError
@@ -209,6 +267,7 @@ class Controller:
             except RunError as error:
                 why = f"{error.code}: {error.message}"
                 _log.warning("no verdict this look", error=why)
+        health = self._health(obj, view, spec) if view.trusted and not view.aborted else None
         key = (view.namespace, view.name, view.canary_hash, view.step_index)
         with self._lock:
             if verdict is not None:
@@ -223,41 +282,220 @@ class Controller:
                 interval=timedelta(seconds=spec.interval),
                 min_step_looks=self.settings.min_step_looks,
                 max_inconclusive=self.settings.max_inconclusive,
+                margin=timedelta(seconds=self.service.settings.look_budget + _WRITE_ALLOWANCE),
             ),
             why=why,
+            health=health,
         )
         if not view.trusted:  # Argo has not seen the latest spec: leave the Rollout alone
             _log.info("rollout left alone", reason=decision.reason)
             return decision
         outcome = ""
-        if decision.action is not Action.NONE and run_id:
-            outcome = self._act(run_id, view, decision)
+        if decision.action is not Action.NONE:
+            if not run_id:  # the look failed (a pause): its run, if started, keeps the journal
+                run_id = self._run_of(spec.name, view)
+            try:
+                outcome = self._act(run_id, view, decision)
+            except ActionNotLanded as error:
+                outcome = f"did not land: {error}"
+                if decision.action is Action.ABORT:
+                    self.service.decided(
+                        run_id,
+                        "abort-failed",
+                        f"the abort did not land ({error}); the canary still takes traffic: "
+                        f"abort it by hand. {decision.reason}",
+                        step=view.step_index,
+                        way="controller",
+                    )
             if outcome == "sent":  # a decision of the run: stored, and told (Grafana, hooks)
                 self.service.decided(
                     run_id,
-                    _OUTCOMES[decision.action],
+                    decision.outcome or _OUTCOMES[decision.action],
                     decision.reason,
                     step=view.step_index,
                     way="controller",
+                    extra=_health_extra(health),
                 )
+                if decision.action is Action.ABORT:
+                    self._rollback_due(view, run_id, spec.name, spec.interval)
+        self._tell_hold(run_id, view, decision, health, outcome)
         self._say(obj, view, verdict, decision, outcome)
         return decision
+
+    # --- the health gate and the rollback's check -------------------------------------------
+
+    def _health(self, obj: Rollout, view: RolloutView, spec: AnalysisSpec) -> Health | None:
+        """The health gate over the new version's pods and the Argo CD Application (None: no
+        reader, or the pods could not be read: the metrics alone decide this tick)."""
+        if self.health is None:
+            return None
+        key = (view.namespace, view.name, view.canary_hash)
+        with self._lock:
+            memory = self._memory.get(key, Memory())
+        try:
+            found = self.health.gate(
+                obj,
+                view.canary_hash,
+                health=spec.health,
+                argocd=spec.argocd,
+                memory=memory,
+                now=self.clock.now(),
+            )
+        except Exception as error:
+            _log.warning("the health gate could not read the pods", error=str(error)[:300])
+            return None
+        with self._lock:
+            self._memory[key] = found.memory
+        return found
+
+    def _tell_hold(
+        self,
+        run_id: str,
+        view: RolloutView,
+        decision: Decision,
+        health: Health | None,
+        outcome: str,
+    ) -> None:
+        """A hold is told once when it starts (with the pause that made it, or alone when the
+        Rollout was paused already), and forgotten when it clears."""
+        job = f"{view.namespace}/{view.name}"
+        held = health.held if health is not None and health.act is Act.HOLD else ()
+        keys = tuple(sorted(f.key for f in held))
+        with self._lock:
+            told = self._held.get(job)
+            if not keys:
+                self._held.pop(job, None)
+                return
+            self._held[job] = keys
+        if told == keys or outcome == "sent" or decision.outcome is None:
+            return
+        self.service.decided(
+            run_id or self._run_of(str(view.analysis), view),
+            decision.outcome,
+            decision.reason,
+            step=view.step_index,
+            way="controller",
+            extra=_health_extra(health),
+        )
+
+    def _rollback_due(self, view: RolloutView, run_id: str, analysis: str, interval: float) -> None:
+        """After an abort landed: its check one interval later (`check_rollback`, run by the
+        scheduler's `_check_due`)."""
+        with self._lock:
+            self._rollbacks[f"{view.namespace}/{view.name}"] = _Rollback(
+                analysis, run_id, view.canary_hash, view.stable_hash, self.clock.now(),
+                time.monotonic() + interval,
+            )  # fmt: skip
+
+    def _check_due(self) -> None:
+        """The scheduler's job (every second): the rollback checks whose interval has passed."""
+        with self._lock:
+            due = [job for job, r in self._rollbacks.items() if r.due <= time.monotonic()]
+        for job in due:
+            namespace, _, name = job.partition("/")
+            try:
+                self.check_rollback(namespace, name)
+            except Exception as error:
+                _log.error("rollback check failed", rollout=job, error=str(error)[:300])
+
+    def check_rollback(self, namespace: str, name: str) -> RollbackCheck | None:
+        """The check of an abort this controller sent (None: none is due): the Rollout aborted
+        with its canary weight back at 0, the stable pods Ready, the stable version's error
+        rates back at their pre-run level (`strategies.recovery`). Told (`rollback-verified` /
+        `rollback-not-recovered`), annotated (`verdict.dev/rollback`) and left as an Event."""
+        job = f"{namespace}/{name}"
+        with self._lock:
+            due = self._rollbacks.pop(job, None)
+        if due is None:
+            return None
+        spec = self.service.analyses[due.analysis]
+        now = self.clock.now()
+        parts: list[Part] = []
+        obj: Rollout | None = None
+        try:
+            obj = self.actuator.get(namespace, name)
+        except Exception as error:
+            parts.append(Part("rollout", False, f"not read: {_error_text(error)}"))
+        if obj is not None:
+            parts += self._rollout_back(obj, due, spec, now)
+        run = self.service.store.get(due.run_id) if due.run_id else None
+        if run is not None:
+            parts += rates_since(
+                self.service.plans[spec.name],
+                self.service.sources(spec),
+                dict(run.params),
+                started=run.started_at,
+                restored=due.aborted_at,
+                now=now,
+            )
+        check = check_of(parts, now)
+        (_log.info if check.verified else _log.error)(check.text(), rollout=job)
+        self.service.decided(
+            due.run_id, check.outcome, check.text(), way="controller",
+            extra={"rollback": check.as_json()},
+        )  # fmt: skip
+        if obj is not None:
+            line = f"{check.text()}; {format_time(now)}"[:1000]
+            try:
+                self.actuator.annotate(obj, {ROLLBACK_ANNOTATION: line})
+                reason = "VerdictRollbackVerified" if check.verified else "VerdictRollbackNotRecovered"
+                self.actuator.event(obj, reason=reason, message=line, warning=not check.verified)
+            except Exception as error:
+                _log.warning("rollback check not written on the rollout", error=str(error)[:300])
+        return check
+
+    def _rollout_back(
+        self, obj: Rollout, due: _Rollback, spec: AnalysisSpec, now: datetime
+    ) -> list[Part]:
+        status = obj.get("status") or {}
+        weight = (((status.get("canary") or {}).get("weights") or {}).get("canary") or {}).get(
+            "weight"
+        )
+        aborted = bool(status.get("abort"))
+        detail = f"abort {'set' if aborted else 'not set'}, phase {status.get('phase') or '-'}"
+        if weight is not None:
+            detail += f", canary weight {weight}"
+        parts = [Part("rollout", aborted and weight in (None, 0), detail)]
+        if self.health is not None:
+            stable = str(status.get("stableRS") or due.stable_hash)
+            try:
+                pods = self.health.pods(obj, stable, health=spec.health, memory=Memory(), now=now)
+                parts.append(Part("stable pods", pods.ready, pods.summary))
+            except Exception as error:
+                parts.append(Part("stable pods", False, f"not read: {_error_text(error)}"))
+        return parts
+
+    def _run_of(self, analysis: str, view: RolloutView) -> str:
+        """The id of the Rollout's run for this canary ("" when there is none or the store
+        cannot say)."""
+        key = RunKey(analysis, view.namespace, view.name, view.canary_hash)
+        try:
+            run = self.service.store.find(key)
+        except Exception as error:
+            _log.warning("run not found for the action's record", error=str(error)[:300])
+            return ""
+        return run.id if run is not None else ""
 
     # --- acting, exactly once --------------------------------------------------------------
 
     def _act(self, run_id: str, view: RolloutView, decision: Decision) -> str:
-        record, _ = self.service.store.record_action(
-            new_action(
-                run_id=run_id,
-                namespace=view.namespace,
-                rollout=view.name,
-                canary_hash=view.canary_hash,
-                kind=str(decision.action),
-                step=view.step_index,
-                reason=decision.reason,
-                now=self.clock.now(),
-            )
+        action = new_action(
+            run_id=run_id,
+            namespace=view.namespace,
+            rollout=view.name,
+            canary_hash=view.canary_hash,
+            kind=str(decision.action),
+            step=view.step_index,
+            reason=decision.reason,
+            now=self.clock.now(),
         )
+        if not run_id:
+            # only a pause is decided without a run (the look failed before the run could be
+            # started or found): it is sent unrecorded rather than not at all; sending it twice
+            # changes nothing
+            _log.warning("action sent without a record: no run to record it in", action=action.kind)
+            return self.finish(action, recorded=False)
+        record, _ = self.service.store.record_action(action)
         if record.state != PENDING:
             return "already"
         return self.finish(record)  # re-reads the Rollout: a concurrent `recover` may be first
@@ -277,48 +515,79 @@ class Controller:
                     _log.error("pending action not finished", error=str(error)[:300])
         return len(pending)
 
-    def finish(self, record: ActionRecord) -> str:
+    def finish(self, record: ActionRecord, *, recorded: bool = True) -> str:
         """Send a recorded action unless the Rollout, read fresh, already shows it (then it is
-        done) or no longer wants it (dropped). A 409 conflict is retried on a fresh read.
-        Returns the outcome: sent, already or dropped."""
-        with self._acting:
-            return self._finish(record)
+        done) or no longer wants it (dropped); a failed try is tried again (module docstring).
+        Returns the outcome: sent, already, dropped, or `left pending` (stopping, or no longer
+        the leader). Raises `ActionNotLanded` past the deadline."""
+        with self._lock:
+            lock = self._acting.setdefault((record.namespace, record.rollout), threading.Lock())
+        with lock:
+            return self._finish(record, recorded)
 
-    def _finish(self, record: ActionRecord) -> str:
+    def _finish(self, record: ActionRecord, recorded: bool) -> str:
+        settings = self.settings
+        began = time.monotonic()
+        deadline = began + settings.action_deadline.total_seconds()
+        wait = settings.action_first_wait
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                state, outcome = self._try(record)
+            except Exception as error:  # an error answer, a conflict, no answer in time
+                last = _error_text(error)
+                conflict = getattr(error, "status", None) == 409
+                failure = "conflict" if conflict else "error"
+                self.telemetry.actions.labels(record.kind, failure).inc()
+                left = deadline - time.monotonic()
+                again = left > wait and not self._stopping.is_set() and self.is_leader()
+                _log.warning(
+                    "action did not land" + ("; trying again" if again else ""),
+                    action=record.kind,
+                    step=record.step,
+                    attempt=tries,
+                    error=last,
+                    retry_in=round(wait, 2) if again else None,
+                    seconds_left=round(max(left, 0.0), 1),
+                )
+                if not again or self._stopping.wait(wait):
+                    break
+                wait = min(wait * 2, settings.action_max_wait)
+                continue
+            if recorded:
+                self.service.store.finish_action(record.finished(state, self.clock.now()))
+            self.telemetry.actions.labels(record.kind, outcome).inc()
+            if tries > 1:
+                _log.info("action landed", action=record.kind, outcome=outcome, attempt=tries)
+            return outcome
+        if self._stopping.is_set() or not self.is_leader():
+            _log.info("action left pending for the next leader", action=record.kind, attempt=tries)
+            return "left pending"
+        self.telemetry.actions.labels(record.kind, "failed").inc()
+        _log.error("action did not land before its deadline", action=record.kind, attempt=tries)
+        raise ActionNotLanded(record.kind, tries, time.monotonic() - began, last)
+
+    def _try(self, record: ActionRecord) -> tuple[str, str]:
+        """One try on a fresh read: (journal state, outcome)."""
         from kubernetes.client.exceptions import ApiException
 
-        for _ in range(_CONFLICT_RETRIES):
-            try:
-                obj = self.actuator.get(record.namespace, record.rollout)
-            except ApiException as error:
-                if error.status == 404:
-                    return self._done(record, DROPPED, "dropped")
-                raise
-            view = rollout_view(obj)
-            if _in_effect(record, view):
-                return self._done(record, DONE, "already")
-            if not _applicable(record, view):
-                return self._done(record, DROPPED, "dropped")
-            try:
-                self.actuator.send(obj, PATCHES[record.kind](obj))
-                if record.kind == Action.PAUSE:
-                    self.actuator.annotate(obj, {PAUSED_ANNOTATION: view.paused_marker()})
-            except ApiException as error:
-                if error.status == 409:
-                    self.telemetry.actions.labels(record.kind, "conflict").inc()
-                    _log.info("conflict; reading the rollout again", action=record.kind)
-                    continue
-                self.telemetry.actions.labels(record.kind, "failed").inc()
-                raise
-            _log.warning("rollout acted on", action=record.kind, step=record.step)
-            return self._done(record, DONE, "sent")
-        self.telemetry.actions.labels(record.kind, "failed").inc()
-        raise RuntimeError(f"{record.kind}: still conflicting after {_CONFLICT_RETRIES} reads")
-
-    def _done(self, record: ActionRecord, state: str, outcome: str) -> str:
-        self.service.store.finish_action(record.finished(state, self.clock.now()))
-        self.telemetry.actions.labels(record.kind, outcome).inc()
-        return outcome
+        try:
+            obj = self.actuator.get(record.namespace, record.rollout)
+        except ApiException as error:
+            if error.status == 404:
+                return DROPPED, "dropped"
+            raise
+        view = rollout_view(obj)
+        if _in_effect(record, view):
+            return DONE, "already"
+        if not _applicable(record, view):
+            return DROPPED, "dropped"
+        self.actuator.send(obj, PATCHES[record.kind](obj))
+        if record.kind == Action.PAUSE:
+            self.actuator.annotate(obj, {PAUSED_ANNOTATION: view.paused_marker()})
+        _log.warning("rollout acted on", action=record.kind, step=record.step)
+        return DONE, "sent"
 
     # --- saying what was decided -------------------------------------------------------------
 
@@ -331,23 +600,25 @@ class Controller:
         outcome: str,
     ) -> None:
         job = f"{view.namespace}/{view.name}"
-        done = {"sent": "done", "already": "already done", "dropped": "dropped"}.get(outcome, "")
+        done = {"sent": "done", "already": "already done"}.get(outcome, outcome)
         action = f"{decision.action}" + (f" ({done})" if done else "")
+        failed = outcome.startswith("did not land")
         summary = f"{verdict or 'no verdict'}; {action}; {decision.reason}"
         with self._lock:
             if self._said.get(job) == summary:
                 return
             self._said[job] = summary
         line = " ".join(f"{summary}; {format_time(self.clock.now())}".split())[:1000]
-        log = _log.warning if decision.overdue or decision.action is Action.ABORT else _log.info
+        warning = decision.overdue or decision.action is Action.ABORT or failed
+        log = _log.warning if warning else _log.info
         log("decision", verdict=str(verdict), action=str(decision.action), reason=decision.reason)
         try:
             self.actuator.annotate(obj, {STATUS_ANNOTATION: line})
             self.actuator.event(
                 obj,
-                reason=_event_reason(decision, verdict),
+                reason="VerdictActionFailed" if failed else _event_reason(decision, verdict),
                 message=line,
-                warning=decision.action is Action.ABORT or decision.overdue,
+                warning=warning,
             )
         except Exception as error:
             _log.warning("decision not written on the rollout", error=str(error)[:300])
@@ -356,6 +627,26 @@ class Controller:
 
 
 _OUTCOMES = {Action.PROMOTE: "promoted", Action.PAUSE: "paused", Action.ABORT: "aborted"}
+ROLLBACK_ANNOTATION = "verdict.dev/rollback"
+"""The check of Verdict's last abort of the Rollout: verified, or did not recover (why)."""
+
+
+@dataclass(frozen=True)
+class _Rollback:
+    analysis: str
+    run_id: str
+    canary_hash: str
+    stable_hash: str
+    aborted_at: datetime
+    due: float
+    """When to check (`time.monotonic()`)."""
+
+
+def _health_extra(health: Health | None) -> dict[str, object]:
+    """The health gate's findings for a decision's event (none when it found nothing)."""
+    if health is None or not health.findings:
+        return {}
+    return {"health": [f.as_json() for f in health.findings]}
 
 
 def _event_reason(decision: Decision, verdict: Verdict | None) -> str:
@@ -366,6 +657,13 @@ def _event_reason(decision: Decision, verdict: Verdict | None) -> str:
     if decision.overdue:
         return "VerdictUndecided"
     return "VerdictAnalysis"
+
+
+def _error_text(error: Exception) -> str:
+    status = getattr(error, "status", None)
+    if status is not None:
+        return f"HTTP {status} {getattr(error, 'reason', '') or ''}".strip()
+    return f"{type(error).__name__}: {str(error)[:200]}"
 
 
 def _in_effect(record: ActionRecord, view: RolloutView) -> bool:
@@ -383,6 +681,8 @@ def _applicable(record: ActionRecord, view: RolloutView) -> bool:
     """Whether the recorded action still fits the Rollout (same update, same step)."""
     if view.canary_hash != record.canary_hash or not view.updating or view.aborted:
         return False
+    if record.kind == Action.PROMOTE and view.paused_by is not None:
+        return False  # a person paused it since the decision: their hold wins
     return record.kind == Action.ABORT or view.step_index == record.step
 
 

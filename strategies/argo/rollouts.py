@@ -5,12 +5,17 @@ The patches are those of `kubectl argo rollouts promote / pause / abort` (argo-r
 
 * pause: `{"spec":{"paused":true}}` on the Rollout;
 * abort: `{"status":{"abort":true}}` on its `/status` subresource;
+* resume (no plugin command of that name: `resume_patches`): the plugin's unpause patch
+  `{"spec":{"paused":false}}` (the spec half of `promote`, which skips no step) for a paused
+  Rollout, and `kubectl argo rollouts retry rollout`'s `{"status":{"abort":false}}` on
+  `/status` for an aborted one;
 * promote: first one status patch, on `/status`:
   (a) a canary step analysis Inconclusive with `controllerPause`:
       `{"status":{"pauseConditions":null,"controllerPause":false,"currentStepIndex":i+1}}`;
   (b) else, pause conditions present: `{"status":{"pauseConditions":null}}`;
   (c) else, a canary with steps: `{"status":{"pauseConditions":null,"currentStepIndex":i+1}}`;
-  then, if `spec.paused`, `{"spec":{"paused":false}}` on the Rollout.
+  then, if `spec.paused`, `{"spec":{"paused":false}}` on the Rollout. The step index never
+  passes the number of steps (the plugin's `if *index < len(steps) { *index++ }`).
 
 The patches are computed by pure functions from the Rollout as read (`promote_patches`, ...);
 `ArgoRollouts` sends them with the official `kubernetes` client. Verdict never writes the
@@ -52,6 +57,7 @@ def promote_patches(rollout: Rollout) -> list[Patch]:
     spec, status = rollout.get("spec", {}), rollout.get("status", {}) or {}
     steps = _steps(rollout)
     index = int(status.get("currentStepIndex") or 0)
+    after = min(index + 1, len(steps)) if steps else index + 1
     step_analysis = ((status.get("canary") or {}).get("currentStepAnalysisRunStatus") or {}).get(
         "status"
     )
@@ -63,7 +69,7 @@ def promote_patches(rollout: Rollout) -> list[Patch]:
                     "status": {
                         "pauseConditions": None,
                         "controllerPause": False,
-                        "currentStepIndex": index + 1,
+                        "currentStepIndex": after,
                     }
                 },
                 "status",
@@ -73,7 +79,7 @@ def promote_patches(rollout: Rollout) -> list[Patch]:
         patches.append(Patch({"status": {"pauseConditions": None}}, "status"))
     elif steps:
         patches.append(
-            Patch({"status": {"pauseConditions": None, "currentStepIndex": index + 1}}, "status")
+            Patch({"status": {"pauseConditions": None, "currentStepIndex": after}}, "status")
         )
     if spec.get("paused"):
         patches.append(Patch({"spec": {"paused": False}}))
@@ -88,6 +94,17 @@ def pause_patches(rollout: Rollout) -> list[Patch]:
 def abort_patches(rollout: Rollout) -> list[Patch]:
     """`kubectl argo rollouts abort`."""
     return [Patch({"status": {"abort": True}}, "status")]
+
+
+def resume_patches(rollout: Rollout) -> list[Patch]:
+    """Resume: `kubectl argo rollouts retry rollout` for an aborted Rollout, then the plugin's
+    unpause patch for a paused one (nothing for a Rollout neither paused nor aborted)."""
+    patches: list[Patch] = []
+    if (rollout.get("status") or {}).get("abort"):
+        patches.append(Patch({"status": {"abort": False}}, "status"))
+    if (rollout.get("spec") or {}).get("paused"):
+        patches.append(Patch({"spec": {"paused": False}}))
+    return patches
 
 
 PATCHES = {"promote": promote_patches, "pause": pause_patches, "abort": abort_patches}

@@ -11,6 +11,7 @@ import os
 import re
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 
 DEFAULT_TIMEOUT = (5.0, 20.0)
@@ -72,15 +73,42 @@ def kube_api_client(
     """The API client: from `kubeconfig`, else `KUBECONFIG`, else in-cluster; every call with a
     deadline."""
     path = kubeconfig or os.environ.get("KUBECONFIG") or None
+    given = "--kubeconfig" if kubeconfig else "KUBECONFIG"
+    if path and os.pathsep not in path:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            raise KubeConfigError(
+                f"{given}: cannot read kubeconfig {path}: {error.strerror or error}"
+            ) from None
     configuration = client.Configuration()
     try:
         if path:
             config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError, TypeError, ValueError) as error:
-        where = f"kubeconfig {path}" if path else "the in-cluster service account"
+    except (
+        config.ConfigException,
+        yaml.YAMLError,  # not YAML
+        OSError,
+        AttributeError,  # YAML of another shape (a list, a string, a number...)
+        LookupError,
+        TypeError,
+        ValueError,  # not UTF-8 text, bad base64 certificates
+    ) as error:
+        if path:
+            raise KubeConfigError(
+                f"{given}: cannot use kubeconfig {path}: {_first_line(error)}"
+            ) from None
         raise KubeConfigError(
-            f"cannot use {where}: {error}; give --kubeconfig or KUBECONFIG outside a cluster"
+            f"cannot use the in-cluster service account: {_first_line(error)}; give "
+            "--kubeconfig or KUBECONFIG outside a cluster"
         ) from None
     return DeadlineApiClient(configuration, timeout=timeout)
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's text on one line (YAML errors span several: the problem and where)."""
+    words = " ".join(str(error).split())
+    return words if len(words) <= 300 else words[:300] + "..."

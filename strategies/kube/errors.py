@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KubeUnreachable(Exception):
     """The Kubernetes API did not answer (or answered a server error)."""
@@ -16,7 +18,13 @@ class TrafficChanged(RouterError):
 
 
 class PodsUnhealthy(Exception):
-    """The canary's pods failed the health gate; the message says which pod and why."""
+    """The new version failed the health gate (its pods, or its Argo CD Application); the
+    message says which pod and why, `findings` holds the gate's failing findings
+    (`strategies.health.Finding`)."""
+
+    def __init__(self, message: str, findings: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.findings = findings
 
 
 class ServiceError(Exception):

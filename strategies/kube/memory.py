@@ -106,3 +106,11 @@ class MemoryKube:
             if plural == "pods" and ns == namespace and _selected(o, selector)
         ]
         return _Listed(json.dumps({"kind": "PodList", "items": items}).encode())
+
+    def list_namespaced_event(self, namespace: str, **kwargs: Any) -> _Listed:
+        items = [
+            copy.deepcopy(o)
+            for (plural, ns, _), o in sorted(self._objects.items())
+            if plural == "events" and ns == namespace
+        ]
+        return _Listed(json.dumps({"kind": "EventList", "items": items}).encode())

@@ -23,11 +23,15 @@ class Rule:
 
 
 # Controller mode: watch Argo Rollouts, promote / pause (main resource) and abort /
-# promote (the /status subresource), and record each decision as an Event.
+# promote (the /status subresource), and record each decision as an Event; the health gate
+# reads the new version's pods, their Events and the Argo CD Application (`argoproj.io`
+# applications; a Role here covers an Application kept in a namespace Verdict acts in).
 CONTROLLER: tuple[Rule, ...] = (
     Rule("argoproj.io", ("rollouts",), ("get", "list", "watch", "patch")),
     Rule("argoproj.io", ("rollouts/status",), ("get", "patch")),
-    Rule("", ("events",), ("create", "patch")),
+    Rule("argoproj.io", ("applications",), ("get",)),
+    Rule("", ("pods",), ("get", "list")),
+    Rule("", ("events",), ("create", "patch", "list", "watch")),
 )
 
 # Leader election between replicas (coordination.k8s.io/v1 Lease).
@@ -36,14 +40,16 @@ LEADER_ELECTION: tuple[Rule, ...] = (
 )
 
 # Standalone strategies: Istio VirtualService weights (canary), Service selectors
-# (blue/green), Deployments and their ReplicaSets (rolling), pod health (all three).
+# (blue/green), Deployments and their ReplicaSets (rolling), the health gate (all three: pods,
+# their Events, the Argo CD Application when the analysis names one).
 STRATEGIES: tuple[Rule, ...] = (
     Rule("networking.istio.io", ("virtualservices",), ("get", "list", "watch", "patch")),
     Rule("", ("services",), ("get", "patch")),
     Rule("apps", ("deployments",), ("get", "list", "watch", "patch")),
     Rule("apps", ("replicasets",), ("get", "list")),
     Rule("", ("pods",), ("get", "list", "watch")),
-    Rule("", ("events",), ("create", "patch")),
+    Rule("", ("events",), ("create", "patch", "list", "watch")),
+    Rule("argoproj.io", ("applications",), ("get",)),
 )
 
 GROUPS: dict[str, tuple[Rule, ...]] = {

@@ -1,136 +1,184 @@
-"""The pod health gate: the canary's pods must be Ready before traffic moves to them.
+"""The health gate's reader: the new version's pods and their Events, judged by
+`strategies.health` (which says what fails, what holds and what passes).
 
-A pod whose container waits in `ImagePullBackOff`, `ErrImagePull` or `CrashLoopBackOff` fails the
-gate at once; pods that are not all Ready fail it once they have been so for `ready_timeout`
-seconds (no pods at all counts as not Ready).
+`PodGate` reads the pods matching a label selector and the namespace's pod Events (list only:
+`list` on `pods` and `events`, see `strategies.kube.permissions`), and, when given one, the Argo
+CD Application (`strategies.kube.argocd.ApplicationGate`). It keeps the gate's memory between
+looks (the run's start, each pod's restarts when first seen).
+
+* `check()`: one look; raises `PodsUnhealthy` (with the findings) when the gate fails: a fatal
+  container reason at once, a pod not Ready past `ready_timeout` (the readiness grace), more
+  than `max_restarts` restarts, the Application's sync failed or its health Degraded. A hold
+  (Pending for resources, the Application OutOfSync) is returned, not raised.
+* `wait_ready()`: looks every second until every pod is Ready and nothing holds; a hold waits
+  as long as it lasts (the caller is told of each look through `on_health`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any, Protocol
 
+import structlog
+
+from strategies.health import (
+    Act,
+    Finding,
+    Health,
+    HealthPolicy,
+    Memory,
+    classify_pods,
+    with_findings,
+)
 from strategies.kube.client import NETWORK_ERRORS, Clock
 from strategies.kube.errors import KubeUnreachable, PodsUnhealthy
 
-__all__ = ["PodGate", "PodState", "PodsUnhealthy", "pod_state"]
+__all__ = ["PodGate", "PodReader", "PodState", "PodsUnhealthy"]
 
-FATAL_REASONS = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff")
 POLL_SECONDS = 1.0
+EVENT_LIMIT = 500
+"""The most Events read per look (the newest are what matter; a real API lists oldest first
+within the limit, which is fine: a pod's Events are few)."""
+
+PodState = Health
+"""What one look at the pods gives (the name the strategies have long used)."""
+
+_log = structlog.get_logger()
 
 
-class CoreApi(Protocol):
-    """The part of `kubernetes.client.CoreV1Api` the gate uses."""
+class Findings(Protocol):
+    """More findings for the gate (the Argo CD Application)."""
 
-    def list_namespaced_pod(self, namespace: str, **kwargs: Any) -> Any: ...
-
-
-@dataclass(frozen=True)
-class PodState:
-    ready: bool
-    problem: str | None
-    """A fatal reason (`pod x: ImagePullBackOff: ...`), or None."""
-    summary: str
+    def findings(self, now: Any) -> tuple[Finding, ...]: ...
 
 
-def pod_state(pods: list[dict[str, Any]], selector: str) -> PodState:
-    """Judge pods as the API returns them (plain dicts)."""
-    if not pods:
-        return PodState(ready=False, problem=None, summary=f"no pods match {selector}")
-    unready = []
-    for pod in pods:
-        name = pod.get("metadata", {}).get("name", "?")
-        status = pod.get("status") or {}
-        containers = [
-            *(status.get("initContainerStatuses") or []),
-            *(status.get("containerStatuses") or []),
-        ]
-        for c in containers:
-            waiting = (c.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in FATAL_REASONS:
-                message = f": {waiting['message']}" if waiting.get("message") else ""
-                return PodState(
-                    ready=False,
-                    problem=f"pod {name}: {waiting['reason']}{message}",
-                    summary="",
-                )
-        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-        if conditions.get("Ready") != "True":
-            unready.append(name)
-    if unready:
-        return PodState(
-            ready=False, problem=None, summary=f"not Ready: {', '.join(sorted(unready))}"
-        )
-    return PodState(ready=True, problem=None, summary=f"{len(pods)} pods Ready")
+class PodReader:
+    """Lists pods by label selector and the namespace's pod Events."""
 
-
-class PodGate:
-    """Checks the pods matching `selector` in `namespace` (see the module docstring)."""
-
-    def __init__(
-        self, api: Any, *, namespace: str, selector: str, ready_timeout: float, clock: Clock
-    ) -> None:
+    def __init__(self, api: Any, namespace: str) -> None:
         self._api = api
         self.namespace = namespace
-        self.selector = selector
-        self.ready_timeout = ready_timeout
-        self._clock = clock
-        self._unready_since: datetime | None = None
+        self._events_denied = False
 
-    def template_hash(self) -> str | None:
-        """The `pod-template-hash` label of the canary's pods (the first by name), if any."""
-        pods = sorted(self._pods(), key=lambda p: str(p.get("metadata", {}).get("name")))
-        for pod in pods:
-            found = (pod.get("metadata", {}).get("labels") or {}).get("pod-template-hash")
-            if found:
-                return str(found)
-        return None
-
-    def state(self) -> PodState:
-        return pod_state(self._pods(), self.selector)
-
-    def _pods(self) -> list[dict[str, Any]]:
+    def pods(self, selector: str) -> list[dict[str, Any]]:
         from kubernetes.client.exceptions import ApiException
 
         try:
             listed = self._api.list_namespaced_pod(
-                self.namespace, label_selector=self.selector, _preload_content=False
+                self.namespace, label_selector=selector, _preload_content=False
             )
             items: list[dict[str, Any]] = json.loads(listed.data).get("items", [])
         except ApiException as error:
             raise KubeUnreachable(
-                f"listing pods {self.selector} in {self.namespace}: the API answered "
+                f"listing pods {selector} in {self.namespace}: the API answered "
                 f"{error.status} {error.reason}"
             ) from None
         except NETWORK_ERRORS as error:
             raise KubeUnreachable(f"the Kubernetes API is unreachable: {error}") from None
         return items
 
-    def check(self) -> PodState:
-        """One look at the pods during the rollout: raises `PodsUnhealthy` on a fatal reason or
-        once they have not been Ready for `ready_timeout` seconds."""
-        state = self.state()
-        now = self._clock.now()
-        if state.problem is not None:
-            raise PodsUnhealthy(state.problem)
-        if state.ready:
-            self._unready_since = None
-            return state
-        if self._unready_since is None:
-            self._unready_since = now
-        if (now - self._unready_since).total_seconds() >= self.ready_timeout:
-            raise PodsUnhealthy(
-                f"canary pods ({self.selector}) not Ready after {self.ready_timeout:g} s: "
-                f"{state.summary}"
-            )
-        return state
+    def events(self, pods: set[str]) -> list[dict[str, Any]]:
+        """The Events of the named pods (none when Events cannot be read: the gate then judges
+        by the pods alone, and says so in the log once)."""
+        from kubernetes.client.exceptions import ApiException
 
-    def wait_ready(self) -> PodState:
-        """Wait until every canary pod is Ready; `PodsUnhealthy` as `check` says."""
+        if not pods:
+            return []
+        try:
+            listed = self._api.list_namespaced_event(
+                self.namespace,
+                field_selector="involvedObject.kind=Pod",
+                limit=EVENT_LIMIT,
+                _preload_content=False,
+            )
+            items: list[dict[str, Any]] = json.loads(listed.data).get("items", [])
+        except ApiException as error:
+            if error.status in (401, 403) and not self._events_denied:
+                self._events_denied = True
+                _log.warning(
+                    "pod Events cannot be read; judging by the pods alone",
+                    namespace=self.namespace,
+                    status=error.status,
+                )
+                return []
+            if error.status in (401, 403):
+                return []
+            raise KubeUnreachable(
+                f"listing Events in {self.namespace}: the API answered {error.status} "
+                f"{error.reason}"
+            ) from None
+        except NETWORK_ERRORS as error:
+            raise KubeUnreachable(f"the Kubernetes API is unreachable: {error}") from None
+        return [e for e in items if (e.get("involvedObject") or {}).get("name") in pods]
+
+
+class PodGate:
+    """The health gate over the pods matching `selector` in `namespace` (module docstring)."""
+
+    def __init__(
+        self,
+        api: Any,
+        *,
+        namespace: str,
+        selector: str,
+        ready_timeout: float,
+        clock: Clock,
+        max_restarts: int = 3,
+        require_pods: bool = True,
+        application: Findings | None = None,
+    ) -> None:
+        self._reader = PodReader(api, namespace)
+        self.namespace = namespace
+        self.selector = selector
+        self.ready_timeout = ready_timeout
+        self.policy = HealthPolicy(
+            readiness_grace=ready_timeout, max_restarts=max_restarts, require_pods=require_pods
+        )
+        self.application = application
+        self._clock = clock
+        self.memory = Memory()
+        self.last: Health | None = None
+
+    def template_hash(self) -> str | None:
+        """The `pod-template-hash` label of the pods (the first by name), if any."""
+        pods = sorted(
+            self._reader.pods(self.selector), key=lambda p: str(p.get("metadata", {}).get("name"))
+        )
+        for pod in pods:
+            found = (pod.get("metadata", {}).get("labels") or {}).get("pod-template-hash")
+            if found:
+                return str(found)
+        return None
+
+    def state(self) -> Health:
+        """One look, remembered; never raises for what it finds."""
+        now = self._clock.now()
+        pods = self._reader.pods(self.selector)
+        names = {str((p.get("metadata") or {}).get("name")) for p in pods}
+        events = self._reader.events(names)
+        health = classify_pods(
+            pods, events, now=now, policy=self.policy, memory=self.memory, selector=self.selector
+        )
+        if self.application is not None:
+            health = with_findings(health, self.application.findings(now))
+        self.memory = health.memory
+        self.last = health
+        return health
+
+    def check(self) -> Health:
+        """One look during the rollout: raises `PodsUnhealthy` when the gate fails."""
+        health = self.state()
+        if health.act is Act.FAIL:
+            raise PodsUnhealthy(health.text(), health.failing)
+        return health
+
+    def wait_ready(self, on_health: Callable[[Health], None] | None = None) -> Health:
+        """Wait until every pod is Ready and nothing holds; `PodsUnhealthy` as `check` says."""
         while True:
-            state = self.check()
-            if state.ready:
-                return state
+            health = self.check()
+            if on_health is not None:
+                on_health(health)
+            if health.ready and health.act is Act.OK:
+                return health
             self._clock.sleep(POLL_SECONDS)

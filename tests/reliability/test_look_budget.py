@@ -30,7 +30,7 @@ def test_sixty_looks_at_once_on_a_slow_prometheus_keep_the_budget_and_readiness(
 ) -> None:
     folder = analyses_folder(prometheus, tmp_path / "analyses")
     store_url = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    fault_proxy.set(Fault("latency", match="increase(", seconds=0.15))
+    fault_proxy.set(Fault("latency", seconds=0.15))  # every query: raw reads and increase()
     start = prometheus.scenarios["healthy"].start.isoformat()
 
     def look(url: str, i: int) -> tuple[float, int, dict[str, object]]:

@@ -16,7 +16,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +112,12 @@ def _exercise(
     }
     start = prometheus.scenarios["healthy"].start
     proxy.set(*[Fault(**vars(f)) for f in faults])
-    # a time of its own per case: answers about a settled past are cached by the source
-    clock.set(start + minutes(15) + index * timedelta(seconds=7))
+    # a time of its own per case, later than every earlier look: a look reads whole 30 s
+    # intervals, and what an earlier look read of the settled past is cached by the source
+    clock.set(start + minutes(10) + index * minutes(2))
     under = {s: _label(client.post("/api/v1/verdict", json=r)) for s, r in runs.items()}
     proxy.clear()
-    clock.set(start + minutes(25) + index * timedelta(seconds=7))
+    clock.set(start + minutes(11) + index * minutes(2))
     after = {s: _label(client.post("/api/v1/verdict", json=r)) for s, r in runs.items()}
     outcome.injected = sum(proxy.injected.values()) - before
     outcome.answers = [*under.values(), *after.values()]

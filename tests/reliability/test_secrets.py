@@ -10,14 +10,18 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
 from fastapi.testclient import TestClient
 
 from analyzer import logs
 from analyzer.redaction import MASK, Redactor, redact
+from tests.canary_world import install, rollout_file
 from tests.conftest import PrometheusServer, free_port
 from tests.helpers import example_analysis, run_verdict, write_analysis
+from tests.kube_server import KubeServer
+from tests.reliability.serve_process import serve
 from tests.test_serve_api import Clock, body, make_app, minutes
 
 PASSWORD = "s3cretpw"
@@ -150,3 +154,159 @@ def test_grafana_tokens_and_webhook_urls_are_known_secrets(tmp_path: Path) -> No
         "grafana rejected glsa_0123456789abcdef"
     )
     assert "XyZ123secret" not in text and "glsa_0123456789abcdef" not in text
+
+
+# --- every path masked, every message intact ----------------------------------------------------
+
+SPACED = 'Sup3r S3"cret'  # a password with a space and a quote: no URL pattern sees its end
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("cannot read /nonexistent/token: No such file or directory",
+         "cannot read /nonexistent/token: No such file or directory"),
+        ("--token-file: cannot read token: No such file or directory",
+         "--token-file: cannot read token: No such file or directory"),
+        ("HTTP 401: unauthorized (Authorization: Bearer tok-4f9a1c7e)",
+         "HTTP 401: unauthorized (Authorization: Bearer ***)"),
+        ("HTTP 401 (bad access_token=tok-4f9a1c7e)", "HTTP 401 (bad access_token=***)"),
+        ("unknown run store 'x': use sqlite:///path.db or postgresql://user:password@host:5432/db",
+         "unknown run store 'x': use sqlite:///path.db or postgresql://user:password@host:5432/db"),
+        ("expected an http(s) URL, got 'promuser:Sup3rS3cretPW@host:9090'",
+         "expected an http(s) URL, got 'promuser:***@host:9090'"),
+        ("webhook: HTTP 400 {'X-Signature': 'sha256=0a1b2c', 'X-Team': 'checkout'}",
+         "webhook: HTTP 400 {'X-Signature': '***', 'X-Team': 'checkout'}"),
+        ("X-Hub-Signature-256: sha256=0a1b2c", "X-Hub-Signature-256: ***"),
+        ("at 10:30 the look answered; see git@github.com:org/repo",
+         "at 10:30 the look answered; see git@github.com:org/repo"),
+    ],
+)  # fmt: skip
+def test_masking_hides_the_secret_and_keeps_the_message(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_configured_url_passwords_are_masked_even_with_a_space_or_a_quote() -> None:
+    from analyzer.redaction import url_secrets
+
+    redactor = Redactor.of([], *url_secrets(f"http://verdict:{SPACED}@prom:9090"))
+    for text in (
+        f"Prometheus at http://verdict:{SPACED}@prom:9090 is unreachable",
+        repr(f"http://verdict:{SPACED}@prom:9090"),
+        json.dumps({"url": f"http://verdict:{SPACED}@prom:9090"}),
+    ):
+        masked = redactor.text(text)
+        assert "S3cret" not in masked and "Sup3r" not in masked, masked
+        assert "verdict:***@prom:9090" in masked, masked
+
+
+def test_analyze_masks_a_scheme_less_url_and_a_password_with_a_space(tmp_path: Path) -> None:
+    config = str(write_analysis(tmp_path / "a.yaml", example_analysis()))
+    window = ("--start", "2026-11-01T10:00:00Z", "--end", "2026-11-01T10:30:00Z")
+    bare = run_verdict(
+        "analyze", "--config", config, *window, "--prometheus-url", f"verdict:{SPACED}@prom:9090"
+    )
+    assert bare.returncode == 2, bare.stderr
+    assert "expected an http(s) URL" in bare.stderr and "verdict:***@prom:9090" in bare.stderr
+    down = run_verdict(
+        "analyze", "--config", config, *window, "--timeout", "2", "--prometheus-url",
+        f"http://verdict:{SPACED}@127.0.0.1:{free_port()}",
+    )  # fmt: skip
+    assert down.returncode == 4, down.stderr
+    assert "verdict:***@127.0.0.1" in down.stderr and "unreachable" in down.stderr
+    for result in (bare, down):
+        assert "S3cret" not in result.stderr + result.stdout, result.stderr
+        assert "Sup3r" not in result.stderr + result.stdout, result.stderr
+
+
+def test_canary_run_error_line_masks_the_prometheus_password(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    install(kube)
+    port = free_port()
+    config = rollout_file(tmp_path / "r.yaml", f"http://promuser:{PASSWORD}@127.0.0.1:{port}")
+    result = run_verdict(
+        "canary", "run", "--config", str(config), "--output", "json",
+        "--kubeconfig", str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+        "--store", f"sqlite:///{tmp_path / 'r.sqlite'}",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: Prometheus at http://promuser:***@127.0.0.1:{port} is unreachable: "
+        "connection refused (3 attempts)"
+    ), last
+    assert PASSWORD not in result.stderr + result.stdout
+
+
+@pytest.mark.prometheus
+def test_readyz_and_the_log_mask_passwords_with_a_space_in_prometheus_and_store_urls(
+    tmp_path: Path,
+) -> None:
+    data = example_analysis()
+    data["prometheus"] = {"url": f"http://verdict:{SPACED}@127.0.0.1:{free_port()}"}
+    config = write_analysis(tmp_path / "a.yaml", data)
+    store = f"postgresql://verdict:{SPACED}@127.0.0.1:{free_port()}/verdict"  # psycopg echoes it
+    with serve("--config", str(config), "--store", store, log=tmp_path / "serve.log") as server:
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        log = server.log.read_text()
+    assert ready.status_code == 503, ready.text
+    checks = ready.json()["checks"]
+    assert "verdict:***@127.0.0.1" in checks["store"], checks  # the store, named without it
+    assert "unexpected spaces found in" in checks["store"], checks  # psycopg's own words...
+    assert any(k.startswith("prometheus http://verdict:***@127.0.0.1") for k in checks), checks
+    for text in (ready.text, log):
+        assert "S3cret" not in text and "Sup3r" not in text, text  # ...without the password
+
+
+class _EchoRequest(BaseHTTPRequestHandler):
+    """A webhook target that refuses every request, quoting its path and headers."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        text = f"bad request to {self.path} with headers {dict(self.headers)}".encode()
+        self.send_response(400)
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_webhook_that_echoes_the_request_gets_no_secret_logged(tmp_path: Path) -> None:
+    from analyzer.cli import secrets_redactor
+    from analyzer.notify import build_notifier
+    from analyzer.spec import parse_analysis
+    from tests.test_notify import step_events
+
+    signature, slack_path = "sha256=9f86d081884c7d65", "/services/T0001/B0001/XyZ123secretXyZ123"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoRequest)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    data = example_analysis()
+    data["notifications"] = [
+        {"type": "webhook", "url": f"{base}/hook", "headers": {"X-Signature": signature}},
+        {"type": "slack", "url": f"{base}{slack_path}"},
+    ]
+    spec = parse_analysis(data, "a.yaml")
+    stream = io.StringIO()
+    logs.configure(json=True, level="info", redactor=secrets_redactor([spec]))  # as serve does
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream))
+    try:
+        notifier = build_notifier(None, spec.notifications)
+        notifier.post(step_events()[3])  # a decision
+        notifier.close(timeout=10)
+    finally:
+        structlog.reset_defaults()
+        server.shutdown()
+        server.server_close()
+    failed = [json.loads(line) for line in stream.getvalue().splitlines() if "HTTP 400" in line]
+    errors = {e["target"].split("-")[0]: e["error"] for e in failed}
+    assert set(errors) == {"webhook", "slack"}, stream.getvalue()
+    # the answers are still shown...
+    assert "bad request to /hook with headers {'Host'" in errors["webhook"]
+    assert "'X-Signature': '***" in errors["webhook"]
+    assert "bad request to *** with headers {'Host'" in errors["slack"]
+    for secret in (signature, slack_path, "XyZ123secretXyZ123"):  # ...without the secrets
+        assert secret not in stream.getvalue(), stream.getvalue()

@@ -1,13 +1,20 @@
 """Where runs live: the `RunStore` protocol, SQLite (default) and PostgreSQL stores."""
 
 from analyzer.runs.store.base import RunStore
-from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreError, StoreUnavailable
+from analyzer.runs.store.errors import (
+    RunNotFound,
+    RunUnreadable,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+)
 from analyzer.runs.store.factory import DEFAULT_STORE_URL, open_store
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "RunNotFound",
     "RunStore",
+    "RunUnreadable",
     "StoreConfigError",
     "StoreError",
     "StoreUnavailable",

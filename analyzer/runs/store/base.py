@@ -13,17 +13,22 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+import structlog
+
 from analyzer.runs.journal import ActionRecord
 from analyzer.runs.model import Run, RunKey
+from analyzer.runs.store.errors import RunUnreadable
 
 TABLE = "verdict_runs"
 EVENTS_TABLE = "verdict_run_events"
 """A run's events (looks, steps, decisions) in order: what reports are made of."""
+
+_log = structlog.get_logger()
 
 COLUMNS = (
     "id",
@@ -169,8 +174,55 @@ def row_values(run: Run, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
 
 
 def run_from_row(row: tuple[Any, ...], time: Callable[[Any], datetime]) -> Run:
-    """The inverse of `row_values`."""
+    """The inverse of `row_values`. Raises `RunUnreadable` for a row Verdict did not write
+    (a JSON column that is not JSON, or not of its shape; a value of the wrong type)."""
     values = dict(zip(COLUMNS, row, strict=True))
+    try:
+        return _run_of(values, time)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
+        raise RunUnreadable(str(values.get("id")), _problem(values, error)) from None
+
+
+def readable_runs(rows: Iterable[tuple[Any, ...]], time: Callable[[Any], datetime]) -> list[Run]:
+    """The runs of `rows`; a row that cannot be read is left out and logged (one bad row must
+    not hide every other run)."""
+    runs: list[Run] = []
+    for row in rows:
+        try:
+            runs.append(run_from_row(row, time))
+        except RunUnreadable as error:
+            _log.error("run store row left out of the list", run=error.run_id, error=str(error))
+    return runs
+
+
+_JSON_COLUMNS = {"params": dict, "failed": dict, "answer": dict}
+
+
+def _problem(values: dict[str, Any], error: BaseException) -> str:
+    """Which column is wrong, and how."""
+    for column, kind in _JSON_COLUMNS.items():
+        text = values.get(column)
+        if text is None:
+            continue
+        try:
+            parsed = json.loads(text)
+        except (ValueError, TypeError) as bad:
+            return f"{column}: not valid JSON: {bad}"
+        if not isinstance(parsed, kind):
+            return f"{column}: expected a JSON object, got {type(parsed).__name__}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _run_of(values: dict[str, Any], time: Callable[[Any], datetime]) -> Run:
+    params = json.loads(values["params"])
+    failed = json.loads(values["failed"] or "{}")
+    answer = None if values["answer"] is None else json.loads(values["answer"])
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        raise TypeError("params: expected a JSON object of strings")
+    if not isinstance(failed, dict) or not all(isinstance(v, dict) for v in failed.values()):
+        raise TypeError("failed: expected a JSON object of objects")
+    if answer is not None and not isinstance(answer, dict):
+        raise TypeError("answer: expected a JSON object")
     return Run(
         id=values["id"],
         key=RunKey(
@@ -180,7 +232,7 @@ def run_from_row(row: tuple[Any, ...], time: Callable[[Any], datetime]) -> Run:
             canary_hash=values["canary_hash"],
         ),
         stable_hash=values["stable_hash"],
-        params=json.loads(values["params"]),
+        params=params,
         started_at=time(values["started_at"]),
         created_at=time(values["created_at"]),
         updated_at=time(values["updated_at"]),
@@ -188,8 +240,8 @@ def run_from_row(row: tuple[Any, ...], time: Callable[[Any], datetime]) -> Run:
         verdict=values["verdict"],
         score=None if values["score"] is None else float(values["score"]),
         reason=values["reason"] or "",
-        failed=json.loads(values["failed"] or "{}"),
-        answer=None if values["answer"] is None else json.loads(values["answer"]),
+        failed=failed,
+        answer=answer,
     )
 
 

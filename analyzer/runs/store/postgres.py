@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import errors as pg_errors
 
+from analyzer.redaction import Redactor, url_secrets
 from analyzer.runs.journal import (
     ACTION_COLUMNS,
     ACTIONS_TABLE,
@@ -39,6 +40,7 @@ from analyzer.runs.store.base import (
     Pool,
     json_text,
     probe_run,
+    readable_runs,
     row_values,
     run_from_row,
 )
@@ -104,17 +106,19 @@ def _from_db(value: Any) -> datetime:
 
 
 def redact(url: str) -> str:
-    """The URL without its password."""
+    """The URL without its password (host and port as written, even a port out of range)."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}:***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _describe(error: psycopg.Error, where: str) -> str:
+def _describe(error: psycopg.Error, where: str, secrets: Redactor) -> str:
+    # libpq and psycopg may quote the password in their errors (one with a space, say)
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = secrets.text(text)
     if isinstance(error, pg_errors.InsufficientPrivilege | pg_errors.ReadOnlySqlTransaction):
         return f"the run store {where} is read-only for Verdict ({text}): looks cannot be recorded"
     if isinstance(error, pg_errors.DiskFull | pg_errors.OutOfMemory):
@@ -133,11 +137,18 @@ class PostgresStore:
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres"):
             raise StoreConfigError(f"not a PostgreSQL URL: {redact(url)!r}")
+        try:
+            parts.port  # noqa: B018  (raises ValueError on a port out of range or not a number)
+        except ValueError as error:
+            raise StoreConfigError(f"{redact(url)!r}: {error}") from None
         if timeout <= 0:
             raise StoreConfigError("the store timeout must be positive")
         self.url = url
         self.timeout = timeout
         self._description = redact(url)
+        self._secrets = Redactor.with_secrets(url_secrets(url))
+        # whether a write found the disk full (until `ping`'s committed probe lands)
+        self._write_failed = False
         self._pool: Pool[psycopg.Connection[Any]] = Pool(
             self._connect, lambda c: c.close(), prepare=self._create_schema, check=_alive
         )
@@ -164,7 +175,9 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except psycopg.Error as error:
-            raise StoreUnavailable(_describe(error, self._description)) from error
+            if isinstance(error, pg_errors.DiskFull):
+                self._write_failed = True
+            raise StoreUnavailable(_describe(error, self._description, self._secrets)) from error
 
     @staticmethod
     def _create_schema(conn: psycopg.Connection[Any]) -> None:
@@ -220,7 +233,7 @@ class PostgresStore:
             rows = conn.execute(
                 _SELECT + " ORDER BY updated_at DESC LIMIT %s", (max(limit, 0),)
             ).fetchall()
-        return [run_from_row(tuple(r), _from_db) for r in rows]
+        return readable_runs((tuple(r) for r in rows), _from_db)
 
     def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
         with self._db() as conn:
@@ -276,9 +289,18 @@ class PostgresStore:
         return [action_from_row(tuple(r), _from_db) for r in rows]
 
     def ping(self) -> None:
-        with self._db() as conn, conn.transaction(force_rollback=True):
-            conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
-            conn.execute(_INSERT, row_values(probe_run(), _to_db))
+        probe = probe_run()
+        with self._db() as conn:
+            with conn.transaction(force_rollback=True):
+                conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+                conn.execute(_INSERT, row_values(probe, _to_db))
+            if self._write_failed:
+                # a rolled-back probe may fit where a look's commit does not (a full disk):
+                # after one failed, the probe commits (written and deleted)
+                with conn.transaction():
+                    conn.execute(_INSERT, row_values(probe, _to_db))
+                    conn.execute(f"DELETE FROM {TABLE} WHERE id = %s", (probe.id,))
+                self._write_failed = False
 
     def close(self) -> None:
         self._pool.close()

@@ -42,6 +42,7 @@ from analyzer.runs.store.base import (
     Pool,
     json_text,
     probe_run,
+    readable_runs,
     row_values,
     run_from_row,
 )
@@ -147,6 +148,8 @@ class SQLiteStore:
             raise StoreConfigError(f"{url!r}: max_page_count and timeout are numbers") from None
         self._description = f"sqlite:///{path}"
         self._write_lock = threading.Lock()
+        # whether the latest write failed (until one lands): `ping` then commits its probe
+        self._write_failed = False
         self._pool: Pool[sqlite3.Connection] = Pool(
             self._connect, lambda c: c.close(), prepare=self._create_schema
         )
@@ -193,14 +196,19 @@ class SQLiteStore:
         # One writer at a time in this process: threads queue on a lock instead of SQLite's
         # busy handler, whose growing sleeps let a writer starve behind many others.
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield
-            except BaseException:
-                if conn.in_transaction:  # SQLite rolls back by itself on some errors (FULL)
-                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    if conn.in_transaction:  # SQLite rolls back by itself on some errors (FULL)
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._write_failed = True
                 raise
-            conn.execute("COMMIT")
+            self._write_failed = False
 
     # --- RunStore ----------------------------------------------------------------------
 
@@ -241,7 +249,7 @@ class SQLiteStore:
             rows = conn.execute(
                 _SELECT + " ORDER BY updated_at DESC LIMIT ?", (max(limit, 0),)
             ).fetchall()
-        return [run_from_row(r, _from_db) for r in rows]
+        return readable_runs(rows, _from_db)
 
     # --- a run's events (their table is made with the first event) ------------------------
 
@@ -325,15 +333,23 @@ class SQLiteStore:
         return [action_from_row(r, _from_db) for r in rows]
 
     def ping(self) -> None:
+        probe = probe_run()
         with self._db() as conn:
             conn.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
             with self._write_lock:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute(_INSERT, row_values(probe_run(), _to_db))
+                    conn.execute(_INSERT, row_values(probe, _to_db))
                 finally:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
+            if self._write_failed:
+                # A rolled-back probe never reaches the disk, so a full file system passes it
+                # while every look fails at its commit. After a failed write, the probe
+                # commits (the row written and deleted): ready again once writes land.
+                with self._write(conn):
+                    conn.execute(_INSERT, row_values(probe, _to_db))
+                    conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (probe.id,))
 
     def close(self) -> None:
         self._pool.close()
