@@ -26,6 +26,7 @@ import structlog
 
 from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
+from analyzer.notify import Notifier
 from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.verdicts import AnalysisReport, MetricStatus, Verdict
@@ -73,6 +74,7 @@ class BlueGreenRollout:
         store: RunStore,
         clock: Clock,
         on_message: Any = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.file = file
         self.r = file.rollout
@@ -82,7 +84,9 @@ class BlueGreenRollout:
         self.gate = gate
         self.clock = clock
         self.source = source
-        self.recorder = Recorder(file.analysis, store, BeforeSwitch(source), clock)
+        self.recorder = Recorder(
+            file.analysis, store, BeforeSwitch(source), clock, notifier=notifier, way="blueGreen"
+        )
         self.say = on_message or (lambda _m: None)
         self.log = structlog.get_logger().bind(service=switch.where)
         self._holding = False

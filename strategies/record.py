@@ -11,8 +11,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
+from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo
+from analyzer.runs.events import RunJournal
 from analyzer.runs.model import Look as RunLook
 from analyzer.runs.model import Run, RunKey, advance, look_window, new_run
 from analyzer.runs.requests import with_stored_request
@@ -75,9 +79,15 @@ class Recorder:
         store: RunStore,
         source: MetricSource,
         clock: Clock,
+        *,
+        notifier: Notifier | None = None,
+        way: str = "",
     ) -> None:
         self.spec = spec
         self.plan = plan_analysis(spec)
+        self.notifier = notifier or NopNotifier()
+        """Who hears the run's decision (the analysis file's notifications and Grafana)."""
+        self.way = way
         self.store = store
         self.source = source
         self.clock = clock
@@ -152,6 +162,24 @@ class Recorder:
         self.final = done.report
         return done.report
 
+    def _notify(self, decision: str, reason: str, verdict: str) -> None:
+        if self.run is None:
+            return
+        key = self.run.key
+        event = RunEvent(
+            EventKind.DECISION,
+            RunInfo(self.run.id, key.analysis, key.namespace, key.rollout, self.way),
+            self.clock.now(),
+            verdict=verdict,
+            outcome=decision,
+            reason=reason,
+            score=self.final.score if self.final is not None else None,
+        )
+        try:
+            RunJournal(self.store, self.notifier).record(event)
+        except Exception as error:  # the decision stands whatever the journal does
+            structlog.get_logger().error("the decision could not be recorded", error=str(error))
+
     def finish(self, decision: str, reason: str, verdict: str) -> Outcome:
         """Close the open step with `verdict`, record the decision, and return the outcome."""
         p = self.progress
@@ -159,7 +187,10 @@ class Recorder:
         if steps and steps[-1].get("end") is None:
             steps[-1].update(end=format_time(self.clock.now()), verdict=verdict)
         p.update(state=decision, reason=reason)
-        self.save()
+        try:
+            self.save()
+        finally:  # told even when the store cannot take it (a side part: never the outcome)
+            self._notify(decision, reason, verdict)
         return Outcome(
             decision=decision,
             reason=reason,

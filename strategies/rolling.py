@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from analyzer.clock import Clock, format_time
+from analyzer.notify import Notifier
 from analyzer.runs.model import RunKey
 from analyzer.runs.store import RunStore
 from analyzer.verdicts import AnalysisReport, Verdict
@@ -53,6 +54,7 @@ class RollingRollout:
         store: RunStore,
         clock: Clock,
         on_message: Any = None,
+        notifier: Notifier | None = None,
         restart: bool = False,
         gate_for: Callable[[str], Gate] | None = None,
     ) -> None:
@@ -64,7 +66,9 @@ class RollingRollout:
         self.r = file.rollout
         self.ops = ops
         self.clock = clock
-        self.recorder = Recorder(file.analysis, store, source, clock)
+        self.recorder = Recorder(
+            file.analysis, store, source, clock, notifier=notifier, way="rolling"
+        )
         self.say = on_message or (lambda _m: None)
         self.log = structlog.get_logger().bind(deployment=ops.where)
 

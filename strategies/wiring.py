@@ -154,6 +154,7 @@ def runner(
             store=store,
             clock=clock,
             on_message=say,
+            notifier=notifier,
         )
     if r.strategy == "rolling":
         from strategies.kube.deployments import DeploymentOps
@@ -171,6 +172,7 @@ def runner(
             store=store,
             clock=clock,
             on_message=say,
+            notifier=notifier,
             restart=restart,
             # the Deployment controller makes the pods (and reports a ReplicaSet that cannot)
             gate_for=lambda selector: health_gate(file, core, selector, clock, require_pods=False),

@@ -134,6 +134,24 @@ def test_argo_objects_are_validated_against_the_crd(kube: KubeServer) -> None:
         )
 
 
+def test_argo_cd_applications_are_validated_against_argo_cds_crd(kube: KubeServer) -> None:
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "checkout", "namespace": "argocd"},
+        "spec": {"project": "default", "destination": {"namespace": NS}},
+        "status": {"sync": {"status": "OutOfSync", "revision": "abc"}, "health": {"status": "Healthy"}},
+    }
+    kube.put(app)  # valid: kept, status included (the CRD has no status subresource)
+    found = custom(kube).get_namespaced_custom_object(*ARGO, "argocd", "applications", "checkout")
+    assert found["status"]["sync"]["status"] == "OutOfSync"
+    bad = {**app, "metadata": {"name": "typo", "namespace": "argocd"},
+           "status": {"sync": {"state": "Synced"}}}  # fmt: skip
+    with pytest.raises(ApiException) as error:
+        custom(kube).create_namespaced_custom_object(*ARGO, "argocd", "applications", bad)
+    assert error.value.status == 422 and "state" in error.value.body
+
+
 def test_watch_streams_changes_and_an_expired_version_is_410(kube: KubeServer) -> None:
     api = custom(kube)
     kube.put(rollout("a"))

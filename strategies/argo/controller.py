@@ -408,7 +408,9 @@ class Controller:
             due = self._rollbacks.pop(job, None)
         if due is None:
             return None
-        spec = self.service.analyses[due.analysis]
+        spec = self.service.analyses.get(due.analysis)
+        if spec is None:
+            return None
         now = self.clock.now()
         parts: list[Part] = []
         obj: Rollout | None = None
@@ -418,16 +420,19 @@ class Controller:
             parts.append(Part("rollout", False, f"not read: {_error_text(error)}"))
         if obj is not None:
             parts += self._rollout_back(obj, due, spec, now)
-        run = self.service.store.get(due.run_id) if due.run_id else None
-        if run is not None:
-            parts += rates_since(
-                self.service.plans[spec.name],
-                self.service.sources(spec),
-                dict(run.params),
-                started=run.started_at,
-                restored=due.aborted_at,
-                now=now,
-            )
+        try:
+            run = self.service.store.get(due.run_id) if due.run_id else None
+            if run is not None:
+                parts += rates_since(
+                    self.service.plans[spec.name],
+                    self.service.sources(spec),
+                    dict(run.params),
+                    started=run.started_at,
+                    restored=due.aborted_at,
+                    now=now,
+                )
+        except Exception as error:  # the store or Prometheus down: not shown recovered
+            parts.append(Part("metrics", False, f"the look after the rollback failed: {error}"))
         check = check_of(parts, now)
         (_log.info if check.verified else _log.error)(check.text(), rollout=job)
         self.service.decided(

@@ -30,7 +30,7 @@ CONTROLLER: tuple[Rule, ...] = (
     Rule("argoproj.io", ("rollouts",), ("get", "list", "watch", "patch")),
     Rule("argoproj.io", ("rollouts/status",), ("get", "patch")),
     Rule("argoproj.io", ("applications",), ("get",)),
-    Rule("", ("pods",), ("get", "list")),
+    Rule("", ("pods",), ("list",)),
     Rule("", ("events",), ("create", "patch", "list", "watch")),
 )
 

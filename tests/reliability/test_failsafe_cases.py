@@ -181,3 +181,27 @@ def test_blue_green_with_a_placeholder_it_does_not_fill_never_switches(
     assert "team" in err
     assert selector(kube) == BLUE
     assert _selector_writes(kube) == 0
+
+
+def test_a_blue_green_switch_back_is_told_to_the_files_webhook(
+    kube: KubeServer, tmp_path: Path
+) -> None:
+    from tests.test_bluegreen_live import world
+
+    with (
+        running(HookReceiver()) as hook,
+        world(kube, tmp_path, Version(error_rate=0.05), rollbackOn={"maxErrorRate": None}) as config,
+    ):
+        data = _yaml(config)
+        data["notifications"] = [{"type": "webhook", "url": hook.url, "on": ["aborted"]}]
+        write_analysis(config, data)
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        code, doc = finish(start(config, kubeconfig, f"sqlite:///{tmp_path / 'r.sqlite'}"))
+        bodies = hook.wait_for(1)
+    assert (code, doc["decision"]) == (1, "aborted"), doc["reason"]
+    assert selector(kube) == BLUE
+    decision = bodies[-1]
+    assert decision["decision"] == "aborted"
+    assert decision["run"]["id"] == doc["run"]["id"]
+    assert decision["run"]["way"] == "blueGreen"
+    assert "switched back to blue" in decision["reason"]
