@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import requests
 
 from analyzer.clock import SystemClock
@@ -76,6 +77,63 @@ def prometheus_binary() -> str:
     if found is None:
         raise PrometheusMissing(f"no `prometheus` binary on PATH: {INSTALL_HINT}")
     return found
+
+
+@dataclass(frozen=True)
+class Exposed:
+    """One version's counters as an Istio sidecar exposes them."""
+
+    name: str
+    ok: int
+    bad: int
+    buckets: npt.NDArray[np.int64]
+    """Requests per latency bucket (`BUCKETS_MS`, then +Inf), not yet cumulative."""
+    seconds_sum: float
+
+
+def istio_exposition(service: str, versions: Iterable[Exposed]) -> str:
+    """`istio_requests_total` and `istio_request_duration_milliseconds` of each version of
+    `service` (`destination_service_name="<service>-<version>"`), in Prometheus' text format."""
+    lines = [
+        "# TYPE istio_requests_total counter",
+        "# TYPE istio_request_duration_milliseconds histogram",
+    ]
+    for v in versions:
+        labels = f'reporter="destination",destination_service_name="{service}-{v.name}"'
+        for code, count in (("200", v.ok), ("503", v.bad)):
+            lines.append(f'istio_requests_total{{{labels},response_code="{code}"}} {count}')
+        cumulative = np.cumsum(v.buckets)
+        for bound, value in zip([*BUCKETS_MS, math.inf], cumulative, strict=True):
+            le = "+Inf" if math.isinf(bound) else f"{bound:g}"
+            lines.append(
+                f'istio_request_duration_milliseconds_bucket{{{labels},le="{le}"}} {value}'
+            )
+        lines.append(f"istio_request_duration_milliseconds_sum{{{labels}}} {v.seconds_sum}")
+        lines.append(
+            f"istio_request_duration_milliseconds_count{{{labels}}} {int(cumulative[-1])}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def serve_metrics(text: Callable[[], str], name: str) -> tuple[ThreadingHTTPServer, str]:
+    """Serve `text()` as `/metrics` on a free loopback port in a daemon thread: the server and
+    its `host:port`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, name=name, daemon=True).start()
+    return httpd, f"127.0.0.1:{httpd.server_address[1]}"
 
 
 class LiveService:
@@ -133,51 +191,17 @@ class LiveService:
         """The metrics in Prometheus' text format, counted up to now."""
         with self._lock:
             self._advance()
-            lines = [
-                "# TYPE istio_requests_total counter",
-                "# TYPE istio_request_duration_milliseconds histogram",
-            ]
-            for version in ("canary", "stable"):
-                labels = (
-                    f'reporter="destination",destination_service_name="{self.service}-{version}"'
-                )
-                for code, count in (("200", self._ok[version]), ("503", self._bad[version])):
-                    lines.append(f'istio_requests_total{{{labels},response_code="{code}"}} {count}')
-                cumulative = np.cumsum(self._buckets[version])
-                for bound, value in zip([*BUCKETS_MS, math.inf], cumulative, strict=True):
-                    le = "+Inf" if math.isinf(bound) else f"{bound:g}"
-                    lines.append(
-                        f'istio_request_duration_milliseconds_bucket{{{labels},le="{le}"}} {value}'
-                    )
-                lines.append(
-                    f"istio_request_duration_milliseconds_sum{{{labels}}} {self._sum[version]}"
-                )
-                lines.append(
-                    f"istio_request_duration_milliseconds_count{{{labels}}} {int(cumulative[-1])}"
-                )
-            return "\n".join(lines) + "\n"
+            return istio_exposition(
+                self.service,
+                [
+                    Exposed(v, self._ok[v], self._bad[v], self._buckets[v], self._sum[v])
+                    for v in ("canary", "stable")
+                ],
+            )
 
     def start(self) -> LiveService:
         """Serve `/metrics` on a free loopback port (a thread of this process)."""
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = exporter.text().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self._httpd.server_address[1]}"
-        threading.Thread(
-            target=self._httpd.serve_forever, name="verdict-demo-exporter", daemon=True
-        ).start()
+        self._httpd, self.address = serve_metrics(self.text, "verdict-demo-exporter")
         return self
 
     def stop(self) -> None:

@@ -18,20 +18,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import requests
 
+from analyzer.demo_prometheus import BUCKETS_MS, Exposed, istio_exposition, serve_metrics
 from metrics.simulated import lognormal_bucket_probabilities
 from tests.conftest import _wait_ready, free_port
 from tests.helpers import stop_process
-
-BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
-              300000, 600000, 1800000, 3600000)  # fmt: skip
 
 
 @dataclass
@@ -86,47 +83,22 @@ class LiveExporter:
     def text(self) -> str:
         with self._lock:
             self._advance()
-            lines = [
-                "# TYPE istio_requests_total counter",
-                "# TYPE istio_request_duration_milliseconds histogram",
-            ]
-            for name in self.versions:
-                labels = f'reporter="destination",destination_service_name="{self.service}-{name}"'
-                for code, key in (("200", "ok"), ("503", "bad")):
-                    value = self._counts[name][key]
-                    lines.append(f'istio_requests_total{{{labels},response_code="{code}"}} {value}')
-                cumulative = np.cumsum(self._buckets[name])
-                for bound, value in zip([*BUCKETS_MS, math.inf], cumulative, strict=True):
-                    le = "+Inf" if math.isinf(bound) else f"{bound:g}"
-                    lines.append(
-                        f'istio_request_duration_milliseconds_bucket{{{labels},le="{le}"}} {value}'
+            return istio_exposition(
+                self.service,
+                [
+                    Exposed(
+                        name,
+                        self._counts[name]["ok"],
+                        self._counts[name]["bad"],
+                        self._buckets[name],
+                        self._sum[name],
                     )
-                lines.append(
-                    f"istio_request_duration_milliseconds_sum{{{labels}}} {self._sum[name]}"
-                )
-                lines.append(
-                    f"istio_request_duration_milliseconds_count{{{labels}}} {int(cumulative[-1])}"
-                )
-            return "\n".join(lines) + "\n"
+                    for name in self.versions
+                ],
+            )
 
     def start(self) -> LiveExporter:
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = exporter.text().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self._httpd.server_address[1]}"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._httpd, self.address = serve_metrics(self.text, "live-exporter")
         return self
 
     def stop(self) -> None:
