@@ -1,8 +1,8 @@
 """The canary loop's run as events (`analyzer.runs.events`): steps, looks, the decision.
 
-`CanaryRecorder` turns the canary loop's moves into events without touching the loop: it wraps
-the traffic router (a weight set between 0 and 100 % opens a step, 0 or 100 % closes it), takes
-each look through the loop's `on_look` hook, and records the decision when the loop returns.
+`CanaryRecorder` turns the canary loop's moves into events: the loop tells it each weight it
+writes (`weight_set`: a weight between 0 and 100 % opens a step, 0 or 100 % closes it) and each
+look (`on_look`), and it records the decision when the loop ends (`finish`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from analyzer.runs.model import Run
 from analyzer.runs.requests import ActionRequest
 from analyzer.runs.store import RunNotFound, RunStore, StoreUnavailable
 from strategies.record import CanaryResult, Look
-from strategies.router import TrafficRouter
 
 _log = structlog.get_logger()
 
@@ -47,10 +46,6 @@ class CanaryRecorder:
         self._step: _Step | None = None
         self._steps = 0
         self._last: Look | None = None
-
-    def router(self, inner: TrafficRouter) -> TrafficRouter:
-        """`inner`, with each weight change recorded as the start or end of a step."""
-        return _RecordingRouter(inner, self)
 
     def on_look(self, look: Look) -> None:
         self._last = look
@@ -136,19 +131,6 @@ class CanaryRecorder:
                 started=step.started,
             )
         )
-
-
-class _RecordingRouter:
-    def __init__(self, inner: TrafficRouter, recorder: CanaryRecorder) -> None:
-        self._inner = inner
-        self._recorder = recorder
-
-    def set_weight(self, canary_percent: int) -> None:
-        self._inner.set_weight(canary_percent)
-        self._recorder.weight_set(canary_percent)
-
-    def weight(self) -> int:
-        return self._inner.weight()
 
 
 def finish_run(

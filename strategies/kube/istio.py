@@ -137,7 +137,7 @@ def weights_patch(
 
 
 class IstioRouter:
-    """A `strategies.router.TrafficRouter` over one VirtualService route (see the module doc)."""
+    """The canary's and stable's weights of one VirtualService route (see the module doc)."""
 
     def __init__(
         self,
