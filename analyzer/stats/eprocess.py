@@ -86,7 +86,7 @@ def interval_log_lr(
     return np.asarray(s * d - k * (_softplus(o + d) - _softplus(o)), dtype=np.float64)
 
 
-def _mix(cumulative: FloatArray) -> FloatArray:
+def mix_log_lr(cumulative: FloatArray) -> FloatArray:
     """log Σ_j w_j exp(cumulative[..., j]) over the grid axis."""
     x = cumulative + _LOG_WEIGHTS
     top = np.max(x, axis=-1, keepdims=True)
@@ -107,7 +107,7 @@ def binomial_e_process(
 ) -> EProcess:
     """The mixture e-process of the module docstring after each interval (cumulative)."""
     cumulative = np.cumsum(interval_log_lr(successes, trials, log_odds, upward=upward), axis=-2)
-    return EProcess(log_e=_mix(cumulative), last_log_lr=cumulative[..., -1, :])
+    return EProcess(log_e=mix_log_lr(cumulative), last_log_lr=cumulative[..., -1, :])
 
 
 def extra_requests_for(
@@ -125,9 +125,9 @@ def extra_requests_for(
     def reached(x: float) -> bool:
         s, k, o = extra(x)
         step = interval_log_lr(np.array([s]), np.array([k]), np.array([o]), upward=upward)[0]
-        return float(_mix(last_log_lr + step)) >= level
+        return float(mix_log_lr(last_log_lr + step)) >= level
 
-    if float(_mix(last_log_lr)) >= level:
+    if float(mix_log_lr(last_log_lr)) >= level:
         return 0
     lo, hi = 0.0, 16.0
     while not reached(hi):

@@ -7,16 +7,32 @@ e-processes on counts (see `eprocess.py`), valid at every look.
   certain count and PASS the possible count, which keeps both sides conservative.
 
 * Comparison: the canary may have a rate up to  baseline × (1 + tolerance) + margin. The margin is
-  turned into a ratio once, before the run, with the baseline's rate p̄ in a window before the
-  canary started (`allowed_ratios`):
+  turned into a ratio with the baseline's rate p̄ in a window before the canary started
+  (`allowed_ratios`):
       r_fail = (1 + tolerance) + margin / p̄          FAIL: shown above it
       r_pass = (1 + promote_tolerance) + margin / p̄  PASS: shown below it
   and tested on each interval's bad requests of both versions (conditional on their sum), so a
-  change shared by both versions cannot bias it. With too little pre-run data (fewer than
-  `MIN_PRERUN_BAD` bad requests), p̄ is replaced look by look by the baseline's always-valid lower
-  bound (for r_fail; upper bound for r_pass) from the data before that interval, at a tenth of the
-  check's budget: the null is then higher than the contract's with that probability, and fixed
-  before each interval's data are seen.
+  change shared by both versions cannot bias it.
+
+  Without enough pre-run data (fewer than `MIN_PRERUN_BAD` bad requests: a new service, or a
+  baseline deployed beside the canary) the baseline's rate is a nuisance, and its uncertainty is
+  spent once: at each look t, r_fail,t = (1 + tolerance) + margin / L_t, where L_t is the lower end
+  of the baseline's always-valid confidence sequence at level α_b over everything seen so far (the
+  pre-run counts and the run's, this look included), and every interval of the run is tested
+  again against that one null. This is valid because the comparison's e-value E_t(r) for a fixed
+  null ratio r is an e-process that only falls as r grows (each interval's log-likelihood ratio
+  decreases in r for a positive shift), so with r* = (1 + tolerance) + margin / p_b the contract's
+  own ratio:
+      {E_t(r_fail,t) ≥ c at some t} ⊆ {L_t > p_b at some t} ∪ {E_t(r*) ≥ c at some t},
+  whose probability is at most α_b + 1/c (the sequence's coverage, then Ville). PASS is the mirror
+  image with the upper end U_t at level β_b. Unlike a null fixed interval by interval before the
+  interval's data (the earlier design), the early intervals, when the baseline is barely known,
+  are not tested against a loose null forever: every look re-tests them against today's bound,
+  so the bound's uncertainty is paid once, at its current width. Measured on 400 fresh-baseline
+  pairs at 200 requests/min per version, 0.5 % errors, margin 0.1 %: a 4× error regression was
+  caught in 23 % within the hour (median 53 min) with the interval-by-interval null and 82 %
+  (38 min) with this one at tolerance 1.0; 84 % (44 min) → 100 % (23.5 min) at tolerance 0.5;
+  no A/A pair failed in either.
 """
 
 from __future__ import annotations
@@ -27,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.stats.confidence import rate_bounds
-from analyzer.stats.eprocess import EProcess, binomial_e_process, logit
+from analyzer.stats.eprocess import EProcess, binomial_e_process, interval_log_lr, logit, mix_log_lr
 
 FloatArray = npt.NDArray[np.float64]
 MIN_PRERUN_BAD = 30
@@ -61,7 +77,9 @@ def slo_evidence(
 
 @dataclass(frozen=True)
 class AllowedRatios:
-    """The comparison's nulls per interval (shape of the counts) and how they were set."""
+    """The comparison's nulls per look (shape of the counts) and how they were set: constant over
+    the looks where the pre-run window set them, else look t's null, against which every interval
+    up to t is tested."""
 
     fail: FloatArray
     passes: FloatArray
@@ -81,7 +99,7 @@ def allowed_ratios(
     fallback_alpha: float,
     fallback_beta: float,
 ) -> AllowedRatios:
-    """r_fail and r_pass for every interval (see the module docstring).
+    """r_fail and r_pass at every look (see the module docstring).
 
     `baseline_*`: per-interval counts (..., intervals); `prerun_*`: one count per run (...).
     """
@@ -95,11 +113,12 @@ def allowed_ratios(
     enough = np.broadcast_to((p_bad >= MIN_PRERUN_BAD) & (p_total > 0), shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.broadcast_to(np.where(p_total > 0, p_bad / np.where(p_total > 0, p_total, 1), 0), shape)
-    # fallback: everything known before interval i (pre-run counts plus the run's earlier ones)
-    before_bad = np.cumsum(b_bad, axis=-1) - b_bad + p_bad
-    before_total = np.cumsum(b_total, axis=-1) - b_total + p_total
-    lower = rate_bounds(before_bad, before_total, fallback_alpha).lower.reshape(shape)
-    upper = rate_bounds(before_bad, before_total, fallback_beta).upper.reshape(shape)
+    # without enough pre-run data: everything known at look t (pre-run counts plus the run's,
+    # look t included); every interval is tested again against look t's null
+    seen_bad = np.cumsum(b_bad, axis=-1) + p_bad
+    seen_total = np.cumsum(b_total, axis=-1) + p_total
+    lower = rate_bounds(seen_bad, seen_total, fallback_alpha).lower.reshape(shape)
+    upper = rate_bounds(seen_bad, seen_total, fallback_beta).upper.reshape(shape)
     with np.errstate(divide="ignore"):
         fail_margin = np.where(enough, margin / np.where(rate > 0, rate, 1e-300), margin / np.maximum(lower, 1e-300))
         pass_margin = np.where(enough, margin / np.where(rate > 0, rate, 1e-300), margin / np.maximum(upper, 1e-300))
@@ -131,14 +150,51 @@ def comparison_evidence(
 ) -> Evidence:
     """Per-interval counts of both versions → evidence that the canary/baseline rate ratio is
     above `ratios.fail` (fail) or below `ratios.passes` (pass), conditional on each interval's
-    bad requests of both versions."""
+    bad requests of both versions. Where the nulls come from the run's own baseline (not the
+    pre-run window), look t tests every interval up to t against look t's null."""
     c_bad = np.asarray(canary_bad, dtype=np.float64)
     b_bad = np.asarray(baseline_bad, dtype=np.float64)
     pooled = c_bad + np.clip(b_bad, 0.0, None)
     share = logit(canary_share(canary_total, baseline_total))
     fail = binomial_e_process(c_bad, pooled, share + np.log(ratios.fail), upward=True)
     passes = binomial_e_process(c_bad, pooled, share + np.log(ratios.passes), upward=False)
+    plug_in = ~np.broadcast_to(ratios.from_prerun, c_bad.shape)[..., -1]
+    if np.any(plug_in):
+        fail = _retested(fail, plug_in, c_bad, pooled, share, ratios.fail, upward=True)
+        passes = _retested(passes, plug_in, c_bad, pooled, share, ratios.passes, upward=False)
     return Evidence(fail, passes)
+
+
+def _retested(
+    base: EProcess,
+    rows: npt.NDArray[np.bool_],
+    successes: FloatArray,
+    trials: FloatArray,
+    share_log_odds: FloatArray,
+    ratios: FloatArray,
+    *,
+    upward: bool,
+) -> EProcess:
+    """`base` with the runs in `rows` re-computed look by look: at look t every interval up to t
+    is weighed against look t's null ratio (the module docstring's plug-in)."""
+    log_e = np.array(base.log_e, dtype=np.float64, copy=True)
+    last = np.array(base.last_log_lr, dtype=np.float64, copy=True)
+    s = np.broadcast_to(successes, log_e.shape)[rows]
+    k = np.broadcast_to(trials, log_e.shape)[rows]
+    o = np.broadcast_to(share_log_odds, log_e.shape)[rows]
+    r = np.log(np.broadcast_to(ratios, log_e.shape)[rows])
+    looks = log_e.shape[-1]
+    sub_e = np.empty(s.shape, dtype=np.float64)
+    sub_last = last[rows]
+    for t in range(looks):
+        lr = interval_log_lr(s[:, : t + 1], k[:, : t + 1], o[:, : t + 1] + r[:, t : t + 1], upward=upward)
+        cumulative = lr.sum(axis=-2)
+        sub_e[:, t] = mix_log_lr(cumulative)
+        if t == looks - 1:
+            sub_last = cumulative
+    log_e[rows] = sub_e
+    last[rows] = sub_last
+    return EProcess(log_e=log_e, last_log_lr=last)
 
 
 def rate_ratio(
