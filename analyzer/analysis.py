@@ -79,27 +79,7 @@ def fetch_observations(
     `on_metric(name, so_far)` is called in this thread as soon as all of a metric's fetches are
     in (`so_far` holds them), while the other metrics are still being fetched.
     """
-    canary_matchers, baseline_matchers = plan.matchers(params)
-    # (metric, canary / baseline / the pre-run baseline, the fetch)
-    tasks: list[tuple[str, str, Fetch]] = [
-        (metric.name, str(version), Fetch(metric.query, version, matchers, window))
-        for metric in plan.metrics
-        for version, matchers in (
-            (Version.CANARY, canary_matchers),
-            (Version.BASELINE, baseline_matchers),
-        )
-    ]
-    before = prerun_window(plan, window)
-    if before is not None:
-        tasks += [
-            (
-                metric.name,
-                _PRERUN,
-                Fetch(metric.query, Version.BASELINE, baseline_matchers, before),
-            )
-            for metric in plan.metrics
-            if metric.reads_prerun
-        ]
+    tasks = _tasks(plan, window, params)
     pool = ThreadPoolExecutor(max_workers=_PARALLEL_FETCHES)
     # a source that answers quickly is read one fetch after another in this thread (threads
     # would cost more than they overlap); as soon as it is not quick, the rest go to threads
@@ -150,6 +130,41 @@ def fetch_observations(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return _observations(plan, window, fetched, missing)
+
+
+def look_fetches(
+    plan: AnalysisPlan, window: Window, params: dict[str, str] | None = None
+) -> list[Fetch]:
+    """Every fetch `fetch_observations` makes for `window`: both versions of every metric,
+    then the pre-run baseline of the metrics that read it."""
+    return [fetch for _, _, fetch in _tasks(plan, window, params)]
+
+
+def _tasks(
+    plan: AnalysisPlan, window: Window, params: dict[str, str] | None
+) -> list[tuple[str, str, Fetch]]:
+    """(metric, canary / baseline / the pre-run baseline, the fetch) of every fetch."""
+    canary_matchers, baseline_matchers = plan.matchers(params)
+    tasks: list[tuple[str, str, Fetch]] = [
+        (metric.name, str(version), Fetch(metric.query, version, matchers, window))
+        for metric in plan.metrics
+        for version, matchers in (
+            (Version.CANARY, canary_matchers),
+            (Version.BASELINE, baseline_matchers),
+        )
+    ]
+    before = prerun_window(plan, window)
+    if before is not None:
+        tasks += [
+            (
+                metric.name,
+                _PRERUN,
+                Fetch(metric.query, Version.BASELINE, baseline_matchers, before),
+            )
+            for metric in plan.metrics
+            if metric.reads_prerun
+        ]
+    return tasks
 
 
 def _fetch(source: MetricSource, fetch: Fetch) -> Series | PartMissing | None:

@@ -70,18 +70,22 @@ def evaluate_metric(
         )
     sequential_plan: MetricPlan | None = plan
     if plan.test == "mann-whitney" and plan.compare is not None:
-        sequential_plan = replace(plan, compare=None) if plan.has_slo else None
+        sequential_plan = (
+            replace(plan, compare=None) if plan.has_slo or plan.has_trigger else None
+        )
     checks: list[CheckReport] = []
     status = MetricStatus.INCONCLUSIVE
     failed_at: int | None = None
     more: int | None = None
     minutes: float | None = None
+    held = shared = False
     if sequential_plan is not None:
         ml = metric_looks(sequential_plan, canary_t, baseline_t, prerun, alpha=alpha, beta=beta)
         codes = ml.codes
         fails = [k for k in look_list if codes[k - 1] == FAIL_CODE]
         failed_at = fails[0] if fails else None
         status = CODES_TO_STATUS[int(codes[last - 1])]
+        held, shared = bool(ml.held[last - 1]), bool(ml.shared[last - 1])
         rate_per_minute = _rate_per_minute(canary_t, interval_seconds)
         checks = [
             _check_report(plan, ml, c, last, alpha, beta, rate_per_minute) for c in ml.checks
@@ -113,6 +117,15 @@ def evaluate_metric(
             reason += f" (first shown at look {failed_at})"
     elif status is MetricStatus.PASS:
         reason = "; ".join(c.reason for c in checks)
+    elif held:
+        status = MetricStatus.INCONCLUSIVE
+        breach = next(c.reason for c in checks if c.outcome == Outcome.HOLD)
+        who = (
+            "incident on both versions: the baseline is shown beyond the SLO too"
+            if shared
+            else "the canary alone: the baseline is within the SLO"
+        )
+        reason = f"hold: {breach} ({who}); the SLO is a promotion criterion, not a rollback trigger"
     else:
         reason = "; ".join(c.reason for c in checks if c.outcome != Outcome.PASS)
         if more is not None and minutes is not None:
@@ -131,6 +144,8 @@ def evaluate_metric(
         failed_at_look=failed_at if status is MetricStatus.FAIL else None,
         more_requests_needed=more,
         more_minutes_needed=None if minutes is None else round(minutes, 1),
+        held=held and status is MetricStatus.INCONCLUSIVE,
+        shared_incident=shared and held and status is MetricStatus.INCONCLUSIVE,
     )
 
 
@@ -152,7 +167,15 @@ def _check_report(
     e_pass = float(c.passes.log_e[i])
     fail_level = float(ml.fail_level) - math.log(c.weight)  # this check alone
     pass_level = float(ml.pass_level)
-    if e_fail >= fail_level or (
+    if c.check == "slo":
+        outcome = (
+            Outcome.HOLD
+            if e_fail >= float(ml.fail_level)
+            else Outcome.PASS
+            if e_pass >= pass_level
+            else Outcome.INCONCLUSIVE
+        )
+    elif e_fail >= fail_level or (
         float(ml.log_e_fail[i]) >= float(ml.fail_level) and e_fail > 0
     ):
         outcome = Outcome.FAIL
@@ -175,7 +198,7 @@ def _check_report(
         return CheckReport(
             c.check, str(Outcome.INCONCLUSIVE), "the baseline has no series to compare with", _rounded(stat)
         )
-    if c.check == "slo":
+    if c.check in ("slo", "trigger"):
         reason, more = _slo_reason(plan, c, d, outcome, pass_level, stat)
     else:
         reason, more = _compare_reason(plan, c, d, outcome, pass_level, stat)
@@ -198,7 +221,11 @@ def _slo_reason(
         total = d["canaryRequests"]
         rate = d["canaryBad"] / total if total > 0 else float("nan")
         stat.update({"max": max_rate, "rate": rate})
-        limit = f"the SLO's {_pct(max_rate)}"
+        limit = (
+            f"the rollback trigger's {_pct(max_rate)}"
+            if c.check == "trigger"
+            else f"the SLO's {_pct(max_rate)}"
+        )
     else:
         threshold, share = d["threshold"], d["maxSlowerShare"]
         what = f"share of canary requests slower than {_ms(threshold)}"
@@ -206,8 +233,13 @@ def _slo_reason(
         total = d["canaryRequests"]
         rate = d["slowerPossible"] / total if total > 0 else float("nan")
         stat.update({"threshold": threshold, "maxSlowerShare": share, "slowerShare": rate})
-        limit = f"the {_pct(share)} a p{plan.quantile * 100:g} SLO allows"
+        limit = f"the {_pct(share)} a p{plan.quantile * 100:g} {'rollback trigger' if c.check == 'trigger' else 'SLO'} allows"
     if outcome == Outcome.FAIL:
+        return (
+            f"{what} is shown above {limit} ({_evidence(stat['eFail'], stat['failAt'])}): roll back first",
+            None,
+        )
+    if outcome == Outcome.HOLD:
         return f"{what} is shown above {limit} ({_evidence(stat['eFail'], stat['failAt'])})", None
     if outcome == Outcome.PASS:
         return f"{what} is shown within {limit} ({_evidence(stat['ePass'], stat['passAt'])})", None

@@ -237,7 +237,11 @@ def analyze(
     for note in notes:  # a rollout: section (`verdict canary run`'s), read past
         print(f"note: {printable(note)}", file=sys.stderr)
     urls = (prometheus_url, os.environ.get("VERDICT_PROMETHEUS_URL"), spec.prometheus.url)
-    redactor = Redactor.of([spec.prometheus.headers], *(s for u in urls for s in url_secrets(u)))
+    redactor = Redactor.of(
+        [spec.prometheus.headers],
+        *(s for u in urls for s in url_secrets(u)),
+        *_source_token_secrets([spec]),
+    )
     logs.configure(json=out is Output.json, redactor=redactor)
     now = datetime.now(UTC)
     window_start = _parse_time(start, "--start", now)
@@ -269,6 +273,7 @@ def analyze(
             compress=spec.prometheus.compress,
             max_answer_bytes=spec.prometheus.max_answer_bytes,
             max_series=spec.prometheus.max_series,
+            bearer_token_file=spec.prometheus.bearer_token_file,
         )
     )
     window = Window(start=window_start, end=window_end, step=timedelta(seconds=spec.interval))
@@ -516,6 +521,18 @@ def _notify_secrets(specs: Iterable[AnalysisSpec], grafana_token_file: str | Non
     return found
 
 
+def _source_token_secrets(specs: Iterable[AnalysisSpec]) -> list[str]:
+    """The bearer tokens the analyses' `prometheus.bearerTokenFile`s hold now, to be masked
+    wherever Verdict shows text (the source reads the file again at each request; an
+    unreadable one is reported by the source)."""
+    found: list[str] = []
+    for spec in specs:
+        if spec.prometheus.bearer_token_file:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                found.append(Path(spec.prometheus.bearer_token_file).read_text("utf-8").strip())
+    return found
+
+
 def secrets_redactor(
     specs: Iterable[AnalysisSpec],
     *,
@@ -535,6 +552,7 @@ def secrets_redactor(
         [s.prometheus.headers for s in specs] + [n.headers for s in specs for n in s.notifications],
         token,
         *_notify_secrets(specs, grafana_token_file),
+        *_source_token_secrets(specs),
         *(secret for url in every_url for secret in url_secrets(url)),
     )
 
@@ -670,6 +688,15 @@ def serve(
             help="Namespace of the Lease; default POD_NAMESPACE, else default.",
         ),
     ] = None,
+    shards: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=CONTROLLER_PANEL,
+            help="Split the Rollouts into this many shards, a Lease each, shared fairly by the "
+            "replicas (each steers the Rollouts of the shards it holds). 1: one leader for all "
+            "(with --leader-elect).",
+        ),
+    ] = 1,
     min_step_looks: Annotated[
         int,
         typer.Option(
@@ -742,6 +769,10 @@ def serve(
         _fail("--action-deadline must be positive", EXIT_BAD_INPUT)
     if (namespace or kubeconfig or leader_elect) and not watch:
         _fail("--namespace, --kubeconfig and --leader-elect need --watch", EXIT_BAD_INPUT)
+    if not 1 <= shards <= 256:
+        _fail("--shards: give a number between 1 and 256", EXIT_BAD_INPUT)
+    if shards > 1 and not watch:
+        _fail("--shards needs --watch", EXIT_BAD_INPUT)
     token = _read_token(token_file)
     redactor = secrets_redactor(
         analyses.values(), token=token, grafana_token_file=grafana_token_file, urls=(url, store)
@@ -813,6 +844,7 @@ def serve(
                 namespaces=tuple(namespace),
                 leader_elect=leader_elect,
                 lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                shards=shards,
                 settings=ControllerSettings(
                     min_step_looks=min_step_looks,
                     max_inconclusive=undecided,

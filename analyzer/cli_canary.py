@@ -170,6 +170,7 @@ def canary_run(
             compress=spec.prometheus.compress,
             max_answer_bytes=spec.prometheus.max_answer_bytes,
             max_series=spec.prometheus.max_series,
+            bearer_token_file=spec.prometheus.bearer_token_file,
         )
     )
     console = Console(stderr=as_json) if sys.stderr.isatty() or not as_json else None

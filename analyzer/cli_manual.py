@@ -32,9 +32,12 @@ _HELP = {
     "one (`kubectl argo rollouts retry rollout`).",
 }
 _CANARY_HELP = {
-    "promote": "Ask the running canary to give the canary 100 % now (a manual promotion).",
-    "abort": "Ask the running canary to abort: all traffic back on stable.",
-    "pause": "Ask the running canary to hold the canary at its weight (looks go on).",
+    "promote": "Ask the running canary to give the canary 100 % now (a manual promotion; "
+    "blue/green keeps green, rolling lets the update go on without Verdict).",
+    "abort": "Ask the running canary to abort: all traffic back on stable (blue/green: back "
+    "on blue; rolling: the Deployment rolled back).",
+    "pause": "Ask the running canary to hold the canary at its weight, looks going on "
+    "(blue/green: green kept past the validation; rolling: the Deployment paused).",
     "resume": "Ask the running canary to go on after a pause.",
 }
 _EXITS = (
@@ -264,7 +267,7 @@ def _canary_verb(action: str) -> Callable[..., None]:
     def verb(
         config: Annotated[
             str | None,
-            typer.Option("--config", "-c", help="The canary's rollout file (as given to run)."),
+            typer.Option("--config", "-c", help="The rollout file (as given to `canary run`)."),
         ] = None,
         run: Annotated[
             str | None, typer.Option("--run", help="The run's id, instead of --config.")
@@ -312,7 +315,7 @@ def _canary_action(
 
     logs.configure(json=as_json, level="warning")
     if (config is None) == (run_id is None):
-        _fail("give --config FILE (the canary's rollout file) or --run ID", EXIT_BAD_INPUT)
+        _fail("give --config FILE (the rollout file) or --run ID", EXIT_BAD_INPUT)
     interval = None
     where = None
     if config is not None:
@@ -322,13 +325,14 @@ def _canary_action(
             file = load_rollout_file(config)
         except SpecError as error:
             _fail(str(error), EXIT_BAD_INPUT)
-        if file.rollout.strategy != "canary":
-            _fail(
-                f"{config}: a {file.rollout.strategy} rollout; people's requests steer canaries",
-                EXIT_BAD_INPUT,
-            )
         interval = file.analysis.interval
-        where = (file.analysis.name, file.rollout.namespace, str(file.rollout.virtual_service))
+        r = file.rollout
+        workload, kind = {
+            "canary": (r.virtual_service, "VirtualService"),
+            "blueGreen": (r.active_service, "Service"),
+            "rolling": (r.deployment, "Deployment"),
+        }[r.strategy]
+        where = (file.analysis.name, r.namespace, str(workload), kind)
     try:
         store = open_store(store_url)
     except StoreConfigError as error:
@@ -340,7 +344,7 @@ def _canary_action(
             )
             if found is None:
                 _fail(
-                    f"no canary run of {where[0]} on VirtualService {where[1]}/{where[2]} is "
+                    f"no run of {where[0]} on {where[3]} {where[1]}/{where[2]} is "
                     f"running in {store.description}",
                     EXIT_BAD_INPUT,
                 )
@@ -356,8 +360,8 @@ def _canary_action(
     when = f" (every {interval:g} s)" if interval else ""
     _say(
         {"run": {"id": run_id}, "request": request.as_dict()},
-        f"run {run_id}: {request.describe()} recorded; the running canary acts on it at its next "
-        f"look{when}",
+        f"run {run_id}: {request.describe()} recorded; the running rollout acts on it at its "
+        f"next look{when}",
         as_json,
     )
 

@@ -102,6 +102,16 @@ def _undecided(metrics: Sequence[MetricReport]) -> str:
     no_data = [m for m in metrics if m.status is MetricStatus.NO_DATA]
     if no_data:
         return f"No data for {', '.join(m.name for m in no_data)}: check the selectors and that the canary receives traffic."
+    held = [m for m in metrics if m.status is MetricStatus.INCONCLUSIVE and m.held]
+    if held:
+        shared = [m.name for m in held if m.shared_incident]
+        alone = [m.name for m in held if not m.shared_incident]
+        parts = []
+        if shared:
+            parts.append(f"incident on both versions: {', '.join(shared)} breach the SLO on the baseline too")
+        if alone:
+            parts.append(f"the canary alone breaches the SLO of {', '.join(alone)}")
+        return "Hold: " + "; ".join(parts) + ". No rollback: the SLO is a promotion criterion; the rollout waits."
     open_metrics = [m for m in metrics if m.status is MetricStatus.INCONCLUSIVE]
     needed = [m.more_requests_needed for m in open_metrics if m.more_requests_needed]
     names = ", ".join(m.name for m in open_metrics)

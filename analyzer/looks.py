@@ -6,11 +6,17 @@ and writes the report a person reads, and the benchmarks run it on thousands of 
 
 Rules (DESIGN.md, "Statistics in one paragraph"):
 
-* FAIL: the weighted mean of the metric's FAIL e-values (SLO gate 0.3, comparison 0.7; one check:
-  1) reaches 1/alpha at some look. A mean of e-processes is an e-process, so the metric's false
-  fail rate over all looks is at most its alpha (Ville). A failure is sticky.
-* PASS: every check's PASS e-value reaches 1/beta at this look (an intersection-union test: each
-  check at the full beta, no split).
+* FAIL: the weighted mean of the metric's FAIL e-values (rollback trigger 0.3, comparison 0.7; one
+  check: 1) reaches 1/alpha at some look. A mean of e-processes is an e-process, so the metric's
+  false fail rate over all looks is at most its alpha (Ville). A failure is sticky.
+* PASS: the SLO's and the comparison's PASS e-values each reach 1/beta at this look (an
+  intersection-union test: each check at the full beta, no split); a metric with only a rollback
+  trigger passes when shown below it.
+* HOLD: the canary is shown beyond its SLO (the SLO gate's FAIL e-value reaches 1/alpha) and the
+  metric has not failed: the SLO is a promotion criterion, not a rollback trigger, so a breach
+  alone holds the rollout (INCONCLUSIVE, `held`), and `shared` says whether the baseline is shown
+  beyond it too (an incident on both versions, not the new version). The hold lifts when the
+  evidence does.
 * Otherwise INCONCLUSIVE; NO_DATA while the canary has no requests (never a pass).
 
 Latency comparison: requests slower than a threshold are counted like bad requests. The threshold
@@ -69,6 +75,8 @@ class CheckLooks:
 @dataclass(frozen=True)
 class MetricLooks:
     codes: IntArray  # (..., looks): the metric's status after each look, failures sticky
+    held: npt.NDArray[np.bool_]  # (..., looks): inconclusive because the canary breaches its SLO
+    shared: npt.NDArray[np.bool_]  # (..., looks): held, and the baseline breaches the SLO too
     log_e_fail: FloatArray  # (..., looks): log of the weighted mean FAIL e-value
     fail_level: FloatArray  # (...): log(1/alpha) the mean must reach (alpha less any fallback)
     pass_level: FloatArray  # (...): log(1/beta) each PASS e-value must reach
@@ -139,15 +147,16 @@ def ratio_looks(
     lead = c_total.shape[:-1]
     fallback_alpha = np.zeros(lead)
     fallback_beta = np.zeros(lead)
-    max_bad = plan.max_bad_rate
-    if max_bad is not None:
-        ev = slo_evidence(c_bad, c_total, max_bad)
-        detail = {
-            "max": np.asarray(max_bad),
-            "canaryBad": np.cumsum(c_bad, axis=-1),
-            "canaryRequests": np.cumsum(c_total, axis=-1),
-        }
-        checks.append(CheckLooks("slo", weights["slo"], ev.fail, ev.passes, detail))
+    cum_bad, cum_total = np.cumsum(c_bad, axis=-1), np.cumsum(c_total, axis=-1)
+    for gate, bound in (("slo", plan.max_bad_rate), ("trigger", plan.abort_bad_rate)):
+        if bound is None:
+            continue
+        ev = slo_evidence(c_bad, c_total, bound)
+        detail = {"max": np.asarray(bound), "canaryBad": cum_bad, "canaryRequests": cum_total}
+        if gate == "slo" and b_bad is not None and b_total is not None:
+            bb = np.minimum(np.clip(np.asarray(b_bad, dtype=np.float64), 0, None), b_total)
+            detail["baselineBreach"] = slo_evidence(bb, b_total, bound).fail.log_e
+        checks.append(CheckLooks(gate, weights.get(gate, 1.0), ev.fail, ev.passes, detail))
     if plan.compare is not None:
         if b_bad is None or b_total is None:
             checks.append(_undecidable("compare", weights["compare"], c_total.shape))
@@ -236,30 +245,27 @@ def latency_looks(
     checks: list[CheckLooks] = []
     fallback_alpha = np.zeros(lead)
     fallback_beta = np.zeros(lead)
-    threshold = plan.latency_threshold
-    if threshold is not None:
-        k_hi = int(np.searchsorted(bounds, threshold, side="left"))
-        exact = k_hi < len(bounds) and bounds[k_hi] == threshold
-        certain = c_total - c_cum[..., k_hi] if k_hi < len(bounds) else np.zeros_like(c_total)
-        possible = certain if exact else c_total - (c_cum[..., k_hi - 1] if k_hi >= 1 else 0.0)
+    for gate, threshold in (("slo", plan.latency_threshold), ("trigger", plan.abort_seconds)):
+        if threshold is None:
+            continue
+        certain, possible = _slower(bounds, c_cum, threshold)
         ev = slo_evidence(
             np.clip(certain, 0, None), c_total, 1.0 - q, bad_at_most=np.clip(possible, 0, None)
         )
-        checks.append(
-            CheckLooks(
-                "slo",
-                weights["slo"],
-                ev.fail,
-                ev.passes,
-                {
-                    "threshold": np.asarray(threshold),
-                    "maxSlowerShare": np.asarray(1.0 - q),
-                    "slowerCertain": np.cumsum(certain, axis=-1),
-                    "slowerPossible": np.cumsum(possible, axis=-1),
-                    "canaryRequests": np.cumsum(c_total, axis=-1),
-                },
-            )
-        )
+        detail = {
+            "threshold": np.asarray(threshold),
+            "maxSlowerShare": np.asarray(1.0 - q),
+            "slowerCertain": np.cumsum(certain, axis=-1),
+            "slowerPossible": np.cumsum(possible, axis=-1),
+            "canaryRequests": np.cumsum(c_total, axis=-1),
+        }
+        if gate == "slo" and b_counts is not None:
+            b_cum = np.cumsum(np.clip(np.asarray(b_counts, dtype=np.float64), 0, None), axis=-1)
+            b_certain, _ = _slower(bounds, b_cum, threshold)
+            detail["baselineBreach"] = slo_evidence(
+                np.clip(b_certain, 0, None), b_cum[..., -1], 1.0 - q
+            ).fail.log_e
+        checks.append(CheckLooks(gate, weights.get(gate, 1.0), ev.fail, ev.passes, detail))
     if plan.compare is not None:
         if b_counts is None:
             checks.append(_undecidable("compare", weights["compare"], c_total.shape))
@@ -269,6 +275,18 @@ def latency_looks(
             )
             checks.append(check)
     return _combine(checks, np.cumsum(c_total, axis=-1), alpha, beta, fallback_alpha, fallback_beta)
+
+
+def _slower(bounds: FloatArray, cum: FloatArray, threshold: float) -> tuple[FloatArray, FloatArray]:
+    """Requests certainly and possibly slower than `threshold` per interval, from bucket counts
+    cumulative over the buckets (..., intervals, buckets): a threshold between two bucket bounds
+    knows the slow count only within a range."""
+    total = cum[..., -1]
+    k_hi = int(np.searchsorted(bounds, threshold, side="left"))
+    exact = k_hi < len(bounds) and bounds[k_hi] == threshold
+    certain = total - cum[..., k_hi] if k_hi < len(bounds) else np.zeros_like(total)
+    possible = certain if exact else total - (cum[..., k_hi - 1] if k_hi >= 1 else 0.0)
+    return certain, possible
 
 
 def _latency_comparison(
@@ -352,17 +370,33 @@ def _combine(
 ) -> MetricLooks:
     fail_level = np.log(1.0 / (alpha - fallback_alpha))
     pass_level = np.log(1.0 / (beta - fallback_beta))
-    stacked = np.stack([np.log(c.weight) + c.fail.log_e for c in checks])
-    top = stacked.max(axis=0)
-    log_e_fail = top + np.log(np.exp(stacked - top).sum(axis=0))
+    failing = [c for c in checks if c.check != "slo"]
+    passing = [c for c in checks if c.check != "trigger"] or checks
+    if failing:
+        stacked = np.stack([np.log(c.weight) + c.fail.log_e for c in failing])
+        top = stacked.max(axis=0)
+        log_e_fail = top + np.log(np.exp(stacked - top).sum(axis=0))
+    else:  # an SLO alone, its trigger turned off: it holds, it never fails
+        log_e_fail = np.full(canary_requests.shape, -np.inf)
     failed = np.maximum.accumulate(log_e_fail >= fail_level[..., None], axis=-1)
     passed = np.all(
-        np.stack([c.passes.log_e >= pass_level[..., None] for c in checks]), axis=0
+        np.stack([c.passes.log_e >= pass_level[..., None] for c in passing]), axis=0
     )
-    codes = np.where(failed, FAIL, np.where(passed, PASS, INCONCLUSIVE))
-    codes = np.where((canary_requests <= 0) & ~failed, NO_DATA, codes).astype(np.int8)
+    held = np.zeros(canary_requests.shape, dtype=bool)
+    shared = np.zeros(canary_requests.shape, dtype=bool)
+    for c in checks:
+        if c.check == "slo":
+            breach = c.fail.log_e >= fail_level[..., None]
+            held = breach & ~failed
+            if "baselineBreach" in c.detail:
+                shared = held & (c.detail["baselineBreach"] >= fail_level[..., None])
+    codes = np.where(failed, FAIL, np.where(passed & ~held, PASS, INCONCLUSIVE))
+    no_data = (canary_requests <= 0) & ~failed
+    codes = np.where(no_data, NO_DATA, codes).astype(np.int8)
     return MetricLooks(
         codes=codes,
+        held=np.asarray(held & ~no_data),
+        shared=np.asarray(shared & ~no_data),
         log_e_fail=np.asarray(log_e_fail, dtype=np.float64),
         fail_level=np.asarray(fail_level, dtype=np.float64),
         pass_level=np.asarray(pass_level, dtype=np.float64),

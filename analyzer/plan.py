@@ -17,8 +17,15 @@ from analyzer.errors import SpecError
 from metrics.source import MetricKind, MetricQuery
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-CHECK_WEIGHTS = MappingProxyType({"slo": 0.3, "compare": 0.7})
-"""Each check's weight in its metric's FAIL e-value, before they are normalised to sum to 1."""
+CHECK_WEIGHTS = MappingProxyType({"trigger": 0.3, "compare": 0.7})
+"""Each FAIL check's weight in its metric's FAIL e-value, before they are normalised to sum to 1:
+the rollback trigger and the comparison. The SLO (a promotion criterion) never fails a metric: a
+breach holds it (`analyzer.looks`)."""
+DEFAULT_ABORT_BAD_RATE = 0.01
+"""The rollback trigger a ratio SLO gets when the file names none: 1 % bad (or twice the SLO's bad
+rate when that is looser), the product brief's "error rate > 1 %"."""
+DEFAULT_ABORT_SECONDS = 1.0
+"""The rollback trigger a latency SLO gets when the file names none: 1 s (or twice the SLO)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,10 @@ class MetricPlan:
     latency_threshold: float | None
     """A latency SLO in seconds (None: no SLO, or a ratio metric)."""
     compare: ComparePlan | None
+    abort_bad_rate: float | None = None
+    """A ratio rollback trigger as a bad fraction: the canary shown above it fails at once."""
+    abort_seconds: float | None = None
+    """A latency rollback trigger in seconds: the canary's quantile shown above it fails at once."""
     critical: bool = False
     weight: float = 1.0
     test: Literal["sequential", "mann-whitney"] = "sequential"
@@ -58,9 +69,14 @@ class MetricPlan:
         return self.max_bad_rate is not None or self.latency_threshold is not None
 
     @property
+    def has_trigger(self) -> bool:
+        return self.abort_bad_rate is not None or self.abort_seconds is not None
+
+    @property
     def check_weights(self) -> dict[str, float]:
-        """The weights of the metric's checks in its FAIL e-value (they sum to 1)."""
-        present = [c for c, on in (("slo", self.has_slo), ("compare", self.compare)) if on]
+        """The weights of the metric's FAIL checks in its FAIL e-value (they sum to 1); the SLO
+        check holds and never fails, so it has none."""
+        present = [c for c, on in (("trigger", self.has_trigger), ("compare", self.compare)) if on]
         total = sum(CHECK_WEIGHTS[c] for c in present)
         return {c: CHECK_WEIGHTS[c] / total for c in present}
 

@@ -29,6 +29,8 @@ from analyzer.gates import ArgoCDSpec, HealthSpec
 from analyzer.limits import MAX_ANALYSIS_FILE_BYTES
 from analyzer.notify.config import GrafanaSpec, NotificationSpec
 from analyzer.plan import (
+    DEFAULT_ABORT_BAD_RATE,
+    DEFAULT_ABORT_SECONDS,
     PLACEHOLDER,
     AnalysisPlan,
     ComparePlan,
@@ -68,16 +70,39 @@ class PrometheusSpec(_Model):
         alias="maxSeries",
         description="the most series one answer may hold; default 100,000",
     )
+    bearer_token_file: str | None = Field(
+        default=None,
+        min_length=1,
+        alias="bearerTokenFile",
+        description="a file holding a bearer token, read at each request (Authorization)",
+    )
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> PrometheusSpec:
+        if self.bearer_token_file and any(h.lower() == "authorization" for h in self.headers):
+            raise ValueError("give headers.Authorization or bearerTokenFile, not both")
+        return self
 
 
 class SloSpec(_Model):
+    """`max`/`min`: the promotion criterion (the canary must be shown within it to pass; a breach
+    alone holds the rollout). `abortAbove`/`abortBelow`: the rollback trigger (the canary shown
+    beyond it fails at once, whatever the baseline does); without one, an SLO gets the brief's
+    default (1 % bad, 1 s latency, or twice the SLO where that is looser)."""
+
     max: float | str | None = None
     min: float | str | None = None
+    abort_above: float | str | None = Field(default=None, alias="abortAbove")
+    abort_below: float | str | None = Field(default=None, alias="abortBelow")
 
     @model_validator(mode="after")
     def _one_bound(self) -> SloSpec:
-        if (self.max is None) == (self.min is None):
-            raise ValueError("give exactly one of max or min")
+        if self.max is not None and self.min is not None:
+            raise ValueError("give one of max or min, not both")
+        if self.abort_above is not None and self.abort_below is not None:
+            raise ValueError("give one of abortAbove or abortBelow, not both")
+        if self.max is None and self.min is None and self.abort_above is None and self.abort_below is None:
+            raise ValueError("give max or min (the promotion criterion), abortAbove or abortBelow (the rollback trigger), or both")
         return self
 
 
@@ -164,6 +189,7 @@ class MetricSpec(_Model):
                         parse_seconds(bound)
                     except ValueError as error:
                         raise ValueError(f"slo.max: {error}") from None
+            self._check_trigger(kind)
         if self.compare is not None and self.compare.direction is not None:
             worse = "decrease" if self.higher_is_better else "increase"
             if self.compare.direction != worse:
@@ -218,7 +244,8 @@ class MetricSpec(_Model):
         if self.slo.max is not None:
             value = _rate(self.slo.max, "slo.max")
             return 1.0 - value if self.higher_is_better else value
-        assert self.slo.min is not None
+        if self.slo.min is None:  # a rollback trigger alone
+            return None
         value = _rate(self.slo.min, "slo.min")
         return value if not self.higher_is_better else 1.0 - value
 
@@ -227,6 +254,50 @@ class MetricSpec(_Model):
         if self.slo is None or self.slo.max is None:
             return None
         return parse_seconds(self.slo.max)
+
+    def _check_trigger(self, kind: MetricKind) -> None:
+        assert self.slo is not None
+        worse = "abortBelow" if self.higher_is_better else "abortAbove"
+        given = "abortAbove" if self.slo.abort_above is not None else "abortBelow"
+        bound = self.slo.abort_above if self.slo.abort_above is not None else self.slo.abort_below
+        if bound is None:
+            return
+        if given != worse:
+            raise ValueError(
+                f"slo.{given}: this metric gets worse when it "
+                f"{'falls' if self.higher_is_better else 'rises'}; use slo.{worse}"
+            )
+        if kind is MetricKind.RATIO:
+            _rate(bound, f"slo.{given}")
+        else:
+            try:
+                parse_seconds(bound)
+            except ValueError as error:
+                raise ValueError(f"slo.{given}: {error}") from None
+        slo_bad = self.max_bad_rate() if kind is MetricKind.RATIO else self.latency_threshold()
+        trigger = self.abort_bad_rate() if kind is MetricKind.RATIO else self.abort_seconds()
+        if slo_bad is not None and trigger is not None and trigger < slo_bad:
+            raise ValueError(f"slo.{given}: the rollback trigger must lie beyond the SLO")
+
+    def abort_bad_rate(self) -> float | None:
+        """The ratio rollback trigger as a bad fraction: the file's, else the default for an SLO."""
+        if self.slo is None:
+            return None
+        bound = self.slo.abort_above if self.slo.abort_above is not None else self.slo.abort_below
+        if bound is not None:
+            value = _rate(bound, "slo.abortAbove")
+            return 1.0 - value if self.higher_is_better else value
+        slo = self.max_bad_rate()
+        return None if slo is None else min(1.0, max(DEFAULT_ABORT_BAD_RATE, 2.0 * slo))
+
+    def abort_seconds(self) -> float | None:
+        """The latency rollback trigger in seconds: the file's, else the default for an SLO."""
+        if self.slo is None:
+            return None
+        if self.slo.abort_above is not None:
+            return parse_seconds(self.slo.abort_above)
+        slo = self.latency_threshold()
+        return None if slo is None else max(DEFAULT_ABORT_SECONDS, 2.0 * slo)
 
 
 def _rate(value: float | str, key: str) -> float:
@@ -343,6 +414,8 @@ def plan_metric(metric: MetricSpec, *, alpha: float = 0.05, beta: float = 0.10) 
         quantile=metric.effective_quantile,
         max_bad_rate=metric.max_bad_rate() if ratio else None,
         latency_threshold=None if ratio else metric.latency_threshold(),
+        abort_bad_rate=metric.abort_bad_rate() if ratio else None,
+        abort_seconds=None if ratio else metric.abort_seconds(),
         compare=compare,
         critical=metric.critical,
         weight=metric.weight,

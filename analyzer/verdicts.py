@@ -25,7 +25,7 @@ class Verdict(enum.StrEnum):
 class CheckReport:
     """One check of one metric: an SLO gate, a comparison, or a Mann-Whitney judgement."""
 
-    check: str  # "slo" | "compare" | "mann-whitney"
+    check: str  # "slo" | "trigger" | "compare" | "mann-whitney"
     outcome: str  # pass | fail | inconclusive
     reason: str
     statistic: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +47,10 @@ class MetricReport:
     failed_at_look: int | None = None
     more_requests_needed: int | None = None
     more_minutes_needed: float | None = None  # at the canary's current request rate
+    held: bool = False
+    """Inconclusive because the canary is shown beyond its SLO (a promotion criterion)."""
+    shared_incident: bool = False
+    """Held, and the baseline is shown beyond the SLO too: an incident on both versions."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,15 @@
 own seed (`SeedSequence(SEED, spawn_key=(scenario, rpm, chunk))`), so results do not depend on the
 number of workers or on the order chunks finish in, and `--quick` runs are the first chunks of the
 full run. Chunks are judged by two worker processes.
+
+Verdict's holds: an SLO is a promotion criterion, so a canary shown beyond it (and not beyond the
+rollback trigger) is held, not failed. A run still held when the replay ends is PAUSED (for a
+person), never aborted; the cells of Verdict's judges count those runs (`held`, `held_shared` when
+the baseline breaches the SLO too), the runs held at any look before the decision
+(`held_any_look`), and the runs held at the end of an earlier step while still undecided
+(`held_at_earlier_step_end`): the canary loop would lengthen that step (by up to one more step) and
+pause there if the hold does not clear, which the fixed timeline of the replay does not model, so
+those runs' replay is approximate.
 """
 
 from __future__ import annotations
@@ -18,10 +27,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.looks import MetricLooks, latency_looks, ratio_looks
+from analyzer.spec import AnalysisSpec, plan_analysis
 from benchmarks import judges
-from benchmarks.judges import Decision
+from benchmarks.judges import Decision, Decisions
 from benchmarks.simulate import (
     ANALYSED_LOOKS,
+    BOUNDS,
     EXTRA_LOOKS,
     HORIZON,
     INTERVAL_SECONDS,
@@ -30,9 +42,11 @@ from benchmarks.simulate import (
     SCENARIOS,
     STEPS,
     TRAFFIC_RPM,
+    Batch,
     generate,
 )
 from benchmarks.specs import BENCHMARK_ANALYSIS, benchmark_analysis
+from metrics.source import MetricKind
 
 SEED = 20251126
 CHUNK = 50
@@ -50,8 +64,8 @@ JUDGE_NOTES = {
     "aborts at once; promoted at the first pass from the end of the 50 % step, 15 min, on; else "
     "paused at the horizon, 35 min)",
     "verdict-compare": "Verdict with the comparisons only (the analysis of benchmarks/specs.py "
-    "without its SLO gates): the judge of the shared-incident targets, where the SLO gate rightly "
-    "sees the incident's errors in the canary",
+    "without its SLOs and their rollback triggers): the judge of the comparison's shared-incident "
+    "targets",
     "argo-threshold": "Argo Rollouts as documented: error rate < 1 % and p99 < 500 ms on the "
     "canary's last 5 minutes (`interval: 5m`, query over `[5m]`), `failureLimit: 3` (the 4th failed "
     f"measurement aborts); empty window fails; else promoted at the horizon — {ARGO_DOCS}, "
@@ -76,6 +90,70 @@ JUDGE_NOTES = {
 }
 
 
+# the A/A scenarios a peer must keep false aborts ≤ alpha in to qualify for the races: those with
+# no incident in both versions (aborting the 5 % shared incident is "roll back first" now, and the
+# peers' 1 % thresholds are Verdict's SLO, not its rollback trigger, so a shared incident between
+# the two says nothing about a peer's false aborts)
+def _qualifying_aa(result: dict[str, Any]) -> list[str]:
+    return [s for s in _aa(result) if "shared" not in s]
+
+
+@dataclass(frozen=True)
+class VerdictRuns:
+    """Verdict's decision per run, and its holds (see the module's docstring), shape (runs,)."""
+
+    decisions: Decisions
+    held: npt.NDArray[np.bool_]  # paused, a metric held at the decision look
+    held_shared: npt.NDArray[np.bool_]  # ... and the baseline breaches the SLO too
+    held_any_look: npt.NDArray[np.bool_]  # a metric held at some look up to the decision
+    held_at_earlier_step_end: npt.NDArray[np.bool_]  # held at a step's end before the last step's
+
+    def flags(self) -> npt.NDArray[np.float64]:
+        return np.column_stack(
+            [self.held, self.held_shared, self.held_any_look, self.held_at_earlier_step_end]
+        ).astype(np.float64)
+
+
+def verdict_looks(spec: AnalysisSpec, batch: Batch) -> list[MetricLooks]:
+    """Every metric's looks for every run of the batch, as `judges.batch_codes` computes them,
+    kept whole (codes, and which looks are held)."""
+    out = []
+    for metric in plan_analysis(spec).metrics:
+        if metric.kind is MetricKind.RATIO:
+            out.append(ratio_looks(
+                metric, batch.canary_bad, batch.canary_total, batch.baseline_bad,
+                batch.baseline_total, batch.baseline_pre_bad, batch.baseline_pre_total,
+                alpha=metric.alpha, beta=metric.beta,
+            ))  # fmt: skip
+        else:
+            out.append(latency_looks(
+                metric, BOUNDS, batch.canary_buckets, batch.baseline_buckets,
+                batch.baseline_pre_buckets, alpha=metric.alpha, beta=metric.beta,
+            ))  # fmt: skip
+    return out
+
+
+def verdict_runs(spec: AnalysisSpec, batch: Batch) -> VerdictRuns:
+    """`judges.verdict_decisions` (the same codes through the same step rules), with the holds."""
+    looks = verdict_looks(spec, batch)
+    decisions = judges.replay_steps(np.stack([m.codes for m in looks]), spec)
+    held = np.asarray(np.stack([m.held for m in looks]).any(axis=0), dtype=np.bool_)  # (runs, looks)
+    shared = np.asarray(np.stack([m.shared for m in looks]).any(axis=0), dtype=np.bool_)
+    rows, at = np.arange(batch.runs), decisions.look - 1
+    paused = decisions.decision == Decision.PAUSED
+    before = np.arange(held.shape[-1])[None, :] < decisions.look[:, None]
+    step_end = np.zeros(batch.runs, dtype=np.bool_)
+    for end in range(LOOKS_PER_STEP, ANALYSED_LOOKS, LOOKS_PER_STEP):  # 10, 20: not the last step
+        step_end |= held[:, end - 1] & (decisions.look > end)
+    return VerdictRuns(
+        decisions=decisions,
+        held=paused & held[rows, at],
+        held_shared=paused & shared[rows, at],
+        held_any_look=np.asarray((held & before).any(axis=1), dtype=np.bool_),
+        held_at_earlier_step_end=step_end,
+    )
+
+
 @dataclass(frozen=True)
 class Task:
     scenario: int
@@ -85,20 +163,29 @@ class Task:
 
 
 def _run_task(task: Task) -> tuple[Task, dict[str, npt.NDArray[np.float64]]]:
-    """Draw one chunk and judge it with every judge: per judge, rows (decision, look, bad, excess)."""
+    """Draw one chunk and judge it with every judge: per judge, rows (decision, look, bad, excess,
+    held, held_shared, held_any_look, held_at_earlier_step_end; the holds are Verdict's, 0 for
+    the peers)."""
     scenario = SCENARIOS[task.scenario]
     seq = np.random.SeedSequence(SEED, spawn_key=(task.scenario, task.rpm, task.chunk))
     batch = generate(scenario, task.rpm, task.runs, np.random.default_rng(seq))
     spec = benchmark_analysis()
     harm = np.cumsum(batch.canary_harm, axis=1)
     expected = np.cumsum(batch.canary_expected_harm, axis=1)
+    verdicts = {
+        "verdict": verdict_runs(spec, batch),
+        "verdict-compare": verdict_runs(judges.comparisons_only(spec), batch),
+    }
+    decisions = {name: v.decisions for name, v in verdicts.items()} | judges.peer_decisions(batch)
     out: dict[str, npt.NDArray[np.float64]] = {}
-    for name, d in judges.all_decisions(spec, batch).items():
+    for name in judges.JUDGES:
+        d = decisions[name]
         index = d.look - 1
         rows = np.arange(batch.runs)
         bad = harm[rows, index]
         excess = bad - expected[rows, index]
-        out[name] = np.column_stack([d.decision, d.look, bad, excess]).astype(np.float64)
+        flags = verdicts[name].flags() if name in verdicts else np.zeros((batch.runs, 4))
+        out[name] = np.column_stack([d.decision, d.look, bad, excess, flags]).astype(np.float64)
     return task, out
 
 
@@ -123,7 +210,7 @@ def _quantile(values: npt.NDArray[np.float64], q: float) -> float | None:
 
 def summarise(scenario_index: int, rpm: int, judge: str, rows: npt.NDArray[np.float64]) -> dict[str, Any]:
     scenario = SCENARIOS[scenario_index]
-    decision, look, bad, excess = rows.T
+    decision, look, bad, excess, held, shared, ever_held, step_end = rows.T
     n = len(decision)
     onset = scenario.onset
     aborted = decision == Decision.ABORTED
@@ -157,6 +244,11 @@ def summarise(scenario_index: int, rpm: int, judge: str, rows: npt.NDArray[np.fl
             "median": float(np.median(excess)),
         },
     }
+    if judge.startswith("verdict"):
+        cell["held"] = _rate(int(held.sum()), n)
+        cell["held_shared"] = _rate(int(shared.sum()), n)
+        cell["held_any_look"] = _rate(int(ever_held.sum()), n)
+        cell["held_at_earlier_step_end"] = _rate(int(step_end.sum()), n)
     if scenario.must_not_promote:
         cell["false_promote"] = _rate(int(promoted.sum()), n)
     if onset:
@@ -317,12 +409,25 @@ def _promotion(
     )
 
 
+def _more_and_sooner(verdict: dict[str, Any], peer: dict[str, Any]) -> bool:
+    """The peer detects more (its detection rate above Verdict's by more than twice their combined
+    Monte-Carlo SE) and sooner (its censored median minutes to abort no later than Verdict's; two
+    judges that both abort fewer than half the runs are level)."""
+    v, p = detection(verdict), detection(peer)
+    more = p["rate"] > v["rate"] + 2 * math.hypot(p["se"], v["se"])
+    sooner = _or_inf(peer["time_to_abort_minutes"]["censored_median"]) <= _or_inf(
+        verdict["time_to_abort_minutes"]["censored_median"]
+    )
+    return bool(more and sooner)
+
+
 def races(result: dict[str, Any]) -> dict[str, Any]:
     """Per regression beyond Verdict's tolerance and traffic: Verdict's censored median minutes to
     abort (runs not aborted count as never) against each judge whose false-abort rate is ≤ alpha in
-    every A/A scenario at that traffic and that detects there (aborts most runs: a finite censored
-    median)."""
-    aa = _aa(result)
+    every A/A scenario without a shared incident at that traffic (`_qualifying_aa`) and that
+    detects there (aborts most runs: a finite censored median); and the qualified judges that
+    detect more and sooner (`_more_and_sooner`)."""
+    aa = _qualifying_aa(result)
     judge_names = sorted({c["judge"] for c in result["cells"]}, key=lambda j: (j != "verdict", j))
     qualified = {
         rpm: [
@@ -343,14 +448,21 @@ def races(result: dict[str, Any]) -> dict[str, Any]:
             detecting = [j for j in qualified[rpm] if math.isfinite(times[j])]
             slower_than = [j for j in detecting if times["verdict"] > times[j]]
             outcome = "none detects" if not detecting else ("no" if slower_than else "yes")
+            mine = cell(result, s, rpm, "verdict")
+            more = [j for j in qualified[rpm] if _more_and_sooner(mine, cell(result, s, rpm, j))]
             out.append(
                 {
                     "scenario": s,
                     "rpm": rpm,
                     "qualified_judges": qualified[rpm],
                     "censored_median_minutes": {k: _finite(v) for k, v in times.items()},
+                    "detected": {
+                        j: detection(cell(result, s, rpm, j))["rate"]
+                        for j in ["verdict", *qualified[rpm]]
+                    },
                     "verdict_at_least_as_fast": outcome,
                     "slower_than": slower_than,
+                    "detect_more_and_sooner": more,
                 }
             )
     return {
@@ -358,6 +470,9 @@ def races(result: dict[str, Any]) -> dict[str, Any]:
         "cells_as_fast": sum(r["verdict_at_least_as_fast"] == "yes" for r in out),
         "cells_none_detects": sum(r["verdict_at_least_as_fast"] == "none detects" for r in out),
         "cells_slower": sum(r["verdict_at_least_as_fast"] == "no" for r in out),
+        "cells_more_and_sooner": sum(bool(r["detect_more_and_sooner"]) for r in out),
+        "cells": len(out),
+        "qualifying_aa_scenarios": aa,
         "qualified_judges_by_rpm": {str(k): v for k, v in qualified.items()},
         "races": out,
     }
@@ -366,9 +481,9 @@ def races(result: dict[str, Any]) -> dict[str, Any]:
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     """The targets of the statistics redesign, each met or not with Verdict's measured figure."""
     rpms = list(result["traffic_rpm"])
-    # the shared incident serves the canary real errors above the 1 % SLO: its targets are the
-    # comparison's (judge verdict-compare); the SLO gate is right to see those errors
-    aa = [s for s in _aa(result) if "shared" not in s]
+    # the shared incidents have targets of their own: the 5 % one is beyond the rollback trigger
+    # (aborting it is "roll back first"), the 1.5 % one under it (it must be held, not aborted)
+    aa = _qualifying_aa(result)
     must_not = [s["name"] for s in result["scenarios"] if s.get("must_not_promote")]
     twice = [s for s in must_not if "2x-tolerance" in s]
     items = [
@@ -397,6 +512,7 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
             every_aa,
         )
     )
+    items.append(_every_aa_promoted(result, aa))
     items += [
         _promotion(result, "aa-constant", 1000, 1.0, 15.0),
         _worst_rate(result, twice, rpms, "false_promote", "false promotes at 2× tolerance, every rpm", 0.10),
@@ -409,8 +525,24 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
             result, ["aa-shared-incident"], rpms, "aborted",
             "shared incident: false abort (comparison), every rpm", ALPHA, "verdict-compare",
         ),
+        _under_trigger(result, rpms),
+        _worse_than_degraded(result, rpms),
     ]
     race = races(result)
+    slower = [r for r in race["races"] if r["detect_more_and_sooner"]]
+    where = ", ".join(
+        f"{r['scenario']} @ {r['rpm']} rpm ({'/'.join(r['detect_more_and_sooner'])})" for r in slower
+    )
+    items.append(
+        _target(
+            "regression cells where a qualified peer (A/A false aborts ≤ 5 %) detects more and "
+            "sooner (detection rate above Verdict's by > 2 SE, censored median no later)",
+            "0",
+            f"{race['cells_more_and_sooner']} of {race['cells']}" + (f": {where}" if where else ""),
+            race["cells_more_and_sooner"] == 0,
+            slower,
+        )
+    )
     items.append(
         _target(
             "Verdict at least as fast as every judge that keeps A/A false aborts ≤ 5 %, in every "
@@ -423,6 +555,70 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
         )
     )
     return {"met": sum(t["met"] for t in items), "of": len(items), "items": items, "races": race}
+
+
+UNDER_TRIGGER = "aa-shared-incident-under-trigger"
+
+
+def _under_trigger(result: dict[str, Any], rpms: list[int]) -> dict[str, Any]:
+    """Issue 23: the shared incident under the rollback trigger is held, not aborted."""
+    figure = "A/A shared incident under the rollback trigger: false aborts at every rpm (held instead)"
+    target = _worst_rate(result, [UNDER_TRIGGER], rpms, "aborted", figure, ALPHA)
+    if target["cells"]:
+        held = " / ".join(
+            pct(cell(result, UNDER_TRIGGER, rpm, "verdict").get("held", {"rate": math.nan}))
+            for rpm in rpms
+        )
+        target["measured"] += f"; held at the end {held} % at {' / '.join(map(str, rpms))} rpm"
+    return target
+
+
+def _worse_than_degraded(result: dict[str, Any], rpms: list[int]) -> dict[str, Any]:
+    """The canary worse than a degraded baseline (`shared-incident`) is still caught where it was
+    (≥ 90 % detected at 100 and 1000 rpm) and promoted nowhere (≤ 10 %)."""
+    name = "shared-incident"
+    figure = (
+        "canary worse than a degraded baseline (shared-incident) still caught: detected at 100 / "
+        "1000 rpm; promoted, every rpm"
+    )
+    if not any(c["scenario"] == name for c in result["cells"]):
+        return _target(figure, "≥ 90 %; ≤ 10 %", "no such scenario in this run", False, [])
+    cells = [cell(result, name, rpm, "verdict") for rpm in rpms]
+    caught = [(c["rpm"], detection(c)["rate"]) for c in cells if c["rpm"] >= 100]
+    promoted = max(c["false_promote"]["rate"] for c in cells)
+    measured = (
+        " / ".join(_percent(r) for _, r in caught)
+        + f" detected ({' / '.join(_percent(detection(c)['rate']) for c in cells)} at "
+        f"{' / '.join(str(c['rpm']) for c in cells)} rpm); promoted at most {_percent(promoted)}"
+    )
+    met = all(r >= 0.9 for _, r in caught) and promoted <= 0.10
+    return _target(
+        figure, "≥ 90 %; ≤ 10 %", measured, met,
+        [{"rpm": c["rpm"], "detected": detection(c), "false_promote": c["false_promote"]} for c in cells],
+    )  # fmt: skip
+
+
+def _every_aa_promoted(result: dict[str, Any], aa: list[str]) -> dict[str, Any]:
+    """Issue 23: every A/A scenario (no shared incident) promoted ≥ 90 % at 100 rpm, ≥ 99 % at 1000."""
+    need = {100: 0.90, 1000: 0.99}
+    cells = [
+        {"scenario": s, "rpm": rpm, "promoted": cell(result, s, rpm, "verdict")["promoted"]}
+        for rpm in need
+        for s in aa
+        if rpm in result["traffic_rpm"]
+    ]
+    parts = []
+    for rpm in need:
+        rates = [c["promoted"]["rate"] for c in cells if c["rpm"] == rpm]
+        if rates:
+            parts.append(f"{_percent(min(rates))}–{_percent(max(rates))} at {rpm} rpm")
+    return _target(
+        "every A/A scenario without a shared incident: promoted at 100 / 1000 rpm",
+        "≥ 90 % / ≥ 99 %",
+        "; ".join(parts) or "no such cells",
+        bool(cells) and all(c["promoted"]["rate"] >= need[c["rpm"]] for c in cells),
+        cells,
+    )
 
 
 def _or_inf(x: float | None) -> float:
@@ -449,6 +645,20 @@ def detection(c: dict[str, Any]) -> dict[str, float]:
     return dict(c["detected_after_onset"] if "detected_after_onset" in c else c["aborted"])
 
 
+def held_note(c: dict[str, Any]) -> str:
+    """" · held N" for a Verdict cell with runs paused while held by an SLO breach, else ""."""
+    held = c.get("held")
+    return f" · held {pct(held)}" if held and held["rate"] > 0 else ""
+
+
+def held_text(c: dict[str, Any]) -> str:
+    """" (held N, shared M)" for a Verdict cell with held runs, else ""."""
+    held = c.get("held")
+    if not held or held["rate"] <= 0:
+        return ""
+    return f" (held {pct(held)}, shared {pct(c['held_shared'])})"
+
+
 def promotion_text(c: dict[str, Any]) -> str:
     """Promoted % / median minutes to promote."""
     return f"{pct(c['promoted'])} / {minutes(c['time_to_promote_minutes']['median'])}"
@@ -465,18 +675,25 @@ def console_tables(result: dict[str, Any]) -> Iterable[str]:
     """The headline tables as plain text."""
     judge_names = list(result["judges"])
     width = max(len(j) for j in judge_names) + 2
-    head = f"{'scenario':<22}{'rpm':>6}  " + "".join(f"{j:>{width}}" for j in judge_names)
+    head = f"{'scenario':<34}{'rpm':>6}  " + "".join(f"{j:>{width}}" for j in judge_names)
 
     def rows(scenarios: list[str], text: Any) -> Iterable[str]:
         for s in scenarios:
             for rpm in result["traffic_rpm"]:
                 row = "".join(f"{text(cell(result, s, rpm, j)):>{width}}" for j in judge_names)
-                yield f"{s:<22}{rpm:>6}  {row}"
+                yield f"{s:<34}{rpm:>6}  {row}"
 
     must_not = [s["name"] for s in result["scenarios"] if s.get("must_not_promote")]
     yield "False-abort rate, % (± SE), null scenarios"
     yield head
     yield from rows(_names(result, True), lambda c: rate_cell(c["aborted"]))
+    yield ""
+    yield "Verdict's held runs (paused at the end, an SLO breached, not the rollback trigger), %"
+    yield head
+    yield from rows(
+        [s["name"] for s in result["scenarios"]],
+        lambda c: pct(c["held"]) if "held" in c else "",
+    )
     yield ""
     yield "Detection rate, % / median minutes to abort, regressions"
     yield head

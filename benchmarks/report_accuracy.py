@@ -11,7 +11,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from benchmarks.accuracy import ALPHA, _names, cell, detection, minutes, promotion_text, rate_cell
+from benchmarks.accuracy import (
+    ALPHA,
+    _names,
+    cell,
+    detection,
+    held_note,
+    held_text,
+    minutes,
+    promotion_text,
+    rate_cell,
+)
 
 COLORS = {
     "verdict": "#1b7837",
@@ -91,9 +101,22 @@ def _outcomes(result: dict[str, Any], path: Path) -> None:
     for ax, rpm in zip(np.atleast_1d(axes), rpms, strict=True):
         cells = [cell(result, s, rpm, "verdict") for s in scenarios]
         left = np.zeros(len(scenarios))
-        for key, color in (("promoted", "#1b7837"), ("paused", "#bababa"), ("aborted", "#b2182b")):
-            v = np.array([100 * c[key]["rate"] for c in cells])
-            ax.barh(scenarios, v, left=left, color=color, label=key)
+        for key, color in (
+            ("promoted", "#1b7837"),
+            ("held", "#f4a582"),
+            ("paused", "#bababa"),
+            ("aborted", "#b2182b"),
+        ):
+            if key == "held":
+                v = np.array([100 * c.get("held", {"rate": 0.0})["rate"] for c in cells])
+                label = "paused, held by an SLO breach"
+            elif key == "paused":
+                v = np.array([100 * (c["paused"]["rate"] - c.get("held", {"rate": 0.0})["rate"]) for c in cells])
+                label = "paused, undecided"
+            else:
+                v = np.array([100 * c[key]["rate"] for c in cells])
+                label = key
+            ax.barh(scenarios, v, left=left, color=color, label=label)
             left += v
         ax.set_title(f"Verdict outcomes — {rpm} rpm", fontsize=10)
         ax.set_xlabel("% of runs")
@@ -144,7 +167,13 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
         "",
         "## False-abort rate in null scenarios (%, ± Monte-Carlo SE)",
         "",
-        *_table(result, nulls, lambda c: rate_cell(c["aborted"])),
+        "`aa-shared-incident` (5 % errors in both versions, beyond the 2 % rollback trigger) is a "
+        "null for the comparison only: aborting it is \"roll back first\" by design. "
+        "`aa-shared-incident-under-trigger` (1.5 %: over the 1 % SLO, under the trigger) must be "
+        "held, not aborted. Verdict's cells add `held` (% of runs paused at the end while a metric "
+        "is held by an SLO breach) where there is any: a held run ends paused, never aborted.",
+        "",
+        *_table(result, nulls, lambda c: rate_cell(c["aborted"]) + held_note(c)),
         "",
         "## Regressions: detection rate (%) / median minutes to abort (p90)",
         "",
@@ -161,7 +190,7 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
         "## Promoted (%) / median minutes to promote: null scenarios, then the must-not-promote "
         "regressions (false promotes)",
         "",
-        *_table(result, nulls + must_not, promotion_text),
+        *_table(result, nulls + must_not, lambda c: promotion_text(c) + held_note(c)),
         "",
         "## Regressions: promoted (%) and excess bad requests served (mean, until the decision)",
         "",
@@ -173,6 +202,9 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
         "",
         "## Verdict: promoted / aborted / paused (%) and median minutes to the decision",
         "",
+        "Paused runs held by an SLO breach at the end in brackets (`held N`, `shared M`: the "
+        "baseline breaches the SLO too, an incident on both versions).",
+        "",
         "| scenario | " + " | ".join(f"{rpm} rpm" for rpm in rpms) + " |",
         "|---|" + "---|" * len(rpms),
     ]
@@ -182,8 +214,32 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
             c = cell(result, s, rpm, "verdict")
             texts.append(
                 f"{100 * c['promoted']['rate']:.1f} / {100 * c['aborted']['rate']:.1f} / "
-                f"{100 * c['paused']['rate']:.1f} · {c['decision_minutes_median']:.1f} min"
+                f"{100 * c['paused']['rate']:.1f}{held_text(c)} · {c['decision_minutes_median']:.1f} min"
             )
+        lines.append(f"| {s} | " + " | ".join(texts) + " |")
+    lines += [
+        "",
+        "## Verdict's holds (%): held at the end (paused) / of which shared with the baseline / "
+        "held at any look before the decision / held at the end of an earlier step",
+        "",
+        "A metric is held when the canary is shown beyond its SLO (a promotion criterion) and not "
+        "beyond its rollback trigger. The canary loop (strategies/canary.py) lengthens a step that "
+        "ends held by up to one more step and pauses there for a person if the hold does not clear; "
+        "the replay's timeline is fixed (the next step's weight comes on time), so runs held at the "
+        "end of step 1 or 2 (the last column) are replayed approximately. Scenarios without any "
+        "hold are left out.",
+        "",
+        "| scenario | " + " | ".join(f"{rpm} rpm" for rpm in rpms) + " |",
+        "|---|" + "---|" * len(rpms),
+    ]
+    for s in nulls + regressions:
+        cs = [cell(result, s, rpm, "verdict") for rpm in rpms]
+        keys = ("held", "held_shared", "held_any_look", "held_at_earlier_step_end")
+        if not any(c.get(k, {"rate": 0.0})["rate"] > 0 for c in cs for k in keys):
+            continue
+        texts = [
+            " / ".join(f"{100 * c.get(k, {'rate': 0.0})['rate']:.1f}" for k in keys) for c in cs
+        ]
         lines.append(f"| {s} | " + " | ".join(texts) + " |")
     race = result["targets"]["races"]
     lines += [
@@ -195,12 +251,24 @@ def markdown(result: dict[str, Any], images: list[str], command: str) -> str:
             f"{rpm} rpm: {', '.join(v) or 'none'}" for rpm, v in race["qualified_judges_by_rpm"].items()
         ) + ".",
         "",
-        "| regression | rpm | censored median minutes | Verdict at least as fast |",
-        "|---|---|---|---|",
+        "Qualifying A/A scenarios (false aborts ≤ 5 % in each): "
+        + ", ".join(race.get("qualifying_aa_scenarios", [])) + " (not the shared incidents: the peers' "
+        "1 % thresholds are Verdict's SLO, not its rollback trigger). **Detects more and sooner**: "
+        "a qualified judge whose detection rate is above Verdict's by more than twice their "
+        "combined SE and whose censored median is no later (two judges that abort fewer than half "
+        f"the runs are level): {race.get('cells_more_and_sooner', '?')} of {race.get('cells', '?')} cells.",
+        "",
+        "| regression | rpm | censored median minutes | detected % | Verdict at least as fast | "
+        "detects more and sooner |",
+        "|---|---|---|---|---|---|",
     ]
     for r in race["races"]:
         times = ", ".join(f"{k}: {minutes(v) if v is not None else 'never'}" for k, v in r["censored_median_minutes"].items())
-        lines.append(f"| {r['scenario']} | {r['rpm']} | {times} | {r['verdict_at_least_as_fast']} |")
+        found = ", ".join(f"{k}: {100 * v:.1f}" for k, v in r.get("detected", {}).items())
+        more = ", ".join(r.get("detect_more_and_sooner", [])) or "—"
+        lines.append(
+            f"| {r['scenario']} | {r['rpm']} | {times} | {found} | {r['verdict_at_least_as_fast']} | {more} |"
+        )
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"

@@ -46,6 +46,9 @@ LATENCY_SIGMA = 0.5
 TOLERANCE, MARGIN = 0.5, 0.001  # Verdict's default comparison allowance
 TWICE_TOLERANCE_ERROR_RATE = BASELINE_ERROR_RATE * (1 + 2 * TOLERANCE) + MARGIN  # 1.1 %
 CANARY_PODS, BASELINE_PODS = 3, 10
+# the shared incident under the rollback trigger: over specs.py's error-rate SLO (1 %), under its
+# default trigger (max(1 %, 2 × SLO) = 2 %)
+UNDER_TRIGGER_INCIDENT_RATE = 0.015
 DAY_MINUTES = 24 * 60.0
 
 
@@ -154,7 +157,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "aa-shared-incident",
         True,
         "A/A with an incident in both versions: 5 % errors in minutes 15–20 (just after the "
-        "last step's 10 looks, at 50 %)",
+        "last step's 10 looks, at 50 %), beyond the 2 % rollback trigger: an abort is 'roll back "
+        "first' by design, not a false abort (the comparison alone must not abort)",
         incident=(15.0, 20.0, 0.05),
     ),
     Scenario(
@@ -185,6 +189,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         latency_factor=1.16,
         beyond_tolerance=True,
         must_not_promote=True,
+    ),
+    # appended after the four above: the seeds of every scenario above stay the same
+    Scenario(
+        "aa-shared-incident-under-trigger",
+        True,
+        "A/A with the same incident in both versions at 1.5 % errors in minutes 15–20: over the "
+        "1 % SLO (a promotion criterion), under the 2 % rollback trigger: Verdict must hold it "
+        "(paused), not abort it",
+        incident=(15.0, 20.0, UNDER_TRIGGER_INCIDENT_RATE),
     ),
 )
 

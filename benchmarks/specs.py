@@ -11,6 +11,12 @@ with three changes, so that no SLO sits exactly on the benchmark's null (baselin
   SLO moved off the null (min 99 %) it would only repeat the error-rate SLO check while splitting
   alpha three ways instead of two.
 
+Each SLO is a promotion criterion (`slo: {max}`): the canary must be shown within it to pass, and
+a breach alone holds the metric (inconclusive, `held`; `shared_incident` when the baseline breaches
+it too), never fails it. The file names no rollback trigger (`abortAbove`), so each SLO gets the
+default one, which fails at once when the canary is shown beyond it: max(1 %, 2 × SLO) = **2 %**
+errors for error-rate, max(1 s, 2 × SLO) = **1 s** for latency-p99.
+
 alpha 0.05, 30 s interval, steps 5 → 10 → 50 → 100 and the `all` scoring mode are the defaults.
 """
 

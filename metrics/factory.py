@@ -1,7 +1,8 @@
 """Metric sources from plain settings: the one place a `PrometheusSource` is built.
 
 `verdict analyze`, the web provider and the controller all describe the source they need as a
-`SourceSettings` (URL, headers, timeout, retries) and get it from `open_source`, or from a
+`SourceSettings` (URL, headers, bearer token file, timeout, retries) and get it from
+`open_source`, or from a
 `SourcePool` that keeps one source per distinct settings (its HTTP connections stay open across
 looks).
 """
@@ -26,6 +27,8 @@ class SourceSettings:
     """Retries of a failed attempt (connection error, timeout, 502/503/504)."""
     headers: tuple[tuple[str, str], ...] = field(default=())
     """Extra HTTP headers (e.g. `X-Scope-OrgID`), sorted pairs so settings compare equal."""
+    bearer_token_file: str | None = None
+    """A file holding a bearer token, read at each request (sent as `Authorization`)."""
     compress: bool = False
     """Ask for gzip answers (off: on a fast network, gzip costs Prometheus more than it saves)."""
     max_answer_bytes: int | None = None
@@ -44,6 +47,7 @@ class SourceSettings:
         what: str = "the analysis",
         max_answer_bytes: int | None = None,
         max_series: int | None = None,
+        bearer_token_file: str | None = None,
     ) -> SourceSettings:
         """Settings from loose values; raises `SourceUnavailable` when there is no URL."""
         if not url:
@@ -59,6 +63,7 @@ class SourceSettings:
             compress=compress,
             max_answer_bytes=max_answer_bytes,
             max_series=max_series,
+            bearer_token_file=bearer_token_file or None,
         )
 
 
@@ -76,6 +81,7 @@ def open_source(settings: SourceSettings) -> MetricSource:
         compress=settings.compress,
         max_answer_bytes=settings.max_answer_bytes or DEFAULT_MAX_BODY_BYTES,
         max_series=settings.max_series or DEFAULT_MAX_SERIES,
+        bearer_token_file=settings.bearer_token_file,
     )
 
 

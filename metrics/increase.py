@@ -24,6 +24,13 @@ package the tests run):
 * a group whose series have no two samples in the range has no answer at that look, even if
   a series was born in it (the `or` of the query above).
 
+For the check of a read against a store whose own `increase()` follows other rules
+(VictoriaMetrics' does not extrapolate, and starts from the sample before the range), one
+look's plain differences are kept too (`plain_at`): per group, the sum over the series with two
+samples in [start, end_k] of last - first + the drops' corrections, with no extrapolation and
+nothing added for a born series. That is MetricsQL's `increase_prometheus()` over the same
+samples (`PrometheusSource` asks it of such a store).
+
 Sums over series may differ from Prometheus' in the last bits (another summation order).
 """
 
@@ -89,6 +96,9 @@ class CumulativeIncrease:
     it tests true; None: it cannot tell, and that part has no answers): each part's answers
     are the same sums over its series alone, as a read of its own selector would give them
     (`part_answers`; see `metrics.selectors`).
+
+    `plain_at`: a look whose plain differences (no extrapolation, nothing added for a born
+    series; module docstring) are kept too (`plain_answers`).
     """
 
     def __init__(
@@ -97,6 +107,7 @@ class CumulativeIncrease:
         ends_ms: Sequence[int],
         present: set[LabelKey],
         parts: Sequence[Callable[[LabelKey], bool | None]] = (),
+        plain_at: int | None = None,
     ) -> None:
         self.start_ms = start_ms
         self.ends_ms = np.asarray(ends_ms, dtype=np.int64)
@@ -110,6 +121,8 @@ class CumulativeIncrease:
         self._members: list[list[bool] | None] = [[] for _ in self._parts]
         self._part_answers: list[dict[LabelKey, dict[int, float]]] = [{} for _ in self._parts]
         self._done = 0  # looks answered so far
+        self._plain_at = plain_at
+        self._plain: dict[LabelKey, float] | None = None
 
     @property
     def looks_done(self) -> int:
@@ -118,6 +131,11 @@ class CumulativeIncrease:
     def answers(self) -> dict[LabelKey, dict[int, float]]:
         """Group key -> {look index -> cumulative increase} for the looks answered so far."""
         return self._answers
+
+    def plain_answers(self) -> dict[LabelKey, float] | None:
+        """Group key -> the plain difference at look `plain_at` (None until it is answered,
+        or when there is no such look)."""
+        return self._plain
 
     def part_answers(self, part: int) -> dict[LabelKey, dict[int, float]] | None:
         """`answers` of part `part`'s series alone; None when a series could not be told."""
@@ -276,12 +294,26 @@ class CumulativeIncrease:
             )
             increase = result * (extrapolate / sampled)
         born_here = born[:, None] & (count >= 1)
+        plain_at = self._plain_at
+        if plain_at is not None and first_look <= plain_at < first_look + looks:
+            column = plain_at - first_look
+            self._plain = self._column_sums(group, result[:, column], two[:, column])
         sums = partial(self._sums, first_look, group, increase, mins)
         sums(self._answers, two, born_here)
         for members, answers in zip(self._members, self._part_answers, strict=True):
             if members is not None:
                 member = np.asarray(members, dtype=np.bool_)[:, None]
                 sums(answers, two & member, born_here & member)
+
+    def _column_sums(
+        self, group: IntArray, values: FloatArray, where: npt.NDArray[np.bool_]
+    ) -> dict[LabelKey, float]:
+        """`values` summed by group over the series where `where` (groups with none: absent)."""
+        size = len(self._groups)
+        sums = np.bincount(group[where], weights=values[where], minlength=size)
+        has = np.bincount(group[where], minlength=size) > 0
+        names = list(self._groups)
+        return {names[g]: float(sums[g]) for g in np.flatnonzero(has).tolist()}
 
     def _sums(
         self,

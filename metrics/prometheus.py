@@ -14,8 +14,14 @@ Read once: a window of a look or two sends those instant queries (a few at a tim
 reads each counter's raw samples once, in time pages of about `page_samples` samples, and computes
 every look's answer with Prometheus' own arithmetic (`metrics.increase`): the same numbers, one
 pass over the data instead of one query per look over ever longer ranges. A source checks its
-first raw read against the server's own answer for the last look; if they differ (another PromQL
-engine), it keeps to the instant queries. A ratio's part that is its total with more matchers
+first raw read against the store's own answer for a settled look, each side by its own rules
+(`_judge`): Prometheus' `increase()` must be the read's answer; a store whose `increase()`
+follows other rules (VictoriaMetrics: no extrapolation) must give, with `increase_prometheus()`,
+the read's plain differences of the same samples; the read then keeps Prometheus' arithmetic
+(the same counts as on Prometheus), also for windows of one or two looks. If neither holds (lost
+samples, another engine), it warns and keeps to the instant queries. Pages are asked so that
+stores whose ranges hold their start (Prometheus 2.x) and stores whose ranges leave it out
+(VictoriaMetrics, Prometheus 3) give the same samples (`_page_answer`). A ratio's part that is its total with more matchers
 (Istio's 5xx, or not-5xx, of all requests) is counted from the total's raw samples, not read
 again (`metrics.selectors`); the read-ahead tells each total's read every such part it will
 be asked for.
@@ -99,7 +105,13 @@ from metrics.source import (
     Version,
     Window,
 )
-from metrics.transport import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, HTTPFailure, Transport
+from metrics.transport import (
+    DEFAULT_MAX_BODY_BYTES,
+    BodyTooLarge,
+    HTTPFailure,
+    TokenUnreadable,
+    Transport,
+)
 
 _RETRY_STATUSES = (502, 503, 504)
 _QUERY_REJECTED_STATUSES = (400, 422)
@@ -268,6 +280,27 @@ def _counted_part(query: MetricQuery, matchers: dict[str, str]) -> tuple[str, st
     return None if selects is None else (total_text, part_text, selects)
 
 
+def _plain_query(selector_text: str, range_seconds: float, by_le: bool) -> str:
+    """MetricsQL's plain difference of the samples of the last `range_seconds` and of the
+    instant that starts them: `increase_prometheus()` (no extrapolation, nothing added for a
+    series born in the range), over a range one millisecond longer, since MetricsQL's ranges
+    leave out their start (the raw read's hold it). Prometheus' engine does not know it."""
+    grouping = " by (le)" if by_le else ""
+    window = promql_duration(range_seconds + 0.001)
+    return f"sum{grouping}(increase_prometheus({selector_text}[{window}]))"
+
+
+def _same_values(asked: dict[LabelKey, float], computed: dict[LabelKey, float]) -> bool:
+    """The same series, each with the same value (to rounding; NaN is NaN)."""
+    if asked.keys() != computed.keys():
+        return False
+    return all(
+        math.isclose(asked[key], computed[key], rel_tol=1e-9, abs_tol=1e-9)
+        or (math.isnan(asked[key]) and math.isnan(computed[key]))
+        for key in asked
+    )
+
+
 def _answered_at(cumulative: _Cumulative, look: int) -> bool:
     """Whether any series has an answer at `look` (none at the last: no series at all)."""
     return any(look in by_look for by_look in cumulative.values())
@@ -351,7 +384,9 @@ class PrometheusSource:
     Answers come uncompressed unless `compress` (gzip costs Prometheus more CPU than a fast
     network saves on a megabyte-sized page of raw samples). An answer of more than
     `max_answer_bytes` (its body, after gzip) or `max_series` series raises `AnswerTooLarge`,
-    read no further.
+    read no further. `headers` go with every request (`X-Scope-OrgID: <tenant>` for Mimir,
+    Cortex or a Thanos tenant); `bearer_token_file` is read at each request
+    (`metrics.transport.BearerTokenFile`) and sent as `Authorization: Bearer <token>`.
     """
 
     def __init__(
@@ -368,6 +403,7 @@ class PrometheusSource:
         quick_seconds: float = _QUICK_SECONDS,
         max_answer_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_series: int = DEFAULT_MAX_SERIES,
+        bearer_token_file: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -394,6 +430,7 @@ class PrometheusSource:
             headers={"Accept-Encoding": "gzip" if compress else "identity", **(headers or {})},
             max_error_text=_MAX_ERROR_TEXT,
             max_body_bytes=max_answer_bytes,
+            bearer_token_file=bearer_token_file,
         )
         # Cumulative answers for instants older than `settle_seconds` cannot change any more:
         # a canary that looks every interval asks them again and again, so they are kept.
@@ -434,6 +471,9 @@ class PrometheusSource:
         # False if they differed (another PromQL engine: Prometheus 3, a remote store): then
         # this source keeps to the instant queries.
         self._raw_read_agrees: Future[bool] | None = None
+        # set when the check found the store's increase() to follow rules of its own, and its
+        # increase_prometheus() to agree with the raw samples (`_judge`): raw reads from then on
+        self._increase_differs = False
         # Threads for single requests asked beside a read (probes, the check, a listing, the
         # next page): they wait on nothing else, so they always finish. The part of a ratio is
         # read on threads of its own (`_part_reads`): such a read waits on requests, never on a
@@ -625,27 +665,7 @@ class PrometheusSource:
         if read is None:
             return None
         total_result, part_result = read
-        total = _Aligned.of(list(total_result.values()), window)
-        part = _Aligned.of(list(part_result.values()), window)
-
-        broken = total.non_finite | part.non_finite
-        if broken.any():
-            log.warning(
-                "non-finite values from Prometheus; intervals treated as missing",
-                intervals=np.flatnonzero(broken).tolist(),
-            )
-        usable = total.present & ~broken
-        if not usable.any():
-            log.warning("no usable total in the window", intervals=window.intervals)
-            return None
-        total_counts = np.where(usable, np.maximum(total.values, 0.0), 0.0)
-        part_counts = np.where(usable, np.maximum(part.values, 0.0), 0.0)
-        bad = part_counts if query.bad else total_counts - part_counts
-        # extrapolation can push one series a little past the other: bad stays within total
-        bad = np.clip(bad, 0.0, total_counts)
-        return RatioSeries(
-            bad=np.asarray(bad, dtype=np.float64), total=np.asarray(total_counts, dtype=np.float64)
-        )
+        return ratio_series(query, total_result, part_result, window, log)
 
     def _read_ratio(
         self, total_text: str, part_text: str, window: Window, part: str
@@ -723,55 +743,10 @@ class PrometheusSource:
         if not query.buckets:
             raise QueryError(f"histogram metric {query.name!r} needs `buckets`")
         selector_text = render(query.buckets, matchers)
-        promql = increase_query(selector_text, window.step.total_seconds(), by_le=True)
         result = self._query_cumulative(selector_text, window, by_le=True)
         if not result:
             return None
-
-        bound_of: list[float] = []
-        for key in result:
-            le = dict(key).get("le")
-            try:
-                bound = float(le) if isinstance(le, str) else math.nan
-            except ValueError:
-                bound = math.nan
-            if math.isnan(bound):
-                raise BadData(
-                    f"histogram metric {query.name!r}: a series of {promql} has "
-                    f"{'no `le` label' if le is None else f'the `le` value {le!r}'}"
-                )
-            bound_of.append(bound)
-        if math.inf not in bound_of:
-            raise BadData(
-                f'histogram metric {query.name!r}: {promql} has no le="+Inf" bucket; '
-                "every Prometheus histogram must have one"
-            )
-
-        raw_bounds = sorted(set(bound_of))
-        place = {bound: i for i, bound in enumerate(raw_bounds)}
-        buckets = _Aligned.by_group(
-            list(result.values()), [place[b] for b in bound_of], len(raw_bounds), window
-        )
-        broken = np.logical_or.reduce([b.non_finite for b in buckets])
-        if broken.any():
-            log.warning(
-                "non-finite values from Prometheus; intervals treated as missing",
-                intervals=np.flatnonzero(broken).tolist(),
-            )
-        usable = np.logical_or.reduce([b.present for b in buckets]) & ~broken
-        if not usable.any():
-            log.warning("no usable histogram counts in the window", intervals=window.intervals)
-            return None
-        cumulative = np.column_stack([np.maximum(b.values, 0.0) for b in buckets])
-        cumulative[~usable] = 0.0
-        # cumulative counts never decrease with `le`; extrapolation noise can make them
-        cumulative = np.maximum.accumulate(cumulative, axis=1)
-        counts = np.diff(cumulative, axis=1, prepend=0.0)
-        bounds = np.asarray(
-            [b * query.unit_seconds if math.isfinite(b) else b for b in raw_bounds],
-            dtype=np.float64,
-        )
-        return HistogramSeries(bounds=bounds, counts=np.asarray(counts, dtype=np.float64))
+        return histogram_series(query, selector_text, result, window, log)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -904,13 +879,14 @@ class PrometheusSource:
         start_ms = self._raw_read_start(instants, queries)
         checked = self._checked_look(queries)
         if start_ms is not None and checked is not None:
-            (raw, counted), asking = self._read_raw(
-                selector_text, queries, start_ms, by_le=by_le, parts=parts, checked=checked
+            look = queries.index(checked)
+            (raw, counted, plain), asking = self._read_raw(
+                selector_text, queries, start_ms, by_le=by_le, parts=parts, checked_at=look
             )
             try:
                 # no series at all is Prometheus' own answer (the probe's): nothing to check
                 agrees = (raw is None and asking is None) or self._settle_check(
-                    raw, queries.index(checked), asking, checked
+                    raw, plain, look, asking, checked
                 )
             except BaseException as exc:
                 if asking is not None:
@@ -922,8 +898,8 @@ class PrometheusSource:
                     self._remember_all(_look_queries(text, instants, by_le), part)
                 return raw, counted
             _log.warning(
-                "raw samples give other counts than Prometheus' increase(); "
-                "using one query a look from now on",
+                "raw samples give other counts than the store's own increase() and "
+                "increase_prometheus(); using one query a look from now on",
                 prometheus=self.url,
                 selector=selector_text,
             )
@@ -957,10 +933,13 @@ class PrometheusSource:
         """The looks' common range start (ms) when they are to be read raw: enough of them
         are not cached, their ranges share a start, and no raw read disagreed; else None (one
         instant query a look). `queries` None: none of the looks is cached."""
+        # a store whose increase() has rules of its own: the raw read, whatever the window,
+        # so every look counts with the same arithmetic as on Prometheus
+        reads_from = 1 if self.increase_differs else self.range_read_from
         enough = (
-            self._uncached_at_least(queries, self.range_read_from)
+            self._uncached_at_least(queries, reads_from)
             if queries is not None and self._cache
-            else len(instants.ms) >= self.range_read_from
+            else len(instants.ms) >= reads_from
         )
         if not enough or self.raw_reads_disagree:
             return None
@@ -978,9 +957,17 @@ class PrometheusSource:
         return next((q for q in reversed(queries) if q.at_seconds <= edge), None)
 
     @property
+    def increase_differs(self) -> bool:
+        """Whether the store's own `increase()` follows other rules than Prometheus' on the
+        same samples, which its `increase_prometheus()` showed the raw read to have
+        (VictoriaMetrics: `_judge`); then every window is read raw, however short."""
+        return self._increase_differs
+
+    @property
     def raw_reads_disagree(self) -> bool:
-        """Whether a raw read gave other counts than Prometheus' own `increase()` (then this
-        source keeps to one instant query a look)."""
+        """Whether a raw read gave other counts than the store's own `increase()` and
+        `increase_prometheus()` (`_judge`; then this source keeps to one instant query a
+        look)."""
         check = self._raw_read_agrees
         return (
             check is not None and check.done() and check.exception() is None and not check.result()
@@ -999,24 +986,72 @@ class PrometheusSource:
     def _settle_check(
         self,
         raw: dict[LabelKey, dict[int, float]] | None,
+        plain: dict[LabelKey, float] | None,
         look: int,
         asking: Future[list[dict[str, Any]]] | None,
         last: _LookQuery,
     ) -> bool:
-        """Whether the raw read agrees with Prometheus: decided by the checking read, waited
-        for by the others (which ask for themselves if that check failed)."""
+        """Whether the raw read agrees with the store (`_judge`): decided by the checking
+        read, waited for by the others (which ask for themselves if that check failed)."""
         check = self._raw_read_agrees
         if asking is None and check is not None:
             try:
                 return check.result()
             except Exception:
-                return self._agrees(raw, look, self._vector(last.promql, last.at_ms))
-        agrees = self._agrees(
-            raw, look, asking.result() if asking else self._vector(last.promql, last.at_ms)
-        )
+                return self._judge(raw, plain, look, self._vector(last.promql, last.at_ms), last)
+        answer = asking.result() if asking else self._vector(last.promql, last.at_ms)
+        agrees = self._judge(raw, plain, look, answer, last)
         if check is not None and asking is not None:
             check.set_result(agrees)
         return agrees
+
+    def _judge(
+        self,
+        raw: dict[LabelKey, dict[int, float]] | None,
+        plain: dict[LabelKey, float] | None,
+        look: int,
+        answer: list[dict[str, Any]],
+        last: _LookQuery,
+    ) -> bool:
+        """Whether the raw read agrees with the store, each side by its own rules.
+
+        Prometheus (and what runs its engine: Thanos, Mimir, Cortex) answers `increase()` with
+        the arithmetic of the raw read: its answer for the look must be the read's. A store
+        whose `increase()` follows other rules gives another number from the same samples:
+        VictoriaMetrics' does not extrapolate, starts from the sample before the range, and
+        counts a series born in the range from 0. Its `increase_prometheus()` (MetricsQL) is
+        the plain difference of the samples in the range (last - first + the drops, no
+        extrapolation): the read's plain differences at the look (`metrics.increase`) must be
+        that answer, so the store holds the samples the read counted, and the read keeps
+        Prometheus' arithmetic (the counts Prometheus would give from those samples). A store
+        that knows neither, or gives other numbers to both, disagrees."""
+        if self._agrees(raw, look, answer):
+            return True
+        if plain is None or not self._plain_agrees(plain, last):
+            return False
+        if not self._increase_differs:
+            _log.info(
+                "the store's increase() follows its own rules (VictoriaMetrics: no "
+                "extrapolation); its increase_prometheus() agrees with the raw samples, "
+                "counted as Prometheus counts them",
+                prometheus=self.url,
+                selector=last.selector,
+            )
+        self._increase_differs = True
+        return True
+
+    def _plain_agrees(self, plain: dict[LabelKey, float], last: _LookQuery) -> bool:
+        """Whether the store's `increase_prometheus()` over the look's range (its start
+        included, `_plain_query`) is the read's plain differences `plain`; False when the
+        store does not know the function (Prometheus' engine rejects it)."""
+        try:
+            answer = self._vector(_plain_query(last.selector, last.seconds, last.by_le), last.at_ms)
+        except (QueryError, BadData) as exc:
+            _log.debug(
+                "no increase_prometheus() to compare with", prometheus=self.url, error=str(exc)
+            )
+            return False
+        return _same_values(_values(answer), plain)
 
     def _abandon_check(self, exc: BaseException) -> None:
         """The checking read failed: its waiters are told, and the next raw read checks."""
@@ -1031,14 +1066,7 @@ class PrometheusSource:
     ) -> bool:
         """Whether Prometheus' own answer for `look` (asked, not cached) is the raw read's."""
         computed = {key: by_look[look] for key, by_look in (raw or {}).items() if look in by_look}
-        asked = _values(answer)
-        if asked.keys() != computed.keys():
-            return False
-        return all(
-            math.isclose(asked[key], computed[key], rel_tol=1e-9, abs_tol=1e-9)
-            or (math.isnan(asked[key]) and math.isnan(computed[key]))
-            for key in asked
-        )
+        return _same_values(_values(answer), computed)
 
     def _read_raw(
         self,
@@ -1048,14 +1076,16 @@ class PrometheusSource:
         *,
         by_le: bool,
         parts: dict[str, Narrowing],
-        checked: _LookQuery,
+        checked_at: int,
     ) -> tuple[
-        tuple[_Cumulative | None, dict[str, _Cumulative]], Future[list[dict[str, Any]]] | None
+        tuple[_Cumulative | None, dict[str, _Cumulative], dict[LabelKey, float] | None],
+        Future[list[dict[str, Any]]] | None,
     ]:
         """Every look's cumulative increase from the raw samples, read in time pages of about
-        max(`page_samples`, 20 × series) samples (see `metrics.increase`), and the `parts`'
-        (`_read_pages`); and, for the read that checks them, Prometheus' own answer for the
-        last look, asked beside the pages."""
+        max(`page_samples`, 20 × series) samples (see `metrics.increase`), the `parts`' and
+        the plain differences at look `checked_at` (`_read_pages`); and, for the read that
+        checks them, the store's own answer for that look, asked beside the pages."""
+        checked = queries[checked_at]
         ends_ms = [q.at_ms for q in queries]
         # One probe, which reads only the samples in the lookback before two instants: the
         # series present at the window's start (every other series of the pages was born
@@ -1080,7 +1110,15 @@ class PrometheusSource:
                     self._series_at, f"{selector_text} offset {span}", ends_ms[-1], known
                 )
             read = self._read_pages(
-                selector_text, queries, start_ms, present, probed.series, by_le, known, parts
+                selector_text,
+                queries,
+                start_ms,
+                present,
+                probed.series,
+                by_le,
+                known,
+                parts,
+                plain_at=checked_at,
             )
         except BaseException as exc:
             if asking is not None:
@@ -1104,10 +1142,13 @@ class PrometheusSource:
         by_le: bool,
         known: dict[bytes, LabelKey],
         parts: dict[str, Narrowing],
-    ) -> tuple[_Cumulative | None, dict[str, _Cumulative]]:
-        """The cumulative increases (None: no series at the last look, the version has none)
-        and each part's (empty when it has none; a part missing: a series of its total could
-        not be told, `metrics.selectors`)."""
+        *,
+        plain_at: int,
+    ) -> tuple[_Cumulative | None, dict[str, _Cumulative], dict[LabelKey, float] | None]:
+        """The cumulative increases (None: no series at the last look, the version has none),
+        each part's (empty when it has none; a part missing: a series of its total could
+        not be told, `metrics.selectors`), and the plain differences at look `plain_at`
+        (`metrics.increase`)."""
         ends_ms = [q.at_ms for q in queries]
         budget = max(self.page_samples, _PAGE_SAMPLES_PER_SERIES * series_count)
         step_ms = (ends_ms[-1] - start_ms) / len(ends_ms)
@@ -1128,8 +1169,9 @@ class PrometheusSource:
             ends_ms,
             present.result() if isinstance(present, Future) else present,
             [parts[text] for text in texts],
+            plain_at=plain_at,
         )
-        following: Future[tuple[str, bytes]] | None = None
+        following: Future[tuple[str, bytes, int]] | None = None
         try:
             while True:
                 # the next page is sized by this one's samples, counted in its bytes
@@ -1153,7 +1195,8 @@ class PrometheusSource:
             if part is not None:
                 counted[text] = part
         cumulative = computed.answers()
-        return (cumulative if _answered_at(cumulative, len(queries) - 1) else None), counted
+        answered = cumulative if _answered_at(cumulative, len(queries) - 1) else None
+        return answered, counted, computed.plain_answers()
 
     def _remember_all(
         self, queries: list[_LookQuery], cumulative: dict[LabelKey, dict[int, float]]
@@ -1168,35 +1211,53 @@ class PrometheusSource:
             while len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
-    def _page_answer(self, selector_text: str, after_ms: int, end_ms: int) -> tuple[str, bytes]:
-        """The query for the raw samples with times in (after_ms, end_ms], and its answer as
-        it came (decoded by `_page`)."""
-        promql = f"{selector_text}[{promql_duration((end_ms - after_ms - 1) / 1000)}]"
-        return promql, self._ask(promql, end_ms / 1000)
+    def _page_answer(
+        self, selector_text: str, after_ms: int, end_ms: int
+    ) -> tuple[str, bytes, int]:
+        """The query for the raw samples with times in (after_ms, end_ms], its answer as it
+        came (decoded by `_page`), and `after_ms`. The range reaches back to `after_ms`
+        itself: Prometheus 2.x's ranges hold both ends, VictoriaMetrics' (and Prometheus
+        3's) leave out their start, so a sample at `after_ms` comes from one store and not the
+        other, and `_page` drops it; a range one millisecond shorter would lose, on the
+        second kind, the sample at `after_ms + 1` (the window's first, at its start)."""
+        promql = f"{selector_text}[{promql_duration((end_ms - after_ms) / 1000)}]"
+        return promql, self._ask(promql, end_ms / 1000), after_ms
 
     def _page(
         self,
         promql: str,
         raw: bytes,
+        after_ms: int,
         end_ms: int,
         *,
         by_le: bool,
         known: dict[bytes, LabelKey],
         groups: dict[LabelKey, LabelKey],
     ) -> Page:
-        """A page's raw samples, flat (`known` and `groups`: what the read's earlier pages
-        learnt of its series)."""
+        """A page's raw samples with times in (after_ms, end_ms], flat (`known` and
+        `groups`: what the read's earlier pages learnt of its series)."""
         matrix = self._matrix(promql, raw, known)
-        for key in matrix.keys:
+        keys, sizes = matrix.keys, matrix.sizes
+        times_ms = np.rint(matrix.times * 1000).astype(np.int64)
+        values = matrix.values
+        after = times_ms > after_ms
+        if not after.all():  # a sample at the range's start: the previous page's, or before
+            owner = np.repeat(np.arange(len(keys)), sizes)
+            sizes = np.bincount(owner[after], minlength=len(keys)).astype(np.int64)
+            times_ms, values = times_ms[after], values[after]
+            kept = np.flatnonzero(sizes)
+            if kept.size < len(keys):
+                keys, sizes = [keys[i] for i in kept.tolist()], sizes[kept]
+        for key in keys:
             if key not in groups:
                 le = dict(key).get("le") if by_le else None
                 groups[key] = (("le", str(le)),) if le is not None else ()
         return Page(
-            keys=matrix.keys,
-            groups=[groups[key] for key in matrix.keys],
-            sizes=matrix.sizes,
-            times_ms=np.rint(matrix.times * 1000).astype(np.int64),
-            values=matrix.values,
+            keys=keys,
+            groups=[groups[key] for key in keys],
+            sizes=sizes,
+            times_ms=times_ms,
+            values=values,
             end_ms=end_ms,
         )
 
@@ -1321,6 +1382,8 @@ class PrometheusSource:
             raw = self._transport.post_form(
                 "/api/v1/query", {"query": promql, "time": f"{at_seconds:.3f}"}
             )
+        except TokenUnreadable as exc:
+            raise SourceUnavailable(f"{self._where}: {exc}") from None
         except BodyTooLarge as exc:
             raise AnswerTooLarge(
                 f"{self._where} answered {promql!r} with more than {_size(exc.limit)}, the most "
@@ -1504,3 +1567,88 @@ class _Aligned:
             cls(values=sums[g], present=present[g], non_finite=non_finite[g])
             for g in range(count)
         ]
+
+
+def ratio_series(
+    query: MetricQuery,
+    total_result: _Cumulative,
+    part_result: _Cumulative,
+    window: Window,
+    log: Any,
+) -> RatioSeries | None:
+    """A ratio metric's bad and total counts per interval from the cumulative increases of its
+    total and of its part (bad or good); None when no interval has a usable total."""
+    total = _Aligned.of(list(total_result.values()), window)
+    part = _Aligned.of(list(part_result.values()), window)
+
+    broken = total.non_finite | part.non_finite
+    if broken.any():
+        log.warning(
+            "non-finite values from Prometheus; intervals treated as missing",
+            intervals=np.flatnonzero(broken).tolist(),
+        )
+    usable = total.present & ~broken
+    if not usable.any():
+        log.warning("no usable total in the window", intervals=window.intervals)
+        return None
+    total_counts = np.where(usable, np.maximum(total.values, 0.0), 0.0)
+    part_counts = np.where(usable, np.maximum(part.values, 0.0), 0.0)
+    bad = part_counts if query.bad else total_counts - part_counts
+    # extrapolation can push one series a little past the other: bad stays within total
+    bad = np.clip(bad, 0.0, total_counts)
+    return RatioSeries(
+        bad=np.asarray(bad, dtype=np.float64), total=np.asarray(total_counts, dtype=np.float64)
+    )
+
+
+def histogram_series(
+    query: MetricQuery, selector_text: str, result: _Cumulative, window: Window, log: Any
+) -> HistogramSeries | None:
+    """A histogram metric's per-bucket counts per interval from the cumulative increases of its
+    buckets (`result`: one key per `le`, from `selector_text`); None when no interval has
+    usable counts. Raises `BadData` for a bucket without a usable `le` or no `+Inf` bucket."""
+    promql = increase_query(selector_text, window.step.total_seconds(), by_le=True)
+    bound_of: list[float] = []
+    for key in result:
+        le = dict(key).get("le")
+        try:
+            bound = float(le) if isinstance(le, str) else math.nan
+        except ValueError:
+            bound = math.nan
+        if math.isnan(bound):
+            raise BadData(
+                f"histogram metric {query.name!r}: a series of {promql} has "
+                f"{'no `le` label' if le is None else f'the `le` value {le!r}'}"
+            )
+        bound_of.append(bound)
+    if math.inf not in bound_of:
+        raise BadData(
+            f'histogram metric {query.name!r}: {promql} has no le="+Inf" bucket; '
+            "every Prometheus histogram must have one"
+        )
+
+    raw_bounds = sorted(set(bound_of))
+    place = {bound: i for i, bound in enumerate(raw_bounds)}
+    buckets = _Aligned.by_group(
+        list(result.values()), [place[b] for b in bound_of], len(raw_bounds), window
+    )
+    broken = np.logical_or.reduce([b.non_finite for b in buckets])
+    if broken.any():
+        log.warning(
+            "non-finite values from Prometheus; intervals treated as missing",
+            intervals=np.flatnonzero(broken).tolist(),
+        )
+    usable = np.logical_or.reduce([b.present for b in buckets]) & ~broken
+    if not usable.any():
+        log.warning("no usable histogram counts in the window", intervals=window.intervals)
+        return None
+    cumulative = np.column_stack([np.maximum(b.values, 0.0) for b in buckets])
+    cumulative[~usable] = 0.0
+    # cumulative counts never decrease with `le`; extrapolation noise can make them
+    cumulative = np.maximum.accumulate(cumulative, axis=1)
+    counts = np.diff(cumulative, axis=1, prepend=0.0)
+    bounds = np.asarray(
+        [b * query.unit_seconds if math.isfinite(b) else b for b in raw_bounds],
+        dtype=np.float64,
+    )
+    return HistogramSeries(bounds=bounds, counts=np.asarray(counts, dtype=np.float64))

@@ -8,7 +8,7 @@ against Prometheus' grammar `[a-zA-Z_][a-zA-Z0-9_]*`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from metrics.errors import QueryError
 from metrics.source import MetricKind, MetricQuery
@@ -51,6 +51,37 @@ def render(template: str, matchers: Mapping[str, str]) -> str:
     return _SELECTOR_PLACEHOLDER.sub(lambda _: rendered_selector, template)
 
 
+def union_selector(template: str, matchers: Sequence[Mapping[str, str]]) -> str:
+    """`template`'s counter selector for the series of every set of `matchers` at once: a label
+    with one value among them is matched by equality, one with several by a regular expression
+    of exactly those values (`a=~"x|y"`). Every set must name the same labels. When several
+    labels differ, the selector also matches their other combinations: a reader keeps each
+    set's own series."""
+    if not matchers:
+        raise ValueError("no matchers to unite")
+    names = sorted(matchers[0])
+    if any(sorted(m) != names for m in matchers):
+        raise ValueError("every set of matchers must name the same labels")
+    parts = []
+    for name in names:
+        if not _LABEL_NAME.match(name):
+            raise QueryError(f"invalid label name {name!r}: must match [a-zA-Z_][a-zA-Z0-9_]*")
+        values = sorted({str(m[name]) for m in matchers})
+        if len(values) == 1:
+            parts.append(f'{name}="{escape_label_value(values[0])}"')
+        else:
+            pattern = "|".join(_regex_literal(v) for v in values)
+            parts.append(f'{name}=~"{escape_label_value(pattern)}"')
+    if not _SELECTOR_PLACEHOLDER.search(template):
+        raise QueryError(f"query {template!r} has no {{{{ selector }}}} placeholder")
+    return _SELECTOR_PLACEHOLDER.sub(lambda _: ",".join(parts), template)
+
+
+def _regex_literal(value: str) -> str:
+    """`value` as a regular expression (RE2) that matches exactly it."""
+    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", value)
+
+
 def promql_duration(seconds: float) -> str:
     """A PromQL range duration such as `30s` or `1m30s` (whole milliseconds at worst)."""
     if seconds <= 0:
@@ -67,7 +98,9 @@ def promql_duration(seconds: float) -> str:
     return out
 
 
-def increase_query(counter_selector: str, range_seconds: float, *, by_le: bool = False) -> str:
+def increase_query(
+    counter_selector: str, range_seconds: float, *, by_le: bool = False, at: float | None = None
+) -> str:
     """The counters' total increase over the last `range_seconds`, summed (by `le` for buckets).
 
     `increase()` handles counter resets, but it never counts the first sample of a series that
@@ -75,11 +108,15 @@ def increase_query(counter_selector: str, range_seconds: float, *, by_le: bool =
     its first request). Those first values are added back: `min_over_time` of every series absent
     at the range's start is its first value. Without this, rare errors of a fresh canary would be
     undercounted, a bias towards promotion.
+
+    `at` (Unix seconds): every selector pinned at that instant (the `@` modifier), so the query
+    gives the same answer whenever it is evaluated, and many such queries can be asked in one.
     """
     grouping = " by (le)" if by_le else ""
     matching = " on (le)" if by_le else ""
-    window = f"[{promql_duration(range_seconds)}]"
-    offset = f"offset {promql_duration(range_seconds)}"
+    pinned = "" if at is None else f" @ {at:.3f}"
+    window = f"[{promql_duration(range_seconds)}]{pinned}"
+    offset = f"offset {promql_duration(range_seconds)}{pinned}"
     grown = f"sum{grouping}(increase({counter_selector}{window}))"
     born = (
         f"sum{grouping}(min_over_time({counter_selector}{window})"

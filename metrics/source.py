@@ -180,3 +180,14 @@ class ReadsAhead(Protocol):
         """A hint: these fetches follow. Raises `SourceUnavailable` when the source cannot
         answer; anything else is left for the fetches themselves to meet."""
         ...
+
+
+@runtime_checkable
+class ReadsTogether(Protocol):
+    """A source that reads the looks of many runs together (`metrics.fleet.FleetSource`)."""
+
+    def read_together(self, fetches: Sequence[Fetch]) -> None:
+        """Every fetch of one look, before any of them: the source may wait a moment for the
+        looks of other runs and read them all at once; the fetches then follow as usual.
+        Failures are left for the fetches themselves to meet."""
+        ...

@@ -3,9 +3,15 @@
 The environment is read once, when the transport is made, as requests would read it for the
 source's URL: the proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, with `NO_PROXY`), the CA bundle
 (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, else certifi's) and `~/.netrc` credentials (used unless
-the source's own headers carry an `Authorization`). A query then costs one urllib3 request: about
-a third of the client CPU a `requests.Session` spends on it, which matters when an analysis
-sends a dozen queries to a Prometheus that answers each in a millisecond or two.
+the source's own headers carry an `Authorization`, or it has a bearer token file). A query then
+costs one urllib3 request: about a third of the client CPU a `requests.Session` spends on it,
+which matters when an analysis sends a dozen queries to a Prometheus that answers each in a
+millisecond or two.
+
+A bearer token file (`BearerTokenFile`) is read when a request is sent, not when the transport
+is made: a token that is rotated in place (a Kubernetes projected service account token, a
+Vault agent's file) is sent from the next request on. The token goes only into the request's
+`Authorization` header; no error message or log line carries it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -44,6 +51,49 @@ class HTTPFailure(Exception):
         self.text = text
 
 
+class TokenUnreadable(Exception):
+    """The bearer token file cannot be read, or holds no token (the path is named; the file's
+    content never is)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read the bearer token file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class BearerTokenFile:
+    """A bearer token kept in a file, read at request time: the file is looked at (`stat`)
+    at each request and read again whenever it changed (another file put in its place, as
+    Kubernetes swaps a projected token's link, or the same file rewritten)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int, int] | None = None
+        self._token = ""
+
+    def token(self) -> str:
+        """The token as the file holds it now (surrounding white space left out); raises
+        `TokenUnreadable`."""
+        try:
+            stat = os.stat(self.path)
+            seen = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            with self._lock:
+                if seen != self._seen:
+                    with open(self.path, encoding="utf-8") as file:
+                        self._token = file.read().strip()
+                    self._seen = seen
+                token = self._token
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise TokenUnreadable(self.path, reason) from None
+        if not token:
+            raise TokenUnreadable(self.path, "the file is empty")
+        if any(c in token for c in "\r\n\0"):
+            raise TokenUnreadable(self.path, "the token holds a line break or a NUL character")
+        return token
+
+
 class BodyTooLarge(Exception):
     """An answer whose body is longer than the transport's `max_body_bytes` (not read further)."""
 
@@ -67,16 +117,21 @@ class Transport:
         headers: dict[str, str],
         max_error_text: int = 500,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        bearer_token_file: str | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
+        self._bearer = BearerTokenFile(bearer_token_file) if bearer_token_file else None
         self.url = url.rstrip("/")
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._retry = retry
         self._max_error_text = max_error_text
         self.max_body_bytes = max_body_bytes
         self._headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
-        if not any(name.lower() == "authorization" for name in self._headers):
+        authorization = any(name.lower() == "authorization" for name in self._headers)
+        if authorization and self._bearer is not None:
+            raise ValueError("give an Authorization header or a bearer token file, not both")
+        if not authorization and self._bearer is None:
             netrc = requests.utils.get_netrc_auth(self.url)
             if netrc is not None:
                 self._headers.update(urllib3.make_headers(basic_auth=":".join(netrc)))
@@ -99,11 +154,14 @@ class Transport:
             self._recent.append(time.monotonic() - began)
 
     def _post_form(self, path: str, fields: dict[str, str]) -> bytes:
+        headers = self._headers
+        if self._bearer is not None:
+            headers = {**headers, "Authorization": f"Bearer {self._bearer.token()}"}
         response = self._pool.request(
             "POST",
             self.url + path,
             body=urllib.parse.urlencode(fields),
-            headers=self._headers,
+            headers=headers,
             timeout=self._timeout,
             retries=self._retry,
             preload_content=False,

@@ -7,10 +7,20 @@
   just before the switch: there is no concurrent baseline, so the baseline's window is the
   look's window moved back by its own length (`BeforeSwitch`).
 * Green's pods go through the health gate (`strategies.health`) at every look: a failing gate
-  switches back to blue; a hold (Pending for resources) keeps green and the validation going
-  until it clears. After every switch back the rollback is checked (`strategies.recovery`: the
-  selector on blue, blue's pods Ready, blue's error rates back at their level before the switch)
-  and recorded (`rollback` in the progress).
+  switches back to blue, the decision told as the gate's kind (`image-pull`, `readiness`, ...,
+  with the findings in its `extra.health`); a hold (Pending for resources, the Argo CD
+  Application out of sync) keeps green and the validation going until it clears, recorded and
+  told once as a decision of its kind (`pending`: the platform team's route). After every switch
+  back the rollback is checked (`strategies.recovery`: the selector on blue, blue's pods Ready,
+  blue's error rates back at their level before the switch) and recorded (`rollback` in the
+  progress).
+* Before the switch green's pods must pass the gate: a fail (or green failing on the preview)
+  aborts with blue untouched, a hold waits; either opens the run then (its analysis still starts
+  at the switch), so that it is recorded and told as after the switch.
+* People's requests (`strategies.manual`, `verdict canary abort|promote|pause|resume`) are read
+  at every look: abort switches back to blue, promote keeps green as a manual promotion, pause
+  holds green and the validation's end (resume moves it by the time held). Before the switch
+  only an abort is taken (blue kept).
 * A fail moves the selector back to blue at once (exit 1). A pass at the end keeps green
   (promoted). Undecided at the end: `onTimeout` (`pause` keeps green and exits 3 for a person,
   `abort` switches back, `promote` keeps green as promoted).
@@ -28,12 +38,24 @@ from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
 from analyzer.notify import Notifier
 from analyzer.runs.model import RunKey
+from analyzer.runs.requests import REQUEST_KEY, ActionRequest, progress_of, waiting_request
 from analyzer.runs.store import RunStore, StoreUnavailable
 from analyzer.verdicts import AnalysisReport, MetricStatus, Verdict
 from metrics.source import MetricQuery, MetricSource, Series, Version, Window
 from strategies.health import Act, Finding
 from strategies.kube.pods import PodGate, PodState, PodsUnhealthy
 from strategies.kube.services import SelectorChanged, ServiceSwitch
+from strategies.manual import (
+    ManualAbort,
+    ManualPromote,
+    held,
+    held_seconds,
+    hold,
+    manual_event,
+    manual_reason,
+    release,
+    take_request,
+)
 from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
 from strategies.recovery import Part, check_of, rates_since
 from strategies.restore import RestoreFailed, RestorePolicy, until_restored
@@ -100,9 +122,76 @@ class BlueGreenRollout:
         except Exception as error:
             self.log.error("the run's end could not be recorded", error=str(error))
 
-    def _finish(self, decision: str, reason: str, verdict: str) -> Outcome:
+    def _finish(
+        self,
+        decision: str,
+        reason: str,
+        verdict: str,
+        *,
+        outcome: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome:
         self.log.info("blue/green finished", decision=decision, reason=reason)
-        return self.recorder.finish(decision, reason, verdict)
+        return self.recorder.finish(decision, reason, verdict, outcome=outcome, extra=extra)
+
+    def _params(self) -> dict[str, str]:
+        return {
+            "namespace": self.r.namespace,
+            "rollout": str(self.r.active_service),
+            "canaryHash": _labels(self.green),
+            "stableHash": _labels(self.blue),
+        }
+
+    def _open(self, when: datetime, progress: dict[str, Any]) -> None:
+        """Start the run in the store (its analysis from `when`)."""
+        digest = hashlib.sha256(f"{self.file.text}{format_time(when)}".encode()).hexdigest()
+        key = RunKey(
+            self.file.analysis.name, self.r.namespace, str(self.r.active_service), digest[:12]
+        )
+        self.recorder.start(key, self._params(), when, progress)
+
+    def _open_before_switch(self) -> None:
+        """The run, opened before the switch for what the health gate says (blue serves)."""
+        if self.recorder.run is not None:
+            return
+        self._open(self.clock.now(), {
+            "strategy": "blueGreen",
+            "service": f"{self.r.namespace}/{self.r.active_service}",
+            "state": "running",
+            "selector": self.blue,
+            "steps": [],
+            "reason": "",
+        })  # fmt: skip
+
+    def _verdict_now(self) -> str:
+        final = self.recorder.final
+        return str(final.verdict) if final is not None else "inconclusive"
+
+    def _not_switched(
+        self,
+        reason: str,
+        *,
+        outcome: str | None = None,
+        findings: tuple[Finding, ...] = (),
+        manual: ActionRequest | None = None,
+        verdict: str = "fail",
+    ) -> Outcome:
+        """Green broken before the switch (the health gate, the preview, a person): blue kept,
+        the run recorded (opened now if it was not) and its decision told."""
+        extra: dict[str, Any] = {}
+        if findings:
+            extra["health"] = [f.as_json() for f in findings]
+        if manual is not None:
+            extra["manual"] = manual.as_dict()
+        try:
+            self._open_before_switch()
+            self._note(findings)
+            return self._finish(ABORTED, reason, verdict, outcome=outcome, extra=extra)
+        except StoreUnavailable as error:  # nothing moved: the decision stands, unrecorded
+            self.log.error("the decision could not be recorded", error=str(error))
+            run = self.recorder.run
+            return Outcome(decision=ABORTED, reason=reason, run_id=run.id if run else None,
+                           final=self.recorder.final)  # fmt: skip
 
     def _preview(self) -> AnalysisReport | None:
         """Green through the preview Service, against blue serving now, over the last
@@ -149,22 +238,96 @@ class BlueGreenRollout:
 
     def _health_seen(self, health: PodState) -> None:
         """One look of the gate: each new finding recorded in the run's progress (`health`), a
-        hold said once when it starts."""
+        hold recorded and told once when it starts (a decision of its kind: `pending`, ...),
+        a hold that cleared noted. Before the switch a hold opens the run, and a person's abort
+        is taken (raised: `ManualAbort`)."""
         self._holding = health.act is Act.HOLD
-        self._note(health.findings)
+        if self.recorder.run is None:
+            if not health.held:
+                return
+            self._open_before_switch()
+        added = self._note(health.findings)
+        now = format_time(self.clock.now())
+        current = {f.key for f in health.findings}
+        cleared = False
+        for entry in self.recorder.progress.get("health") or []:
+            key = (entry.get("kind"), entry.get("subject"), entry.get("reason"))
+            if entry.get("act") == "hold" and not entry.get("cleared") and key not in current:
+                entry["cleared"] = now
+                cleared = True
+                self.say(f"hold cleared: {entry.get('subject')}: {entry.get('reason')}")
+        where = (
+            "green kept, validation goes on until it clears"
+            if self._switched is not None
+            else "blue serves; green is not switched to until it clears"
+        )
+        for f in added:
+            if f.act is not Act.HOLD:
+                continue
+            reason = f"held ({where}): {f.text()}"
+            self.say(reason)
+            self.log.warning("rollout held", kind=f.kind, subject=f.subject, reason=f.reason)
+            self.recorder.note(f.kind, reason, extra={"health": [f.as_json()]})
+        if added or cleared:
+            self.recorder.save()
+        if self._switched is None:
+            self._abort_before_switch()
 
-    def _note(self, findings: tuple[Finding, ...]) -> None:
-        if self.recorder.run is None:  # before the switch: the gate holds or fails, said only
-            for f in findings:
-                self.log.warning("health gate", finding=f.text())
-            return
+    def _note(self, findings: tuple[Finding, ...]) -> list[Finding]:
+        """Add the findings not yet in the run's progress (`health`, with the version the active
+        Service selected then); returns those."""
+        if self.recorder.run is None:
+            return []
         seen = self.recorder.progress.setdefault("health", [])
         known = {(e.get("kind"), e.get("subject"), e.get("reason")) for e in seen}
-        for f in findings:
-            if f.key not in known:
-                seen.append(f.as_json())
-                if f.act is Act.HOLD:
-                    self.say(f"held (green kept, validation goes on until it clears): {f.text()}")
+        added = [f for f in findings if f.key not in known]
+        active = "green" if self._switched is not None else "blue"
+        for f in added:
+            seen.append({**f.as_json(), "active": active})
+        return added
+
+    def _abort_before_switch(self) -> None:
+        """A person's abort waiting in the run before the switch: taken (`ManualAbort`); other
+        requests wait for the validation's looks."""
+        run_id = self.recorder.run_id
+        try:
+            stored = self.recorder.store.get(run_id)
+        except StoreUnavailable:
+            return
+        found = (progress_of(stored) or {}).get(REQUEST_KEY) if stored is not None else None
+        waiting = waiting_request({**self.recorder.progress, REQUEST_KEY: found})
+        if waiting is None or waiting.action != "abort":
+            return
+        now = self.clock.now()
+        request = take_request(self.recorder.store, run_id, self.recorder.progress, now)
+        if request is not None:
+            raise ManualAbort(request)
+
+    def _manual(self) -> None:
+        """Act on a person's request, if one waits (`strategies.manual`): abort and promote
+        leave the validation (raised), pause and resume hold or release green and the end."""
+        now = self.clock.now()
+        progress = self.recorder.progress
+        request = take_request(self.recorder.store, self.recorder.run_id, progress, now)
+        if request is None:
+            return
+        self.log.warning("a person's request", action=request.action, by=request.by,
+                         reason=request.reason)  # fmt: skip
+        if request.action == "abort":
+            raise ManualAbort(request)
+        if request.action == "promote":
+            self.gate.wait_ready(self._health_seen)  # green not healthy: the gate's fail
+            raise ManualPromote(request)
+        if request.action == "pause":
+            note = "" if hold(progress, request, now, 100) else "already held"
+        else:
+            note = "" if release(progress, now) is not None else "was not paused"
+        self.recorder.save()
+        self.say(f"{request.action} by {request.by}" + (f" ({note})" if note else "")
+                 + ": green serves")  # fmt: skip
+        self.recorder.record(
+            manual_event(self.recorder.info, request, time=now, step=1, weight=None, note=note)
+        )
 
     def _verified(self, outcome: Outcome) -> Outcome:
         """One interval after switching back: the selector on blue, blue's pods Ready, blue's
@@ -210,63 +373,99 @@ class BlueGreenRollout:
         self.recorder.progress["selector"] = self.blue
         self.recorder.progress.pop("pending", None)
 
+    def _before_switch(self) -> Outcome | None:
+        """Green's pods through the gate (a hold waits), then the preview: an `Outcome` when
+        green is not switched to (blue kept), None to switch."""
+        try:
+            self.gate.wait_ready(self._health_seen)
+        except PodsUnhealthy as error:
+            findings = tuple(f for f in error.findings if isinstance(f, Finding))
+            self.log.warning("blue/green aborted before the switch", reason=str(error))
+            return self._not_switched(
+                f"green not switched to (blue kept): the health gate failed: {error}",
+                outcome=findings[0].kind if findings else None,
+                findings=findings,
+            )
+        except ManualAbort as manual:
+            return self._not_switched(
+                f"{manual_reason(manual.request)}; green not switched to (blue kept)",
+                manual=manual.request,
+                verdict="inconclusive",
+            )
+        except KeyboardInterrupt:
+            if self.recorder.run is None:
+                raise
+            return self._finish(
+                INTERRUPTED, "interrupted before the switch: blue kept", "interrupted"
+            )
+        except Exception as error:
+            if self.recorder.run is not None:
+                self._finish_anyway(ABORTED, f"stopped by an error before the switch: {error}")
+            raise
+        if self.r.preview_service:
+            preview = self._preview()
+            if preview is not None and preview.verdict is Verdict.FAIL:
+                self.log.warning("blue/green aborted on the preview", reason=preview.reason)
+                self.recorder.final = preview
+                return self._not_switched(
+                    f"green failed on the preview, not switched: {preview.reason}"
+                )
+        return None
+
     def run(self) -> Outcome:
         current = self.switch.selector()
         if current != self.blue:
             raise SelectorChanged(
                 f"{self.switch.where} selects {current}, not blue {self.blue}: nothing to switch"
             )
-        self.gate.wait_ready(self._health_seen)
-        if self.r.preview_service:
-            preview = self._preview()
-            if preview is not None and preview.verdict is Verdict.FAIL:
-                reason = f"green failed on the preview, not switched: {preview.reason}"
-                self.log.warning("blue/green aborted on the preview", reason=preview.reason)
-                return Outcome(decision=ABORTED, reason=reason, run_id=None, final=preview)
+        not_switched = self._before_switch()
+        if not_switched is not None:
+            return not_switched
         switched = self.clock.now()
-        self._switched = switched
-        digest = hashlib.sha256(f"{self.file.text}{format_time(switched)}".encode()).hexdigest()
-        key = RunKey(
-            self.file.analysis.name, self.r.namespace, str(self.r.active_service), digest[:12]
-        )
-        params = {
-            "namespace": self.r.namespace,
-            "rollout": str(self.r.active_service),
-            "canaryHash": _labels(self.green),
-            "stableHash": _labels(self.blue),
-        }
-        progress = {
-            "strategy": "blueGreen",
-            "service": f"{self.r.namespace}/{self.r.active_service}",
-            "state": "running",
-            "selector": self.blue,
-            "pending": {"selector": self.green},
-            "steps": [
-                {
-                    "step": 1,
-                    "selector": self.green,
-                    "start": format_time(switched),
-                    "end": None,
-                    "verdict": None,
-                }
-            ],
-            "reason": "",
+        step = {
+            "step": 1,
+            "selector": self.green,
+            "start": format_time(switched),
+            "end": None,
+            "verdict": None,
         }
         # I3: the run and the switch it is about to make are recorded first: a store that cannot
         # record, or a placeholder the strategy does not fill, stops here with blue untouched
-        self.recorder.start(key, params, switched, progress)
-        end = switched + timedelta(seconds=self.r.validation_period)
+        if self.recorder.run is None:
+            self._open(switched, {
+                "strategy": "blueGreen",
+                "service": f"{self.r.namespace}/{self.r.active_service}",
+                "state": "running",
+                "selector": self.blue,
+                "pending": {"selector": self.green},
+                "steps": [step],
+                "reason": "",
+            })  # fmt: skip
+        else:  # opened before the switch (the gate held green): its analysis starts now
+            self.recorder.progress["pending"] = {"selector": self.green}
+            self.recorder.progress.setdefault("steps", []).append(step)
+            self.recorder.save(started_at=switched)
+        self._switched = switched
+        progress = self.recorder.progress
+
+        def end() -> datetime:  # moved by the time people held green
+            period = self.r.validation_period + held_seconds(progress)
+            return switched + timedelta(seconds=period)
+
         try:
             self.switch.switch(self.blue, self.green)
             self.recorder.progress["selector"] = self.green
             self.recorder.progress.pop("pending", None)
             self.say(f"{self.switch.where} switched to green {self.green}; validating")
             while True:
-                left = (end - self.clock.now()).total_seconds()
+                left = (end() - self.clock.now()).total_seconds()
                 interval = self.file.analysis.interval
-                self.clock.sleep(interval if self._holding else max(0.0, min(interval, left)))
+                holding = self._holding or held(progress)
+                self.clock.sleep(interval if holding else max(0.0, min(interval, left)))
+                self._manual()
                 self._health_seen(self.gate.check())
                 report = self.recorder.look()
+                left = (end() - self.clock.now()).total_seconds()
                 self.say(
                     f"validation look {self.recorder.run.looks if self.recorder.run else 0}:"
                     f" {report.verdict} ({max(left, 0):.0f} s left)"
@@ -282,15 +481,40 @@ class BlueGreenRollout:
                     return self._verified(
                         self._finish(ABORTED, f"switched back to blue: {report.reason}", "fail")
                     )
-                if (end - self.clock.now()).total_seconds() <= 0 and not self._holding:
+                if left <= 0 and not self._holding and not held(progress):
                     break
         except PodsUnhealthy as error:
-            self._note(tuple(f for f in error.findings if isinstance(f, Finding)))
+            findings = tuple(f for f in error.findings if isinstance(f, Finding))
+            self._note(findings)
             self._back_to_blue()
             return self._verified(
                 self._finish(
-                    ABORTED, f"switched back to blue: the health gate failed: {error}", "fail"
+                    ABORTED,
+                    f"switched back to blue: the health gate failed: {error}",
+                    "fail",
+                    outcome=findings[0].kind if findings else None,
+                    extra={"health": [f.as_json() for f in findings]} if findings else None,
                 )
+            )
+        except ManualAbort as manual:
+            self._back_to_blue()
+            return self._verified(
+                self._finish(
+                    ABORTED,
+                    f"switched back to blue: {manual_reason(manual.request)}",
+                    self._verdict_now(),
+                    extra={"manual": manual.request.as_dict()},
+                )
+            )
+        except ManualPromote as manual:
+            request = manual.request
+            release(progress, self.clock.now())
+            progress["promotion"] = {"basis": "manual", **request.as_dict()}
+            return self._finish(
+                PROMOTED,
+                f"green kept: {manual_reason(request)}",
+                self._verdict_now(),
+                extra={"manual": request.as_dict()},
             )
         except KeyboardInterrupt:
             self._back_to_blue()

@@ -188,6 +188,8 @@ class CanaryRollout:
         self.final: AnalysisReport | None = None
         self._holding = False
         """The health gate holds the canary where it is (Pending pods, Argo CD OutOfSync)."""
+        self._metric_hold = ""
+        """The metrics hold it: the reason of the breach being held on ("" when none)."""
         self._health_now: tuple[dict[str, Any], ...] = ()
         self.ended_by: ActionRequest | None = None
         """The person's request that ended the run (a manual abort or promotion), if any."""
@@ -541,6 +543,30 @@ class CanaryRollout:
                          "weight": state.progress["weights"]["canary"]})  # fmt: skip
         return added
 
+    def _metrics_hold(self, report: AnalysisReport, step: int, weight: int) -> bool:
+        """Whether a metric beyond its SLO (a promotion criterion, no rollback trigger crossed)
+        holds the canary at its weight; a hold is told once when it starts (`shared-incident`
+        when the baseline breaches it too) and noted when it clears."""
+        held_metrics = [m for m in report.metrics if m.held]
+        if not held_metrics:
+            if self._metric_hold:
+                self.on_message(f"metric hold cleared at {weight} % canary weight")
+                self.log.info("metric hold cleared")
+            self._metric_hold = ""
+            return False
+        if not self._metric_hold:
+            shared = any(m.shared_incident for m in held_metrics)
+            reason = f"held at {weight} % canary weight (no next step until it clears): {report.reason}"
+            self.on_message(reason)
+            self.log.warning("rollout held by the metrics", shared=shared, reason=report.reason)
+            if self.recorder is not None:
+                self.recorder.note(
+                    "shared-incident" if shared else "paused", reason, step=step, weight=weight,
+                    extra={"held": [m.name for m in held_metrics]},
+                )
+        self._metric_hold = report.reason
+        return True
+
     def _health_seen(self, health: PodState) -> None:
         """One look of the gate: new findings recorded, a hold told once when it starts, a hold
         that cleared noted; `_holding` says whether the canary is held where it is."""
@@ -659,6 +685,15 @@ class CanaryRollout:
                 return self._abort(
                     state, f"aborted at {weight} % canary weight (step {number}): {report.reason}"
                 )
+            if self._metric_hold and report.verdict is not Verdict.PASS:
+                self._end_step(state, str(report.verdict))
+                self._write(state, analysed[0])
+                return self._finish(
+                    state,
+                    PAUSED,
+                    f"paused for a person to decide, held by the metrics at {weight} % canary "
+                    f"weight (canary back at {analysed[0]} %): {report.reason}",
+                )
             self._end_step(state, str(report.verdict))
             state.save()
         if report is not None and report.verdict is Verdict.PASS:
@@ -751,7 +786,7 @@ class CanaryRollout:
                 seconds=self.rollout.step_duration + held_seconds(state.progress)
             )
             left = (end - clock.now()).total_seconds()
-            holding = held(state.progress) or self._holding
+            holding = held(state.progress) or self._holding or bool(self._metric_hold)
             clock.sleep(interval if holding else max(0.0, min(interval, left + overtime)))
             self._manual(state, number, weights)
             end = started + timedelta(
@@ -788,6 +823,10 @@ class CanaryRollout:
             if held(state.progress):  # a person's pause: no step ends until resumed
                 continue
             if self._holding:  # the health gate holds: no step ends until it clears
+                continue
+            if self._metrics_hold(report, number, weights.canary) and left > -max(
+                overtime, self.rollout.step_duration
+            ):  # an SLO breach holds the step (up to one more step's time), then a person decides
                 continue
             if left <= 0 and (report.verdict is not Verdict.INCONCLUSIVE or left <= -overtime):
                 return report

@@ -7,6 +7,7 @@ the run's start, sticky failures) with the strategy's progress in the last answe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,8 @@ import structlog
 
 from analyzer.analysis import fetch_observations, judge_observations
 from analyzer.clock import Clock, format_time
-from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo
+from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo, figures_of
+from analyzer.render import metric_json
 from analyzer.runs.events import RunJournal
 from analyzer.runs.model import Look as RunLook
 from analyzer.runs.model import Run, RunKey, advance, look_window, new_run
@@ -119,11 +121,21 @@ class Recorder:
         self.save()
         return run
 
-    def save(self, look: tuple[AnalysisReport | None, datetime] | None = None) -> RunLook | None:
+    def save(
+        self,
+        look: tuple[AnalysisReport | None, datetime] | None = None,
+        *,
+        started_at: datetime | None = None,
+    ) -> RunLook | None:
+        """Write the progress (and a look's result) into the stored run; `started_at` moves
+        the run's analysis start (blue/green: a run opened before the switch, for what the
+        health gate said then, judges green from the switch on)."""
         assert self.run is not None
         outcome: list[RunLook] = []
 
         def change(current: Run) -> Run:
+            if started_at is not None:
+                current = replace(current, started_at=started_at)
             stored = current
             if look is not None:
                 done = advance(self.plan, current, look[0], look[1])
@@ -162,26 +174,68 @@ class Recorder:
         self.final = done.report
         return done.report
 
-    def _notify(self, decision: str, reason: str, verdict: str) -> None:
-        if self.run is None:
-            return
+    @property
+    def info(self) -> RunInfo:
+        """Which run the events are of (`RunEvent.run`)."""
+        assert self.run is not None, "the run has not started"
         key = self.run.key
-        event = RunEvent(
-            EventKind.DECISION,
-            RunInfo(self.run.id, key.analysis, key.namespace, key.rollout, self.way),
-            self.clock.now(),
-            verdict=verdict,
-            outcome=decision,
-            reason=reason,
-            score=self.final.score if self.final is not None else None,
-        )
+        return RunInfo(self.run.id, key.analysis, key.namespace, key.rollout, self.way)
+
+    def record(self, event: RunEvent) -> None:
+        """Keep `event` in the run's history and tell the notifiers (never raises: the
+        decision stands whatever the journal does)."""
         try:
             RunJournal(self.store, self.notifier).record(event)
-        except Exception as error:  # the decision stands whatever the journal does
+        except Exception as error:
             structlog.get_logger().error("the decision could not be recorded", error=str(error))
 
-    def finish(self, decision: str, reason: str, verdict: str) -> Outcome:
-        """Close the open step with `verdict`, record the decision, and return the outcome."""
+    def note(self, outcome: str, reason: str, *, extra: Mapping[str, Any]) -> RunEvent | None:
+        """Record and tell a decision that does not end the run (the health gate holding it):
+        as `strategies.events.CanaryRecorder.note` does for the canary. None before the run."""
+        if self.run is None:
+            return None
+        event = RunEvent(EventKind.DECISION, self.info, self.clock.now(), outcome=outcome,
+                         reason=reason, extra=dict(extra))  # fmt: skip
+        self.record(event)
+        return event
+
+    def _notify(
+        self,
+        decision: str,
+        reason: str,
+        verdict: str,
+        *,
+        outcome: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if self.run is None:
+            return
+        metrics = tuple(metric_json(m) for m in self.final.metrics) if self.final else ()
+        event = RunEvent(
+            EventKind.DECISION,
+            self.info,
+            self.clock.now(),
+            verdict=verdict,
+            outcome=outcome or decision,
+            reason=reason,
+            score=self.final.score if self.final is not None else None,
+            figures=figures_of(metrics),
+            extra=dict(extra or {}),
+        )
+        self.record(event)
+
+    def finish(
+        self,
+        decision: str,
+        reason: str,
+        verdict: str,
+        *,
+        outcome: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Close the open step with `verdict`, record the decision, and return the outcome.
+        `outcome`: the decision's outcome when it says more than `decision` (the health gate's
+        kind, as the canary's); `extra`: more of it for its event (`health`, `manual`)."""
         p = self.progress
         steps = p.setdefault("steps", [])
         if steps and steps[-1].get("end") is None:
@@ -190,7 +244,7 @@ class Recorder:
         try:
             self.save()
         finally:  # told even when the store cannot take it (a side part: never the outcome)
-            self._notify(decision, reason, verdict)
+            self._notify(decision, reason, verdict, outcome=outcome, extra=extra)
         return Outcome(
             decision=decision,
             reason=reason,

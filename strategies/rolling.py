@@ -8,10 +8,17 @@
   ReplicaSet's template as `kubectl rollout undo` does, resumed, and the rollback is checked to
   complete (all replicas updated and ready) within `podReadyTimeout`.
 * The new ReplicaSet's pods go through the health gate (`strategies.health`) at every look: a
-  failing gate rolls back as a fail does; a hold (Pending for resources) is recorded and waited
-  out (the update cannot complete meanwhile). After a rollback it is checked
-  (`strategies.recovery`: complete, the old ReplicaSet's pods Ready, the old version's error
-  rates back at their pre-run level) and recorded (`rollback` in the progress).
+  failing gate rolls back as a fail does, the decision told as the gate's kind (`image-pull`,
+  `readiness`, ..., with the findings in its `extra.health`); a hold (Pending for resources, the
+  Argo CD Application out of sync) is recorded, told once as a decision of its kind (`pending`:
+  the platform team's route) and waited out (the update cannot complete meanwhile). After a
+  rollback it is checked (`strategies.recovery`: complete, the old ReplicaSet's pods Ready, the
+  old version's error rates back at their pre-run level) and recorded (`rollback` in the
+  progress).
+* People's requests (`strategies.manual`, `verdict canary abort|promote|pause|resume`) are read
+  at every look: abort rolls back as a fail does; promote ends the run as a manual promotion
+  (the update goes on without Verdict); pause pauses the Deployment (`spec.paused: true`,
+  recorded before it is sent) and the run looks on until resume unpauses it.
 * The update complete: promoted on a pass; undecided: `onTimeout` (`pause`: exit 3 for a person,
   `abort`: rolled back, `promote`: promoted).
 """
@@ -28,12 +35,23 @@ import structlog
 from analyzer.clock import Clock, format_time
 from analyzer.notify import Notifier
 from analyzer.runs.model import RunKey
+from analyzer.runs.requests import ActionRequest
 from analyzer.runs.store import RunStore
 from analyzer.verdicts import AnalysisReport, Verdict
 from metrics.source import MetricSource
 from strategies.health import Act, Finding
 from strategies.kube.deployments import DeploymentOps, Revisions, complete, revision
 from strategies.kube.pods import PodState, PodsUnhealthy
+from strategies.manual import (
+    ManualAbort,
+    ManualPromote,
+    held,
+    hold,
+    manual_event,
+    manual_reason,
+    release,
+    take_request,
+)
 from strategies.record import ABORTED, INTERRUPTED, PAUSED, PROMOTED, Outcome, Recorder
 from strategies.recovery import Part, check_of, rates_since
 from strategies.restore import RestoreFailed, RestorePolicy, until_restored
@@ -57,10 +75,13 @@ class RollingRollout:
         notifier: Notifier | None = None,
         restart: bool = False,
         gate_for: Callable[[str], Gate] | None = None,
+        new_gate_for: Callable[[str], Gate] | None = None,
     ) -> None:
         """`gate_for(selector)`: the health gate over the pods a label selector matches (the
-        new ReplicaSet's during the update, the old one's after a rollback)."""
+        new ReplicaSet's during the update, the old one's after a rollback); `new_gate_for`,
+        when given, the new ReplicaSet's (with the Argo CD Application, say)."""
         self.gate_for = gate_for
+        self.new_gate_for = new_gate_for or gate_for
         self.restart = restart
         self.file = file
         self.r = file.rollout
@@ -72,22 +93,40 @@ class RollingRollout:
         self.say = on_message or (lambda _m: None)
         self.log = structlog.get_logger().bind(deployment=ops.where)
 
-    def _finish(self, decision: str, reason: str, verdict: str) -> Outcome:
+    def _finish(
+        self,
+        decision: str,
+        reason: str,
+        verdict: str,
+        *,
+        outcome: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome:
         self.log.info("rolling update finished", decision=decision, reason=reason)
-        return self.recorder.finish(decision, reason, verdict)
+        return self.recorder.finish(decision, reason, verdict, outcome=outcome, extra=extra)
 
-    def _rollback(self, revisions: Revisions, why: str, decision: str = ABORTED) -> Outcome:
+    def _rollback(
+        self,
+        revisions: Revisions,
+        why: str,
+        decision: str = ABORTED,
+        *,
+        verdict: str = "fail",
+        outcome: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome:
         started = self.recorder.run.started_at if self.recorder.run is not None else None
+        release(self.recorder.progress, self.clock.now())  # the undo resumes the Deployment
         done = self._undo(revisions)
         state = "complete" if done else f"not complete after {self.r.pod_ready_timeout:g} s"
         reason = (
             f"rolled back to revision {revision(revisions.old)} (pod-template-hash "
             f"{revisions.old_hash}): rollback {state}; {why}"
         )
-        outcome = self._finish(decision, reason, "fail")
+        ended = self._finish(decision, reason, verdict, outcome=outcome, extra=extra)
         if started is not None:
-            outcome.rollback = self._verify_rollback(revisions, done, started)
-        return outcome
+            ended.rollback = self._verify_rollback(revisions, done, started)
+        return ended
 
     def _pods(self, pod_hash: str) -> str:
         """The label selector of the Deployment's pods of one ReplicaSet (by its hash)."""
@@ -95,14 +134,67 @@ class RollingRollout:
         labels["pod-template-hash"] = pod_hash
         return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
-    def _note(self, findings: tuple[Finding, ...]) -> None:
+    def _note(self, findings: tuple[Finding, ...]) -> list[Finding]:
+        """Add the findings not yet in the run's progress (`health`); returns those."""
         seen = self.recorder.progress.setdefault("health", [])
         known = {(e.get("kind"), e.get("subject"), e.get("reason")) for e in seen}
-        for f in findings:
-            if f.key not in known:
-                seen.append(f.as_json())
-                if f.act is Act.HOLD:
-                    self.say(f"held (no rollback; the update waits for it): {f.text()}")
+        added = [f for f in findings if f.key not in known]
+        seen.extend(f.as_json() for f in added)
+        return added
+
+    def _health_seen(self, health: PodState) -> None:
+        """One look of the gate: new findings recorded, a hold recorded and told once when it
+        starts (a decision of its kind: `pending`, ...), a hold that cleared noted."""
+        added = self._note(health.findings)
+        current = {f.key for f in health.findings}
+        now = format_time(self.clock.now())
+        for entry in self.recorder.progress.get("health") or []:
+            key = (entry.get("kind"), entry.get("subject"), entry.get("reason"))
+            if entry.get("act") == "hold" and not entry.get("cleared") and key not in current:
+                entry["cleared"] = now
+                self.say(f"hold cleared: {entry.get('subject')}: {entry.get('reason')}")
+        for f in added:
+            if f.act is not Act.HOLD:
+                continue
+            reason = f"held (no rollback; the update waits for it): {f.text()}"
+            self.say(reason)
+            self.log.warning("rollout held", kind=f.kind, subject=f.subject, reason=f.reason)
+            self.recorder.note(f.kind, reason, extra={"health": [f.as_json()]})
+
+    def _manual(self) -> None:
+        """Act on a person's request, if one waits (`strategies.manual`): abort and promote
+        end the run (raised); pause and resume pause or unpause the Deployment, recorded
+        before it is sent (I3)."""
+        now = self.clock.now()
+        progress = self.recorder.progress
+        request = take_request(self.recorder.store, self.recorder.run_id, progress, now)
+        if request is None:
+            return
+        self.log.warning("a person's request", action=request.action, by=request.by,
+                         reason=request.reason)  # fmt: skip
+        if request.action == "abort":
+            raise ManualAbort(request)
+        if request.action == "promote":
+            raise ManualPromote(request)
+        if request.action == "pause":
+            deployment = self.ops.get()
+            want = int(deployment["spec"].get("replicas", 1)) or 1
+            updated = int((deployment.get("status") or {}).get("updatedReplicas", 0))
+            note = "" if hold(progress, request, now, round(100 * updated / want)) else "already held"
+        else:
+            note = "" if release(progress, now) is not None else "was not paused"
+        self.recorder.save()
+        if not note:
+            (self.ops.pause if request.action == "pause" else self.ops.resume)()
+        self.say(f"{request.action} by {request.by}" + (f" ({note})" if note else "")
+                 + f": {self.ops.where} {'paused' if held(progress) else 'rolling'}")  # fmt: skip
+        self.recorder.record(
+            manual_event(self.recorder.info, request, time=now, step=1, weight=None, note=note)
+        )
+
+    def _verdict_now(self) -> str:
+        final = self.recorder.final
+        return str(final.verdict) if final is not None else "inconclusive"
 
     def _verify_rollback(
         self, revisions: Revisions, complete: bool, started: datetime
@@ -160,6 +252,22 @@ class RollingRollout:
         done = self.ops.wait_complete(self.r.pod_ready_timeout)
         self.recorder.progress["rollbackComplete"] = done
         return done
+
+    def _manual_promote(self, request: ActionRequest) -> Outcome:
+        """A person's promotion: the run ends as a manual promotion (never a pass); a Deployment
+        a person paused is unpaused first (recorded before it is sent), so the update goes on
+        without Verdict."""
+        progress = self.recorder.progress
+        progress["promotion"] = {"basis": "manual", **request.as_dict()}
+        if release(progress, self.clock.now()) is not None:
+            self.recorder.save()
+            self.ops.resume()
+        return self._finish(
+            PROMOTED,
+            f"{manual_reason(request)}: the update goes on without Verdict",
+            self._verdict_now(),
+            extra={"manual": request.as_dict()},
+        )
 
     def _ended(self, key: RunKey) -> Outcome | None:
         """I5: the last run of this update ended (promoted, aborted): what it decided, to say
@@ -226,15 +334,35 @@ class RollingRollout:
             self.say(
                 f"following {self.ops.where}: new {revisions.new_hash}, old {revisions.old_hash}"
             )
-            gate = self.gate_for(self._pods(revisions.new_hash)) if self.gate_for else None
+            pods = self._pods(revisions.new_hash)
+            gate = self.new_gate_for(pods) if self.new_gate_for else None
             while True:
                 self.clock.sleep(self.file.analysis.interval)
+                try:
+                    self._manual()
+                except ManualAbort as manual:
+                    return self._rollback(
+                        revisions,
+                        manual_reason(manual.request),
+                        verdict=self._verdict_now(),
+                        extra={"manual": manual.request.as_dict()},
+                    )
+                except ManualPromote as manual:
+                    return self._manual_promote(manual.request)
                 if gate is not None:
                     try:
-                        self._note(gate.check().findings)
+                        self._health_seen(gate.check())
                     except PodsUnhealthy as error:
-                        self._note(tuple(f for f in error.findings if isinstance(f, Finding)))
-                        return self._rollback(revisions, f"the health gate failed: {error}")
+                        findings = tuple(f for f in error.findings if isinstance(f, Finding))
+                        self._note(findings)
+                        return self._rollback(
+                            revisions,
+                            f"the health gate failed: {error}",
+                            outcome=findings[0].kind if findings else None,
+                            extra={"health": [f.as_json() for f in findings]}
+                            if findings
+                            else None,
+                        )
                 report = self.recorder.look()
                 deployment = self.ops.get()
                 status = deployment.get("status") or {}
@@ -244,7 +372,7 @@ class RollingRollout:
                 )
                 if report.verdict is Verdict.FAIL:
                     return self._rollback(revisions, report.reason)
-                if complete(deployment):
+                if complete(deployment) and not held(self.recorder.progress):
                     break
         except KeyboardInterrupt:
             return self._finish(

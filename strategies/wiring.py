@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -26,6 +27,10 @@ from strategies.kube.services import ServiceError
 from strategies.record import PAUSED, Outcome
 from strategies.restore import RestoreFailed
 from strategies.rollout_file import RolloutFile
+
+if TYPE_CHECKING:
+    from strategies.bluegreen import BlueGreenRollout
+    from strategies.rolling import RollingRollout
 
 EXIT_BAD_INPUT, EXIT_PAUSED, EXIT_UNREACHABLE = 2, 3, 4
 EXIT_TRAFFIC_NOT_RESTORED = 6
@@ -78,9 +83,13 @@ def health_gate(
     )
 
 
-def argocd_gate(file: RolloutFile, custom: Any) -> ApplicationGate | None:
+def argocd_gate(
+    file: RolloutFile, custom: Any, core: Any = None, apps: Any = None
+) -> ApplicationGate | None:
     """The Argo CD Application gate when the analysis file has `argocd:`: the Application it
-    names, else the one the VirtualService's `argocd.argoproj.io/instance` label names."""
+    names, else the one the workload's `argocd.argoproj.io/instance` label names (canary: the
+    VirtualService; blue/green: the active Service, through `core`; rolling: the Deployment,
+    through `apps`)."""
     spec = file.analysis.argocd
     if spec is None:
         return None
@@ -89,14 +98,94 @@ def argocd_gate(file: RolloutFile, custom: Any) -> ApplicationGate | None:
     def find() -> AppRef | None:  # at the first look, on the run's path (its errors handled)
         from strategies.kube.istio import GROUP, VERSION
 
-        workload: Any = custom.get_namespaced_custom_object(
-            GROUP, VERSION, r.namespace, "virtualservices", str(r.virtual_service)
-        )
+        workload: Any
+        if r.strategy == "blueGreen":
+            read = core.read_namespaced_service(
+                str(r.active_service), r.namespace, _preload_content=False
+            )
+            workload = json.loads(read.data)
+        elif r.strategy == "rolling":
+            read = apps.read_namespaced_deployment(
+                str(r.deployment), r.namespace, _preload_content=False
+            )
+            workload = json.loads(read.data)
+        else:
+            workload = custom.get_namespaced_custom_object(
+                GROUP, VERSION, r.namespace, "virtualservices", str(r.virtual_service)
+            )
         return app_of(workload, namespace=spec.namespace)
 
     if spec.application is not None:
         return ApplicationGate(custom, AppRef(spec.namespace, spec.application))
     return ApplicationGate(custom, find)
+
+
+def bluegreen_over(
+    file: RolloutFile,
+    core: Any,
+    custom: Any,
+    source: MetricSource,
+    store: RunStore,
+    clock: Any,
+    *,
+    notifier: Notifier | None = None,
+    on_message: Any = None,
+) -> BlueGreenRollout:
+    """Blue/green over the Kubernetes API: the active Service's switch, the health gate over
+    green's pods (with the Argo CD Application when the file has `argocd:`)."""
+    from strategies.bluegreen import BlueGreenRollout, _labels
+    from strategies.kube.services import ServiceSwitch
+
+    r = file.rollout
+    assert r.green is not None
+    application = argocd_gate(file, custom, core=core)
+    return BlueGreenRollout(
+        file,
+        switch=ServiceSwitch(core, namespace=r.namespace, name=str(r.active_service)),
+        gate=health_gate(file, core, _labels(r.green), clock, application=application),
+        source=source,
+        store=store,
+        clock=clock,
+        on_message=on_message,
+        notifier=notifier,
+    )
+
+
+def rolling_over(
+    file: RolloutFile,
+    apps: Any,
+    core: Any,
+    custom: Any,
+    source: MetricSource,
+    store: RunStore,
+    clock: Any,
+    *,
+    notifier: Notifier | None = None,
+    on_message: Any = None,
+    restart: bool = False,
+) -> RollingRollout:
+    """A rolling update over the Kubernetes API: the Deployment's ops, the health gate over a
+    ReplicaSet's pods (the new one's with the Argo CD Application when the file has `argocd:`)."""
+    from strategies.kube.deployments import DeploymentOps
+    from strategies.rolling import RollingRollout
+
+    r = file.rollout
+    application = argocd_gate(file, custom, apps=apps)
+    return RollingRollout(
+        file,
+        ops=DeploymentOps(apps, namespace=r.namespace, name=str(r.deployment), clock=clock),
+        source=source,
+        store=store,
+        clock=clock,
+        on_message=on_message,
+        notifier=notifier,
+        restart=restart,
+        # the Deployment controller makes the pods (and reports a ReplicaSet that cannot)
+        gate_for=lambda selector: health_gate(file, core, selector, clock, require_pods=False),
+        new_gate_for=lambda selector: health_gate(
+            file, core, selector, clock, application=application, require_pods=False
+        ),
+    )
 
 
 def show_look(console: Console) -> Any:
@@ -141,43 +230,17 @@ def runner(
     r = file.rollout
     say = (lambda m: console.print(m, highlight=False)) if console is not None else None
     core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
     if r.strategy == "blueGreen":
-        from strategies.bluegreen import BlueGreenRollout, _labels
-        from strategies.kube.services import ServiceSwitch
-
-        assert r.green is not None
-        return BlueGreenRollout(
-            file,
-            switch=ServiceSwitch(core, namespace=r.namespace, name=str(r.active_service)),
-            gate=health_gate(file, core, _labels(r.green), clock),
-            source=source,
-            store=store,
-            clock=clock,
-            on_message=say,
-            notifier=notifier,
+        return bluegreen_over(
+            file, core, custom, source, store, clock, notifier=notifier, on_message=say
         )
     if r.strategy == "rolling":
-        from strategies.kube.deployments import DeploymentOps
-        from strategies.rolling import RollingRollout
-
-        return RollingRollout(
-            file,
-            ops=DeploymentOps(
-                client.AppsV1Api(api_client),
-                namespace=r.namespace,
-                name=str(r.deployment),
-                clock=clock,
-            ),
-            source=source,
-            store=store,
-            clock=clock,
-            on_message=say,
-            notifier=notifier,
-            restart=restart,
-            # the Deployment controller makes the pods (and reports a ReplicaSet that cannot)
-            gate_for=lambda selector: health_gate(file, core, selector, clock, require_pods=False),
-        )
-    deps = deps_over(file, client.CustomObjectsApi(api_client), core, source, store, clock)
+        return rolling_over(
+            file, client.AppsV1Api(api_client), core, custom, source, store, clock,
+            notifier=notifier, on_message=say, restart=restart,
+        )  # fmt: skip
+    deps = deps_over(file, custom, core, source, store, clock)
     if notifier is not None:
         deps = replace(deps, notifier=notifier)
     return CanaryRollout(

@@ -108,9 +108,15 @@ def look_chunks(screen: Screen) -> list[list[dict[str, str]]]:
     lines = screen.lines
     start = lines.index(LOOK_LEGEND) + 1
     looks: list[list[dict[str, str]]] = []
+    message = False  # a hold's message (and its wrapped lines) between two looks
     for line in lines[start:]:
-        if line.startswith("step "):
+        if line.startswith(("held at ", "metric hold cleared")):
+            message = True
+        elif line.startswith("step "):
+            message = False
             looks.append([])
+        elif message:
+            continue
         elif line.startswith("  ") and looks:
             for chunk in line.strip().split("   "):
                 found = CHUNK.match(chunk)

@@ -69,7 +69,7 @@ def test_healthy_canary_passes(prometheus: PrometheusServer, tmp_path: Path) -> 
     error_rate = _metric(doc, "error-rate")
     assert error_rate["canary"]["requests"] == pytest.approx(48000, rel=0.05)
     assert error_rate["baseline"]["requests"] == pytest.approx(144000, rel=0.05)
-    assert {c["check"] for c in error_rate["checks"]} == {"slo", "compare"}
+    assert {c["check"] for c in error_rate["checks"]} == {"slo", "trigger", "compare"}
     latency = _metric(doc, "latency-p99")
     assert 0.15 < latency["canary"]["seconds"] < 0.5
 
@@ -105,7 +105,8 @@ def test_low_traffic_is_inconclusive_and_says_how_much_more(
     code, doc, _ = _analyze(prometheus, tmp_path, "low-traffic")
     assert code == 3
     assert doc["verdict"] == "inconclusive"
-    assert "more canary requests" in doc["reason"]
+    assert "keep watching" in doc["reason"]
+    assert "more canary requests" in _metric(doc, "success-rate")["reason"]
     assert _metric(doc, "success-rate")["moreRequestsNeeded"] > 0
 
 

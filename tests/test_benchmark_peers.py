@@ -307,7 +307,7 @@ def _result(verdict_errors_2: float, argo_aa_abort: float) -> dict[str, Any]:
 
 def test_targets_are_met_or_not_with_their_figures() -> None:
     met = accuracy.targets(_result(verdict_errors_2=0.5, argo_aa_abort=0.0))
-    assert met["met"] == met["of"] == len(met["items"]) == 15
+    assert met["met"] == met["of"] == len(met["items"]) == 19
     assert met["races"]["cells_as_fast"] > 0 and met["races"]["cells_slower"] == 0
 
     slow = accuracy.targets(_result(verdict_errors_2=12.0, argo_aa_abort=0.0))

@@ -84,7 +84,8 @@ def test_error_regression_fails_and_names_the_bound() -> None:
     report = evaluate_metric(plan_metric(m), canary, baseline, alpha=0.05 / 3)  # type: ignore[arg-type]
     assert report.status is MetricStatus.FAIL
     assert report.failed_at_look is not None and report.failed_at_look <= 5
-    assert "above the SLO's 0.5%" in report.reason
+    # 3 % is beyond the SLO's 0.5 % and its default rollback trigger's 1 %: the trigger fails it
+    assert "above the rollback trigger's 1%" in report.reason and "roll back first" in report.reason
 
 
 def test_failure_is_sticky_after_the_canary_recovers() -> None:
@@ -147,9 +148,15 @@ def test_latency_slo_between_bucket_bounds_is_conservative() -> None:
     counts = np.array([[9000.0, 700.0, 300.0, 0.0, 0.0]] * 10)
     report = evaluate_metric(plan_metric(m), HistogramSeries(bounds, counts), None, alpha=0.01)
     assert report.status is MetricStatus.INCONCLUSIVE
-    # the same 3 % above 500ms are certainly slower than 400ms -> fail
+    assert not report.held
+    # the same 3 % above 500ms are certainly slower than 400ms -> a breach: the SLO holds
     counts_slow = np.array([[9000.0, 700.0, 0.0, 300.0, 0.0]] * 10)
     report = evaluate_metric(plan_metric(m), HistogramSeries(bounds, counts_slow), None, alpha=0.01)
+    assert report.status is MetricStatus.INCONCLUSIVE and report.held
+    assert report.reason.startswith("hold: ")
+    # 3 % above 1 s, the default rollback trigger: fail
+    counts_slower = np.array([[9000.0, 700.0, 0.0, 0.0, 300.0]] * 10)
+    report = evaluate_metric(plan_metric(m), HistogramSeries(bounds, counts_slower), None, alpha=0.01)
     assert report.status is MetricStatus.FAIL
 
 

@@ -294,3 +294,19 @@ def test_a_blue_green_rollout_paused_before_its_switch_is_promoted_on_pass() -> 
         Action.NONE
     )
     assert decide(Verdict.FAIL, view, now=NOW, step_looks=2, policy=POLICY).action is Action.ABORT
+
+
+def test_a_metrics_hold_pauses_a_moving_rollout_and_names_a_shared_incident() -> None:
+    moving = rollout_view(rollout(step=0, pause=False, steps=[{"setWeight": 5}, {"pause": {"duration": "10m"}}]))
+    why = "Hold: incident on both versions: error-rate breach the SLO on the baseline too."
+    shared = decide(Verdict.INCONCLUSIVE, moving, now=NOW, step_looks=1, policy=POLICY, why=why, metric_hold="shared")
+    assert shared.action is Action.PAUSE and shared.outcome == "shared-incident"
+    assert "incident on both versions" in shared.reason
+    alone = decide(Verdict.INCONCLUSIVE, moving, now=NOW, step_looks=1, policy=POLICY, why="Hold", metric_hold="canary")
+    assert alone.action is Action.PAUSE and alone.outcome is None
+    # already at an indefinite pause: nothing to do, still said; a fail still aborts
+    at_pause = decide(Verdict.INCONCLUSIVE, rollout_view(rollout()), now=NOW, step_looks=3, policy=POLICY, why=why, metric_hold="shared")
+    assert at_pause.action is Action.NONE and at_pause.reason.startswith("held at step 1")
+    assert decide(Verdict.FAIL, moving, now=NOW, step_looks=1, policy=POLICY, metric_hold="shared").action is Action.ABORT
+    # without a hold the same inconclusive look between pauses does nothing
+    assert decide(Verdict.INCONCLUSIVE, moving, now=NOW, step_looks=1, policy=POLICY).action is Action.NONE

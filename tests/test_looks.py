@@ -44,10 +44,12 @@ def latency(**changes: object) -> MetricPlan:
 
 
 def test_check_weights_are_the_documented_ones() -> None:
-    assert CHECK_WEIGHTS == {"slo": 0.3, "compare": 0.7}
-    assert check_weights(metric()) == {"slo": 0.3, "compare": 0.7}
-    assert check_weights(metric(compare=None)) == {"slo": 1.0}
+    # the SLO holds and never fails: the FAIL e-value averages the rollback trigger and comparison
+    assert CHECK_WEIGHTS == {"trigger": 0.3, "compare": 0.7}
+    assert check_weights(metric()) == {"trigger": 0.3, "compare": 0.7}
+    assert check_weights(metric(compare=None)) == {"trigger": 1.0}
     assert check_weights(metric(slo=None)) == {"compare": 1.0}
+    assert check_weights(metric(slo={"abortAbove": "2%"}, compare=None)) == {"trigger": 1.0}
 
 
 def _looks(m: MetricPlan, c_bad: list[float], c_total: list[float], b_bad: list[float], b_total: list[float], alpha: float = 0.03):  # type: ignore[no-untyped-def]
@@ -64,8 +66,9 @@ def test_a_metric_fails_when_the_weighted_mean_of_its_fail_e_values_reaches_one_
         n = rng.integers(50, 3000, size=6).astype(float)
         c = rng.binomial(n.astype(int), rng.uniform(0.002, 0.03)).astype(float)
         ml = _looks(m, list(c), list(n), list(n * 0.05), list(n * 9))
-        slo, cmp_ = ml.checks
-        mean = np.log(0.3 * np.exp(slo.fail.log_e) + 0.7 * np.exp(cmp_.fail.log_e))
+        _, trigger, cmp_ = ml.checks
+        assert trigger.check == "trigger" and cmp_.check == "compare"
+        mean = np.log(0.3 * np.exp(trigger.fail.log_e) + 0.7 * np.exp(cmp_.fail.log_e))
         crossed = np.maximum.accumulate(mean >= math.log(1 / 0.03))
         assert np.array_equal(ml.codes == FAIL, crossed)
 
@@ -77,7 +80,7 @@ def test_a_metric_passes_only_when_every_check_passes() -> None:
         m, np.full(30, 3.0), np.full(30, 1000.0), np.full(30, 9.0), np.full(30, 9000.0),
         np.array(100.0), np.array(100000.0), alpha=0.03, beta=0.1,
     )
-    slo, cmp_ = ml.checks
+    slo, _, cmp_ = ml.checks
     assert slo.passes.log_e[-1] >= math.log(10)  # the SLO check alone has passed
     assert cmp_.passes.log_e[-1] < math.log(10)
     assert ml.codes[-1] != PASS
@@ -141,13 +144,13 @@ def test_the_latency_threshold_is_frozen_from_the_prerun_window() -> None:
     b = _histograms(rng, np.full(20, 900), probs)
     c = _histograms(rng, np.full(20, 100), probs)
     ml = latency_looks(latency(), BOUNDS, c, b, pre, alpha=0.02, beta=0.1)
-    cmp_ = ml.checks[1]
+    cmp_ = ml.checks[-1]
     expected = comparison_bucket_bound(0.99, BOUNDS, pre)
     assert np.all(cmp_.detail["threshold"] == expected)
     assert float(cmp_.detail["thresholdChosenAtLook"]) == 0.0
     # the run's baseline does not move it: a much slower baseline, same threshold
     slow = _histograms(rng, np.full(20, 900), probs[::-1].copy())
-    again = latency_looks(latency(), BOUNDS, c, slow, pre, alpha=0.02, beta=0.1).checks[1]
+    again = latency_looks(latency(), BOUNDS, c, slow, pre, alpha=0.02, beta=0.1).checks[-1]
     assert np.all(again.detail["threshold"] == expected)
 
 
@@ -162,3 +165,58 @@ def test_without_prerun_data_the_threshold_is_frozen_once_and_earlier_intervals_
     assert float(cmp_.detail["thresholdChosenAtLook"]) == 4.0
     assert np.all(cmp_.fail.log_e[:4] == 0.0)  # ...which those intervals cannot show
     assert np.all(ml.codes != FAIL)
+
+
+def test_an_slo_breach_alone_holds_and_never_fails() -> None:
+    # 0.8 % errors: beyond the 0.5 % SLO, under the 1 % rollback trigger, the baseline the same
+    m = metric(slo={"max": 0.005}, compare={"tolerance": 0.5, "margin": 0.001})
+    n = np.full(60, 2000.0)
+    ml = ratio_looks(
+        m, n * 0.008, n, n * 9 * 0.008, n * 9, np.array(400.0), np.array(50000.0),
+        alpha=0.03, beta=0.1,
+    )
+    assert not np.any(ml.codes == FAIL)
+    assert ml.held[-1] and ml.shared[-1]  # the baseline breaches it too: an incident on both
+    assert ml.codes[-1] == INCONCLUSIVE
+    # the canary alone beyond the SLO, the baseline within and the canary within the comparison's
+    # allowance (0.45 % × 2 + 0.1 %): still a hold, not shared
+    wide = metric(slo={"max": 0.005}, compare={"tolerance": 1.0, "margin": 0.001})
+    alone = ratio_looks(
+        wide, n * 0.008, n, n * 9 * 0.0045, n * 9, np.array(225.0), np.array(50000.0),
+        alpha=0.03, beta=0.1,
+    )
+    assert not np.any(alone.codes == FAIL)
+    assert alone.held.any() and not alone.shared.any()
+
+
+def test_the_rollback_trigger_fails_whatever_the_baseline_does() -> None:
+    # both versions at 3 %: the comparison sees nothing, the 1 % default trigger fails the canary
+    m = metric(slo={"max": 0.005})
+    n = np.full(20, 2000.0)
+    ml = ratio_looks(
+        m, n * 0.03, n, n * 9 * 0.03, n * 9, np.array(1500.0), np.array(50000.0),
+        alpha=0.03, beta=0.1,
+    )
+    assert ml.codes[-1] == FAIL
+    trigger = next(c for c in ml.checks if c.check == "trigger")
+    assert float(trigger.detail["max"]) == 0.01
+    # an explicit trigger beyond the incident's rate: no fail, a shared hold
+    loose = metric(slo={"max": 0.005, "abortAbove": "5%"})
+    held = ratio_looks(
+        loose, n * 0.03, n, n * 9 * 0.03, n * 9, np.array(1500.0), np.array(50000.0),
+        alpha=0.03, beta=0.1,
+    )
+    assert not np.any(held.codes == FAIL) and held.shared[-1]
+
+
+def test_the_default_trigger_is_the_briefs_or_twice_a_looser_slo() -> None:
+    assert metric(slo={"max": 0.005}).abort_bad_rate == 0.01
+    assert metric(slo={"max": 0.02}).abort_bad_rate == 0.04
+    assert latency().abort_seconds == 2.0  # twice the 1 s SLO
+    assert latency(slo={"max": "500ms"}).abort_seconds == 1.0
+    success = metric(name="ok", template="istio-success-rate", slo={"min": 0.995}, compare=None)
+    assert success.abort_bad_rate == pytest.approx(0.01)
+    with pytest.raises(Exception, match="abortBelow"):
+        metric(name="ok", template="istio-success-rate", slo={"min": 0.995, "abortAbove": 0.99})
+    with pytest.raises(Exception, match="beyond the SLO"):
+        metric(slo={"max": 0.02, "abortAbove": 0.01})

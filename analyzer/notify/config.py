@@ -20,6 +20,10 @@ notifications:
     routingKeyFile: /var/run/secrets/pagerduty/key   # or routingKeyEnv: PAGERDUTY_ROUTING_KEY
     on: [aborted]                              # which outcomes page (default: every failing one)
     severity: critical                         # optional (default: error; abort-failed: critical)
+  - type: webhook
+    url: https://platform.example.com/hooks/verdict
+    audience: platform                         # team | on-call | platform | author: without `on:`,
+                                               # what analyzer.notify.routes sends this audience
 ```
 """
 
@@ -33,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from analyzer.notify.errors import NotifyConfigError
 from analyzer.notify.events import OUTCOMES
+from analyzer.notify.routes import default_audience, routed_outcomes
 from analyzer.redaction import url_secrets
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -40,6 +45,8 @@ PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 
 Severity = Literal["critical", "error", "warning", "info"]
 """PagerDuty's severities (`payload.severity`)."""
+Audience = Literal["team", "on-call", "platform", "author"]
+"""Who a notification reaches (`analyzer.notify.routes.AUDIENCES`)."""
 
 
 class _Model(BaseModel):
@@ -111,6 +118,9 @@ class NotificationSpec(_Model):
     """PagerDuty: the environment variable holding the routing key."""
     severity: Severity | None = None
     """PagerDuty: the severity of its alerts (default: error; abort-failed is always critical)."""
+    audience: Audience | None = None
+    """Who the target reaches (None: on call for PagerDuty, else the team): without `on:`, it
+    hears what `analyzer.notify.routes.DEFAULT_ROUTES` sends that audience."""
 
     @field_validator("on")
     @classmethod
@@ -143,6 +153,13 @@ class NotificationSpec(_Model):
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"give PagerDuty's events URL, e.g. {PAGERDUTY_URL}")
         return self
+
+    def heard(self) -> frozenset[str] | None:
+        """The outcomes this target hears: its `on:`, else its audience's route
+        (`analyzer.notify.routes`); None: every decision."""
+        if self.on is not None:
+            return frozenset(self.on)
+        return routed_outcomes(self.audience or default_audience(self.type))
 
     def routing_key(self) -> str:
         """PagerDuty's routing key, read now. Raises `NotifyConfigError`."""

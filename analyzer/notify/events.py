@@ -48,6 +48,7 @@ OUTCOMES = (
     "degraded",
     "pending",
     "out-of-sync",
+    "shared-incident",
     "rollback-verified",
     "rollback-not-recovered",
 )
@@ -55,7 +56,9 @@ OUTCOMES = (
 abort did not land before its deadline (a filter that takes `aborted` takes it too).
 `interrupted`: a canary loop stopped before its end (a signal, Ctrl-C). `resumed`: a person
 resumed what a person paused. A person's action (promote, abort, pause, resume) is a decision
-whose `extra.manual` says who asked, why and when (`analyzer.report.manual`)."""
+whose `extra.manual` says who asked, why and when (`analyzer.report.manual`).
+`shared-incident`: the metrics hold the rollout on a breach both versions share (an incident,
+not the new version; routed to the platform team, `analyzer.notify.routes`)."""
 
 
 HEALTH_OUTCOMES = (
@@ -80,6 +83,7 @@ stays that decision."""
 COUNTS_AS: dict[str, str] = {
     "abort-failed": "aborted",
     **{o: ("paused" if o in ("pending", "out-of-sync") else "aborted") for o in HEALTH_OUTCOMES},
+    "shared-incident": "paused",
 }
 """Outcomes a filter also takes under a broader word (`on: [aborted]` hears of every rollback)."""
 

@@ -9,7 +9,7 @@ from analyzer.notify.background import BackgroundNotifier, RetryPolicy, Target
 from analyzer.notify.base import NopNotifier
 from analyzer.notify.config import GrafanaSpec, NotificationSpec, read_secret_file
 from analyzer.notify.grafana import GrafanaAnnotations, GrafanaSettings
-from analyzer.notify.pagerduty import RESOLVES, TRIGGERS, PagerDuty, PagerDutySettings
+from analyzer.notify.pagerduty import RESOLVES, PagerDuty, PagerDutySettings
 from analyzer.notify.slack import Slack, SlackSettings
 from analyzer.notify.webhook import Webhook, WebhookSettings
 
@@ -52,19 +52,21 @@ def build_notifier(
                     timeout=spec.timeout,
                 )
             )
-            # `on:` chooses what pages; a promotion always resolves the run's page
-            wanted = frozenset(spec.on if spec.on is not None else TRIGGERS) | set(RESOLVES)
+            # `on:` (else the audience's route: on call, every failing kind) chooses what
+            # pages; a promotion always resolves the run's page
+            heard = spec.heard()
+            wanted = None if heard is None else heard | set(RESOLVES)
             targets.append(Target(name, pager, wanted))
         elif spec.type == "slack":
             slack = Slack(SlackSettings(url, report_url=spec.report_url, timeout=spec.timeout))
-            targets.append(Target(name, slack, _filter(spec.on)))
+            targets.append(Target(name, slack, spec.heard()))
         else:
             hook = Webhook(
                 WebhookSettings(
                     url, headers=spec.headers, report_url=spec.report_url, timeout=spec.timeout
                 )
             )
-            targets.append(Target(name, hook, _filter(spec.on)))
+            targets.append(Target(name, hook, spec.heard()))
     if not targets:
         return NopNotifier()
     return BackgroundNotifier(targets, policy)

@@ -61,6 +61,7 @@ _SEVERITY = {
     "interrupted": "warning",
     "pending": "warning",
     "out-of-sync": "warning",
+    "shared-incident": "warning",
 }
 """Each outcome's severity when the notification names none (else `error`)."""
 

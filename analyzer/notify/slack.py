@@ -29,6 +29,7 @@ _ICON = {
     "degraded": ":x:",
     "pending": ":hourglass_flowing_sand:",
     "out-of-sync": ":hourglass_flowing_sand:",
+    "shared-incident": ":hourglass_flowing_sand:",
     "rollback-verified": ":white_check_mark:",
     "rollback-not-recovered": ":rotating_light:",
 }

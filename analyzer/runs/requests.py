@@ -1,16 +1,17 @@
-"""People's requests to a running canary: promote, abort, pause, resume.
+"""People's requests to a running standalone rollout: promote, abort, pause, resume.
 
 A person (`verdict canary promote|abort|pause|resume`, or `POST /api/v1/runs/{id}/actions`)
 does not move traffic: the request is written into the run's progress in the run store
-(`answer.rollout.request`: action, who, why, when, and an id), and the running canary loop,
-which owns the route, reads it at each look and acts through its own paths (an abort is its
-abort: traffic back on stable, retried until it lands). What the loop took is kept beside it
-(`answer.rollout.manual`, one entry per request, with the time it was taken), so a request is
-acted on once, across restarts too.
+(`answer.rollout.request`: action, who, why, when, and an id), and the running loop of
+`verdict canary run` (canary, blue/green or rolling: `STANDALONE`), which owns the route, the
+Service or the Deployment, reads it at each look and acts through its own paths (an abort is its
+abort: traffic back on stable, the selector back on blue, the Deployment rolled back; retried
+until it lands). What the loop took is kept beside it (`answer.rollout.manual`, one entry per
+request, with the time it was taken), so a request is acted on once, across restarts too.
 
-One request waits at a time: a newer one replaces a request not yet taken. Only a canary run
+One request waits at a time: a newer one replaces a request not yet taken. Only a standalone run
 still running takes requests; an ended run (promoted, aborted, paused for a person, interrupted)
-refuses them (`RunEnded`), as does a run that is not a standalone canary (`NotActionable`).
+refuses them (`RunEnded`), as does a run that is not a standalone one (`NotActionable`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from analyzer.runs.store import RunNotFound, RunStore
 
 ACTIONS = ("promote", "abort", "pause", "resume")
 """What a person may ask of a running canary."""
+STANDALONE = ("canary", "blueGreen", "rolling")
+"""The strategies of `verdict canary run` whose running loop takes people's requests (the
+progress' `strategy`)."""
 REQUEST_KEY = "request"
 """The key of the waiting request in the run's progress (`answer.rollout`)."""
 TAKEN_KEY = "manual"
@@ -153,11 +157,11 @@ def request_action(
 
     def change(current: Run) -> Run:
         progress = progress_of(current)
-        if progress is None or progress.get("strategy") != "canary":
+        if progress is None or progress.get("strategy") not in STANDALONE:
             raise NotActionable(
                 f"run {current.id} is not a `verdict canary run`: people's requests steer "
-                "standalone canaries; act on an Argo Rollout with `verdict "
-                f"{action} ROLLOUT`",
+                "standalone rollouts (canary, blue/green, rolling); act on an Argo Rollout "
+                f"with `verdict {action} ROLLOUT`",
                 field="run_id",
             )
         state = str(progress.get("state") or "")
@@ -165,7 +169,7 @@ def request_action(
             raise RunEnded(
                 f"run {current.id} is {state or 'not running'}"
                 + (f" ({progress['reason']})" if progress.get("reason") else "")
-                + f": no canary loop is there to {action} it",
+                + f": no running loop is there to {action} it",
                 field="run_id",
             )
         answer = dict(current.answer or {})
@@ -180,13 +184,14 @@ def request_action(
 
 
 def running_canary(runs: list[Run], *, analysis: str, namespace: str, rollout: str) -> Run | None:
-    """The most recently updated canary run still running among `runs` for this analysis and
-    route (`rollout`: the VirtualService's name)."""
+    """The most recently updated standalone run (canary, blue/green, rolling) still running
+    among `runs` for this analysis and workload (`rollout`: the VirtualService's name, the
+    active Service's, or the Deployment's)."""
     for run in sorted(runs, key=lambda r: r.updated_at, reverse=True):
         key = run.key
         if (key.analysis, key.namespace, key.rollout) != (analysis, namespace, rollout):
             continue
         progress = progress_of(run) or {}
-        if progress.get("strategy") == "canary" and progress.get("state") == _RUNNING:
+        if progress.get("strategy") in STANDALONE and progress.get("state") == _RUNNING:
             return run
     return None

@@ -42,12 +42,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
-from analyzer.analysis import fetch_observations, judge_observations
+from analyzer.analysis import fetch_observations, judge_observations, look_fetches
 from analyzer.clock import CLOCK_SKEW, Clock, parse_time
-from analyzer.notify import EventKind, NopNotifier, Notifier, RunEvent, RunInfo, figures_of
+from analyzer.notify import (
+    EventKind,
+    NopNotifier,
+    Notifier,
+    RunEvent,
+    RunInfo,
+    event_json,
+    figures_of,
+)
 from analyzer.plan import AnalysisPlan
 from analyzer.runs.errors import (
     BadInput,
@@ -68,7 +77,16 @@ from analyzer.runs.telemetry import Telemetry
 from analyzer.spec import AnalysisSpec, SpecError, plan_analysis
 from analyzer.verdicts import AnalysisReport
 from metrics.errors import BadData, QueryError, SourceUnavailable
-from metrics.source import Fetch, MetricQuery, MetricSource, ReadsAhead, Series, Version, Window
+from metrics.source import (
+    Fetch,
+    MetricQuery,
+    MetricSource,
+    ReadsAhead,
+    ReadsTogether,
+    Series,
+    Version,
+    Window,
+)
 
 _log = structlog.get_logger()
 PLACEHOLDER_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -151,6 +169,10 @@ class _Budgeted:
         if isinstance(self._inner, ReadsAhead) and time.monotonic() < self._deadline:
             self._inner.read_ahead(fetches)
 
+    def read_together(self, fetches: Sequence[Fetch]) -> None:
+        if isinstance(self._inner, ReadsTogether) and time.monotonic() < self._deadline:
+            self._inner.read_together(fetches)
+
 
 class _RunLocks:
     """One lock per run id, created on demand and dropped when nobody holds or waits for it."""
@@ -206,6 +228,9 @@ class RunService:
         self.clock = clock
         self.settings = settings
         self.telemetry = telemetry
+        writes = getattr(store, "writes", None)
+        if isinstance(writes, int):  # a store that counts its write transactions
+            telemetry.count_store_writes(lambda: int(getattr(store, "writes", 0)))
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, settings.prometheus_concurrency), thread_name_prefix="verdict-look"
         )
@@ -290,8 +315,8 @@ class RunService:
                         f"another look of run {run.id} took the whole look budget "
                         f"({self.settings.look_budget:g} s); ask again",
                     )
-                before, result = self._locked_look(spec, run, deadline)
-            self._record(spec, before, result)
+                result, told = self._locked_look(spec, run, deadline)
+            self._tell(spec, told)
             _log.info(
                 "look answered",
                 look=result.run.looks,
@@ -302,11 +327,14 @@ class RunService:
         self._cleanup(self.clock.now())
         return result
 
-    def _locked_look(self, spec: AnalysisSpec, run: Run, deadline: float) -> tuple[Run, Look]:
-        """The run as it was before the look, and the look."""
+    def _locked_look(
+        self, spec: AnalysisSpec, run: Run, deadline: float
+    ) -> tuple[Look, list[RunEvent]]:
+        """The look, and its events (stored with it, in one write; the notifier is told after)."""
         now = self.clock.now()
         report = self._report(spec, run, now, deadline)
-        outcome: list[tuple[Run, Look]] = []
+        outcome: list[Look] = []
+        told: list[RunEvent] = []
 
         def change(current: Run) -> Run:
             if time.monotonic() > deadline:  # checked under the row lock: not counted
@@ -315,11 +343,21 @@ class RunService:
                     "it is not counted"
                 )
             look = advance(self.plans[spec.name], current, report, now)
-            outcome.append((current, look))
+            outcome.append(look)
             return look.run
 
+        def events(before: Run, after: Run) -> list[tuple[str, dict[str, Any]]]:
+            try:
+                found = self._events(spec, before, outcome[-1])
+                bodies = [(str(event.kind), event_json(event)) for event in found]
+            except Exception as error:  # events must never change or fail a look's answer
+                _log.error("run events not recorded", error=f"{type(error).__name__}: {error}")
+                return []
+            told[:] = found
+            return bodies
+
         try:
-            self.store.update(run.id, change)
+            self.store.update(run.id, change, events=events)
         except OverBudget as error:
             _log.warning("look budget exceeded", error=str(error))
             raise
@@ -327,7 +365,7 @@ class RunService:
             raise _store_error(error) from None
         except RunNotFound:
             raise RunExpired(f"run {run.id} expired during the look; ask again") from None
-        return outcome[-1]
+        return outcome[-1], told
 
     def decided(
         self,
@@ -370,44 +408,54 @@ class RunService:
         except Exception as error:  # events must never change or fail a decision
             _log.error("decision not recorded", error=f"{type(error).__name__}: {error}")
 
-    def _record(self, spec: AnalysisSpec, before: Run, look: Look) -> None:
-        """The look's events (module docstring). Never fails the look: problems are logged."""
-        try:
-            journal = RunJournal(self.store, self.notifiers.get(spec.name, NopNotifier()))
-            run = look.run
-            info = RunInfo(run.id, spec.name, run.key.namespace, run.key.rollout, self.way)
-            if before.looks == 0:
-                journal.record(RunEvent(EventKind.STARTED, info, run.started_at))
-            event = look_event(info, look.report, time=run.updated_at, look=run.looks)
-            journal.record(event)
-            verdict = run.verdict
-            if verdict in ("pass", "fail") and verdict != before.verdict:
-                if before.verdict not in ("pass", "fail"):
-                    journal.record(
-                        RunEvent(
-                            EventKind.ENDED,
-                            info,
-                            run.updated_at,
-                            look=run.looks,
-                            verdict=verdict,
-                            started=run.started_at,
-                        )
-                    )
-                journal.record(
+    def _events(self, spec: AnalysisSpec, before: Run, look: Look) -> list[RunEvent]:
+        """The look's events (module docstring), from the run before it and the look."""
+        run = look.run
+        info = RunInfo(run.id, spec.name, run.key.namespace, run.key.rollout, self.way)
+        found: list[RunEvent] = []
+        if before.looks == 0:
+            found.append(RunEvent(EventKind.STARTED, info, run.started_at))
+        event = look_event(info, look.report, time=run.updated_at, look=run.looks)
+        found.append(event)
+        verdict = run.verdict
+        if verdict in ("pass", "fail") and verdict != before.verdict:
+            if before.verdict not in ("pass", "fail"):
+                found.append(
                     RunEvent(
-                        EventKind.DECISION,
+                        EventKind.ENDED,
                         info,
                         run.updated_at,
                         look=run.looks,
                         verdict=verdict,
-                        outcome=verdict,
-                        reason=run.reason,
-                        score=run.score,
-                        figures=event.figures,
+                        started=run.started_at,
                     )
                 )
-        except Exception as error:  # events must never change or fail a look's answer
-            _log.error("run events not recorded", error=f"{type(error).__name__}: {error}")
+            found.append(
+                RunEvent(
+                    EventKind.DECISION,
+                    info,
+                    run.updated_at,
+                    look=run.looks,
+                    verdict=verdict,
+                    outcome=verdict,
+                    reason=run.reason,
+                    score=run.score,
+                    figures=event.figures,
+                )
+            )
+        return found
+
+    def _tell(self, spec: AnalysisSpec, events: list[RunEvent]) -> None:
+        """Hand a look's stored events to the analysis' notifier (it only queues; never fails
+        the look: problems are logged)."""
+        notifier = self.notifiers.get(spec.name)
+        if notifier is None:
+            return
+        for event in events:
+            try:
+                notifier.post(event)
+            except Exception as error:
+                _log.error("run event not told", error=f"{type(error).__name__}: {error}")
 
     def _report(
         self, spec: AnalysisSpec, run: Run, now: datetime, deadline: float
@@ -426,7 +474,6 @@ class RunService:
                 window,
                 run.params,
                 self.telemetry,
-
             )
             remaining = deadline - time.monotonic()
             try:
@@ -564,6 +611,8 @@ def _fetch_and_judge(
 ) -> AnalysisReport:
     """Runs in a worker thread, inside a copy of the call's logging context (run id bound)."""
     began = time.perf_counter()
+    if isinstance(source, ReadsTogether):  # read with the looks of other runs, when any
+        source.read_together(look_fetches(plan, window, params))
     observations = fetch_observations(plan, source, window, params)
     fetched = time.perf_counter()
     report = judge_observations(plan, observations, looks=[window.intervals], params=params)

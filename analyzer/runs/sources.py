@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from analyzer.spec import AnalysisSpec
 from metrics.factory import SourcePool, SourceSettings
+from metrics.fleet import DEFAULT_GATHER, FleetSource
+from metrics.prometheus import PrometheusSource
 from metrics.source import MetricSource
 
 SourceFactory = Callable[[AnalysisSpec], MetricSource]
@@ -23,10 +26,18 @@ class PrometheusSources:
     across looks (`metrics.factory.SourcePool`), with timeouts derived from the look budget.
     `url` (from `--prometheus-url`) overrides every analysis file's own."""
 
-    def __init__(self, *, look_budget: float, url: str | None = None) -> None:
+    def __init__(
+        self, *, look_budget: float, url: str | None = None, gather: float = DEFAULT_GATHER
+    ) -> None:
+        """`gather`: seconds a look waits for the looks of other runs of its analysis, to read
+        them together (`metrics.fleet.FleetSource`; only while other looks arrive); 0: every
+        look reads alone."""
         self.look_budget = look_budget
         self.url = url
+        self.gather = gather
         self._pool = SourcePool()
+        self._fleets: dict[int, FleetSource] = {}
+        self._lock = threading.Lock()
 
     def url_for(self, spec: AnalysisSpec) -> str | None:
         return self.url or spec.prometheus.url
@@ -43,10 +54,18 @@ class PrometheusSources:
             what=f"analysis {spec.name!r}",
             max_answer_bytes=spec.prometheus.max_answer_bytes,
             max_series=spec.prometheus.max_series,
+            bearer_token_file=spec.prometheus.bearer_token_file,
         )
 
     def __call__(self, spec: AnalysisSpec) -> MetricSource:
-        return self._pool.get(self.settings_for(spec))
+        source = self._pool.get(self.settings_for(spec))
+        if self.gather <= 0 or not isinstance(source, PrometheusSource):
+            return source
+        with self._lock:  # one fleet reader per pooled source, so that its looks meet
+            fleet = self._fleets.get(id(source))
+            if fleet is None or fleet.inner is not source:
+                fleet = self._fleets[id(source)] = FleetSource(source, gather=self.gather)
+        return fleet
 
     def close(self) -> None:
         self._pool.close()

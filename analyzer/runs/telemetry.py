@@ -6,6 +6,8 @@ import math
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -22,11 +24,14 @@ class Telemetry:
     * `verdict_fetch_duration_seconds`: all metrics of both versions fetched for one look (wall
       time; the fetches run a few at a time, so it is less than the sum of the query durations);
     * `verdict_judge_duration_seconds`: judging one look (the statistics: CPU time);
-    * `verdict_active_runs`: runs in the store (read at scrape time; NaN when the store is down).
+    * `verdict_active_runs`: runs in the store (read at scrape time; NaN when the store is down);
+    * `verdict_store_writes_total`: write transactions the run store committed (a store that
+      counts them: `count_store_writes`).
     """
 
     def __init__(self, active_runs: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._counts_store_writes = False
         self.looks = Counter(
             "verdict_looks_total",
             "Looks answered with a verdict.",
@@ -83,5 +88,25 @@ class Telemetry:
 
         active.set_function(count)
 
+    def count_store_writes(self, writes: Callable[[], int]) -> None:
+        """Expose `verdict_store_writes_total`, read from `writes()` at scrape time (once)."""
+        if not self._counts_store_writes:
+            self.registry.register(_StoreWrites(writes))
+            self._counts_store_writes = True
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _StoreWrites(Collector):
+    def __init__(self, writes: Callable[[], int]) -> None:
+        self._writes = writes
+
+    def collect(self) -> list[CounterMetricFamily]:
+        return [
+            CounterMetricFamily(
+                "verdict_store_writes",
+                "Write transactions the run store committed.",
+                value=float(self._writes()),
+            )
+        ]

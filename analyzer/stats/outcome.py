@@ -1,4 +1,4 @@
-"""The three answers a check can give."""
+"""The answers a check can give: a breach of an SLO (a promotion criterion) holds."""
 
 from __future__ import annotations
 
@@ -9,3 +9,4 @@ class Outcome(enum.StrEnum):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    HOLD = "hold"

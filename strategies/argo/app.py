@@ -1,8 +1,17 @@
-"""Controller mode wired for `verdict serve --watch`: the watch, the controller, the elector."""
+"""Controller mode wired for `verdict serve --watch`: the watch, the controller, the elector or
+the shards' Leases.
+
+With `shards` > 1 (`--shards`), every replica watches every Rollout but steers only those of the
+shards it holds (`strategies.argo.shards`). When it takes a shard it first finishes or drops the
+actions the shard's previous holder left pending in the action journal, and only then looks at
+the shard's Rollouts (at once, not at their next interval), so no action is sent twice across
+the hand-over."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +23,7 @@ from strategies.argo.controller import Controller, ControllerSettings, default_i
 from strategies.argo.gate import RolloutHealth
 from strategies.argo.leader import LeaseElector
 from strategies.argo.rollouts import ArgoRollouts
+from strategies.argo.shards import ShardLeases, shard_of
 from strategies.argo.telemetry import ControllerTelemetry
 from strategies.argo.watch import RolloutWatch
 
@@ -31,6 +41,9 @@ class ControllerOptions:
     lease_duration: float = 15.0
     lease_renew: float = 5.0
     lease_retry: float = 2.0
+    shards: int = 1
+    """Shards of the Rollouts, each held by a Lease, shared fairly by the replicas; 1: one
+    leader for all (with `leader_elect`) or no Lease at all."""
     settings: ControllerSettings = field(default_factory=ControllerSettings)
 
 
@@ -43,7 +56,24 @@ class ControllerApp:
         self.options = options
         self.telemetry = ControllerTelemetry(service.telemetry.registry)
         self.elector: LeaseElector | None = None
-        if options.leader_elect:
+        self.shards: ShardLeases | None = None
+        self._shard_lock = threading.Lock()
+        self._generation: dict[int, int] = {}  # shard -> times taken (a take-over per time)
+        if options.shards > 1:
+            self.shards = ShardLeases(
+                api_client,
+                name=options.lease_name,
+                namespace=options.lease_namespace,
+                identity=options.identity,
+                shards=options.shards,
+                duration=options.lease_duration,
+                renew=options.lease_renew,
+                retry=options.lease_retry,
+                on_gain=self._gained,
+                on_loss=self._lost,
+                busy=lambda index: self.controller.acting(self._of(index)),
+            )
+        elif options.leader_elect:
             self.elector = LeaseElector(
                 api_client,
                 name=options.lease_name,
@@ -62,6 +92,7 @@ class ControllerApp:
             settings=options.settings,
             is_leader=self.elector.is_leader if self.elector else (lambda: True),
             health=RolloutHealth(api_client),
+            owns=self.shards.holds_rollout if self.shards else None,
         )
         self.watch = RolloutWatch(
             api_client,
@@ -72,7 +103,10 @@ class ControllerApp:
 
     def start(self) -> None:
         self.controller.start()
-        if self.elector is not None:
+        if self.shards is not None:
+            self.telemetry.leader.set(0)
+            self.shards.start()
+        elif self.elector is not None:
             self.telemetry.leader.set(0)
             self.elector.start()
         else:
@@ -82,6 +116,7 @@ class ControllerApp:
             "controller started",
             namespaces=list(self.options.namespaces) or "all",
             leader_election=self.options.leader_elect,
+            shards=self.options.shards,
             identity=self.options.identity,
         )
 
@@ -90,6 +125,8 @@ class ControllerApp:
         self.controller.stop()
         if self.elector is not None:
             self.elector.stop()
+        if self.shards is not None:
+            self.shards.stop()
 
     def readiness(self) -> dict[str, str]:
         return self.watch.health()
@@ -98,3 +135,49 @@ class ControllerApp:
         self.telemetry.leader.set(1 if leader else 0)
         if leader:  # finish what a previous leader (or this process, killed) left pending
             threading.Thread(target=self.controller.recover, daemon=True).start()
+
+    # --- shards ------------------------------------------------------------------------------
+
+    def _of(self, index: int) -> Callable[[str, str], bool]:
+        shards = self.options.shards
+        return lambda namespace, name: shard_of(namespace, name, shards) == index
+
+    def _gained(self, index: int) -> None:
+        with self._shard_lock:
+            generation = self._generation.get(index, 0) + 1
+            self._generation[index] = generation
+        self.telemetry.leader.set(1)
+        # no tick acts on the shard before the journal is read (from this moment: the Lease
+        # thread calls this before it returns the shard as held)
+        token = self.controller.hold_ticks(self._of(index))
+        threading.Thread(
+            target=self._take_over, args=(index, generation, token),
+            name=f"verdict-shard-{index}", daemon=True,
+        ).start()  # fmt: skip
+
+    def _take_over(self, index: int, generation: int, token: int) -> None:
+        """Read the journal for the shard's Rollouts (finish or drop what is pending), then
+        look at them; tried again while the shard is held and the store cannot be read."""
+        assert self.shards is not None
+        try:
+            while self.shards.holds(index):
+                with self._shard_lock:
+                    if self._generation.get(index) != generation:
+                        return  # let go and taken again since: that take-over does it
+                try:
+                    pending = self.controller.take_over(self._of(index))
+                except Exception as error:
+                    _log.error(
+                        "shard not taken over; trying again", shard=index, error=str(error)[:300]
+                    )
+                    time.sleep(self.options.lease_retry)
+                    continue
+                _log.info("shard taken over", shard=index, pending_actions=pending)
+                return
+        finally:
+            self.controller.release_ticks(token)
+
+    def _lost(self, index: int) -> None:
+        assert self.shards is not None
+        self.telemetry.leader.set(1 if self.shards.held() else 0)
+        _log.info("shard lost", shard=index)

@@ -9,7 +9,9 @@
   it when the update ends.
 * **A tick** (`tick`): read the Rollout fresh, look once (the run service), `decide`, act, and
   write the decision on the Rollout (annotation `verdict.dev/status`, and an Event) when it
-  changes. Only the leader ticks when leader election is on.
+  changes. Only the leader ticks when leader election is on; with shards, only the holder of the
+  Rollout's shard (`owns`), and not while `take_over` finishes what the shard's previous holder
+  left pending. A tick that loses the Lease during its look does not act.
 * **Safety.** An action is recorded in the run store before it is sent and marked done after
   (`analyzer.runs.journal`); `recover` finishes or drops the actions a killed process left
   pending. Before each try the Rollout is read again: an action it already shows is not sent
@@ -18,13 +20,14 @@
   or `ControllerSettings.action_deadline` passes; then the action stays pending (the next tick
   tries again) and the annotation and, for an abort, the notifications say it did not land.
   Stopping (or losing the Lease) ends the tries at once and leaves the action pending for the
-  next leader. Each Rollout has its own lock: one whose reads stall or whose writes keep failing
-  holds one scheduler worker, never the others.
+  next leader (or holder of the shard). Each Rollout has its own lock: one whose reads stall or
+  whose writes keep failing holds one scheduler worker, never the others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import threading
 import time
@@ -108,9 +111,11 @@ class Controller:
         settings: ControllerSettings | None = None,
         is_leader: Callable[[], bool] = lambda: True,
         health: RolloutHealth | None = None,
+        owns: Callable[[str, str], bool] | None = None,
     ) -> None:
         """`health`: the health gate's reader (the Rollout's pods, their Events, its Argo CD
-        Application); None: the metrics alone decide."""
+        Application); None: the metrics alone decide. `owns(namespace, name)`: whether this
+        replica holds the Rollout's shard (`strategies.argo.shards`); None: every Rollout."""
         self.health = health
         self.service = service
         self.actuator = actuator
@@ -118,6 +123,9 @@ class Controller:
         self.telemetry = telemetry
         self.settings = settings or ControllerSettings()
         self.is_leader = is_leader
+        self.owns = owns or (lambda namespace, name: True)
+        self._recovering: dict[int, Callable[[str, str], bool]] = {}  # take-overs under way
+        self._take_overs = itertools.count()
         self._scheduler = BackgroundScheduler(
             timezone="UTC", executors={"default": ThreadPoolExecutor(self.settings.workers)}
         )
@@ -155,6 +163,59 @@ class Controller:
     def jobs(self) -> dict[str, tuple[str, str, float]]:
         with self._lock:
             return dict(self._jobs)
+
+    def steers(self, namespace: str, name: str) -> bool:
+        """Whether this replica may act on the Rollout now: the leader (or no election), and
+        the holder of its shard."""
+        return self.is_leader() and self.owns(namespace, name)
+
+    def take_over(self, which: Callable[[str, str], bool]) -> int:
+        """This replica has just started to steer the Rollouts `which(namespace, name)` (a
+        shard's Lease taken): finish or drop the actions their previous holder left pending in
+        the journal, then look at them at once. Their ticks wait until the journal is read.
+        Returns how many actions were pending."""
+        token = self.hold_ticks(which)
+        try:
+            pending = self.recover(lambda r: which(r.namespace, r.rollout))
+        finally:
+            self.release_ticks(token)
+        self.look_now(which)
+        return pending
+
+    def hold_ticks(self, which: Callable[[str, str], bool]) -> int:
+        """Ticks of the Rollouts `which(namespace, name)` do nothing until `release_ticks` with
+        the token returned (actions of `recover` go on)."""
+        with self._lock:
+            token = next(self._take_overs)
+            self._recovering[token] = which
+        return token
+
+    def release_ticks(self, token: int) -> None:
+        with self._lock:
+            self._recovering.pop(token, None)
+
+    def look_now(self, which: Callable[[str, str], bool]) -> int:
+        """Run the jobs of the Rollouts `which(namespace, name)` now instead of at their next
+        interval; returns how many."""
+        from apscheduler.jobstores.base import JobLookupError
+
+        with self._lock:
+            jobs = [job for job in self._jobs if which(*job.split("/", 1))]
+        for job in jobs:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.modify_job(job, next_run_time=datetime.now(UTC))
+        return len(jobs)
+
+    def acting(self, which: Callable[[str, str], bool]) -> bool:
+        """Whether an action on one of the Rollouts `which(namespace, name)` is being sent."""
+        with self._lock:
+            held = [key for key, lock in self._acting.items() if lock.locked()]
+        return any(which(namespace, name) for namespace, name in held)
+
+    def _recovering_now(self, namespace: str, name: str) -> bool:
+        with self._lock:
+            checks = list(self._recovering.values())
+        return any(which(namespace, name) for which in checks)
 
     # --- scheduling (the watch calls these) ----------------------------------------------
 
@@ -225,8 +286,9 @@ class Controller:
             )
 
     def tick(self, namespace: str, name: str) -> Decision | None:
-        """Look at one Rollout once and act on it. None when not the leader or it is gone."""
-        if not self.is_leader():
+        """Look at one Rollout once and act on it. None when not the leader (or the holder of
+        its shard), or it is gone."""
+        if not self.steers(namespace, name) or self._recovering_now(namespace, name):
             return None
         try:
             obj = self.actuator.get(namespace, name)
@@ -250,6 +312,7 @@ class Controller:
         verdict: Verdict | None = None
         why = ""
         run_id = ""
+        metric_hold = ""
         if view.trusted and not view.aborted:
             try:
                 look = self.service.look(
@@ -264,6 +327,9 @@ class Controller:
                 verdict = Verdict(look.run.verdict or "inconclusive")
                 why = look.run.reason
                 run_id = look.run.id
+                held = [m for m in look.report.metrics if m.held]
+                if held:
+                    metric_hold = "shared" if any(m.shared_incident for m in held) else "canary"
             except RunError as error:
                 why = f"{error.code}: {error.message}"
                 _log.warning("no verdict this look", error=why)
@@ -286,7 +352,11 @@ class Controller:
             ),
             why=why,
             health=health,
+            metric_hold=metric_hold,
         )
+        if not self.steers(view.namespace, view.name):  # the Lease was lost during the look
+            _log.info("no longer steering the rollout; left to the new holder of its lease")
+            return None
         if not view.trusted:  # Argo has not seen the latest spec: leave the Rollout alone
             _log.info("rollout left alone", reason=decision.reason)
             return decision
@@ -443,7 +513,9 @@ class Controller:
             line = f"{check.text()}; {format_time(now)}"[:1000]
             try:
                 self.actuator.annotate(obj, {ROLLBACK_ANNOTATION: line})
-                reason = "VerdictRollbackVerified" if check.verified else "VerdictRollbackNotRecovered"
+                reason = (
+                    "VerdictRollbackVerified" if check.verified else "VerdictRollbackNotRecovered"
+                )
                 self.actuator.event(obj, reason=reason, message=line, warning=not check.verified)
             except Exception as error:
                 _log.warning("rollback check not written on the rollout", error=str(error)[:300])
@@ -505,10 +577,10 @@ class Controller:
             return "already"
         return self.finish(record)  # re-reads the Rollout: a concurrent `recover` may be first
 
-    def recover(self) -> int:
+    def recover(self, only: Callable[[ActionRecord], bool] | None = None) -> int:
         """Finish or drop every action left pending (by a process killed between recording and
-        sending it). Returns how many were pending."""
-        pending = self.service.store.pending_actions()
+        sending it), or those `only` selects. Returns how many were pending."""
+        pending = [r for r in self.service.store.pending_actions() if only is None or only(r)]
         for record in pending:
             with structlog.contextvars.bound_contextvars(
                 namespace=record.namespace, rollout=record.rollout, action=record.kind
@@ -536,7 +608,10 @@ class Controller:
         deadline = began + settings.action_deadline.total_seconds()
         wait = settings.action_first_wait
         tries = 0
+        last = ""
         while True:
+            if not self.steers(record.namespace, record.rollout):
+                break  # the Lease is lost: the next holder finishes it
             tries += 1
             try:
                 state, outcome = self._try(record)
@@ -546,7 +621,11 @@ class Controller:
                 failure = "conflict" if conflict else "error"
                 self.telemetry.actions.labels(record.kind, failure).inc()
                 left = deadline - time.monotonic()
-                again = left > wait and not self._stopping.is_set() and self.is_leader()
+                again = (
+                    left > wait
+                    and not self._stopping.is_set()
+                    and self.steers(record.namespace, record.rollout)
+                )
                 _log.warning(
                     "action did not land" + ("; trying again" if again else ""),
                     action=record.kind,
@@ -566,7 +645,7 @@ class Controller:
             if tries > 1:
                 _log.info("action landed", action=record.kind, outcome=outcome, attempt=tries)
             return outcome
-        if self._stopping.is_set() or not self.is_leader():
+        if self._stopping.is_set() or not self.steers(record.namespace, record.rollout):
             _log.info("action left pending for the next leader", action=record.kind, attempt=tries)
             return "left pending"
         self.telemetry.actions.labels(record.kind, "failed").inc()
@@ -585,6 +664,8 @@ class Controller:
             raise
         view = rollout_view(obj)
         if _in_effect(record, view):
+            if _unmarked_pause(record, view):  # sent by a process killed before it marked it
+                self.actuator.annotate(obj, {PAUSED_ANNOTATION: view.paused_marker()})
             return DONE, "already"
         if not _applicable(record, view):
             return DROPPED, "dropped"
@@ -680,6 +761,20 @@ def _in_effect(record: ActionRecord, view: RolloutView) -> bool:
     if record.kind == Action.PAUSE:
         return view.paused
     return view.step_index > record.step or not (view.pause_reasons or view.paused)
+
+
+def _unmarked_pause(record: ActionRecord, view: RolloutView) -> bool:
+    """A recorded pause the Rollout shows, at its step, without Verdict's marker and not a
+    person's: the pause was sent (by a process killed before it wrote the marker). Without the
+    marker it would pass for nobody's pause, and the analysis could never end it."""
+    return (
+        record.kind == Action.PAUSE
+        and view.paused
+        and not view.paused_by_verdict
+        and view.paused_by is None
+        and view.canary_hash == record.canary_hash
+        and view.step_index == record.step
+    )
 
 
 def _applicable(record: ActionRecord, view: RolloutView) -> bool:

@@ -13,6 +13,9 @@
   pass as any other;
 * **fail**, at any time while the canary is updating → **abort** (the judge's rules say which
   failures fail the analysis; the controller does not second-guess them);
+* the metrics hold (a metric shown beyond its SLO, a promotion criterion, with no rollback
+  trigger crossed; `metric_hold` is "shared" when the baseline breaches it too) → **pause** where
+  it stands (outcome `shared-incident` for a shared breach), nothing if already paused;
 * paused by a person (`verdict pause`: `spec.paused` with the `verdict.dev/manual` annotation
   saying so) → nothing, whatever else holds: a person's decision overrides the analysis until
   a person resumes or promotes it (a fail still aborts);
@@ -200,6 +203,7 @@ def decide(
     policy: Policy,
     why: str = "",
     health: Health | None = None,
+    metric_hold: str = "",
 ) -> Decision:
     """The action for `rollout` given this look's `verdict` (None: no verdict this look, `why`
     says why), the number of looks made at the current step (this one included) and what the
@@ -224,6 +228,8 @@ def decide(
         return Decision(Action.ABORT, f"the analysis fails at step {rollout.step_index}: {why}")
     if health is not None and health.act is Act.HOLD:
         return _held(rollout, health)
+    if verdict is Verdict.INCONCLUSIVE and metric_hold and rollout.paused_by is None:
+        return _metrics_hold(rollout, why, shared=metric_hold == "shared")
     missing = f"no verdict this look: {why or 'cannot judge'}"
     if rollout.paused_by is not None:
         state = str(verdict) if verdict is not None else missing
@@ -306,6 +312,20 @@ def _held(rollout: RolloutView, health: Health) -> Decision:
         return Decision(Action.NONE, f"held at step {step}: {health.text()}", outcome=kind)
     return Decision(
         Action.PAUSE, f"held at step {step}, paused until it clears: {health.text()}", outcome=kind
+    )
+
+
+def _metrics_hold(rollout: RolloutView, why: str, *, shared: bool) -> Decision:
+    """A metric beyond its SLO (a promotion criterion) and no rollback trigger crossed: no
+    promotion, no abort; the Rollout is paused where it stands until the breach clears (a breach
+    both versions share is an incident, `shared-incident`, told to the platform team)."""
+    step = rollout.step_index
+    outcome = "shared-incident" if shared else None
+    indefinite = rollout.at_step_pause and rollout.pause_seconds is None
+    if rollout.paused or indefinite:
+        return Decision(Action.NONE, f"held at step {step}: {why}", outcome=outcome)
+    return Decision(
+        Action.PAUSE, f"held at step {step}, paused until it clears: {why}", outcome=outcome
     )
 
 

@@ -4,8 +4,11 @@ The holder renews the Lease every `renew` seconds (5 s); it is the leader while 
 is younger than `duration` (15 s). The others try every `retry` seconds (2 s) and take the Lease
 over when its holder has not renewed it for `duration`. A replica that stops releases the Lease
 (holder cleared), so another takes over at its next try. Writes use the Lease's
-resourceVersion: two replicas racing for it cannot both win (the loser gets 409).
-Verbs: get, create, update (`strategies.kube.permissions.LEADER_ELECTION`).
+resourceVersion: two replicas racing for it cannot both win (the loser gets 409). The holder
+counts its 15 s from the moment it read the clock it wrote into the Lease (before sending), so
+it steps down no later than the others may take over. `strategies.argo.shards` holds many such
+Leases (one per shard) with this class. Verbs: get, create, update
+(`strategies.kube.permissions.LEADER_ELECTION`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ class LeaseElector:
         renew: float = 5.0,
         retry: float = 2.0,
         on_change: Callable[[bool], None] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
+        """`labels`: put on the Lease (when created, and when missing on a Lease written)."""
         from kubernetes import client
 
         self._api = client.CoordinationV1Api(api_client)
@@ -45,6 +50,7 @@ class LeaseElector:
         self.renew = renew
         self.retry = retry
         self._on_change = on_change
+        self.labels = dict(labels or {})
         self._renewed_at: float | None = None  # monotonic time of our last successful renewal
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -55,6 +61,18 @@ class LeaseElector:
             return (
                 self._renewed_at is not None and time.monotonic() - self._renewed_at < self.duration
             )
+
+    def renewed_ago(self) -> float | None:
+        """Seconds since this replica last took or renewed the Lease (None: never, or let go)."""
+        with self._lock:
+            return None if self._renewed_at is None else time.monotonic() - self._renewed_at
+
+    def release(self) -> None:
+        """Stop holding the Lease now, and clear its holder so another replica takes it at once."""
+        held = self.is_leader()
+        self._set(None)
+        if held:
+            self._release()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="verdict-lease", daemon=True)
@@ -81,13 +99,14 @@ class LeaseElector:
         """Acquire or renew the Lease once; return whether this replica holds it."""
         from kubernetes.client.exceptions import ApiException
 
+        started = time.monotonic()  # the Lease says `now`: count from no later than that
         now = datetime.now(UTC)
         try:
             lease = self._api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
-            return self._create(now)
+            return self._create(now, started)
         spec = lease.spec or self._client.V1LeaseSpec()
         holder = spec.holder_identity or ""
         renewed = spec.renew_time or spec.acquire_time
@@ -104,7 +123,8 @@ class LeaseElector:
             spec.lease_duration_seconds = int(self.duration)
             spec.lease_transitions = int(spec.lease_transitions or 0) + 1
         lease.spec = spec
-        started = time.monotonic()
+        if self.labels and lease.metadata is not None:
+            lease.metadata.labels = {**(lease.metadata.labels or {}), **self.labels}
         try:
             self._api.replace_namespaced_lease(self.name, self.namespace, lease)
         except ApiException as error:
@@ -115,11 +135,13 @@ class LeaseElector:
         self._set(started)
         return True
 
-    def _create(self, now: datetime) -> bool:
+    def _create(self, now: datetime, started: float) -> bool:
         from kubernetes.client.exceptions import ApiException
 
         lease = self._client.V1Lease(
-            metadata=self._client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+            metadata=self._client.V1ObjectMeta(
+                name=self.name, namespace=self.namespace, labels=self.labels or None
+            ),
             spec=self._client.V1LeaseSpec(
                 holder_identity=self.identity,
                 lease_duration_seconds=int(self.duration),
@@ -128,7 +150,6 @@ class LeaseElector:
                 lease_transitions=0,
             ),
         )
-        started = time.monotonic()
         try:
             self._api.create_namespaced_lease(self.namespace, lease)
         except ApiException as error:

@@ -39,6 +39,10 @@ LEADER_ELECTION: tuple[Rule, ...] = (
     Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
 )
 
+# Shards across replicas (`--shards`): each replica lists the Leases of the shards and of the
+# replicas, and deletes its own member Lease when it stops (and those of replicas long gone).
+SHARDS: tuple[Rule, ...] = (Rule("coordination.k8s.io", ("leases",), ("list", "delete")),)
+
 # Standalone strategies: Istio VirtualService weights (canary), Service selectors
 # (blue/green), Deployments and their ReplicaSets (rolling), the health gate (all three: pods,
 # their Events, the Argo CD Application when the analysis names one).
@@ -55,6 +59,7 @@ STRATEGIES: tuple[Rule, ...] = (
 GROUPS: dict[str, tuple[Rule, ...]] = {
     "controller": CONTROLLER,
     "leaderElection": LEADER_ELECTION,
+    "shards": SHARDS,
     "strategies": STRATEGIES,
 }
 

@@ -38,7 +38,7 @@ import requests
 
 from analyzer.runs.journal import ActionRecord
 from analyzer.runs.model import Run, RunKey
-from analyzer.runs.store import RunStore, StoreUnavailable
+from analyzer.runs.store import EventsOf, RunStore, StoreUnavailable
 from strategies.simulated import SimulatedClock
 from tests.helpers import stop_process
 from tests.kube_server import ApiProblem, KubeServer, _Handler
@@ -244,9 +244,11 @@ class FlakyStore:
         self._call("find")
         return self.inner.find(key)
 
-    def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
+    def update(
+        self, run_id: str, change: Callable[[Run], Run], *, events: EventsOf | None = None
+    ) -> Run:
         self._call("update")
-        run = self.inner.update(run_id, change)
+        run = self.inner.update(run_id, change, events=events)
         self._ran("update", run)
         return run
 

@@ -1,6 +1,6 @@
 """Where runs live: the `RunStore` protocol, SQLite (default) and PostgreSQL stores."""
 
-from analyzer.runs.store.base import RunStore
+from analyzer.runs.store.base import EventsOf, RunStore
 from analyzer.runs.store.errors import (
     RunNotFound,
     RunUnreadable,
@@ -12,6 +12,7 @@ from analyzer.runs.store.factory import DEFAULT_STORE_URL, open_store
 
 __all__ = [
     "DEFAULT_STORE_URL",
+    "EventsOf",
     "RunNotFound",
     "RunStore",
     "RunUnreadable",

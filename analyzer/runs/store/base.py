@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -23,6 +23,9 @@ import structlog
 from analyzer.runs.journal import ActionRecord
 from analyzer.runs.model import Run, RunKey
 from analyzer.runs.store.errors import RunUnreadable
+
+EventsOf = Callable[[Run, Run], Sequence[tuple[str, dict[str, Any]]]]
+"""The events of a change (`RunStore.update`): (kind, body) pairs from the state before and after."""
 
 TABLE = "verdict_runs"
 EVENTS_TABLE = "verdict_run_events"
@@ -70,10 +73,14 @@ class RunStore(Protocol):
         """The run with this key, or None."""
         ...
 
-    def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
+    def update(
+        self, run_id: str, change: Callable[[Run], Run], *, events: EventsOf | None = None
+    ) -> Run:
         """Atomically replace the run's state by `change(current state)` and return it.
 
-        `change` runs while the run is locked; it must be pure and quick. Raises `RunNotFound`.
+        `change` runs while the run is locked; it must be pure and quick. `events(before,
+        after)` gives (kind, body) pairs appended to the run's history in the same transaction
+        (one write a look: its state and its events). Raises `RunNotFound`.
         """
         ...
 

@@ -37,6 +37,7 @@ from analyzer.runs.store.base import (
     COLUMNS,
     EVENTS_TABLE,
     TABLE,
+    EventsOf,
     Pool,
     json_text,
     probe_run,
@@ -47,6 +48,7 @@ from analyzer.runs.store.base import (
 from analyzer.runs.store.errors import RunNotFound, StoreConfigError, StoreUnavailable
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+_EVENT_INSERT = f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (%s, %s, %s)"
 _INSERT = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('%s' for _ in COLUMNS)}) "
     "ON CONFLICT (analysis, namespace, rollout, canary_hash) DO NOTHING"
@@ -216,16 +218,25 @@ class PostgresStore:
             row = conn.execute(_SELECT + _BY_KEY, _key(key)).fetchone()
         return None if row is None else run_from_row(tuple(row), _from_db)
 
-    def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
+    def update(
+        self, run_id: str, change: Callable[[Run], Run], *, events: EventsOf | None = None
+    ) -> Run:
         with self._db() as conn, conn.transaction():
             row = conn.execute(_SELECT + " WHERE id = %s FOR UPDATE", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(run_id)
-            new = change(run_from_row(tuple(row), _from_db))
+            current = run_from_row(tuple(row), _from_db)
+            new = change(current)
             if new.id != run_id:
                 raise ValueError("a change must keep the run's id")
             values = row_values(new, _to_db)
             conn.execute(_UPDATE, (*values[1:], run_id))
+            if events is not None:
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        _EVENT_INSERT,
+                        [(run_id, kind, json_text(body)) for kind, body in events(current, new)],
+                    )
         return new
 
     def runs(self, *, limit: int = 100) -> list[Run]:
@@ -237,10 +248,7 @@ class PostgresStore:
 
     def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
         with self._db() as conn:
-            conn.execute(
-                f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (%s, %s, %s)",
-                (run_id, kind, json_text(body)),
-            )
+            conn.execute(_EVENT_INSERT, (run_id, kind, json_text(body)))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         with self._db() as conn:

@@ -39,6 +39,7 @@ from analyzer.runs.store.base import (
     COLUMNS,
     EVENTS_TABLE,
     TABLE,
+    EventsOf,
     Pool,
     json_text,
     probe_run,
@@ -55,6 +56,7 @@ _INSERT = (
 )
 _UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = ?' for c in COLUMNS[1:])} WHERE id = ?"
 _BY_KEY = " WHERE analysis = ? AND namespace = ? AND rollout = ? AND canary_hash = ?"
+_EVENT_INSERT = f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (?, ?, ?)"
 _ACTION_SELECT = f"SELECT {', '.join(ACTION_COLUMNS)} FROM {ACTIONS_TABLE}"
 _ACTION_INSERT = (
     f"INSERT INTO {ACTIONS_TABLE} ({', '.join(ACTION_COLUMNS)}) "
@@ -150,6 +152,9 @@ class SQLiteStore:
         self._write_lock = threading.Lock()
         # whether the latest write failed (until one lands): `ping` then commits its probe
         self._write_failed = False
+        self._events_ready = False  # the events table is known to exist
+        self.writes = 0
+        """Write transactions committed (`verdict_store_writes_total`)."""
         self._pool: Pool[sqlite3.Connection] = Pool(
             self._connect, lambda c: c.close(), prepare=self._create_schema
         )
@@ -209,6 +214,7 @@ class SQLiteStore:
                 self._write_failed = True
                 raise
             self._write_failed = False
+            self.writes += 1
 
     # --- RunStore ----------------------------------------------------------------------
 
@@ -232,16 +238,26 @@ class SQLiteStore:
             row = conn.execute(_SELECT + _BY_KEY, _key(key)).fetchone()
         return None if row is None else run_from_row(row, _from_db)
 
-    def update(self, run_id: str, change: Callable[[Run], Run]) -> Run:
+    def update(
+        self, run_id: str, change: Callable[[Run], Run], *, events: EventsOf | None = None
+    ) -> Run:
+        if events is not None:
+            self._events_table()
         with self._db() as conn, self._write(conn):
             row = conn.execute(_SELECT + " WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(run_id)
-            new = change(run_from_row(row, _from_db))
+            current = run_from_row(row, _from_db)
+            new = change(current)
             if new.id != run_id:
                 raise ValueError("a change must keep the run's id")
             values = row_values(new, _to_db)
             conn.execute(_UPDATE, (*values[1:], run_id))
+            if events is not None:
+                conn.executemany(
+                    _EVENT_INSERT,
+                    [(run_id, kind, json_text(body)) for kind, body in events(current, new)],
+                )
         return new
 
     def runs(self, *, limit: int = 100) -> list[Run]:
@@ -260,15 +276,20 @@ class SQLiteStore:
         ).fetchone()
         return found is not None
 
-    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+    def _events_table(self) -> None:
+        """Make the events table unless this store has seen it (outside any transaction:
+        `executescript` commits first)."""
+        if self._events_ready:
+            return
         with self._db() as conn:
             if not self._has_events(conn):
                 conn.executescript(_EVENTS_SCHEMA)
+        self._events_ready = True
+
+    def add_event(self, run_id: str, kind: str, body: dict[str, Any]) -> None:
+        self._events_table()
         with self._db() as conn, self._write(conn):
-            conn.execute(
-                f"INSERT INTO {EVENTS_TABLE} (run_id, kind, body) VALUES (?, ?, ?)",
-                (run_id, kind, json_text(body)),
-            )
+            conn.execute(_EVENT_INSERT, (run_id, kind, json_text(body)))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         with self._db() as conn:

@@ -74,6 +74,11 @@ app.kubernetes.io/part-of: verdict
 {{- if and .Values.controller.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
+{{/* Shards: the controller's Rollouts split across replicas, a Lease per shard. */}}
+{{- define "verdict.shards" -}}
+{{- if and .Values.controller.enabled (gt (int (.Values.controller.shards | default 1)) 1) }}true{{ end }}
+{{- end }}
+
 {{/*
 The RBAC rules for the namespaces Verdict acts in, from files/permissions.json (generated from
 strategies/kube/permissions.py, the one list of the Kubernetes calls Verdict makes). Identical rules
@@ -98,7 +103,11 @@ shared by two features appear once.
 {{- define "verdict.leaseRules" -}}
 {{- $groups := .Files.Get "files/permissions.json" | fromJson }}
 {{- $out := list }}
-{{- range (index $groups "leaderElection") }}
+{{- $rules := index $groups "leaderElection" }}
+{{- if include "verdict.shards" . }}
+{{- $rules = concat $rules (index $groups "shards") }}
+{{- end }}
+{{- range $rules }}
 {{- $out = append $out (dict "apiGroups" (list .apiGroup) "resources" .resources "verbs" .verbs) }}
 {{- end }}
 {{- $out | toYaml }}
