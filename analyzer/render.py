@@ -55,6 +55,9 @@ def metric_json(metric: MetricReport, *, compact: bool = False) -> dict[str, Any
         out["moreRequestsNeeded"] = metric.more_requests_needed
     if metric.more_minutes_needed is not None:
         out["moreMinutesNeeded"] = metric.more_minutes_needed
+    if metric.held:
+        out["held"] = True
+        out["sharedIncident"] = metric.shared_incident
     return out
 
 

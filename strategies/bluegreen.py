@@ -550,9 +550,12 @@ class BlueGreenRollout:
                     ABORTED, f"switched back to blue, undecided: {report.reason}", "inconclusive"
                 )
             )
-        if self.r.on_timeout == "promote":
+        slo_hold = any(m.held for m in report.metrics)  # an SLO breach: never promoted undecided
+        if self.r.on_timeout == "promote" and not slo_hold:
             return self._finish(PROMOTED, f"green kept undecided: {report.reason}", "inconclusive")
         reason = f"green kept, undecided: a person decides: {report.reason}"
+        if slo_hold:
+            reason = f"green kept, held by the metrics: a person decides: {report.reason}"
         try:
             return self._finish(PAUSED, reason, "inconclusive")
         except StoreUnavailable:

@@ -404,9 +404,15 @@ class RollingRollout:
             return self._finish(PROMOTED, f"update complete: {report.reason}", "pass")
         if self.r.on_timeout == "abort":
             return self._rollback(revisions, f"undecided (onTimeout: abort): {report.reason}")
-        if self.r.on_timeout == "promote":
+        slo_hold = any(m.held for m in report.metrics)  # an SLO breach: never promoted undecided
+        if self.r.on_timeout == "promote" and not slo_hold:
             return self._finish(
                 PROMOTED, f"update complete, undecided: {report.reason}", "inconclusive"
+            )
+        if slo_hold:
+            return self._finish(
+                PAUSED, f"update complete, held by the metrics: a person decides: {report.reason}",
+                "inconclusive",
             )
         return self._finish(
             PAUSED, f"update complete, undecided: a person decides: {report.reason}", "inconclusive"

@@ -423,6 +423,8 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
       last 15 minutes have baseline traffic and no canary samples at all.
     * `young-busy`: a busy service (4,000 requests a second, the canary at 5 %) whose stable
       version started with the rollout: no history before the run.
+    * `shared-incident`: as healthy, but both versions fail 0.8 % of requests all along (a shared
+      dependency in trouble): beyond the 0.5 % SLO, under the 1 % rollback trigger.
     """
     end = now.replace(second=0, microsecond=0) - timedelta(minutes=30)
     start = end - timedelta(minutes=40)
@@ -459,6 +461,13 @@ def default_scenarios(now: datetime) -> dict[str, Scenario]:
             canary_rps=200.0,
             baseline_rps=3800.0,
             warmup=timedelta(0),
+        ),
+        Scenario(
+            "shared-incident",
+            start,
+            end,
+            canary_error_probability=0.008,
+            baseline_error_probability=0.008,
         ),
     ]
     return {s.name: s for s in scenarios}

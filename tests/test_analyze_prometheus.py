@@ -204,3 +204,20 @@ def test_param_placeholders_select_the_canary(prometheus: PrometheusServer, tmp_
     assert code == 1, err
     code, _, err = _analyze(prometheus, tmp_path, "healthy", edit=templated)
     assert code == 2 and "needs values for service" in err
+
+
+def test_an_slo_breach_both_versions_share_holds_and_says_incident_on_both_versions(
+    prometheus: PrometheusServer, tmp_path: Path
+) -> None:
+    # both versions at 0.8 % errors: beyond the 0.5 % SLO, under the default 1 % rollback trigger
+    code, doc, _ = _analyze(prometheus, tmp_path, "shared-incident")
+    assert code == 3, doc.get("reason")
+    assert doc["verdict"] == "inconclusive"
+    assert doc["reason"].startswith("Hold: incident on both versions")
+    m = _metric(doc, "error-rate")
+    assert m["verdict"] == "inconclusive" and m["held"] and m["sharedIncident"]
+    assert "incident on both versions" in m["reason"]
+    slo = next(c for c in m["checks"] if c["check"] == "slo")
+    assert slo["outcome"] == "hold" and slo["statistic"]["eFail"] >= slo["statistic"]["failAt"]
+    trigger = next(c for c in m["checks"] if c["check"] == "trigger")
+    assert trigger["outcome"] != "fail" and trigger["statistic"]["max"] == 0.01
