@@ -6,7 +6,7 @@ and writes the report a person reads, and the benchmarks run it on thousands of 
 
 Rules (DESIGN.md, "Statistics in one paragraph"):
 
-* FAIL: the weighted mean of the metric's FAIL e-values (rollback trigger 0.3, comparison 0.7; one
+* FAIL: the weighted mean of the metric's FAIL e-values (rollback trigger 0.1, comparison 0.9; one
   check: 1) reaches 1/alpha at some look. A mean of e-processes is an e-process, so the metric's
   false fail rate over all looks is at most its alpha (Ville). A failure is sticky.
 * PASS: the SLO's and the comparison's PASS e-values each reach 1/beta at this look (an
@@ -155,7 +155,7 @@ def ratio_looks(
         detail = {"max": np.asarray(bound), "canaryBad": cum_bad, "canaryRequests": cum_total}
         if gate == "slo" and b_bad is not None and b_total is not None:
             bb = np.minimum(np.clip(np.asarray(b_bad, dtype=np.float64), 0, None), b_total)
-            detail["baselineBreach"] = slo_evidence(bb, b_total, bound).fail.log_e
+            detail["baselineBreach"] = _baseline_breach(bb, np.asarray(b_total, float), c_total, bound)
         checks.append(CheckLooks(gate, weights.get(gate, 1.0), ev.fail, ev.passes, detail))
     if plan.compare is not None:
         if b_bad is None or b_total is None:
@@ -262,9 +262,9 @@ def latency_looks(
         if gate == "slo" and b_counts is not None:
             b_cum = np.cumsum(np.clip(np.asarray(b_counts, dtype=np.float64), 0, None), axis=-1)
             b_certain, _ = _slower(bounds, b_cum, threshold)
-            detail["baselineBreach"] = slo_evidence(
-                np.clip(b_certain, 0, None), b_cum[..., -1], 1.0 - q
-            ).fail.log_e
+            detail["baselineBreach"] = _baseline_breach(
+                np.clip(b_certain, 0, None), b_cum[..., -1], c_total, 1.0 - q
+            )
         checks.append(CheckLooks(gate, weights.get(gate, 1.0), ev.fail, ev.passes, detail))
     if plan.compare is not None:
         if b_counts is None:
@@ -275,6 +275,21 @@ def latency_looks(
             )
             checks.append(check)
     return _combine(checks, np.cumsum(c_total, axis=-1), alpha, beta, fallback_alpha, fallback_beta)
+
+
+def _baseline_breach(
+    b_bad: FloatArray, b_total: FloatArray, c_total: FloatArray, bound: float
+) -> FloatArray:
+    """The evidence (log e-value per look) that the baseline is beyond the SLO too, which only
+    labels a hold (`shared`), never decides: the larger of the baseline's own evidence and the
+    evidence of its per-interval rates weighed by the canary's requests (the canary's run-long
+    rate weighs the later, bigger steps most, so an incident at the 50 % step shows in the
+    canary's rate long before it shows in the baseline's run-long rate)."""
+    own = slo_evidence(b_bad, b_total, bound).fail.log_e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(b_total > 0, b_bad / np.where(b_total > 0, b_total, 1.0), 0.0)
+    weighed = slo_evidence(rate * c_total, c_total, bound).fail.log_e
+    return np.asarray(np.maximum(own, weighed), dtype=np.float64)
 
 
 def _slower(bounds: FloatArray, cum: FloatArray, threshold: float) -> tuple[FloatArray, FloatArray]:

@@ -17,9 +17,10 @@ from analyzer.errors import SpecError
 from metrics.source import MetricKind, MetricQuery
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-CHECK_WEIGHTS = MappingProxyType({"trigger": 0.3, "compare": 0.7})
+CHECK_WEIGHTS = MappingProxyType({"trigger": 0.1, "compare": 0.9})
 """Each FAIL check's weight in its metric's FAIL e-value, before they are normalised to sum to 1:
-the rollback trigger and the comparison. The SLO (a promotion criterion) never fails a metric: a
+the rollback trigger (for canaries far beyond it, where a tenth of alpha costs little) and the
+comparison (which decides the close calls). The SLO (a promotion criterion) never fails a metric: a
 breach holds it (`analyzer.looks`)."""
 DEFAULT_ABORT_BAD_RATE = 0.01
 """The rollback trigger a ratio SLO gets when the file names none: 1 % bad (or twice the SLO's bad

@@ -407,12 +407,14 @@ def code_state() -> dict[str, Any]:
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
                               check=False, timeout=30)  # fmt: skip
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout if done.returncode == 0 else ""
 
+    # `git status --short` lines are "XY path": the status takes two columns and may start with a
+    # space, so the output is not stripped before the path is cut off
     changed = git("status", "--short", "--", "analyzer", "metrics")
     return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "changedEngineFiles": [line[3:] for line in changed.splitlines()],
+        "commit": git("rev-parse", "HEAD").strip() or None,
+        "changedEngineFiles": [line[3:] for line in changed.splitlines() if line.strip()],
     }
 
 
@@ -609,7 +611,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 add("A/A shared incident under the rollback trigger: aborts", "≤ 5 % (held instead)",
                     (setup, analysis, "aa-shared-incident", tol),
                     lambda c: c["aborted"] <= 0.05 * c["pairs"],
-                    lambda c: f"{_count(c, 'aborted')} (held {_held(c)})")  # fmt: skip
+                    lambda c: f"{_count(c, 'aborted')} (held {_held(c)} at 60 min; held by the "
+                              f"SLO breach at some look: {c.get('heldAnyLook', '?')}/{c['pairs']}, "
+                              f"{c.get('sharedAnyLook', '?')} of them on both versions)")  # fmt: skip
                 add("canary 4× a degraded baseline still caught", "≥ 90 %",
                     (setup, analysis, "incident-canary-4x", tol),
                     lambda c: c["aborted"] >= 0.9 * c["pairs"], caught)  # fmt: skip

@@ -121,8 +121,9 @@ def _outcomes(result: dict[str, Any], path: Path) -> None:
         ax.set_title(f"Verdict outcomes — {rpm} rpm", fontsize=10)
         ax.set_xlabel("% of runs")
         ax.invert_yaxis()
-    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=4, fontsize=8, loc="upper center")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

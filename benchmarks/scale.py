@@ -30,12 +30,15 @@ Measured per mode and N over `looks` intervals (every figure per look is a mean 
 * looks per second (answered), and the looks due;
 * lag p50 / p99 / max (looks never made count in `missed`);
 * CPU per look: the Verdict process' CPU time (user + system, /proc) over the phase ÷ looks; it
-  excludes Prometheus' own work (another process: shown beside it as `prom CPU`); of it, judging
-  (`verdict_judge_duration_seconds`, the statistics);
+  excludes Prometheus' own work (another process: shown beside it as `prom CPU`); beside it the
+  wall time of judging (`verdict_judge_duration_seconds`, the statistics: its CPU when looks do
+  not overlap, more when they wait for each other's turn at the interpreter);
 * wall time per look beyond its PromQL: a look's time (`verdict_look_duration_seconds`) less its
   fetches' (`verdict_fetch_duration_seconds`);
 * memory per active run: the Verdict process' RSS growth over the phase ÷ N (RSS at the end less
-  RSS before the first look);
+  RSS before the first look: at small N mostly what any activity costs, connection pools,
+  thread arenas) and, in brackets, what each run more takes: the RSS at the end of a phase less
+  the smallest phase's, ÷ the runs between them (the target is checked on it);
 * Kubernetes requests per look (every request the API server answered, watches aside),
   Prometheus requests per look (Prometheus' own `prometheus_http_requests_total` of the query
   endpoints, the baseline sampler's left out) and run-store writes per look (committed write
@@ -44,12 +47,16 @@ Measured per mode and N over `looks` intervals (every figure per look is a mean 
   look of the phase's typical window), sent raw to Prometheus one after the other every 2 s
   during the phase; `÷ PromQL` is the answer p50 (web) or a look's mean (controller) over that
   raw time's p50 (mean), so load on the shared machine cancels out;
-* growth from the smallest to the largest N as ratios, and the issue's targets.
+* growth from the smallest to the largest N as ratios, and the issue's targets;
+* at the largest N, both modes once more with every look reading its own counters
+  (`verdict serve --fleet-gather 0`, as before `metrics.fleet`): the baseline, in the same run,
+  and each figure as a ratio to it.
 
 `--quick` (CI): N = 10 and 100 only, time compressed 5 times (a 6 s interval, 3 s scrapes, a
 12-minute pre-run window, 5 times the traffic per second: the same requests per interval and
-the same looks), 4 looks a run: a few minutes. The full run: N = 10, 100, 1,000 at the real
-30 s interval, 8 looks a run. Results: benchmarks/results/scale[-quick].json and .md.
+the same looks, 5 times as many a second), 4 looks a run: about 4 minutes. The full run: N =
+10, 100, 1,000 at the real 30 s interval, 6 looks a run: about 35 minutes. `--sizes 4` runs
+one N (no baseline). Results: benchmarks/results/scale[-quick].json and .md.
 """
 
 from __future__ import annotations
@@ -121,7 +128,7 @@ class Plan:
 
 
 QUICK = Plan(sizes=(10, 100), compression=5.0, looks=4, back=4)
-FULL = Plan(sizes=(10, 100, 1000), compression=1.0, looks=8, back=10)
+FULL = Plan(sizes=(10, 100, 1000), compression=1.0, looks=6, back=10)
 
 
 # --- the fleet's data ----------------------------------------------------------------------
@@ -150,10 +157,14 @@ def _bucket_probabilities() -> np.ndarray:
     )
 
 
-def _scrape_times(plan: Plan, offset: float, first: float, fine_from: float, end: float) -> np.ndarray:
+def _scrape_times(
+    plan: Plan, offset: float, first: float, fine_from: float, end: float
+) -> np.ndarray:
     """Scrape times (s): every 4 scrape intervals until `fine_from`, then every one."""
     coarse = np.arange(first + offset, fine_from, 4 * plan.scrape)
-    fine = np.arange(coarse[-1] + plan.scrape if len(coarse) else fine_from + offset, end, plan.scrape)
+    fine = np.arange(
+        coarse[-1] + plan.scrape if len(coarse) else fine_from + offset, end, plan.scrape
+    )
     return np.concatenate([coarse, fine])
 
 
@@ -180,9 +191,7 @@ def write_fleet(
             ok = np.cumsum(served - bad).tolist()
             errors = np.cumsum(bad)
             born = int(np.argmax(errors > 0)) if errors[-1] > 0 else len(times)
-            base = (
-                f'reporter="destination",destination_service_name="{_service(i)}-{version}"'
-            )
+            base = f'reporter="destination",destination_service_name="{_service(i)}-{version}"'
             head = f'istio_requests_total{{{base},response_code="200"}} '
             requests_out.write("".join(f"{head}{v} {t}\n" for v, t in zip(ok, stamps, strict=True)))
             if born < len(times):  # a 503 series exists from its first error on
@@ -193,7 +202,9 @@ def write_fleet(
                         for v, t in zip(errors[born:].tolist(), stamps[born:], strict=True)
                     )
                 )
-            cumulative = np.cumsum(np.cumsum(rng.multinomial(served, probabilities), axis=0), axis=1)
+            cumulative = np.cumsum(
+                np.cumsum(rng.multinomial(served, probabilities), axis=0), axis=1
+            )
             for k, le in enumerate(les):
                 head = f'istio_request_duration_milliseconds_bucket{{{base},le="{le}"}} '
                 buckets_out.write(
@@ -207,7 +218,9 @@ def write_fleet(
 
 
 @contextlib.contextmanager
-def fleet_prometheus(root: Path, plan: Plan, n: int, span: tuple[float, float, float]) -> Iterator[tuple[str, dict[str, Any]]]:
+def fleet_prometheus(
+    root: Path, plan: Plan, n: int, span: tuple[float, float, float]
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """A real Prometheus over the fleet's counters (`span`: first, fine_from, end, Unix s);
     yields its URL and what was written."""
     began = time.perf_counter()
@@ -225,13 +238,16 @@ def fleet_prometheus(root: Path, plan: Plan, n: int, span: tuple[float, float, f
     openmetrics.unlink()
     blocks = time.perf_counter()
     with serve(root / "tsdb", root) as url:
-        yield url, {
-            "services": n,
-            "series": n * 2 * 22,
-            "samples": samples,
-            "writeSeconds": round(written - began, 1),
-            "promtoolSeconds": round(blocks - written, 1),
-        }
+        yield (
+            url,
+            {
+                "services": n,
+                "series": n * 2 * 22,
+                "samples": samples,
+                "writeSeconds": round(written - began, 1),
+                "promtoolSeconds": round(blocks - written, 1),
+            },
+        )
 
 
 def fleet_analysis(plan: Plan) -> dict[str, Any]:
@@ -272,7 +288,9 @@ def _kube_server_class() -> type[Any]:
         def _validate(self, resource: Any, obj: dict[str, Any]) -> None:
             return
 
-        def _matches(self, resource: Any, namespace: str | None, obj: dict[str, Any], query: dict[str, str]) -> bool:
+        def _matches(
+            self, resource: Any, namespace: str | None, obj: dict[str, Any], query: dict[str, str]
+        ) -> bool:
             if not super()._matches(resource, namespace, obj, query):
                 return False
             for term in filter(None, query.get("fieldSelector", "").split(",")):
@@ -281,7 +299,9 @@ def _kube_server_class() -> type[Any]:
                     return bool((obj.get("involvedObject") or {}).get("kind") == value.lstrip("="))
             return True
 
-        def _list(self, resource: Any, namespace: str | None, query: dict[str, str]) -> dict[str, Any]:
+        def _list(
+            self, resource: Any, namespace: str | None, query: dict[str, str]
+        ) -> dict[str, Any]:
             rkey = self._rkey(resource)
             items = [
                 _as_version(o, resource)
@@ -299,7 +319,7 @@ def _kube_server_class() -> type[Any]:
             }
 
         def watch(self, path: str, query: dict[str, str], send: Callable[[Any], None]) -> None:
-            resource, namespace, name, _ = self._route(path)
+            resource, namespace, _, _ = self._route(path)
             deadline = time.monotonic() + min(float(query.get("timeoutSeconds") or 60), 60.0)
             with self._lock:
                 self._watching += 1
@@ -339,7 +359,9 @@ def _rollout(i: int, canary_hash: str, stable_hash: str, now: datetime) -> dict[
     return obj
 
 
-def _status(canary_hash: str, stable_hash: str, now: datetime, *, generation: int) -> dict[str, Any]:
+def _status(
+    canary_hash: str, stable_hash: str, now: datetime, *, generation: int
+) -> dict[str, Any]:
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     status: dict[str, Any] = {
         "currentPodHash": canary_hash,
@@ -384,10 +406,16 @@ def _pod(i: int, canary_hash: str, now: datetime) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def verdict_process(
-    root: Path, prometheus_url: str, plan: Plan, kubeconfig: Path | None = None
+    root: Path,
+    prometheus_url: str,
+    plan: Plan,
+    kubeconfig: Path | None = None,
+    *,
+    alone: bool = False,
 ) -> Iterator[tuple[str, int]]:
     """`verdict serve` (the real command line; `--watch` with a kubeconfig) over the fleet
-    analysis; yields its URL and process id once it is ready."""
+    analysis; yields its URL and process id once it is ready. `alone`: every look reads its
+    own counters (`--fleet-gather 0`, the baseline)."""
     folder = root / "analyses"
     folder.mkdir(exist_ok=True)
     (folder / f"{ANALYSIS}.yaml").write_text(yaml.safe_dump(fleet_analysis(plan)))
@@ -401,6 +429,8 @@ def verdict_process(
     ]  # fmt: skip
     if kubeconfig is not None:
         command += ["--watch", "--kubeconfig", str(kubeconfig)]
+    if alone:
+        command += ["--fleet-gather", "0"]
     log = root / f"verdict-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
@@ -408,7 +438,9 @@ def verdict_process(
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"verdict serve exited {process.returncode}:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"verdict serve exited {process.returncode}:\n{log.read_text()[-3000:]}"
+                )
             with contextlib.suppress(requests.RequestException):
                 ready = requests.get(f"{url}/readyz", timeout=2)
                 if ready.status_code == 200 and (
@@ -426,7 +458,10 @@ def verdict_process(
             if '"level": "error"' in line or "Traceback" in line
         ]  # fmt: skip
         if problems:
-            print(f"  verdict log: {len(problems)} error line(s), first: {problems[0][:300]}", flush=True)
+            print(
+                f"  verdict log: {len(problems)} error line(s), first: {problems[0][:300]}",
+                flush=True,
+            )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -470,8 +505,10 @@ def _prometheus_pid(url: str) -> int | None:
             continue
         with contextlib.suppress(OSError):
             command = (proc / "cmdline").read_bytes().split(b"\0")
-            if command and command[0].endswith(b"prometheus") and any(
-                c.endswith(f":{port}".encode()) for c in command
+            if (
+                command
+                and command[0].endswith(b"prometheus")
+                and any(c.endswith(f":{port}".encode()) for c in command)
             ):
                 return int(proc.name)
     return None
@@ -490,7 +527,9 @@ class _Reading:
     kube_requests: int
 
     @classmethod
-    def take(cls, url: str, pid: int, prometheus_url: str, prometheus_pid: int | None, kube: Any) -> _Reading:
+    def take(
+        cls, url: str, pid: int, prometheus_url: str, prometheus_pid: int | None, kube: Any
+    ) -> _Reading:
         return cls(
             at=time.monotonic(),
             cpu=_cpu_seconds(pid),
@@ -505,7 +544,9 @@ class _Reading:
 # --- the baseline: one look's queries sent raw -----------------------------------------------
 
 
-def look_queries(prometheus_url: str, plan: Plan, i: int, start: datetime, looks: int) -> list[tuple[str, str]]:
+def look_queries(
+    prometheus_url: str, plan: Plan, i: int, start: datetime, looks: int
+) -> list[tuple[str, str]]:
     """The (PromQL, time) pairs one look of service i's run sends on its own, `looks` whole
     intervals after `start` (recorded by a proxy in front of the Prometheus)."""
     from analyzer.analysis import fetch_observations
@@ -516,7 +557,12 @@ def look_queries(prometheus_url: str, plan: Plan, i: int, start: datetime, looks
 
     analysis_plan = plan_analysis(parse_analysis(fleet_analysis(plan)))
     step = timedelta(seconds=plan.interval)
-    params = {"rollout": _service(i), "namespace": _namespace(i), "canaryHash": "c", "stableHash": "s"}
+    params = {
+        "rollout": _service(i),
+        "namespace": _namespace(i),
+        "canaryHash": "c",
+        "stableHash": "s",
+    }
     with recording_prometheus(prometheus_url) as recording:
         source = PrometheusSource(recording.url)
         window = Window(start=start, end=start + step * max(1, looks), step=step)
@@ -549,7 +595,9 @@ class _RawSampler:
             while not self._stop.wait(2.0):
                 began = time.perf_counter()
                 for promql, at in self.queries:
-                    reply = session.post(f"{self.url}/api/v1/query", data={"query": promql, "time": at})
+                    reply = session.post(
+                        f"{self.url}/api/v1/query", data={"query": promql, "time": at}
+                    )
                     reply.raise_for_status()
                     reply.json()
                 self.seconds.append(time.perf_counter() - began)
@@ -572,8 +620,8 @@ def _figures(
 ) -> dict[str, Any]:  # fmt: skip
     v0, v1 = before.verdict, after.verdict
     looks = _sum(v1, "verdict_looks_total") - _sum(v0, "verdict_looks_total")
-    timed = (
-        v1.get("verdict_look_duration_seconds_count", 0) - v0.get("verdict_look_duration_seconds_count", 0)
+    timed = v1.get("verdict_look_duration_seconds_count", 0) - v0.get(
+        "verdict_look_duration_seconds_count", 0
     )
 
     def per_look(total: float, count: float = looks, scale: float = 1000.0) -> float | None:
@@ -637,7 +685,9 @@ def _figures(
     }
 
 
-def controller_phase(root: Path, prometheus_url: str, plan: Plan, n: int) -> dict[str, Any]:
+def controller_phase(
+    root: Path, prometheus_url: str, plan: Plan, n: int, *, alone: bool = False
+) -> dict[str, Any]:
     """N Rollouts start updating at once; Verdict's controller looks at each every interval."""
     kube = _kube_server_class()().start()
     try:
@@ -648,7 +698,7 @@ def controller_phase(root: Path, prometheus_url: str, plan: Plan, n: int) -> dic
         kubeconfig = kube.write_kubeconfig(root / "kubeconfig")
         typical = plan.looks // 2  # a look's window halfway through the phase
         queries = look_queries(prometheus_url, plan, 0, _ago(plan, typical), typical)
-        with verdict_process(root, prometheus_url, plan, kubeconfig) as (url, pid):
+        with verdict_process(root, prometheus_url, plan, kubeconfig, alone=alone) as (url, pid):
             prometheus_pid = _prometheus_pid(prometheus_url)
             time.sleep(1.0)
             before = _Reading.take(url, pid, prometheus_url, prometheus_pid, kube)
@@ -669,7 +719,7 @@ def controller_phase(root: Path, prometheus_url: str, plan: Plan, n: int) -> dic
         writes = Counter(method for _, method, _ in kube.timed if method != "GET")
     finally:
         kube.stop()
-    extra = {"kubeWrites": dict(writes)}
+    extra = {"kubeWrites": dict(writes), "reads": "alone" if alone else "together"}
     return _figures("controller", n, plan, before, after, lags, n * plan.looks, raw, extra)
 
 
@@ -680,7 +730,9 @@ def _ago(plan: Plan, looks: int) -> datetime:
 
 def _updating(i: int, now: datetime) -> Callable[[dict[str, Any]], None]:
     def change(obj: dict[str, Any]) -> None:
-        obj["status"] = _status(f"c{i:04d}", f"s{i:04d}", now, generation=int(obj["metadata"]["generation"]))
+        obj["status"] = _status(
+            f"c{i:04d}", f"s{i:04d}", now, generation=int(obj["metadata"]["generation"])
+        )
 
     return change
 
@@ -705,7 +757,9 @@ def _tick_lags(
     return list(first.values())
 
 
-async def _web_clients(url: str, plan: Plan, n: int, t0: float, starts: list[str]) -> tuple[list[float], list[float], Counter[str]]:
+async def _web_clients(
+    url: str, plan: Plan, n: int, t0: float, starts: list[str]
+) -> tuple[list[float], list[float], Counter[str]]:
     """Each run asked every interval (first calls spread over the first interval): the lags
     (answered less due) and answer times."""
     lags: list[float] = []
@@ -741,9 +795,11 @@ async def _web_clients(url: str, plan: Plan, n: int, t0: float, starts: list[str
     return lags, answers, outcomes
 
 
-def web_phase(root: Path, prometheus_url: str, plan: Plan, n: int) -> dict[str, Any]:
+def web_phase(
+    root: Path, prometheus_url: str, plan: Plan, n: int, *, alone: bool = False
+) -> dict[str, Any]:
     """N runs asked every interval through `POST /api/v1/verdict`."""
-    with verdict_process(root, prometheus_url, plan) as (url, pid):
+    with verdict_process(root, prometheus_url, plan, alone=alone) as (url, pid):
         prometheus_pid = _prometheus_pid(prometheus_url)
         t0 = time.time() + 3.0
         back = [(i % (plan.back + 1)) * plan.interval for i in range(n)]
@@ -768,6 +824,7 @@ def web_phase(root: Path, prometheus_url: str, plan: Plan, n: int) -> dict[str, 
             "p99": (_percentile(answers, 0.99) or math.nan) * 1000,
         },
         "outcomes": dict(outcomes.most_common()),
+        "reads": "alone" if alone else "together",
     }
     figures = _figures("web", n, plan, before, after, lags, n * plan.looks, raw, extra)
     raw50 = figures["rawPromqlMs"]["p50"]
@@ -787,7 +844,7 @@ def run_scale(quick: bool = False, sizes: tuple[int, ...] | None = None) -> dict
     root = Path(tempfile.mkdtemp(prefix="verdict-bench-scale-"))
     n = max(plan.sizes)
     now = time.time()
-    duration = len(plan.sizes) * 2 * plan.phase_seconds()
+    duration = (len(plan.sizes) + 1) * 2 * plan.phase_seconds()  # the baseline's two more
     first = now - plan.prerun - (plan.back + 4) * plan.interval - 120
     fine_from = now - (plan.back + 3) * plan.interval - 60
     # the data are written (about 50 ms a service) and turned into blocks before the clock runs
@@ -803,11 +860,15 @@ def run_scale(quick: bool = False, sizes: tuple[int, ...] | None = None) -> dict
             )
             for size in plan.sizes:
                 for mode, phase in (("controller", controller_phase), ("web", web_phase)):
-                    print(f"{mode}: {size} runs, {plan.looks} looks each ...", flush=True)
-                    folder = root / f"{mode}-{size}"
-                    folder.mkdir()
-                    phases.append(phase(folder, prometheus_url, plan, size))
-                    print("  " + _one_line(phases[-1]), flush=True)
+                    # the baseline, at the largest N only (of several): every look reads alone
+                    baseline_too = size == n and len(plan.sizes) > 1
+                    for alone in (False, True) if baseline_too else (False,):
+                        what = " (baseline: every look reads alone)" if alone else ""
+                        print(f"{mode}: {size} runs, {plan.looks} looks each{what} ...", flush=True)
+                        folder = root / f"{mode}-{size}{'-alone' if alone else ''}"
+                        folder.mkdir()
+                        phases.append(phase(folder, prometheus_url, plan, size, alone=alone))
+                        print("  " + _one_line(phases[-1]), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result: dict[str, Any] = {
@@ -815,13 +876,20 @@ def run_scale(quick: bool = False, sizes: tuple[int, ...] | None = None) -> dict
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "loadAverage1m": {"before": load_before, "after": os.getloadavg()[0]},
-        "plan": {**asdict(plan), "interval": plan.interval, "scrape": plan.scrape, "prerun": plan.prerun},
+        "plan": {
+            **asdict(plan),
+            "interval": plan.interval,
+            "scrape": plan.scrape,
+            "prerun": plan.prerun,
+        },
         "fleet": fleet,
         "phases": phases,
         "wallSeconds": round(time.perf_counter() - began, 1),
     }
-    result["growth"] = growth(phases)
-    result["targets"] = targets(phases)
+    together = [p for p in phases if p["reads"] == "together"]
+    result["growth"] = growth(together)
+    result["baseline"] = baseline(phases)
+    result["targets"] = targets(together)
     return _finite(result)
 
 
@@ -863,7 +931,9 @@ _GROWN = {
 
 
 def growth(phases: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Per mode, each figure at the largest N ÷ at the smallest."""
+    """Per mode, each figure at the largest N ÷ at the smallest, and the memory each run more
+    takes (the RSS at the end of the largest phase less the smallest's, ÷ the runs between
+    them: what a phase costs whatever its size cancels out)."""
     out: dict[str, dict[str, float | None]] = {}
     for mode in ("controller", "web"):
         rows = sorted((p for p in phases if p["mode"] == mode), key=lambda p: p["runs"])
@@ -872,6 +942,41 @@ def growth(phases: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
         ratios: dict[str, float | None] = {"from": rows[0]["runs"], "to": rows[-1]["runs"]}
         for name, get in _GROWN.items():
             low, high = get(rows[0]), get(rows[-1])
+            ratios[name] = high / low if low and high is not None and low > 0 else None
+        out[mode] = ratios
+        added = rows[-1]["runs"] - rows[0]["runs"]
+        for row in rows[1:]:
+            between = row["runs"] - rows[0]["runs"]
+            row["memoryKiBPerExtraRun"] = (
+                (row["rssMiB"]["after"] - rows[0]["rssMiB"]["after"]) * 1024 / between
+            )
+        ratios["memoryKiBPerExtraRun"] = rows[-1]["memoryKiBPerExtraRun"] if added else None
+    return out
+
+
+_COMPARED = {
+    "looksPerSecond": lambda p: p["looksPerSecond"],
+    "lagP50": lambda p: p["lagSeconds"]["p50"],
+    "lagP99": lambda p: p["lagSeconds"]["p99"],
+    "cpuMsPerLook": lambda p: p["cpuMsPerLook"],
+    "prometheusRequestsPerLook": lambda p: p["prometheusRequestsPerLook"],
+    "prometheusCpuMsPerLook": lambda p: p["prometheusCpuMsPerLook"],
+    "memoryKiBPerRun": lambda p: p["memoryKiBPerRun"],
+}
+
+
+def baseline(phases: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per mode at the largest N: each figure with looks read together ÷ the same with every
+    look reading alone (`--fleet-gather 0`), measured in the same run."""
+    out: dict[str, dict[str, float | None]] = {}
+    for mode in ("controller", "web"):
+        rows = {p["reads"]: p for p in phases if p["mode"] == mode}
+        if "alone" not in rows or "together" not in rows:
+            continue
+        together, alone = rows["together"], rows["alone"]
+        ratios: dict[str, float | None] = {"runs": together["runs"]}
+        for name, get in _COMPARED.items():
+            low, high = get(alone), get(together)
             ratios[name] = high / low if low and high is not None and low > 0 else None
         out[mode] = ratios
     return out
@@ -902,8 +1007,15 @@ def targets(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     add("look lag p99, s (controller)", ctrl, ctrl and ctrl["lagSeconds"]["p99"], 5.0)
     for phase in (ctrl, web):
         add("CPU per look beyond PromQL, ms", phase, phase and phase["cpuMsPerLook"], 5.0)
-        add("Prometheus requests per look", phase, phase and phase["prometheusRequestsPerLook"], 1.0)
-        add("memory per active run, KiB", phase, phase and phase["memoryKiBPerRun"], 10.0)
+        add(
+            "Prometheus requests per look", phase, phase and phase["prometheusRequestsPerLook"], 1.0
+        )
+        add(
+            "memory per active run, KiB (each run more, from the smallest N)",
+            phase,
+            phase and phase.get("memoryKiBPerExtraRun"),
+            10.0,
+        )
     add("web answer ÷ its PromQL, p50", web_small, web_small and web_small["answerOverPromql"], 1.3)
     return out
 
@@ -911,16 +1023,21 @@ def targets(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- tables -----------------------------------------------------------------------------------
 
 _COLUMNS = (
-    ("mode", lambda p: p["mode"]),
+    ("mode", lambda p: p["mode"] + (" (alone)" if p.get("reads") == "alone" else "")),
     ("N", lambda p: str(p["runs"])),
     ("looks/s (due)", lambda p: f"{_f(p['looksPerSecond'], digits=1)} ({p['duePerSecond']:.1f})"),
     ("lag p50 / p99 s", lambda p: f"{_f(p['lagSeconds']['p50'])} / {_f(p['lagSeconds']['p99'])}"),
     ("missed", lambda p: str(p["lagSeconds"]["missed"])),
     ("CPU ms/look", lambda p: _f(p["cpuMsPerLook"], digits=1)),
-    ("judge ms", lambda p: _f(p["judgeMsPerLook"], digits=1)),
+    ("judge ms (wall)", lambda p: _f(p["judgeMsPerLook"], digits=1)),
     ("wall-PromQL ms", lambda p: _f(p["wallBeyondPromqlMs"], digits=1)),
     ("÷ PromQL", lambda p: _f(p.get("answerOverPromql") or _ctrl_ratio(p))),
-    ("KiB/run", lambda p: _f(p["memoryKiBPerRun"], digits=1)),
+    (
+        "KiB/run (more)",
+        lambda p: (
+            f"{_f(p['memoryKiBPerRun'], digits=0)} ({_f(p.get('memoryKiBPerExtraRun'), digits=1)})"
+        ),
+    ),
     ("kube req/look", lambda p: _f(p["kubeRequestsPerLook"])),
     ("prom req/look", lambda p: _f(p["prometheusRequestsPerLook"])),
     ("store writes/look", lambda p: _f(p["storeWritesPerLook"])),
@@ -954,6 +1071,10 @@ def console_tables(result: dict[str, Any]) -> list[str]:
     for mode, ratios in result["growth"].items():
         parts = ", ".join(f"{k} ×{_f(v)}" for k, v in ratios.items() if k not in ("from", "to"))
         lines.append(f"  {mode} ({ratios['from']} → {ratios['to']}): {parts}")
+    lines += ["", "looks read together ÷ every look reading alone (the baseline, same run):"]
+    for mode, ratios in result.get("baseline", {}).items():
+        parts = ", ".join(f"{k} ×{_f(v)}" for k, v in ratios.items() if k != "runs")
+        lines.append(f"  {mode} ({ratios['runs']}): {parts}")
     lines += ["", "targets:"]
     for t in result["targets"]:
         lines.append(
@@ -1003,7 +1124,26 @@ def markdown(result: dict[str, Any], command: str) -> str:
             + " | ".join(_f(ratios.get(name)) for name in _GROWN)
             + " |"
         )
-    lines += ["", "## Targets", "", "| target | runs (mode) | value | limit | met |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Against the baseline (same run, largest N): looks read together ÷ every look alone",
+        "",
+        "| mode | " + " | ".join(_COMPARED) + " |",
+        "|" + "---|" * (len(_COMPARED) + 1),
+    ]
+    for mode, ratios in result.get("baseline", {}).items():
+        lines.append(
+            f"| {mode} ({ratios['runs']}) | "
+            + " | ".join(_f(ratios.get(name)) for name in _COMPARED)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | runs (mode) | value | limit | met |",
+        "|---|---|---|---|---|",
+    ]
     for t in result["targets"]:
         lines.append(
             f"| {t['target']} | {t['runs']} ({t['mode']}) | {_f(t['value'])} | ≤ {t['limit']:g} | "

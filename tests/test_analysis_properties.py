@@ -73,15 +73,18 @@ def observations(spec: AnalysisSpec, d: dict[str, np.ndarray]) -> Observations:
 
 def reference_fails(d: dict[str, np.ndarray], alpha: float, slo: float) -> bool:
     """The documented rule, written independently: one critical metric gets all of alpha; its
-    FAIL e-value is 0.3·E_slo + 0.7·E_compare, the comparison's null r = 1.5 + 0.001 / p̄."""
+    FAIL e-value is 0.1·E_trigger + 0.9·E_compare, the rollback trigger the default for an SLO
+    (the larger of 1 % and twice the SLO; the SLO itself only holds), the comparison's null
+    r = 1.5 + 0.001 / p̄."""
     p_bar = float(d["pre_b"] / d["pre_m"])
     assert d["pre_b"] >= 30
     r0 = 1.5 + 0.001 / p_bar
-    e_slo = log_e_values_per_look(d["c"], d["n"], math.log(slo / (1 - slo)), upward=True)
+    trigger = max(0.01, 2 * slo)
+    e_slo = log_e_values_per_look(d["c"], d["n"], math.log(trigger / (1 - trigger)), upward=True)
     share = d["n"] / (d["n"] + d["m"])
     o = np.log(share / (1 - share)) + math.log(r0)
     e_cmp = log_e_values_per_look(d["c"], d["c"] + d["b"], o, upward=True)
-    mean = np.log(0.3 * np.exp(e_slo) + 0.7 * np.exp(e_cmp))
+    mean = np.log(0.1 * np.exp(e_slo) + 0.9 * np.exp(e_cmp))
     return bool((mean >= math.log(1 / alpha)).any())
 
 

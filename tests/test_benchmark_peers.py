@@ -6,6 +6,8 @@
 * Every judge sees the same horizon: a peer that never fails promotes at its end.
 * The generator: the pre-run baseline window (shapes, rates, determinism), shared incidents in
   both versions, and the canary-time draws of the older scenarios unchanged by the additions.
+* Verdict's holds: the accuracy benchmark's `verdict_runs` takes `judges.verdict_decisions`'
+  decisions, and a held run ends paused, never aborted.
 * The accuracy targets: the race rule and the met / not met figures on a made-up result.
 """
 
@@ -30,6 +32,7 @@ from benchmarks.simulate import (
     Batch,
     generate,
 )
+from benchmarks.specs import benchmark_analysis
 
 
 def _batch(name: str, rpm: int, runs: int, seed: int) -> Batch:
@@ -249,6 +252,27 @@ def test_shared_incidents_hit_both_versions_in_their_minutes() -> None:
     assert base[30:40].mean() == pytest.approx(0.05, rel=0.05)
     assert c[30:40].mean() == pytest.approx(0.05, rel=0.05)
     assert base[:30].mean() == pytest.approx(0.005, rel=0.05)
+    # under the rollback trigger (2 %), over the SLO (1 %), in minutes 5–35
+    c, base = _interval_rates(_batch("aa-shared-incident-under-trigger", 1000, 300, 6))
+    assert base[10:70].mean() == pytest.approx(0.015, rel=0.05)
+    assert c[10:70].mean() == pytest.approx(0.015, rel=0.05)
+    assert base[:10].mean() == pytest.approx(0.005, rel=0.05)
+
+
+@pytest.mark.parametrize(("name", "rpm"), [("aa-shared-incident", 100), ("errors-2%", 10),
+                                           ("shared-incident", 100), ("aa-constant", 100)])  # fmt: skip
+def test_verdict_runs_are_the_replay_and_holds_end_paused(name: str, rpm: int) -> None:
+    spec = benchmark_analysis()
+    batch = _batch(name, rpm, 60, 12)
+    runs = accuracy.verdict_runs(spec, batch)
+    replay = judges.verdict_decisions(spec, batch)
+    np.testing.assert_array_equal(runs.decisions.decision, replay.decision)
+    np.testing.assert_array_equal(runs.decisions.look, replay.look)
+    assert np.all(runs.decisions.decision[runs.held] == Decision.PAUSED)
+    assert np.all(runs.held[runs.held_shared])
+    assert np.all(runs.held_any_look[runs.held])
+    if name != "aa-constant":  # these scenarios breach the 1 % SLO: some runs are held
+        assert runs.held_any_look.any()
 
 
 def test_twice_tolerance_scenarios_must_not_be_promoted() -> None:

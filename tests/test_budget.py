@@ -52,9 +52,9 @@ def test_the_report_carries_the_alpha_each_check_used_and_it_is_the_documented_s
     assert by_name["latency-p99"].alpha == pytest.approx(0.4 * alpha / 2)
     assert by_name["success-rate"].alpha == pytest.approx(0.4 * alpha / 2)
     checks = {c.check: c.statistic for c in by_name["error-rate"].checks}
-    assert checks["trigger"]["alpha"] == pytest.approx(0.3 * 0.6 * alpha)
+    assert checks["trigger"]["alpha"] == pytest.approx(0.1 * 0.6 * alpha)
     assert checks["slo"]["alpha"] == pytest.approx(0.6 * alpha)  # a breach holds at the metric's level
-    assert checks["compare"]["alpha"] == pytest.approx(0.7 * 0.6 * alpha)
+    assert checks["compare"]["alpha"] == pytest.approx(0.9 * 0.6 * alpha)
     for m in report.metrics:
         for c in m.checks:
             assert c.statistic["beta"] == beta

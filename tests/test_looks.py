@@ -45,8 +45,8 @@ def latency(**changes: object) -> MetricPlan:
 
 def test_check_weights_are_the_documented_ones() -> None:
     # the SLO holds and never fails: the FAIL e-value averages the rollback trigger and comparison
-    assert CHECK_WEIGHTS == {"trigger": 0.3, "compare": 0.7}
-    assert check_weights(metric()) == {"trigger": 0.3, "compare": 0.7}
+    assert CHECK_WEIGHTS == {"trigger": 0.1, "compare": 0.9}
+    assert check_weights(metric()) == {"trigger": 0.1, "compare": 0.9}
     assert check_weights(metric(compare=None)) == {"trigger": 1.0}
     assert check_weights(metric(slo=None)) == {"compare": 1.0}
     assert check_weights(metric(slo={"abortAbove": "2%"}, compare=None)) == {"trigger": 1.0}
@@ -68,7 +68,7 @@ def test_a_metric_fails_when_the_weighted_mean_of_its_fail_e_values_reaches_one_
         ml = _looks(m, list(c), list(n), list(n * 0.05), list(n * 9))
         _, trigger, cmp_ = ml.checks
         assert trigger.check == "trigger" and cmp_.check == "compare"
-        mean = np.log(0.3 * np.exp(trigger.fail.log_e) + 0.7 * np.exp(cmp_.fail.log_e))
+        mean = np.log(0.1 * np.exp(trigger.fail.log_e) + 0.9 * np.exp(cmp_.fail.log_e))
         crossed = np.maximum.accumulate(mean >= math.log(1 / 0.03))
         assert np.array_equal(ml.codes == FAIL, crossed)
 
@@ -116,7 +116,7 @@ def test_the_fallback_for_little_prerun_data_is_paid_from_the_metrics_alpha() ->
         np.array(50.0), np.array(10000.0), alpha=0.03, beta=0.1,
     )
     assert float(enough.fail_level) == pytest.approx(math.log(1 / 0.03))
-    assert float(few.fail_level) == pytest.approx(math.log(1 / (0.03 * (1 - 0.1 * 0.7))))
+    assert float(few.fail_level) == pytest.approx(math.log(1 / (0.03 * (1 - 0.1 * 0.9))))
     assert float(few.pass_level) == pytest.approx(math.log(1 / (0.1 * 0.9)))
 
 
