@@ -643,6 +643,13 @@ def serve(
     prometheus_concurrency: Annotated[
         int, typer.Option(help="Looks that may query Prometheus at once (others wait in budget).")
     ] = 16,
+    fleet_gather: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a look may wait for looks of other runs of its analysis, to read "
+            "them together in a few queries (only while such looks keep coming); 0: alone."
+        ),
+    ] = 0.15,  # metrics.fleet.DEFAULT_GATHER (not imported: the command line starts light)
     grafana_url: Annotated[
         str | None,
         typer.Option(help="Annotate every run on this Grafana (over the files' grafana.url)."),
@@ -812,7 +819,9 @@ def serve(
         log.error(
             "run store unavailable at start; /readyz says so until it is back", error=str(error)
         )
-    sources = PrometheusSources(look_budget=look_budget, url=url)
+    if not 0 <= fleet_gather <= 5:
+        _fail("--fleet-gather: give seconds between 0 and 5, e.g. 0.15", EXIT_BAD_INPUT)
+    sources = PrometheusSources(look_budget=look_budget, url=url, gather=fleet_gather)
     settings = ServeSettings(
         look_budget=look_budget,
         run_ttl=ttl,

@@ -27,12 +27,12 @@ its own reads would give: the arithmetic, the counted parts, the consistency che
 `histogram_series`) are the inner source's.
 
 How looks get together. The run service tells the source every fetch of a look before it fetches
-(`read_together`); a look that arrives while another look of the same analysis (the same counters)
-arrived less than a second ago opens a batch or joins the open one; the look that opened it
+(`read_together`); a look that arrives less than `gather` seconds after another look of the
+same analysis (the same counters) opens a batch or joins the open one; the look that opened it
 waits `gather` seconds for more (at most `max_looks` join), reads for all of them, and every
-look's fetches are then answered from what was read (`fetch`). A lone look never waits: it is
-read by the inner source, as are looks that arrive while their batch is being read (they join
-the next one).
+look's fetches are then answered from what was read (`fetch`). A look with no other look of its
+analysis that close (a small fleet) never waits: the inner source reads it, as before. Looks
+that arrive while their batch is being read join the next one.
 
 What is left to the inner source (`fetch` passes it on): a lone look; a look's fetches that the
 batch could not answer as its own reads would: a ratio whose part cannot be counted from its
@@ -60,6 +60,12 @@ import structlog
 
 from metrics.errors import AnswerTooLarge, BadData, PartMissing, QueryError
 from metrics.increase import CumulativeIncrease, LabelKey, Page
+from metrics.prometheus import (
+    EDGE_SECONDS,
+    _counted_part,
+    histogram_series,
+    ratio_series,
+)
 from metrics.promql import increase_query, promql_duration, render, union_selector
 from metrics.selectors import narrowing, parse_selector
 from metrics.source import (
@@ -72,10 +78,10 @@ from metrics.source import (
 )
 
 _log = structlog.get_logger()
-DEFAULT_GATHER = 0.1
+DEFAULT_GATHER = 0.15
 """Seconds the first look of a batch waits for others (only while looks keep arriving)."""
 _TAG = "verdict_fetch"
-_BUSY_SECONDS = 1.0  # a look arriving this soon after another of its analysis gathers
+_MOST_INSTANT_LOOKS = 20  # a longer window read by instant queries is the inner source's
 _KEEP_SECONDS = 120.0  # answers not taken by their look within this are dropped
 _STEP_ASIDE = object()  # the batch left this fetch to the inner source
 
@@ -202,7 +208,8 @@ class FleetSource:
             return
         now = time.monotonic()
         with self._lock:
-            busy = now - self._last.get(family, -math.inf) < _BUSY_SECONDS
+            # another look of the analysis came less than `gather` ago: more are coming
+            busy = now - self._last.get(family, -math.inf) < self.gather
             self._last[family] = now
             batch: _Batch | None = self._open.get(family)
             leader = batch is None or batch.closed or len(batch.looks) >= self.max_looks
@@ -250,22 +257,25 @@ class FleetSource:
             self.batched_looks += len(looks)
 
     def _read_all(self, fetches: list[Fetch], answers: dict[FetchKey, object]) -> None:
+        raw_ok = self._raw_reads_checked()
+        if not raw_ok:
+            # the inner source checks its first raw read against the server's own answer (at a
+            # look whose samples have all landed): one fetch of the batch that it would read
+            # raw goes first, and decides for the others
+            first = next((f for f in fetches if self._checkable(f)), None)
+            if first is not None:
+                try:
+                    answers[_key_of(first)] = self.inner.fetch(
+                        first.query, first.version, first.matchers, first.window
+                    )
+                except Exception as exc:
+                    answers[_key_of(first)] = exc
+                raw_ok = self._raw_reads_checked()
         shorts: list[_Short] = []
         raws: list[_Raw] = []
         for f in fetches:
-            self._plan(f, shorts, raws, answers)
-        if raws and not self._raw_reads_checked():
-            # the inner source checks its first raw read against the server's own answer: one
-            # look's fetch of the batch goes first, and decides for the others
-            first = raws[0].fetch
-            try:
-                answers[_key_of(first)] = self.inner.fetch(
-                    first.query, first.version, first.matchers, first.window
-                )
-            except Exception as exc:
-                answers[_key_of(first)] = exc
-            checked = self._raw_reads_checked()
-            raws = [r for r in raws if checked and r.fetch is not first]
+            if _key_of(f) not in answers:
+                self._plan(f, shorts, raws, answers, raw_ok)
         if not shorts and not raws:
             return
         tagged = self._instant(shorts, raws)
@@ -292,32 +302,56 @@ class FleetSource:
                 answers[key] = _STEP_ASIDE
 
     def _plan(
-        self, f: Fetch, shorts: list[_Short], raws: list[_Raw], answers: dict[FetchKey, object]
+        self,
+        f: Fetch,
+        shorts: list[_Short],
+        raws: list[_Raw],
+        answers: dict[FetchKey, object],
+        raw_ok: bool,
     ) -> None:
-        """How `f` is read: by instant queries (a short window), raw, or by the inner source."""
+        """How `f` is read: raw (as the inner source reads a window of enough looks, once its
+        raw reads are checked), by instant queries (a short window, or any window the inner
+        source would not read raw yet), or by the inner source."""
         counters = _counters(f.query)
         instants = self.inner._instants(f.window)
         if not counters or instants.start_ms is None:
             answers[_key_of(f)] = _STEP_ASIDE
             return
-        # a store whose increase() has rules of its own is read raw whatever the window, as
-        # the inner source reads it
-        differs = bool(getattr(self.inner, "increase_differs", False))
-        if len(instants.ms) < (1 if differs else self.inner.range_read_from):
-            for template, by_le, role in counters:
-                shorts.append(
-                    _Short(f, by_le, role, render(template, f.matchers),
-                           list(zip(instants.ranges, instants.ms, strict=True)))
-                )  # fmt: skip
-            return
-        if f.query.kind is MetricKind.RATIO and _counted(f) is None:
+        raw = raw_ok and len(instants.ms) >= self._raw_from()
+        if raw and f.query.kind is MetricKind.RATIO and _counted(f) is None:
             answers[_key_of(f)] = _STEP_ASIDE
             return
-        template, by_le, role = counters[0]  # a ratio's part is counted from its total
-        raws.append(
-            _Raw(f, template, by_le, role, render(template, f.matchers), instants.start_ms,
-                 list(instants.ms))
-        )  # fmt: skip
+        if raw:
+            template, by_le, role = counters[0]  # a ratio's part is counted from its total
+            raws.append(
+                _Raw(f, template, by_le, role, render(template, f.matchers), instants.start_ms,
+                     list(instants.ms))
+            )  # fmt: skip
+            return
+        if len(instants.ms) > _MOST_INSTANT_LOOKS:
+            answers[_key_of(f)] = _STEP_ASIDE  # its settled looks are in the inner's cache
+            return
+        for template, by_le, role in counters:
+            shorts.append(
+                _Short(f, by_le, role, render(template, f.matchers),
+                       list(zip(instants.ranges, instants.ms, strict=True)))
+            )  # fmt: skip
+
+    def _raw_from(self) -> int:
+        """The fewest looks the inner source reads raw (a store whose increase() has rules of
+        its own is read raw whatever the window)."""
+        return (
+            1 if getattr(self.inner, "increase_differs", False) else int(self.inner.range_read_from)
+        )
+
+    def _checkable(self, f: Fetch) -> bool:
+        """Whether the inner source would read `f` raw and check it: a window of enough looks,
+        one of them old enough for its samples to have all landed."""
+        if not _counters(f.query) or getattr(self.inner, "raw_reads_disagree", False):
+            return False
+        instants = self.inner._instants(f.window)
+        settled = time.time() - EDGE_SECONDS
+        return len(instants.ms) >= self._raw_from() and instants.seconds[0] <= settled
 
     def _raw_reads_checked(self) -> bool:
         """Whether the inner source's first raw read was checked and agreed with the server."""
@@ -332,8 +366,13 @@ class FleetSource:
         pieces: list[str] = []
         for i, raw in enumerate(raws):
             pieces.append(_tagged(f"{raw.text} @ {raw.start_ms / 1000:.3f}", f"p{i}"))
-        for i, short in enumerate(shorts):
-            short.tag = f"s{i}"
+        asked: dict[tuple[str, bool, tuple[tuple[float, int], ...]], str] = {}
+        for short in shorts:  # the same counter over the same looks is asked once
+            same = (short.text, short.by_le, tuple(short.looks))
+            short.tag = asked.get(same, "")
+            if short.tag:
+                continue
+            short.tag = asked[same] = f"s{len(asked)}"
             for k, (seconds, at_ms) in enumerate(short.looks):
                 query = increase_query(short.text, seconds, by_le=short.by_le, at=at_ms / 1000)
                 pieces.append(_tagged(query, f"{short.tag}.{k}"))
@@ -364,8 +403,6 @@ class FleetSource:
         """A short window's series from its looks' instant answers (as the inner source's
         instant queries would give it). A ratio whose part answered nothing while its total
         has requests is left in `checks` (`_check_parts`) when its part could have lost data."""
-        from metrics.prometheus import histogram_series, ratio_series
-
         results: dict[str, Cumulative] = {}
         for short in parts:
             if not isinstance(short, _Short):
@@ -467,8 +504,6 @@ class FleetSource:
 
     def _raw_series(self, fetch: Fetch, parts: list[Any]) -> object:
         """A window's series from its raw samples (as the inner source's raw read gives it)."""
-        from metrics.prometheus import histogram_series, ratio_series
-
         raw = next(p for p in parts if isinstance(p, _Raw))
         window = fetch.window
         counted = _counted(fetch) if fetch.query.kind is MetricKind.RATIO else None
@@ -550,8 +585,6 @@ def _family(fetches: list[Fetch]) -> tuple[Any, ...] | None:
 
 
 def _counted(f: Fetch) -> tuple[str, str, Callable[[LabelKey], bool | None]] | None:
-    from metrics.prometheus import _counted_part
-
     return _counted_part(f.query, f.matchers)
 
 

@@ -1555,14 +1555,19 @@ class _Aligned:
                 finite & finite_before, np.maximum(cumulative - before, 0.0), math.nan
             )
         counted = have & np.isfinite(increases)
-        # summed one series after another, in order (`ufunc.at` is unbuffered), as the
-        # series would be one by one
         sums = np.zeros((count, intervals), dtype=np.float64)
-        np.add.at(sums, groups, np.where(counted, increases, 0.0))
         present = np.zeros((count, intervals), dtype=np.bool_)
-        np.logical_or.at(present, groups, have)
         non_finite = np.zeros((count, intervals), dtype=np.bool_)
-        np.logical_or.at(non_finite, groups, have & ~counted)
+        if len(set(groups)) == len(groups):  # a series a group (the usual case): placed as is
+            sums[groups] = np.where(counted, increases, 0.0)
+            present[groups] = have
+            non_finite[groups] = have & ~counted
+        else:
+            # summed one series after another, in order (`ufunc.at` is unbuffered), as the
+            # series would be one by one
+            np.add.at(sums, groups, np.where(counted, increases, 0.0))
+            np.logical_or.at(present, groups, have)
+            np.logical_or.at(non_finite, groups, have & ~counted)
         return [
             cls(values=sums[g], present=present[g], non_finite=non_finite[g])
             for g in range(count)

@@ -1,15 +1,16 @@
 """Controller mode across replicas: `verdict serve --watch --shards N`.
 
 Rollouts are split into shards by a stable hash, each shard held by a Lease; each replica steers
-the Rollouts of the shards it holds. Three real `verdict serve` processes (kubeconfigs pointing at
-the Kubernetes API test server, one run store, the production Lease timings: 15 s duration, 5 s
-renewal, 2 s retry) steer the Rollouts; the Argo stand-in moves them as Argo would. What a
-replica looked at is read from its own log (`look answered` / `no verdict this look`, with the
-Rollout's name), what it sent from the API server's request log.
+the Rollouts of the shards it holds. The Lease logic alone runs in-process on short timings; the
+rest runs three real `verdict serve` processes (kubeconfigs pointing at the Kubernetes API test
+server, one PostgreSQL run store, a real Prometheus, the production Lease timings: 15 s duration,
+5 s renewal, 2 s retry); the Argo stand-in moves the Rollouts as Argo would. What a replica
+looked at is read from its own log (`look answered` / `no verdict this look`, with the Rollout's
+name), what it sent from the API server's request log.
 
-Per-replica capacity: each replica asks Prometheus one look at a time (`--prometheus-concurrency
-1`) through a proxy that adds latency to every query, so a replica can look at only so many
-Rollouts a second; the Rollouts' demand (a look each per second) is far above it.
+Per-replica capacity: a replica makes AT_ONCE looks at a time (`--prometheus-concurrency`), each
+through a proxy that adds LATENCY_S to every query, so it can look at only so many Rollouts a
+second; the Rollouts ask for twice that.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,23 +32,28 @@ from typing import Any
 
 import pytest
 import structlog
+from typer.testing import CliRunner
 
+from analyzer.cli import app as cli_app
 from analyzer.clock import SystemClock
 from analyzer.runs import PrometheusSources, RunService, RunSettings, Telemetry
 from analyzer.runs.store import open_store
 from analyzer.spec import parse_analysis
 from strategies.argo import ControllerApp, ControllerOptions
-from strategies.argo.shards import ShardLeases, shard_lease_name, shard_of
-from strategies.kube.permissions import CONTROLLER, LEADER_ELECTION, SHARDS
+from strategies.argo.leader import LeaseElector
+from strategies.argo.shards import ShardLeases, member_lease_name, shard_lease_name, shard_of
+from strategies.kube.permissions import CONTROLLER, LEADER_ELECTION, SHARDS, Rule
 from tests.argo_standin import ARGO, PAUSE_STEPS, ArgoStandIn, canary_rollout
 from tests.conftest import free_port
+from tests.helm import HelmError, template
 from tests.helpers import REPO, example_analysis, stop_process, write_analysis
 from tests.kube_server import KubeServer
 from tests.live_exporter import live_prometheus
-from tests.reliability.fault_proxy import Fault, FaultProxy
 from tests.test_store import PostgresServer, postgres_server  # noqa: F401  (the fixture)
 
 NS = "shop"
+SOLO = "solo"
+"""The namespace of the single replica the three are compared with."""
 SHARDS_N = 3
 LEASES = ("coordination.k8s.io", "v1", "leases")
 BASE = "verdict-controller"
@@ -58,6 +65,7 @@ HELD_STEPS: list[dict[str, Any]] = [
 ]
 """A timed pause first: with no verdict (its Prometheus unreachable) Verdict pauses it at once."""
 LOOKED = ("look answered", "no verdict this look")
+STATUS = "verdict.dev/status"
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -175,24 +183,55 @@ def shared_store(postgres_server: PostgresServer) -> str:  # noqa: F811  (the fi
     return postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
+_PROXY = """
+import socketserver, sys
+from tests.reliability.fault_proxy import Fault, FaultProxy
+socketserver.TCPServer.request_queue_size = 128
+proxy = FaultProxy(upstream=sys.argv[1]).start()
+proxy.set(Fault("latency", seconds=float(sys.argv[2])))
+print(proxy.url, flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+@contextmanager
+def latency_proxy(upstream: str, seconds: float) -> Iterator[str]:
+    """`tests.reliability.fault_proxy` adding `seconds` to every query, in a process of its own
+    (the replicas' queries add up to a hundred and more a second: not on the test's CPU)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _PROXY, upstream, str(seconds)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        url = process.stdout.readline().decode().strip()
+        assert url.startswith("http://"), url
+        yield url
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        stop_process(process)
+
+
 @pytest.fixture
 def replicas(
     tmp_path: Path, kube: KubeServer, shared_store: str
 ) -> Iterator[Callable[..., Replica]]:
-    """Start `verdict serve --watch --shards 3` processes over one run store; stopped after."""
+    """Start `verdict serve --watch --shards 3` processes (or `shards`, in `namespace`) over one
+    run store; stopped after."""
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
     store = shared_store
     started: list[Replica] = []
 
-    def start(config: Path, *flags: str) -> Replica:
+    def start(config: Path, *flags: str, namespace: str = NS, shards: int = SHARDS_N) -> Replica:
         port = free_port()
         log = tmp_path / f"serve-{port}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "analyzer.cli", "serve", "--host", "127.0.0.1",
                  "--port", str(port), "--config", str(config), "--store", store, "--watch",
-                 "--namespace", NS, "--kubeconfig", str(kubeconfig), "--lease-namespace", NS,
-                 "--shards", str(SHARDS_N), *flags],
+                 "--namespace", namespace, "--kubeconfig", str(kubeconfig),
+                 "--lease-namespace", namespace, "--shards", str(shards), *flags],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         replica = Replica(process, log)
@@ -220,20 +259,27 @@ def wait_started(*replicas: Replica) -> None:
     wait_until(ready, 60, "verdict serve --watch started")
 
 
-def add_rollouts(kube: KubeServer, argo: ArgoStandIn, names: list[str], **kwargs: Any) -> None:
+def add_rollouts(
+    kube: KubeServer,
+    argo: ArgoStandIn,
+    names: list[str],
+    *,
+    analysis: str,
+    steps: list[dict[str, Any]] = PAUSE_STEPS,
+    namespace: str = NS,
+) -> None:
+    """Canary Rollouts opted in to `analysis`, each updating (paused at its first pause step)."""
     for name in names:
-        kube.put(canary_rollout(name, NS, steps=kwargs.get("steps", PAUSE_STEPS), **{
-            k: v for k, v in kwargs.items() if k != "steps"
-        }))  # fmt: skip
-        argo.start_update(NS, name, canary=f"{name}-c", stable=f"{name}-s")
+        kube.put(canary_rollout(name, namespace, analysis=analysis, steps=steps))
+        argo.start_update(namespace, name, canary=f"{name}-c", stable=f"{name}-s")
 
 
-def write_analyses(folder: Path, **urls: str) -> Path:
-    """One analysis per keyword (its name), reading that Prometheus, a look every second."""
+def write_analyses(folder: Path, interval: str = "1s", **urls: str) -> Path:
+    """One analysis per keyword (its name), reading that Prometheus, a look every `interval`."""
     folder.mkdir()
     for name, url in urls.items():
         data = example_analysis()
-        data.update(name=name, prometheus={"url": url}, interval="1s")
+        data.update(name=name, prometheus={"url": url}, interval=interval)
         data["canary"] = {"destination_service_name": "{{ rollout }}-canary"}
         data["baseline"] = {"destination_service_name": "{{ rollout }}-stable"}
         write_analysis(folder / f"{name}.yaml", data)
@@ -329,14 +375,67 @@ def test_a_replica_stops_steering_a_shard_once_its_lease_is_not_renewed_and_take
         a.stop()
 
 
+def test_a_new_layout_waits_while_the_old_one_holds_its_leases(kube: KubeServer) -> None:
+    single = LeaseElector(kube.api_client(), name=BASE, namespace=NS, identity="old", duration=2)
+    assert single.try_once()  # `--leader-elect` without shards, as before an upgrade
+    new = _leases(kube, "new", 3)
+    new.start()
+    try:
+        time.sleep(1.0)
+        assert new.held() == ()  # two layouts never act at once
+        single.release()  # the old replica stops
+        wait_until(lambda: new.held() == (0, 1, 2), 5, "the new layout takes over")
+        newer = _leases(kube, "newer", 4)  # then --shards 3 becomes --shards 4
+        newer.start()
+        try:
+            time.sleep(1.0)
+            assert newer.held() == () and new.held() == (0, 1, 2)  # the older layout acts on
+            new.stop()
+            wait_until(lambda: newer.held() == (0, 1, 2, 3), 5, "the newer layout takes over")
+        finally:
+            newer.stop()
+    finally:
+        new.stop()
+
+
+def test_the_leases_of_a_replica_gone_for_ten_lease_durations_are_deleted(
+    kube: KubeServer,
+) -> None:
+    quick = {"duration": 1, "renew": 0.3, "retry": 0.2}
+    gone = ShardLeases(kube.api_client(), name=BASE, namespace=NS, identity="gone", shards=2,
+                       **quick)  # fmt: skip
+    alive = ShardLeases(kube.api_client(), name=BASE, namespace=NS, identity="alive", shards=2,
+                        **quick)  # fmt: skip
+    gone.start()
+    alive.start()
+    try:
+        wait_until(lambda: len(holders(kube, 2)) == 2 and gone.held() != (), 5, "one shard each")
+        gone.stop(release=False)  # dies: its member Lease stays behind
+        died = time.monotonic()
+        member = member_lease_name(BASE, "gone")
+        wait_until(lambda: alive.held() == (0, 1), 5, "its shard taken")
+
+        def names() -> set[str]:
+            return {o["metadata"]["name"] for o in kube.objects(*LEASES)}
+
+        assert member in names()
+        wait_until(lambda: member not in names(), 20, "its member Lease deleted")
+        assert time.monotonic() - died >= 10  # not before ten Lease durations
+        assert {shard_lease_name(BASE, i, 2) for i in (0, 1)} <= names()  # the shards stay
+    finally:
+        alive.stop()
+
+
 # --- three processes ----------------------------------------------------------------------
 
-LATENCY_S = 1.0
+LATENCY_S = 0.5
 """Added to every Prometheus query by the proxy (a look makes about three rounds of queries)."""
-AT_ONCE = 4
+AT_ONCE = 8
 """Looks a replica makes at once (`--prometheus-concurrency`): with the latency, its capacity."""
-PER_SHARD = 10
-"""Rollouts per shard: a look a second each, far more than a replica's capacity."""
+PER_SHARD = 16
+INTERVAL = "2s"
+"""Rollouts per shard and their interval: 8 looks a second asked for, twice a replica's capacity.
+(A look's cost grows with the intervals its run has seen: at 2 s they stay few.)"""
 WINDOW_S = 20.0
 SETTLE_S = 8.0
 
@@ -353,6 +452,7 @@ def cadence(looks: list[tuple[datetime, str]]) -> float:
 
 
 @pytest.mark.prometheus
+@pytest.mark.postgres
 def test_three_replicas_steer_three_times_the_rollouts_of_one_each_rollout_by_one_replica(
     listen_backlog: None,
     kube: KubeServer,
@@ -361,39 +461,32 @@ def test_three_replicas_steer_three_times_the_rollouts_of_one_each_rollout_by_on
     empty_prometheus: str,
 ) -> None:
     """One replica carries what its capacity allows (PER_SHARD Rollouts, each looked at every
-    few seconds instead of every second); three replicas carry three times the Rollouts at
-    the same cadence. Steered = looks a second (a look costs more the longer since the last
-    one, so the two are compared at the same cadence)."""
-    proxy = FaultProxy(upstream=empty_prometheus).start()
-    proxy.set(Fault("latency", seconds=LATENCY_S))
+    few seconds instead of every INTERVAL); three replicas with `--shards 3` carry three times
+    the Rollouts at the same cadence. Steered = looks a second. Both run side by side (the one
+    replica, as today without shards, in a namespace of its own) over the same window, on the
+    same machine: what slows one slows the other. A look costs more the longer since the last
+    one and the older its run: both steer new updates at the same cadence."""
     # AT_ONCE looks at a time; a look waits for its turn as long as it takes (none dropped)
     flags = ("--prometheus-concurrency", str(AT_ONCE), "--look-budget", "60")
     by_shard = names_by_shard("svc", PER_SHARD)
-    try:
-        config = write_analyses(tmp_path / "analyses", fleet=proxy.url)
+    with latency_proxy(empty_prometheus, LATENCY_S) as url:
+        config = write_analyses(tmp_path / "analyses", INTERVAL, fleet=url)
         argo = ArgoStandIn(kube).install()
-        one = replicas(config, *flags)
-        wait_started(one)
-        wait_until(lambda: holders(kube) == dict.fromkeys(range(3), one.identity), 20, "all")
-        add_rollouts(kube, argo, by_shard[0], analysis="fleet")
-        time.sleep(SETTLE_S)
-        since = datetime.now(UTC)
-        time.sleep(WINDOW_S)
-        alone = one.looks(since, datetime.now(UTC), ("look answered",))
-        others = [replicas(config, *flags) for _ in range(2)]
-        wait_started(*others)
-        spread = wait_until(lambda: len(set(holders(kube).values())) == 3, 30, "one shard each")
-        assert holders(kube)[0] == one.identity  # it gives back the highest shards first
-        add_rollouts(kube, argo, by_shard[1] + by_shard[2], analysis="fleet")
+        one = replicas(config, *flags, namespace=SOLO, shards=1)  # today's single replica
+        fleet = [replicas(config, *flags) for _ in range(3)]
+        wait_started(one, *fleet)
+        spread = wait_until(lambda: len(set(holders(kube).values())) == 3, 40, "one shard each")
+        add_rollouts(kube, argo, by_shard[0], analysis="fleet", namespace=SOLO)
+        add_rollouts(
+            kube, argo, [n for names in by_shard.values() for n in names], analysis="fleet"
+        )
         time.sleep(SETTLE_S)
         since = datetime.now(UTC)
         time.sleep(WINDOW_S)
         until = datetime.now(UTC)
         held = holders(kube)
-        fleet = [one, *others]
+        alone = one.looks(since, until, ("look answered",))
         looks = {r.identity: r.looks(since, until, ("look answered",)) for r in fleet}
-    finally:
-        proxy.stop()
     three = sum(len(v) for v in looks.values())
     ratio = three / max(1, len(alone))
     per_replica = [round(len(v) / WINDOW_S, 2) for v in looks.values()]
@@ -402,7 +495,7 @@ def test_three_replicas_steer_three_times_the_rollouts_of_one_each_rollout_by_on
         f"looks a second: one replica {len(alone) / WINDOW_S:.2f} over {PER_SHARD} Rollouts "
         f"(a look each every {cadence(alone):.1f} s), three {three / WINDOW_S:.2f} "
         f"{per_replica} over {3 * PER_SHARD} (every {cadences} s); ratio {ratio:.2f}; shards "
-        f"spread {spread:.1f} s after the two replicas started"
+        f"spread {spread:.1f} s after the replicas started"
     )
     assert len(alone) >= PER_SHARD  # the replica alone looked at its Rollouts
     assert ratio >= 2.7, f"three replicas looked {ratio:.2f} times as often as one"
@@ -417,6 +510,7 @@ def test_three_replicas_steer_three_times_the_rollouts_of_one_each_rollout_by_on
 
 
 @pytest.mark.prometheus
+@pytest.mark.postgres
 def test_a_killed_replica_s_rollouts_are_looked_at_again_within_20_s_and_no_action_twice(
     listen_backlog: None,
     kube: KubeServer,
@@ -424,6 +518,7 @@ def test_a_killed_replica_s_rollouts_are_looked_at_again_within_20_s_and_no_acti
     replicas: Callable[..., Replica],
     empty_prometheus: str,
     unreachable_url: str,
+    shared_store: str,
 ) -> None:
     config = write_analyses(tmp_path / "analyses", fleet=empty_prometheus, held=unreachable_url)
     argo = ArgoStandIn(kube).install()
@@ -437,10 +532,14 @@ def test_a_killed_replica_s_rollouts_are_looked_at_again_within_20_s_and_no_acti
     victim = next(r for r in fleet if r.identity == held[shard])
     survivors = [r for r in fleet if r is not victim]
     target = paused[shard][0]  # its pause is sent, carried out, and its sender killed
-    stall = kube.stall_next("PATCH", rf"/rollouts/{target}$")
     add_rollouts(kube, argo, [n for names in watched.values() for n in names], analysis="fleet")
     add_rollouts(kube, argo, [n for names in paused.values() for n in names], analysis="held",
                  steps=HELD_STEPS)  # fmt: skip
+    # the first look of a run has no window to judge (inconclusive: the decision is written on
+    # the Rollout); the next one asks Prometheus, fails, and pauses it: that pause is held
+    wait_until(lambda: STATUS in kube.get(*ARGO, NS, target)["metadata"].get("annotations", {}),
+               20, "the first look")  # fmt: skip
+    stall = kube.stall_next("PATCH", rf"/rollouts/{target}$")
     assert stall.arrived.wait(30), "no pause was sent"
     others = [names[0] for i, names in paused.items() if i != shard]
     wait_until(lambda: all(kube.get(*ARGO, NS, n)["spec"].get("paused") for n in others), 20,
@@ -449,7 +548,7 @@ def test_a_killed_replica_s_rollouts_are_looked_at_again_within_20_s_and_no_acti
     killed_at, killed = datetime.now(UTC), time.monotonic()
     victim.process.wait(timeout=10)
     stall.release(apply=True)  # the request reached the API server before its sender died
-    assert kube.get(*ARGO, NS, target)["spec"]["paused"] is True
+    wait_until(lambda: kube.get(*ARGO, NS, target)["spec"].get("paused"), 5, "the pause applied")
     orphans = set(watched[shard] + paused[shard])
 
     def looked_again() -> set[str]:
@@ -478,9 +577,10 @@ def test_a_killed_replica_s_rollouts_are_looked_at_again_within_20_s_and_no_acti
         (n, {"spec": {"paused": True}}) for names in paused.values() for n in names
     ), actions  # one pause per held Rollout (the killed replica's included), nothing else
     assert len(actions) == len(set(json.dumps(a, sort_keys=True) for a in actions))
-    store = open_store(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    store = open_store(shared_store)
     try:
-        assert store.pending_actions() == []  # the new holder finished the pending pause
+        journal = store.pending_actions()
+        assert journal == []  # the new holder finished the pending pause
     finally:
         store.close()
     takers = [r for r in survivors if r.identity == new_holder]
@@ -490,6 +590,15 @@ def test_a_killed_replica_s_rollouts_are_looked_at_again_within_20_s_and_no_acti
     assert target_now["metadata"]["annotations"]["verdict.dev/paused"] == f"{target}-c:1"
     for survivor in survivors:
         assert survivor.process.poll() is None
+    used = kube.permissions_used()
+    allowed = {
+        (rule.api_group, resource, verb)
+        for rule in CONTROLLER + LEADER_ELECTION + SHARDS
+        for resource in rule.resources
+        for verb in rule.verbs
+    }
+    assert used <= allowed, used - allowed
+    assert ("coordination.k8s.io", "leases", "list") in used
 
 
 # --- one shard: the single leader, as before -----------------------------------------------
@@ -563,6 +672,56 @@ def test_one_shard_keeps_the_single_leader_lease_and_one_replica_steers_every_ro
     assert shard_lease_name(BASE, 0, 3) not in {
         o["metadata"]["name"] for o in kube.objects(*LEASES)
     }
+
+
+# --- the command line and the chart --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--watch", "--shards", "0"], "--shards: give a number between 1 and 256"),
+        (["--watch", "--shards", "257"], "--shards: give a number between 1 and 256"),
+        (["--shards", "3"], "--shards needs --watch"),
+    ],
+)
+def test_bad_shard_flags_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:
+    config = write_analysis(tmp_path / "a.yaml", example_analysis())
+    result = CliRunner(env={"KUBECONFIG": None}).invoke(
+        cli_app, ["serve", "--config", str(config), "--port", str(free_port()), *flags]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split())
+
+
+def _lease_rules(*groups: tuple[Rule, ...]) -> list[dict[str, Any]]:
+    return [
+        {"apiGroups": [r.api_group], "resources": list(r.resources), "verbs": list(r.verbs)}
+        for group in groups
+        for r in group
+    ]
+
+
+def test_the_chart_passes_the_shards_and_grants_the_lease_verbs_they_use() -> None:
+    postgres = {"type": "postgresql", "postgresql": {"existingSecret": "verdict-db"}}
+    objects = template({"replicaCount": 3, "store": postgres, "controller": {"shards": 3}})
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--shards") + 1] == "3"
+    assert "--leader-elect" not in args  # the shards' Leases replace the single leader's
+    roles = {o["metadata"]["name"]: o["rules"] for o in objects if o["kind"] == "Role"}
+    assert roles["verdict-leader-election"] == _lease_rules(LEADER_ELECTION, SHARDS)
+    one = template({"controller": {"shards": 2}})  # one pod may hold every shard too
+    roles = {o["metadata"]["name"]: o["rules"] for o in one if o["kind"] == "Role"}
+    assert roles["verdict-leader-election"] == _lease_rules(LEADER_ELECTION, SHARDS)
+    today = template({"replicaCount": 3, "store": postgres})  # shards: 1, as before
+    (deployment,) = [o for o in today if o["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args and "--shards" not in args
+    roles = {o["metadata"]["name"]: o["rules"] for o in today if o["kind"] == "Role"}
+    assert roles["verdict-leader-election"] == _lease_rules(LEADER_ELECTION)
+    with pytest.raises(HelmError):
+        template({"controller": {"shards": 0}})  # the values schema
 
 
 @pytest.fixture(autouse=True)

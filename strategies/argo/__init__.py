@@ -2,7 +2,8 @@
 
 `decide` (pure) turns a verdict and a Rollout's status into an action; `Controller` schedules a
 job per updating Rollout and acts exactly once per decision; `RolloutWatch` finds the Rollouts;
-`LeaseElector` lets one replica act; `ControllerApp` wires them for `verdict serve --watch`.
+`LeaseElector` lets one replica act, `ShardLeases` splits the Rollouts across replicas (a Lease
+per shard, `shard_of`); `ControllerApp` wires them for `verdict serve --watch`.
 """
 
 from strategies.argo.app import ControllerApp, ControllerOptions
@@ -18,6 +19,7 @@ from strategies.argo.decide import (
     rollout_view,
 )
 from strategies.argo.leader import LeaseElector
+from strategies.argo.shards import ShardLeases, shard_of
 from strategies.argo.telemetry import ControllerTelemetry
 from strategies.argo.watch import RolloutWatch
 
@@ -35,7 +37,9 @@ __all__ = [
     "Policy",
     "RolloutView",
     "RolloutWatch",
+    "ShardLeases",
     "decide",
     "default_identity",
     "rollout_view",
+    "shard_of",
 ]

@@ -59,6 +59,7 @@ class ControllerApp:
         self.shards: ShardLeases | None = None
         self._shard_lock = threading.Lock()
         self._generation: dict[int, int] = {}  # shard -> times taken (a take-over per time)
+        self._ready: set[int] = set()  # shards taken over: their journal read
         if options.shards > 1:
             self.shards = ShardLeases(
                 api_client,
@@ -93,6 +94,7 @@ class ControllerApp:
             is_leader=self.elector.is_leader if self.elector else (lambda: True),
             health=RolloutHealth(api_client),
             owns=self.shards.holds_rollout if self.shards else None,
+            ready=self._shard_ready if self.shards else None,
         )
         self.watch = RolloutWatch(
             api_client,
@@ -142,42 +144,59 @@ class ControllerApp:
         shards = self.options.shards
         return lambda namespace, name: shard_of(namespace, name, shards) == index
 
+    def _shard_ready(self, namespace: str, name: str) -> bool:
+        """Whether ticks may act on the Rollout: its shard taken over (the journal read)."""
+        index = shard_of(namespace, name, self.options.shards)
+        with self._shard_lock:
+            return index in self._ready
+
     def _gained(self, index: int) -> None:
         with self._shard_lock:
             generation = self._generation.get(index, 0) + 1
             self._generation[index] = generation
+            self._ready.discard(index)  # no tick acts on it before its journal is read
         self.telemetry.leader.set(1)
-        # no tick acts on the shard before the journal is read (from this moment: the Lease
-        # thread calls this before it returns the shard as held)
-        token = self.controller.hold_ticks(self._of(index))
         threading.Thread(
-            target=self._take_over, args=(index, generation, token),
+            target=self._take_over, args=(index, generation),
             name=f"verdict-shard-{index}", daemon=True,
         ).start()  # fmt: skip
 
-    def _take_over(self, index: int, generation: int, token: int) -> None:
+    def _take_over(self, index: int, generation: int) -> None:
         """Read the journal for the shard's Rollouts (finish or drop what is pending), then
         look at them; tried again while the shard is held and the store cannot be read."""
         assert self.shards is not None
-        try:
-            while self.shards.holds(index):
-                with self._shard_lock:
-                    if self._generation.get(index) != generation:
-                        return  # let go and taken again since: that take-over does it
-                try:
-                    pending = self.controller.take_over(self._of(index))
-                except Exception as error:
-                    _log.error(
-                        "shard not taken over; trying again", shard=index, error=str(error)[:300]
-                    )
-                    time.sleep(self.options.lease_retry)
-                    continue
-                _log.info("shard taken over", shard=index, pending_actions=pending)
+        told = time.monotonic() + self.options.lease_retry
+        while not self.shards.holds(index):  # held once the Lease thread is back from `_gained`
+            if time.monotonic() > told:
                 return
-        finally:
-            self.controller.release_ticks(token)
+            time.sleep(0.01)
+        while self.shards.holds(index):
+            with self._shard_lock:
+                if self._generation.get(index) != generation:
+                    return  # let go and taken again since: that take-over does it
+            try:
+                pending = self.controller.recover(
+                    lambda record: (
+                        shard_of(record.namespace, record.rollout, self.options.shards) == index
+                    )
+                )
+            except Exception as error:
+                _log.error(
+                    "shard not taken over; trying again", shard=index, error=str(error)[:300]
+                )
+                time.sleep(self.options.lease_retry)
+                continue
+            with self._shard_lock:
+                if self._generation.get(index) != generation:
+                    return
+                self._ready.add(index)
+            self.controller.look_now(self._of(index))
+            _log.info("shard taken over", shard=index, pending_actions=pending)
+            return
 
     def _lost(self, index: int) -> None:
         assert self.shards is not None
+        with self._shard_lock:
+            self._ready.discard(index)
         self.telemetry.leader.set(1 if self.shards.held() else 0)
         _log.info("shard lost", shard=index)

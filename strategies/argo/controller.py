@@ -10,8 +10,8 @@
 * **A tick** (`tick`): read the Rollout fresh, look once (the run service), `decide`, act, and
   write the decision on the Rollout (annotation `verdict.dev/status`, and an Event) when it
   changes. Only the leader ticks when leader election is on; with shards, only the holder of the
-  Rollout's shard (`owns`), and not while `take_over` finishes what the shard's previous holder
-  left pending. A tick that loses the Lease during its look does not act.
+  Rollout's shard (`owns`), and only once it has finished what the shard's previous holder left
+  pending (`ready`, `recover`). A tick that loses the Lease during its look does not act.
 * **Safety.** An action is recorded in the run store before it is sent and marked done after
   (`analyzer.runs.journal`); `recover` finishes or drops the actions a killed process left
   pending. Before each try the Rollout is read again: an action it already shows is not sent
@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import socket
 import threading
 import time
@@ -112,10 +111,13 @@ class Controller:
         is_leader: Callable[[], bool] = lambda: True,
         health: RolloutHealth | None = None,
         owns: Callable[[str, str], bool] | None = None,
+        ready: Callable[[str, str], bool] | None = None,
     ) -> None:
         """`health`: the health gate's reader (the Rollout's pods, their Events, its Argo CD
         Application); None: the metrics alone decide. `owns(namespace, name)`: whether this
-        replica holds the Rollout's shard (`strategies.argo.shards`); None: every Rollout."""
+        replica holds the Rollout's shard (`strategies.argo.shards`); None: every Rollout.
+        `ready(namespace, name)`: whether ticks may act on it (with shards: once the journal
+        was read after the shard was taken, `take_over`); None: always."""
         self.health = health
         self.service = service
         self.actuator = actuator
@@ -124,8 +126,7 @@ class Controller:
         self.settings = settings or ControllerSettings()
         self.is_leader = is_leader
         self.owns = owns or (lambda namespace, name: True)
-        self._recovering: dict[int, Callable[[str, str], bool]] = {}  # take-overs under way
-        self._take_overs = itertools.count()
+        self.ready = ready or (lambda namespace, name: True)
         self._scheduler = BackgroundScheduler(
             timezone="UTC", executors={"default": ThreadPoolExecutor(self.settings.workers)}
         )
@@ -169,31 +170,6 @@ class Controller:
         the holder of its shard."""
         return self.is_leader() and self.owns(namespace, name)
 
-    def take_over(self, which: Callable[[str, str], bool]) -> int:
-        """This replica has just started to steer the Rollouts `which(namespace, name)` (a
-        shard's Lease taken): finish or drop the actions their previous holder left pending in
-        the journal, then look at them at once. Their ticks wait until the journal is read.
-        Returns how many actions were pending."""
-        token = self.hold_ticks(which)
-        try:
-            pending = self.recover(lambda r: which(r.namespace, r.rollout))
-        finally:
-            self.release_ticks(token)
-        self.look_now(which)
-        return pending
-
-    def hold_ticks(self, which: Callable[[str, str], bool]) -> int:
-        """Ticks of the Rollouts `which(namespace, name)` do nothing until `release_ticks` with
-        the token returned (actions of `recover` go on)."""
-        with self._lock:
-            token = next(self._take_overs)
-            self._recovering[token] = which
-        return token
-
-    def release_ticks(self, token: int) -> None:
-        with self._lock:
-            self._recovering.pop(token, None)
-
     def look_now(self, which: Callable[[str, str], bool]) -> int:
         """Run the jobs of the Rollouts `which(namespace, name)` now instead of at their next
         interval; returns how many."""
@@ -211,11 +187,6 @@ class Controller:
         with self._lock:
             held = [key for key, lock in self._acting.items() if lock.locked()]
         return any(which(namespace, name) for namespace, name in held)
-
-    def _recovering_now(self, namespace: str, name: str) -> bool:
-        with self._lock:
-            checks = list(self._recovering.values())
-        return any(which(namespace, name) for which in checks)
 
     # --- scheduling (the watch calls these) ----------------------------------------------
 
@@ -288,7 +259,7 @@ class Controller:
     def tick(self, namespace: str, name: str) -> Decision | None:
         """Look at one Rollout once and act on it. None when not the leader (or the holder of
         its shard), or it is gone."""
-        if not self.steers(namespace, name) or self._recovering_now(namespace, name):
+        if not (self.steers(namespace, name) and self.ready(namespace, name)):
             return None
         try:
             obj = self.actuator.get(namespace, name)

@@ -52,6 +52,7 @@ class LeaseElector:
         self._on_change = on_change
         self.labels = dict(labels or {})
         self._renewed_at: float | None = None  # monotonic time of our last successful renewal
+        self._term = 0  # times this replica took the Lease (each start of holding it)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,6 +62,15 @@ class LeaseElector:
             return (
                 self._renewed_at is not None and time.monotonic() - self._renewed_at < self.duration
             )
+
+    def term(self) -> int | None:
+        """Which holding of the Lease this is (it grows each time this replica takes it), or
+        None when it does not hold it: a holding that lapsed and was taken again is another."""
+        with self._lock:
+            held = (
+                self._renewed_at is not None and time.monotonic() - self._renewed_at < self.duration
+            )
+            return self._term if held else None
 
     def renewed_ago(self) -> float | None:
         """Seconds since this replica last took or renewed the Lease (None: never, or let go)."""
@@ -178,6 +188,8 @@ class LeaseElector:
             )
             self._renewed_at = renewed_at
             now = renewed_at is not None and time.monotonic() - renewed_at < self.duration
+            if now and not was:
+                self._term += 1
         if was != now:
             _log.info("leadership changed", leader=now, identity=self.identity, lease=self.name)
             if self._on_change is not None:

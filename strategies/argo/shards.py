@@ -55,10 +55,11 @@ SHARDS_LABEL = "verdict.dev/shards"
 """The number of shards of the layout the Lease belongs to."""
 ROLE_LABEL = "verdict.dev/lease"
 """`shard` or `member`."""
-_CLEANUP_EVERY_S = 60.0
+_CLEANUP_EVERY = 4
+"""Lease durations between two looks for Leases to delete (60 s)."""
 _GONE_AFTER = 10
 """Lease durations after which a Lease no longer held (of a member, or of another layout) is
-deleted."""
+deleted (150 s)."""
 
 
 def shard_of(namespace: str, name: str, shards: int) -> int:
@@ -191,7 +192,9 @@ class ShardLeases:
         self._leaving: dict[int, float] = {}  # shard -> when it was given back (monotonic)
         self._free_since: dict[int, float] = {}  # shard -> first seen free (monotonic)
         self._said: tuple[tuple[int, ...], int, bool] | None = None
-        self._told: set[int] = set()  # shards `on_gain` was called for, and not `on_loss` since
+        # shard -> the holding of its Lease (`LeaseElector.term`) `on_gain` was called for (and
+        # not `on_loss` since): a shard counts as held only for a holding that was told
+        self._told: dict[int, int] = {}
         self._cleaned = 0.0
         # the replicas' order of trying free shards differs, so they rarely race for one
         self._offset = int(hashlib.sha256(identity.encode()).hexdigest(), 16) % shards
@@ -202,11 +205,10 @@ class ShardLeases:
 
     def holds(self, index: int) -> bool:
         """Whether this replica steers shard `index` now: its Lease renewed less than a Lease
-        duration ago, not given back, and told (`on_gain`)."""
+        duration ago, that holding told (`on_gain` returned), and not given back."""
+        term = self._electors[index].term()
         with self._lock:
-            if index in self._leaving or index not in self._told:
-                return False
-        return self._electors[index].is_leader()
+            return term is not None and self._told.get(index) == term and index not in self._leaving
 
     def holds_rollout(self, namespace: str, name: str) -> bool:
         return self.holds(shard_of(namespace, name, self.shards))
@@ -252,6 +254,7 @@ class ShardLeases:
 
     def try_once(self) -> tuple[int, ...]:
         """Renew, give back, release and take shards once; return the shards held after."""
+        self._tell_expiries()  # a shard that expired is told lost before it can be taken again
         # the member Lease is renewed first, and every shard held with it: a replica that dies
         # is no longer counted by the time its shards are free, so the others take them at once
         renew_all = self._due(self._member)
@@ -275,7 +278,7 @@ class ShardLeases:
             self._give_back(mine)
         else:
             self._share(seen, mine)
-        if time.monotonic() - self._cleaned >= _CLEANUP_EVERY_S:
+        if time.monotonic() - self._cleaned >= self.duration * _CLEANUP_EVERY:
             self._cleaned = time.monotonic()
             self._clean(seen)
         self._tell_expiries()
@@ -418,26 +421,32 @@ class ShardLeases:
 
     def _changed(self, index: int, held: bool) -> None:
         """A shard's Lease was taken or let go (called by its elector when it writes). A shard
-        taken counts as held (`holds`) once `on_gain` has returned."""
+        taken counts as held once `on_gain` has returned: `on_gain` comes first."""
         if held:
+            term = self._electors[index].term()
+            with self._lock:
+                lapsed = index in self._told  # taken again before its lapse was told
+            if lapsed:
+                self._changed(index, False)
+            if term is None:
+                return
             if self._on_gain is not None:
                 self._on_gain(index)
             with self._lock:
-                self._told.add(index)
+                self._told[index] = term
             return
         with self._lock:
-            if index not in self._told:
+            if self._told.pop(index, None) is None:
                 return
-            self._told.discard(index)
         if self._on_loss is not None:
             self._on_loss(index)
 
     def _tell_expiries(self) -> None:
         """`on_loss` for the shards whose Lease expired without a write (not renewed in time)."""
         with self._lock:
-            told = set(self._told)
-        for i in sorted(told):
-            if not self._electors[i].is_leader():
+            told = dict(self._told)
+        for i, term in sorted(told.items()):
+            if self._electors[i].term() != term:
                 self._changed(i, False)
 
 
