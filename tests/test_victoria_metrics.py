@@ -36,7 +36,7 @@ pytestmark = pytest.mark.prometheus
 SCENARIOS = (
     "healthy", "error-regression", "latency-regression", "low-traffic", "no-canary",
     "counter-reset", "scrape-offset", "nan-sample", "fresh-canary", "missing-scrapes",
-    "canary-stops", "young-busy",
+    "canary-stops", "young-busy", "shared-incident",
 )  # fmt: skip
 WARNING = "raw samples give other counts"
 # the figures of each version a metric shows (`verdict analyze --output json`)
