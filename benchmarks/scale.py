@@ -695,6 +695,7 @@ def controller_phase(
         for i in range(n):
             kube.put(_rollout(i, f"s{i:04d}", f"s{i:04d}", now))
             kube.put(_pod(i, f"s{i:04d}", now))  # the stable version's pod
+        kube.react(_argo_aborts)
         kubeconfig = kube.write_kubeconfig(root / "kubeconfig")
         typical = plan.looks // 2  # a look's window halfway through the phase
         queries = look_queries(prometheus_url, plan, 0, _ago(plan, typical), typical)
@@ -726,6 +727,24 @@ def controller_phase(
 def _ago(plan: Plan, looks: int) -> datetime:
     """A window start `looks` intervals (and a scrape's settling) before now."""
     return datetime.now(UTC) - timedelta(seconds=looks * plan.interval + 20)
+
+
+def _argo_aborts(server: Any, resource: Any, obj: dict[str, Any]) -> None:
+    """What Argo does after an abort, for the rollback's check: the canary's weight back to 0."""
+    status = obj.get("status") or {}
+    if resource.plural != "rollouts" or not status.get("abort"):
+        return
+    if ((status.get("canary") or {}).get("weights") or {}).get("canary", {}).get("weight") == 0:
+        return
+    meta = obj["metadata"]
+
+    def back(o: dict[str, Any]) -> None:
+        o["status"].update(
+            phase="Degraded",
+            canary={"weights": {"canary": {"weight": 0}, "stable": {"weight": 100}}},
+        )
+
+    server.modify("argoproj.io", "v1alpha1", "rollouts", meta["namespace"], meta["name"], back)
 
 
 def _updating(i: int, now: datetime) -> Callable[[dict[str, Any]], None]:

@@ -18,13 +18,18 @@ reads the looks that arrive together in a few requests, whatever their number:
   `verdict_fetch` label (`label_replace`) and joined by `or` (a balanced tree, so Prometheus
   merges them in n log n): every raw read's probe (the series present at its window's start,
   `sel @ start`) and every look of a short window (fewer looks than the source's
-  `range_read_from`: a run's first intervals, the pre-run baseline) as the source's own
-  `increase_query`, every selector pinned at the look's instant with `@`.
+  `range_read_from`, or any window while raw reads are not checked yet: a run's first
+  intervals, the pre-run baseline) as the source's own `increase_query`, every selector pinned
+  at the look's instant with `@`; a ratio's part that answered no series while its total has
+  requests is checked as the inner source checks it (`PrometheusSource._check_part`: the label
+  values of the total's series its query would have counted), all of them in one more query.
 
-So a batch costs one request per counter read raw plus one, and every look's numbers are those
-its own reads would give: the arithmetic, the counted parts, the consistency checks
-(`PrometheusSource._check_consistent`) and the series-to-intervals step (`ratio_series`,
-`histogram_series`) are the inner source's.
+So a batch costs one request per counter read raw plus one or two, and every look's numbers are
+those its own reads would give: the arithmetic, the counted parts, the check of an empty part,
+the consistency checks (`PrometheusSource._check_consistent`) and the series-to-intervals step
+(`ratio_series`, `histogram_series`) are the inner source's. A batch's queries are cut to at
+most `LONG_QUERY` characters each, and to `SHORT_QUERY` once the store refused a longer one
+(VictoriaMetrics takes 16 KiB by default).
 
 How looks get together. The run service tells the source every fetch of a look before it fetches
 (`read_together`); a look that arrives less than `gather` seconds after another look of the
@@ -36,13 +41,13 @@ that arrive while their batch is being read join the next one.
 
 What is left to the inner source (`fetch` passes it on): a lone look; a look's fetches that the
 batch could not answer as its own reads would: a ratio whose part cannot be counted from its
-total's samples; a short window whose part answered no series while its total has requests
-(the inner source checks whether the part lost its answer); a window whose looks' ranges do not
-share a start in whole milliseconds; a metric whose data cannot be used (the inner source says
-why); raw reads until the inner source's first raw read has been checked against the server's
-own `increase()` (the batch asks one look's fetch of it first), and for good when they
-disagreed (another PromQL engine). An answer too large for one read splits nothing: the batch's
-looks are read one by one.
+total's samples; a window whose looks' ranges do not share a start in whole milliseconds; a
+window of more than 20 looks while raw reads are not checked (its settled looks are in the inner
+source's cache); a metric whose data cannot be used (the inner source says why). Raw reads wait
+for the inner source's first raw read to be checked against the server's own `increase()`
+(the batch asks one look's fetch of it first, when a look is old enough to check), and stop for
+good when they disagreed (another PromQL engine). An answer too large for one read splits
+nothing: the batch's looks are read one by one.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import structlog
@@ -80,11 +85,16 @@ from metrics.source import (
 _log = structlog.get_logger()
 DEFAULT_GATHER = 0.15
 """Seconds the first look of a batch waits for others (only while looks keep arriving)."""
+LONG_QUERY = 256 * 1024
+"""Characters of PromQL one request of a batch may hold at first (Prometheus has no limit)."""
+SHORT_QUERY = 12 * 1024
+"""... and once the store refused a longer one (under VictoriaMetrics' 16 KiB)."""
 _TAG = "verdict_fetch"
 _MOST_INSTANT_LOOKS = 20  # a longer window read by instant queries is the inner source's
 _KEEP_SECONDS = 120.0  # answers not taken by their look within this are dropped
 _STEP_ASIDE = object()  # the batch left this fetch to the inner source
 
+_T = TypeVar("_T")
 FetchKey = tuple[MetricQuery, str, tuple[tuple[str, str], ...], Window]
 Cumulative = dict[LabelKey, dict[int, float]]
 
@@ -154,6 +164,7 @@ class FleetSource:
         self._open: dict[tuple[Any, ...], _Batch] = {}
         self._last: dict[tuple[Any, ...], float] = {}
         self._answers: dict[FetchKey, tuple[float, object]] = {}
+        self.longest_query = LONG_QUERY
         self.batches = 0
         """Batches read so far (and `batched_looks`: the looks they held)."""
         self.batched_looks = 0
@@ -291,7 +302,7 @@ class FleetSource:
         if checks:
             self._check_parts(checks, answers)
         for (template, by_le), group in _groupby(raws, lambda r: (r.template, r.by_le)).items():
-            self._read_raw(template, by_le, group)
+            self._shortened(partial(self._read_raws, template, by_le, group))
         for fetch, parts in _by_fetch([], raws):
             key = _key_of(fetch)
             if key in answers:
@@ -380,7 +391,7 @@ class FleetSource:
             return {}
         at_ms = max([r.ends_ms[-1] for r in raws] + [s.looks[-1][1] for s in shorts])
         tagged: dict[str, dict[LabelKey, float]] = {}
-        for series in self.inner._vector(_balanced_or(pieces), at_ms):
+        for series in self._pieces(pieces, at_ms):
             metric = dict(series.get("metric", {}))
             tag = metric.pop(_TAG, None)
             try:
@@ -444,7 +455,7 @@ class FleetSource:
         pieces = [_tagged(c.query, f"c{i}") for i, c in enumerate(checks)]
         at_ms = max(c.at_ms for c in checks)
         tagged: dict[str, list[LabelKey]] = {}
-        for series in self.inner._vector(_balanced_or(pieces), at_ms):
+        for series in self._pieces(pieces, at_ms):
             metric = dict(series.get("metric", {}))
             tag = metric.pop(_TAG, None)
             if tag is not None:
@@ -457,9 +468,52 @@ class FleetSource:
             else:
                 answers[_key_of(check.fetch)] = check.series()
 
+    def _pieces(self, pieces: list[str], at_ms: int) -> list[dict[str, Any]]:
+        """The answers of tagged `pieces` joined by `or`, in as few queries as the store takes
+        (`_fitting`)."""
+
+        def ask() -> list[dict[str, Any]]:
+            answers: list[dict[str, Any]] = []
+            for part in self._fitting(pieces, lambda piece: len(piece) + 10):
+                answers += self.inner._vector(_balanced_or(part), at_ms)
+            return answers
+
+        return self._shortened(ask)
+
+    def _read_raws(self, template: str, by_le: bool, raws: list[_Raw]) -> None:
+        for part in self._fitting(raws, lambda raw: 2 * sum(map(len, raw.fetch.matchers.values()))):
+            self._read_raw(template, by_le, part)
+
+    def _fitting(self, items: list[_T], size: Callable[[_T], int]) -> list[list[_T]]:
+        """`items` cut into runs of at most `longest_query` characters of query (by `size`;
+        one item alone may be longer)."""
+        parts: list[list[_T]] = []
+        used = 0
+        for item in items:
+            more = size(item)
+            if parts and used + more <= self.longest_query:
+                parts[-1].append(item)
+                used += more
+            else:
+                parts.append([item])
+                used = more
+        return parts
+
+    def _shortened(self, ask: Callable[[], _T]) -> _T:
+        """`ask()`, asked again in short queries when the store refused a long one
+        (VictoriaMetrics takes 16 KiB by default: `-search.maxQueryLen`); short from then on."""
+        try:
+            return ask()
+        except QueryError:
+            if self.longest_query <= SHORT_QUERY:
+                raise
+            _log.info("the store refused a long query; asking in short ones", store=self.inner.url)
+            self.longest_query = SHORT_QUERY
+            return ask()
+
     def _read_raw(self, template: str, by_le: bool, raws: list[_Raw]) -> None:
         """One raw read of `template` for every fetch of `raws`; each keeps its samples."""
-        text = union_selector(template, [r.fetch.matchers for r in raws])
+        text = _union(template, raws)
         start_ms = min(r.start_ms for r in raws)
         end_ms = max(r.ends_ms[-1] for r in raws)
         # back to 1 ms before the earliest start: Prometheus 2.x's ranges hold both ends,
@@ -604,6 +658,10 @@ def _groupby(
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return groups
+
+
+def _union(template: str, raws: list[_Raw]) -> str:
+    return union_selector(template, [r.fetch.matchers for r in raws])
 
 
 def _tagged(query: str, tag: str) -> str:

@@ -134,7 +134,7 @@ def extra_requests_for(
         lo, hi = hi, hi * 2.0
         if hi > MAX_EXTRA_REQUESTS:
             return None
-    for _ in range(40):
+    while hi - lo > max(1.0, 0.005 * hi):  # to 0.5 %: an estimate shown rounded
         mid = 0.5 * (lo + hi)
         if reached(mid):
             hi = mid
