@@ -117,8 +117,11 @@ def allowed_ratios(
     # look t included); every interval is tested again against look t's null
     seen_bad = np.cumsum(b_bad, axis=-1) + p_bad
     seen_total = np.cumsum(b_total, axis=-1) + p_total
-    lower = rate_bounds(seen_bad, seen_total, fallback_alpha).lower.reshape(shape)
-    upper = rate_bounds(seen_bad, seen_total, fallback_beta).upper.reshape(shape)
+    if np.all(enough):  # the pre-run window sets every null: no bound of the run's own needed
+        lower = upper = np.ones(shape)
+    else:
+        lower = rate_bounds(seen_bad, seen_total, fallback_alpha).lower.reshape(shape)
+        upper = rate_bounds(seen_bad, seen_total, fallback_beta).upper.reshape(shape)
     with np.errstate(divide="ignore"):
         fail_margin = np.where(enough, margin / np.where(rate > 0, rate, 1e-300), margin / np.maximum(lower, 1e-300))
         pass_margin = np.where(enough, margin / np.where(rate > 0, rate, 1e-300), margin / np.maximum(upper, 1e-300))
