@@ -197,6 +197,16 @@ class FleetSource:
         quick = getattr(self.inner, "answers_quickly", None)
         return bool(quick()) if quick is not None else False
 
+    def answered(self, fetches: Sequence[Fetch]) -> bool:
+        """Whether a batch already holds the answer of every one of `fetches` (an error
+        included): fetching them sends no request."""
+        with self._lock:
+            for f in fetches:
+                found = self._answers.get(_key_of(f))
+                if found is None or found[1] is _STEP_ASIDE:
+                    return False
+        return True
+
     def close(self) -> None:
         close = getattr(self.inner, "close", None)
         if close is not None:

@@ -191,3 +191,7 @@ class ReadsTogether(Protocol):
         looks of other runs and read them all at once; the fetches then follow as usual.
         Failures are left for the fetches themselves to meet."""
         ...
+
+    def answered(self, fetches: Sequence[Fetch]) -> bool:
+        """Whether every one of `fetches` is answered already (fetching it asks nothing)."""
+        ...

@@ -4,8 +4,9 @@ No API server can be installed on the test machines, so Verdict's Kubernetes cod
 official `kubernetes` client for real) is tested against this one. It keeps objects in memory and
 speaks, for any resource registered by (group, version, plural):
 
-* `GET` of one object, `GET` of a collection (a list, `labelSelector` / `fieldSelector`
-  `metadata.name=` honoured), in one namespace or across all namespaces;
+* `GET` of one object, `GET` of a collection (a list; `labelSelector` terms `a=b`, `a==b`,
+  `a!=b`, `a` and `!a`, and `fieldSelector` `metadata.name=` honoured), in one namespace or
+  across all namespaces;
 * watches (`?watch=true`): the events since `resourceVersion` (or `ADDED` for every object when
   none is given), streamed as chunked JSON lines until `timeoutSeconds` or the server stops; a
   `resourceVersion` older than the last `compact()` gets the `ERROR` event with a 410 `Status`,
@@ -624,9 +625,20 @@ class KubeServer:
             return False
         if namespace is not None and resource.namespaced and meta.get("namespace") != namespace:
             return False
+        labels = meta.get("labels") or {}
         for term in filter(None, query.get("labelSelector", "").split(",")):
-            key, _, value = term.partition("=")  # equality terms only: `a=b`, `a==b`
-            if meta.get("labels", {}).get(key) != value.lstrip("="):
+            if "!=" in term:  # `a!=b`
+                key, _, value = term.partition("!=")
+                if labels.get(key) == value:
+                    return False
+            elif "=" in term:  # `a=b`, `a==b`
+                key, _, value = term.partition("=")
+                if labels.get(key) != value.lstrip("="):
+                    return False
+            elif term.startswith("!"):  # `!a`: no label a
+                if term[1:] in labels:
+                    return False
+            elif term not in labels:  # `a`: a label a, whatever its value
                 return False
         for term in filter(None, query.get("fieldSelector", "").split(",")):
             key, _, value = term.partition("=")

@@ -284,6 +284,9 @@ class Controller:
         why = ""
         run_id = ""
         metric_hold = ""
+        # the pods first: the Rollouts of a namespace tick together, and their reads of the
+        # namespace's pods and Events are shared while they overlap (`strategies.argo.gate`)
+        health = self._health(obj, view, spec) if view.trusted and not view.aborted else None
         if view.trusted and not view.aborted:
             try:
                 look = self.service.look(
@@ -304,7 +307,6 @@ class Controller:
             except RunError as error:
                 why = f"{error.code}: {error.message}"
                 _log.warning("no verdict this look", error=why)
-        health = self._health(obj, view, spec) if view.trusted and not view.aborted else None
         key = (view.namespace, view.name, view.canary_hash, view.step_index)
         with self._lock:
             if verdict is not None:

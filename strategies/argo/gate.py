@@ -11,31 +11,85 @@ acts).
   cannot make them itself.
 * An Application that cannot be read (missing, or Verdict may not read its namespace) is logged
   and leaves the pods' judgement alone.
+* Reads are shared: the Rollouts of one namespace tick together every interval, and a tick
+  that wants the namespace's pods (every pod Argo labels with a pod-template-hash) or its pod
+  Events while another tick's read of them is in flight waits for that read instead of sending
+  its own (never an older answer: a read that has finished is not kept). Each keeps the pods its
+  Rollout's selector matches, and their Events.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from analyzer.gates import DEFAULT_READINESS_GRACE, ArgoCDSpec, HealthSpec
 from strategies.health import Health, HealthPolicy, Memory, classify_pods, with_findings
 from strategies.kube.argocd import ApplicationGate, app_of
-from strategies.kube.pods import PodReader
+from strategies.kube.pods import PodReader, events_of
 
 HASH_LABEL = "rollouts-pod-template-hash"
 
 _log = structlog.get_logger()
 
 
+_T = TypeVar("_T")
+
+
+def pod_labels(rollout: dict[str, Any], pod_hash: str) -> dict[str, str]:
+    """The labels of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
+    spec = rollout.get("spec") or {}
+    labels = {
+        str(k): str(v) for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items()
+    }
+    labels[HASH_LABEL] = pod_hash
+    return labels
+
+
 def pods_of(rollout: dict[str, Any], pod_hash: str) -> str:
     """The label selector of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
-    spec = rollout.get("spec") or {}
-    labels = dict((spec.get("selector") or {}).get("matchLabels") or {})
-    labels[HASH_LABEL] = pod_hash
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return ",".join(f"{k}={v}" for k, v in sorted(pod_labels(rollout, pod_hash).items()))
+
+
+def _labelled(pod: dict[str, Any], labels: dict[str, str]) -> bool:
+    found = (pod.get("metadata") or {}).get("labels") or {}
+    return all(found.get(k) == v for k, v in labels.items())
+
+
+class SharedReads:
+    """Reads asked for while the same read is in flight share its answer (or its error): the
+    first asker reads, the others wait for it. A finished read is not kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flying: dict[Hashable, Future[Any]] = {}
+        self.reads = 0  # reads sent (the rest were shared)
+
+    def get(self, key: Hashable, read: Callable[[], _T]) -> _T:
+        with self._lock:
+            flying = self._flying.get(key)
+            if flying is None:
+                mine: Future[Any] = Future()
+                self._flying[key] = mine
+                self.reads += 1
+        if flying is not None:
+            return flying.result()  # type: ignore[no-any-return]
+        try:
+            answer = read()
+        except BaseException as error:
+            mine.set_exception(error)
+            raise
+        else:
+            mine.set_result(answer)
+            return answer
+        finally:
+            with self._lock:
+                del self._flying[key]
 
 
 def policy_of(health: HealthSpec) -> HealthPolicy:
@@ -54,6 +108,7 @@ class RolloutHealth:
 
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self.shared = SharedReads()
 
     def pods(
         self,
@@ -68,9 +123,16 @@ class RolloutHealth:
         listed."""
         namespace = str((rollout.get("metadata") or {}).get("namespace") or "default")
         reader = PodReader(self._core, namespace)
+        labels = pod_labels(rollout, pod_hash)
         selector = pods_of(rollout, pod_hash)
-        pods = reader.pods(selector)
-        events = reader.events({str((p.get("metadata") or {}).get("name")) for p in pods})
+        argo_pods = self.shared.get(("pods", namespace), lambda: reader.pods(HASH_LABEL))
+        pods = [p for p in argo_pods if _labelled(p, labels)]
+        names = {str((p.get("metadata") or {}).get("name")) for p in pods}
+        events = (
+            events_of(self.shared.get(("events", namespace), reader.pod_events), names)
+            if names
+            else []
+        )
         return classify_pods(
             pods, events, now=now, policy=policy_of(health), memory=memory, selector=selector
         )

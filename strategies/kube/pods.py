@@ -34,7 +34,7 @@ from strategies.health import (
 from strategies.kube.client import NETWORK_ERRORS, Clock
 from strategies.kube.errors import KubeUnreachable, PodsUnhealthy
 
-__all__ = ["PodGate", "PodReader", "PodState", "PodsUnhealthy"]
+__all__ = ["PodGate", "PodReader", "PodState", "PodsUnhealthy", "events_of"]
 
 POLL_SECONDS = 1.0
 EVENT_LIMIT = 500
@@ -81,10 +81,15 @@ class PodReader:
     def events(self, pods: set[str]) -> list[dict[str, Any]]:
         """The Events of the named pods (none when Events cannot be read: the gate then judges
         by the pods alone, and says so in the log once)."""
-        from kubernetes.client.exceptions import ApiException
-
         if not pods:
             return []
+        return events_of(self.pod_events(), pods)
+
+    def pod_events(self) -> list[dict[str, Any]]:
+        """The namespace's pod Events (the newest `EVENT_LIMIT`; none when they cannot be
+        read)."""
+        from kubernetes.client.exceptions import ApiException
+
         try:
             listed = self._api.list_namespaced_event(
                 self.namespace,
@@ -110,7 +115,12 @@ class PodReader:
             ) from None
         except NETWORK_ERRORS as error:
             raise KubeUnreachable(f"the Kubernetes API is unreachable: {error}") from None
-        return [e for e in items if (e.get("involvedObject") or {}).get("name") in pods]
+        return items
+
+
+def events_of(events: list[dict[str, Any]], pods: set[str]) -> list[dict[str, Any]]:
+    """The Events of the named pods among `events`."""
+    return [e for e in events if (e.get("involvedObject") or {}).get("name") in pods]
 
 
 class PodGate:
