@@ -194,6 +194,28 @@ def test_an_undecided_canary_stays_paused_and_the_annotation_says_why(
     assert "VerdictUndecided" in [e["reason"] for e in kube.objects("", "v1", "events")]
 
 
+def test_an_unchanged_decision_refreshes_its_figures_at_most_once_a_minute_without_events(
+    prometheus: PrometheusServer, kube: KubeServer, tmp_path: Path, closing: list[Any]
+) -> None:
+    # a thousand Rollouts looked at every 30 s would cost the API two writes a look
+    settings = ControllerSettings(min_step_looks=50)  # "pass, after k of 50 looks": k moves
+    world = make_world(prometheus, kube, tmp_path, "healthy", settings=settings)
+    closing.append(world.service)
+    world.tick_at(0)
+    written: list[str] = []
+    for minute in (20.0, 20.25, 20.5, 20.75, 21.0, 21.25, 22.5):
+        world.tick_at(minute)
+        written.append(world.annotation())
+    assert all(w.startswith("pass; none; pass, after ") for w in written), written
+    # the text moves every look; the annotation follows at most once a minute
+    assert written[0] == written[1] == written[2] == written[3]
+    assert written[4] != written[3] and written[5] == written[4] and written[6] != written[5]
+    events = [e["reason"] for e in kube.objects("", "v1", "events")]
+    assert events.count("VerdictAnalysis") == 2  # the first look's, and the first pass's
+    world.tick_at(23)
+    assert world.annotation() == written[6]  # a minute has not passed
+
+
 def test_a_timed_pause_is_paused_before_its_end_and_promoted_on_pass(
     prometheus: PrometheusServer, kube: KubeServer, tmp_path: Path, closing: list[Any]
 ) -> None:

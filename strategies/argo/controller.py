@@ -132,7 +132,8 @@ class Controller:
         )
         self._jobs: dict[str, tuple[str, str, float]] = {}  # job id -> analysis, hash, interval
         self._step_looks: dict[tuple[str, str, str, int], int] = {}
-        self._said: dict[str, str] = {}  # job id -> the last decision written on the Rollout
+        # job id -> the last decision written on the Rollout: its state, text and when
+        self._said: dict[str, _Said] = {}
         self._lock = threading.Lock()
         # one action at a time per Rollout (a tick and `recover` alike); Rollouts do not wait
         # for each other
@@ -663,26 +664,48 @@ class Controller:
         action = f"{decision.action}" + (f" ({done})" if done else "")
         failed = outcome.startswith("did not land")
         summary = f"{verdict or 'no verdict'}; {action}; {decision.reason}"
+        state = (view.step_index, str(verdict), action, failed, decision.overdue, decision.outcome)
+        now = self.clock.now()
         with self._lock:
-            if self._said.get(job) == summary:
-                return
-            self._said[job] = summary
-        line = " ".join(f"{summary}; {format_time(self.clock.now())}".split())[:1000]
+            said = self._said.get(job)
+            new_state = said is None or said.state != state
+            if said is not None and (
+                said.summary == summary
+                or (not new_state and now - said.at < STATUS_REFRESH)
+            ):
+                return  # said already, or only the figures moved since a moment ago
+            self._said[job] = _Said(state, summary, now)
+        line = " ".join(f"{summary}; {format_time(now)}".split())[:1000]
         warning = decision.overdue or decision.action is Action.ABORT or failed
         log = _log.warning if warning else _log.info
-        log("decision", verdict=str(verdict), action=str(decision.action), reason=decision.reason)
+        if new_state:
+            log("decision", verdict=str(verdict), action=str(decision.action), reason=decision.reason)
         try:
             self.actuator.annotate(obj, {STATUS_ANNOTATION: line})
-            self.actuator.event(
-                obj,
-                reason="VerdictActionFailed" if failed else _event_reason(decision, verdict),
-                message=line,
-                warning=warning,
-            )
+            if new_state:  # an Event when the decision changes, not for every figure
+                self.actuator.event(
+                    obj,
+                    reason="VerdictActionFailed" if failed else _event_reason(decision, verdict),
+                    message=line,
+                    warning=warning,
+                )
         except Exception as error:
             _log.warning("decision not written on the rollout", error=str(error)[:300])
             with self._lock:
                 self._said.pop(job, None)
+
+
+STATUS_REFRESH = timedelta(minutes=1)
+"""While the decision stays the same (step, verdict, action, outcome), the status annotation is
+written again with the newest figures at most this often, and no Event is sent for it: a
+thousand Rollouts looked at every 30 s would otherwise cost the API two writes a look."""
+
+
+@dataclass(frozen=True)
+class _Said:
+    state: tuple[object, ...]
+    summary: str
+    at: datetime
 
 
 _OUTCOMES = {Action.PROMOTE: "promoted", Action.PAUSE: "paused", Action.ABORT: "aborted"}
