@@ -40,9 +40,10 @@ from analyzer.stats.ratio import (
     MIN_PRERUN_BAD,
     AllowedRatios,
     allowed_ratios,
+    breach_evidence,
     comparison_evidence,
     rate_ratio,
-    slo_evidence,
+    slo_evidences,
 )
 from analyzer.verdicts import MetricStatus
 from metrics.source import HistogramSeries, RatioSeries, Series
@@ -148,10 +149,13 @@ def ratio_looks(
     fallback_alpha = np.zeros(lead)
     fallback_beta = np.zeros(lead)
     cum_bad, cum_total = np.cumsum(c_bad, axis=-1), np.cumsum(c_total, axis=-1)
-    for gate, bound in (("slo", plan.max_bad_rate), ("trigger", plan.abort_bad_rate)):
-        if bound is None:
-            continue
-        ev = slo_evidence(c_bad, c_total, bound)
+    gates = [
+        (gate, bound)
+        for gate, bound in (("slo", plan.max_bad_rate), ("trigger", plan.abort_bad_rate))
+        if bound is not None
+    ]
+    evidence = slo_evidences([c_bad] * len(gates), c_total, [bound for _, bound in gates])
+    for (gate, bound), ev in zip(gates, evidence, strict=True):
         detail = {"max": np.asarray(bound), "canaryBad": cum_bad, "canaryRequests": cum_total}
         if gate == "slo" and b_bad is not None and b_total is not None:
             bb = np.minimum(np.clip(np.asarray(b_bad, dtype=np.float64), 0, None), b_total)
@@ -245,13 +249,18 @@ def latency_looks(
     checks: list[CheckLooks] = []
     fallback_alpha = np.zeros(lead)
     fallback_beta = np.zeros(lead)
-    for gate, threshold in (("slo", plan.latency_threshold), ("trigger", plan.abort_seconds)):
-        if threshold is None:
-            continue
-        certain, possible = _slower(bounds, c_cum, threshold)
-        ev = slo_evidence(
-            np.clip(certain, 0, None), c_total, 1.0 - q, bad_at_most=np.clip(possible, 0, None)
-        )
+    gates = [
+        (gate, threshold, *_slower(bounds, c_cum, threshold))
+        for gate, threshold in (("slo", plan.latency_threshold), ("trigger", plan.abort_seconds))
+        if threshold is not None
+    ]
+    evidence = slo_evidences(
+        [np.clip(certain, 0, None) for _, _, certain, _ in gates],
+        c_total,
+        [1.0 - q] * len(gates),
+        bad_at_most=[np.clip(possible, 0, None) for _, _, _, possible in gates],
+    )
+    for (gate, threshold, certain, possible), ev in zip(gates, evidence, strict=True):
         detail = {
             "threshold": np.asarray(threshold),
             "maxSlowerShare": np.asarray(1.0 - q),
@@ -285,11 +294,9 @@ def _baseline_breach(
     evidence of its per-interval rates weighed by the canary's requests (the canary's run-long
     rate weighs the later, bigger steps most, so an incident at the 50 % step shows in the
     canary's rate long before it shows in the baseline's run-long rate)."""
-    own = slo_evidence(b_bad, b_total, bound).fail.log_e
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(b_total > 0, b_bad / np.where(b_total > 0, b_total, 1.0), 0.0)
-    weighed = slo_evidence(rate * c_total, c_total, bound).fail.log_e
-    return np.asarray(np.maximum(own, weighed), dtype=np.float64)
+    return breach_evidence([b_bad, rate * c_total], [b_total, c_total], bound)
 
 
 def _slower(bounds: FloatArray, cum: FloatArray, threshold: float) -> tuple[FloatArray, FloatArray]:

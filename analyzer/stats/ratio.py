@@ -37,6 +37,7 @@ e-processes on counts (see `eprocess.py`), valid at every look.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,46 @@ def slo_evidence(
     fail = binomial_e_process(bad, total, o, upward=True)
     passes = binomial_e_process(possible, total, o, upward=False)
     return Evidence(fail, passes)
+
+
+def slo_evidences(
+    bad: Sequence[npt.ArrayLike],
+    total: npt.ArrayLike,
+    max_rates: Sequence[float],
+    *,
+    bad_at_most: Sequence[npt.ArrayLike] | None = None,
+) -> list[Evidence]:
+    """`slo_evidence` of several gates over the same requests (one bad count and bound each),
+    computed together: one e-process call a direction for all of them."""
+    if not max_rates:
+        return []
+    if any(not 0.0 <= m <= 1.0 for m in max_rates):
+        raise ValueError("max_rate must lie in [0, 1]")
+    successes = np.stack([np.asarray(b, dtype=np.float64) for b in bad])
+    possible = successes if bad_at_most is None else np.stack(
+        [np.asarray(b, dtype=np.float64) for b in bad_at_most]
+    )
+    trials = np.broadcast_to(np.asarray(total, dtype=np.float64), successes.shape)
+    o = logit(np.asarray(max_rates, dtype=np.float64)).reshape((-1,) + (1,) * (successes.ndim - 1))
+    fail = binomial_e_process(successes, trials, o, upward=True)
+    passes = binomial_e_process(possible, trials, o, upward=False)
+    return [
+        Evidence(
+            EProcess(fail.log_e[g], fail.last_log_lr[g]),
+            EProcess(passes.log_e[g], passes.last_log_lr[g]),
+        )
+        for g in range(len(max_rates))
+    ]
+
+
+def breach_evidence(bad: Sequence[npt.ArrayLike], total: Sequence[npt.ArrayLike], max_rate: float) -> FloatArray:
+    """FAIL evidence (log e-values per look) against "rate ≤ max_rate" for several views of the
+    same version's counts at once; the largest of them at each look (a label, never a decision
+    on its own)."""
+    successes = np.stack([np.asarray(b, dtype=np.float64) for b in bad])
+    trials = np.stack([np.asarray(t, dtype=np.float64) for t in total])
+    log_e = binomial_e_process(successes, trials, logit(max_rate), upward=True).log_e
+    return np.asarray(log_e.max(axis=0), dtype=np.float64)
 
 
 @dataclass(frozen=True)
