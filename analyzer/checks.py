@@ -91,7 +91,11 @@ def evaluate_metric(
             _check_report(plan, ml, c, last, alpha, beta, rate_per_minute) for c in ml.checks
         ]
         if status is MetricStatus.INCONCLUSIVE:
-            needed = [c.more_requests_needed for c in checks if c.outcome != Outcome.PASS]
+            needed = [
+                c.more_requests_needed
+                for c in checks
+                if c.outcome != Outcome.PASS and c.check != "trigger"
+            ]
             if needed and all(x is not None for x in needed):
                 more = max(x for x in needed if x is not None)
                 if rate_per_minute:
@@ -244,13 +248,13 @@ def _slo_reason(
     if outcome == Outcome.PASS:
         return f"{what} is shown within {limit} ({_evidence(stat['ePass'], stat['passAt'])})", None
     more = None
-    if rate == rate and rate < bound:
+    if c.check == "slo" and rate == rate and rate < bound:  # a trigger's pass is not needed
         o = float(logit(bound))
         more = extra_requests_for(
             c.passes.last_log_lr, pass_level, lambda x: (x * rate, x, o), upward=False
         )
     text = f"{what} is {_pct(rate)} over {total:,.0f} requests, not yet shown on either side of {_pct(bound)}"
-    if more is None:
+    if more is None and c.check == "slo":
         text += "; at the current rate more requests alone will not show it within"
     return text, more
 

@@ -730,10 +730,12 @@ def serve(
     """Answer Argo Rollouts' web metric provider: POST/GET /api/v1/verdict (see the README);
     with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer import logs
+    from analyzer.arenas import limit_malloc_arenas
     from analyzer.durations import parse_seconds
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import SpecError, load_analyses
 
+    limit_malloc_arenas()  # before any thread of the server allocates
     try:
         logs.parse_level(log_level)
     except ValueError as error:

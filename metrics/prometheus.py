@@ -443,11 +443,11 @@ class PrometheusSource:
             tuple[str, bool, tuple[float, ...]],
             Future[tuple[_Cumulative | None, dict[str, _Cumulative]]],
         ] = {}
-        # (counter selector, window start) -> (latest end, series answered): for the check that
-        # series answered at an earlier look are not missing from a later one
-        self._seen: OrderedDict[tuple[str, float], tuple[float, frozenset[LabelKey]]] = (
-            OrderedDict()
-        )
+        # hash of (counter selector, window start) -> the latest end (a float64) and the
+        # hashes of the series answered (sorted int64s), as bytes: 8 bytes a series, for a
+        # thousand runs' counters; oldest first. For the check that series answered at an
+        # earlier look are not missing from a later one.
+        self._seen: dict[int, bytes] = {}
         # From this many uncached looks on, read the raw samples once instead of one query a look.
         self.range_read_from = max(1, range_read_from)
         self.page_samples = max(1, page_samples)
@@ -802,7 +802,12 @@ class PrometheusSource:
         several lost data), never "no errors".
         """
         last = window.intervals - 1
-        now = {key for key, by_look in cumulative.items() if last in by_look}
+        now = np.unique(
+            np.fromiter(
+                (hash(key) for key, by_look in cumulative.items() if last in by_look),
+                dtype=np.int64,
+            )
+        )
         for key, by_look in cumulative.items():
             first = min(by_look)
             if len(by_look) != last - first + 1:
@@ -811,22 +816,26 @@ class PrometheusSource:
                     f"{self._where}: {selector_text} answered {_describe_key(key)} at look "
                     f"{first + 1} but not at look(s) {missing[:5]}; a partial answer is not read"
                 )
-        memory_key = (selector_text, window.start.timestamp())
+        memory_key = hash((selector_text, window.start.timestamp()))  # not the long text
         end = window.end.timestamp()
         with self._cache_lock:
-            seen = self._seen.get(memory_key)
+            found = self._seen.pop(memory_key, b"")
+            seen = np.frombuffer(found, dtype=np.float64) if found else None
             if seen is not None and seen[0] <= end:
-                gone = seen[1] - now
+                gone = np.setdiff1d(seen[1:].view(np.int64), now, assume_unique=True).size
                 if gone:
+                    self._seen[memory_key] = found
                     raise InconsistentAnswer(
-                        f"{self._where}: {selector_text} answered {_describe_key(min(gone))} at an "
-                        "earlier look since the same start but not now; a partial answer is not read"
+                        f"{self._where}: {selector_text} answered {gone} series at an earlier "
+                        "look since the same start that it does not answer now; a partial answer "
+                        "is not read"
                     )
             if seen is None or seen[0] <= end:
-                self._seen[memory_key] = (end, frozenset(now | (seen[1] if seen else set())))
-                self._seen.move_to_end(memory_key)
-                while len(self._seen) > _CACHE_ENTRIES:
-                    self._seen.popitem(last=False)
+                known = now if seen is None else np.union1d(seen[1:].view(np.int64), now)
+                found = np.float64(end).tobytes() + known.tobytes()
+            self._seen[memory_key] = found  # the newest last
+            while len(self._seen) > _CACHE_ENTRIES:
+                del self._seen[next(iter(self._seen))]
 
     def _cumulative(
         self,
