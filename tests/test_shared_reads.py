@@ -1,6 +1,6 @@
-"""The controller's health gate shares reads of a namespace's pods and pod Events between the
-ticks of its Rollouts that overlap (`strategies.argo.gate.SharedReads`), over the Kubernetes API
-test server and the official client."""
+"""The controller's health gate shares reads of a namespace's pod Events (and of the same pods)
+between the ticks of its Rollouts that overlap (`strategies.argo.gate.SharedReads`), over the
+Kubernetes API test server and the official client."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def kube() -> Iterator[KubeServer]:
         server.stop()
 
 
-def test_each_rollout_gets_its_own_pods_and_their_events_from_the_namespace_read(
+def test_each_rollout_gets_its_own_pods_and_only_their_events(
     kube: KubeServer,
 ) -> None:
     kube.put(_pod("a-new-1", {"app": "a", HASH_LABEL: "n1"}))
@@ -146,7 +146,7 @@ def test_each_rollout_gets_its_own_pods_and_their_events_from_the_namespace_read
     none = health.pods(_rollout("a"), "zzz", health=spec, memory=Memory(), now=now)
     assert not none.ready and none.summary.startswith("no pods match app=a,")
     assert health.shared.reads == 5  # nothing overlapped: pods and Events read for each, none kept
-    # the server answers the existence selector: only Argo's pods are listed
+    # the test server answers existence and inequality selectors too
     assert _names(health, HASH_LABEL) == ["a-new-1", "a-old-1", "b-new-1"]
     assert _names(health, f"!{HASH_LABEL}") == ["a-bare"]
     assert _names(health, f"app=a,{HASH_LABEL}!=n1") == ["a-bare", "a-old-1"]

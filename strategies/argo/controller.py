@@ -286,7 +286,7 @@ class Controller:
         run_id = ""
         metric_hold = ""
         # the pods first: the Rollouts of a namespace tick together, and their reads of the
-        # namespace's pods and Events are shared while they overlap (`strategies.argo.gate`)
+        # namespace's pod Events are shared while they overlap (`strategies.argo.gate`)
         health = self._health(obj, view, spec) if view.trusted and not view.aborted else None
         if view.trusted and not view.aborted:
             try:

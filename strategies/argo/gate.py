@@ -12,10 +12,9 @@ acts).
 * An Application that cannot be read (missing, or Verdict may not read its namespace) is logged
   and leaves the pods' judgement alone.
 * Reads are shared: the Rollouts of one namespace tick together every interval, and a tick
-  that wants the namespace's pods (every pod Argo labels with a pod-template-hash) or its pod
-  Events while another tick's read of them is in flight waits for that read instead of sending
-  its own (never an older answer: a read that has finished is not kept). Each keeps the pods its
-  Rollout's selector matches, and their Events.
+  that wants the namespace's pod Events (or the same pods) while another tick's read of them is
+  in flight waits for that read instead of sending its own (never an older answer: a read that
+  has finished is not kept). Each keeps the Events of its own pods.
 """
 
 from __future__ import annotations
@@ -41,24 +40,12 @@ _log = structlog.get_logger()
 _T = TypeVar("_T")
 
 
-def pod_labels(rollout: dict[str, Any], pod_hash: str) -> dict[str, str]:
-    """The labels of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
-    spec = rollout.get("spec") or {}
-    labels = {
-        str(k): str(v) for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items()
-    }
-    labels[HASH_LABEL] = pod_hash
-    return labels
-
-
 def pods_of(rollout: dict[str, Any], pod_hash: str) -> str:
     """The label selector of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
-    return ",".join(f"{k}={v}" for k, v in sorted(pod_labels(rollout, pod_hash).items()))
-
-
-def _labelled(pod: dict[str, Any], labels: dict[str, str]) -> bool:
-    found = (pod.get("metadata") or {}).get("labels") or {}
-    return all(found.get(k) == v for k, v in labels.items())
+    spec = rollout.get("spec") or {}
+    labels = dict((spec.get("selector") or {}).get("matchLabels") or {})
+    labels[HASH_LABEL] = pod_hash
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 class SharedReads:
@@ -123,10 +110,8 @@ class RolloutHealth:
         listed."""
         namespace = str((rollout.get("metadata") or {}).get("namespace") or "default")
         reader = PodReader(self._core, namespace)
-        labels = pod_labels(rollout, pod_hash)
         selector = pods_of(rollout, pod_hash)
-        argo_pods = self.shared.get(("pods", namespace), lambda: reader.pods(HASH_LABEL))
-        pods = [p for p in argo_pods if _labelled(p, labels)]
+        pods = self.shared.get(("pods", namespace, selector), lambda: reader.pods(selector))
         names = {str((p.get("metadata") or {}).get("name")) for p in pods}
         events = (
             events_of(self.shared.get(("events", namespace), reader.pod_events), names)
