@@ -12,7 +12,6 @@ no measurable contention. `MALLOC_ARENA_MAX` in the environment, when set, is le
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
@@ -24,12 +23,8 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     False where it cannot be asked (not glibc) or `MALLOC_ARENA_MAX` is set already."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process' own C library (no ldconfig call)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -334,6 +334,23 @@ def silent_prometheus() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
+def _connected_to(port: int, process: subprocess.Popen[str], within: float = 60.0) -> None:
+    """Wait until a connection to 127.0.0.1:`port` is established (/proc/net/tcp), i.e. the
+    command is past its start-up and asking the server (a fixed sleep was too short on a
+    loaded machine, where a signal then came while the interpreter was still importing)."""
+    deadline = time.monotonic() + within
+    target = f"0100007F:{port:04X}"
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        with open("/proc/net/tcp") as table:
+            rows = [line.split() for line in table.readlines()[1:]]
+        if any(row[2] == target and row[3] == "01" for row in rows):  # 01: ESTABLISHED
+            time.sleep(0.2)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no connection to port {port} within {within:g} s")
+
+
 @pytest.mark.parametrize("output", ["json", "text"])
 def test_ctrl_c_on_analyze_exits_130_not_the_fail_code(silent_prometheus: str, output: str) -> None:
     process = subprocess.Popen(
@@ -343,8 +360,7 @@ def test_ctrl_c_on_analyze_exits_130_not_the_fail_code(silent_prometheus: str, o
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(3)  # asking the silent Prometheus by now
-        assert process.poll() is None, process.communicate()
+        _connected_to(int(silent_prometheus.rsplit(":", 1)[1]), process)  # asking it now
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:
