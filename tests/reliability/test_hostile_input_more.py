@@ -358,6 +358,8 @@ def test_ctrl_c_on_analyze_exits_130_not_the_fail_code(silent_prometheus: str, o
          str(REPO / "analyzer" / "examples" / "checkout.yaml"), *WINDOW,
          "--prometheus-url", silent_prometheus, "--timeout", "60", "--output", output],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: Ctrl-C not ignored, whatever this test process inherited
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         _connected_to(int(silent_prometheus.rsplit(":", 1)[1]), process)  # asking it now
