@@ -220,3 +220,24 @@ def test_the_default_trigger_is_the_briefs_or_twice_a_looser_slo() -> None:
         metric(name="ok", template="istio-success-rate", slo={"min": 0.995, "abortAbove": 0.99})
     with pytest.raises(Exception, match="beyond the SLO"):
         metric(slo={"max": 0.02, "abortAbove": 0.01})
+
+
+def test_a_breach_shows_in_either_view_of_the_baseline() -> None:
+    # the label takes the larger of the baseline's own evidence and its rates weighed by the
+    # canary's requests: each view alone misses one of these incidents
+    from analyzer.stats.ratio import breach_evidence
+
+    level = math.log(20)
+    # late incident at the canary's big step: the baseline's run-long rate stays under 1 %
+    b_total = np.full(12, 10_000.0)
+    b_bad = np.array([50.0] * 10 + [300.0, 300.0])
+    c_total = np.array([10.0] * 10 + [5_000.0, 5_000.0])
+    own = breach_evidence([b_bad], [b_total], 0.01)
+    both = breach_evidence([b_bad, b_bad / b_total * c_total], [b_total, c_total], 0.01)
+    assert own[-1] < level <= both[-1]
+    # a baseline over the SLO throughout, while the canary takes a trickle
+    b_bad = np.full(12, 200.0)
+    c_total = np.full(12, 10.0)
+    weighed = breach_evidence([b_bad / b_total * c_total], [c_total], 0.01)
+    both = breach_evidence([b_bad, b_bad / b_total * c_total], [b_total, c_total], 0.01)
+    assert weighed[-1] < level <= both[-1]
