@@ -94,6 +94,7 @@ from metrics.matrix import (
 )
 from metrics.promql import increase_query, promql_duration, render
 from metrics.selectors import Narrowing, narrowing, parse_selector
+from metrics.shared_reads import SharedReads
 from metrics.source import (
     Fetch,
     FloatArray,
@@ -439,10 +440,8 @@ class PrometheusSource:
             tuple[str, bool, float, float], dict[LabelKey, float] | _Settled
         ] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._reading: dict[
-            tuple[str, bool, tuple[float, ...]],
-            Future[tuple[_Cumulative | None, dict[str, _Cumulative]]],
-        ] = {}
+        # concurrent reads of one counter over the same looks share one (`_cumulative`)
+        self._reading = SharedReads()
         # hash of (counter selector, window start) -> the latest end (a float64) and the
         # hashes of the series answered (sorted int64s), as bytes: 8 bytes a series, for a
         # thousand runs' counters; oldest first. For the check that series answered at an
@@ -854,27 +853,16 @@ class PrometheusSource:
         success-rate metric) share one read.
         """
         key = (selector_text, by_le, tuple(q.at_seconds for q in queries))
-        with self._cache_lock:
-            shared = self._reading.get(key)
-            owner = shared is None
-            if shared is None:
-                shared = self._reading[key] = Future()
-            counted = {**self._parts_of.get(selector_text, {}), **parts}
-        if not owner:
-            return shared.result()
-        try:
-            result = self._read_cumulative(
-                selector_text, queries, instants, by_le=by_le, parts=counted
-            )
-        except BaseException as exc:
-            shared.set_exception(exc)
-            raise
-        else:
-            shared.set_result(result)
-            return result
-        finally:
-            with self._cache_lock:
-                del self._reading[key]
+        return self._reading.get(
+            key,
+            lambda: self._read_cumulative(
+                selector_text,
+                queries,
+                instants,
+                by_le=by_le,
+                parts={**self._parts_of.get(selector_text, {}), **parts},
+            ),
+        )
 
     def _read_cumulative(
         self,

@@ -1,5 +1,5 @@
 """The controller's health gate shares reads of a namespace's pod Events (and of the same pods)
-between the ticks of its Rollouts that overlap (`strategies.argo.gate.SharedReads`), over the
+between the ticks of its Rollouts that overlap (`metrics.shared_reads.SharedReads`), over the
 Kubernetes API test server and the official client."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from analyzer.gates import HealthSpec
-from strategies.argo.gate import HASH_LABEL, RolloutHealth, SharedReads
+from metrics.shared_reads import SharedReads
+from strategies.argo.gate import HASH_LABEL, RolloutHealth
 from strategies.health import Memory
 from tests.kube_server import KubeServer
 

@@ -19,15 +19,13 @@ acts).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Hashable
-from concurrent.futures import Future
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 from analyzer.gates import DEFAULT_READINESS_GRACE, ArgoCDSpec, HealthSpec
+from metrics.shared_reads import SharedReads
 from strategies.health import Health, HealthPolicy, Memory, classify_pods, with_findings
 from strategies.kube.argocd import ApplicationGate, app_of
 from strategies.kube.pods import PodReader, events_of
@@ -37,46 +35,12 @@ HASH_LABEL = "rollouts-pod-template-hash"
 _log = structlog.get_logger()
 
 
-_T = TypeVar("_T")
-
-
 def pods_of(rollout: dict[str, Any], pod_hash: str) -> str:
     """The label selector of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
     spec = rollout.get("spec") or {}
     labels = dict((spec.get("selector") or {}).get("matchLabels") or {})
     labels[HASH_LABEL] = pod_hash
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-class SharedReads:
-    """Reads asked for while the same read is in flight share its answer (or its error): the
-    first asker reads, the others wait for it. A finished read is not kept."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._flying: dict[Hashable, Future[Any]] = {}
-        self.reads = 0  # reads sent (the rest were shared)
-
-    def get(self, key: Hashable, read: Callable[[], _T]) -> _T:
-        with self._lock:
-            flying = self._flying.get(key)
-            if flying is None:
-                mine: Future[Any] = Future()
-                self._flying[key] = mine
-                self.reads += 1
-        if flying is not None:
-            return flying.result()  # type: ignore[no-any-return]
-        try:
-            answer = read()
-        except BaseException as error:
-            mine.set_exception(error)
-            raise
-        else:
-            mine.set_result(answer)
-            return answer
-        finally:
-            with self._lock:
-                del self._flying[key]
 
 
 def policy_of(health: HealthSpec) -> HealthPolicy:
