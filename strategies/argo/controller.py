@@ -285,10 +285,11 @@ class Controller:
         why = ""
         run_id = ""
         metric_hold = ""
-        # the pods first: the Rollouts of a namespace tick together, and their reads of the
-        # namespace's pod Events are shared while they overlap (`strategies.argo.gate`)
-        health = self._health(obj, view, spec) if view.trusted and not view.aborted else None
+        health: Health | None = None
         if view.trusted and not view.aborted:
+            # the pods first: the Rollouts of a namespace tick together, and their reads of
+            # the namespace's pod Events are shared while they overlap (`strategies.argo.gate`)
+            health = self._health(obj, view, spec)
             try:
                 look = self.service.look(
                     LookRequest(
