@@ -731,6 +731,7 @@ def serve(
     with --watch, also act on Argo Rollouts (controller mode)."""
     from analyzer import logs
     from analyzer.arenas import limit_malloc_arenas
+    from analyzer.collector import settle as settle_collector
     from analyzer.durations import parse_seconds
     from analyzer.runs.store import StoreConfigError, StoreUnavailable, open_store
     from analyzer.spec import SpecError, load_analyses
@@ -900,6 +901,7 @@ def serve(
     where = f"[{bound[0]}]" if listener.family == socket.AF_INET6 else bound[0]
     # one log line each (JSON on stderr, as every line of serve): where it answers, and its end
     log.info(f"listening on http://{where}:{bound[1]}", host=host, port=bound[1])
+    settle_collector()  # what exists now lives as long as the server
     try:
         server.run(sockets=[listener])
     finally:

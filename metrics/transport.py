@@ -160,7 +160,7 @@ class Transport:
         response = self._pool.request(
             "POST",
             self.url + path,
-            body=urllib.parse.urlencode(fields),
+            body=form_encoded(fields),
             headers=headers,
             timeout=self._timeout,
             retries=self._retry,
@@ -211,6 +211,32 @@ class Transport:
     def close(self) -> None:
         """Close the pooled connections."""
         self._pool.clear()
+
+
+_FORM_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def form_encoded(fields: dict[str, str]) -> str:
+    """`urllib.parse.urlencode(fields)`, the same text, made by one `str.replace` per character
+    to escape instead of a Python step per character: a batched look's query is some 10 KiB
+    of PromQL, and escaping it character by character cost about 1 ms a request."""
+    return "&".join(f"{_form_part(str(k))}={_form_part(str(v))}" for k, v in fields.items())
+
+
+def _form_part(text: str) -> str:
+    if not text.isascii():
+        return urllib.parse.quote_plus(text)
+    escape = set(text) - _FORM_SAFE
+    if not escape:
+        return text
+    if "%" in escape:  # first, so that no escape made below is escaped again
+        text = text.replace("%", "%25")
+        escape.discard("%")
+    space = " " in escape
+    escape.discard(" ")
+    for char in escape:
+        text = text.replace(char, f"%{ord(char):02X}")
+    return text.replace(" ", "+") if space else text  # last: "+" itself is escaped above
 
 
 def _pool_manager(url: str) -> urllib3.PoolManager:
