@@ -12,6 +12,7 @@ OutOfSync pauses it until Synced; a failed sync aborts it. After an abort, its c
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from analyzer.runs import PrometheusSources, RunService, RunSettings, Telemetry
 from analyzer.runs.store import RunStore, open_store
 from strategies.argo import ControllerTelemetry
 from strategies.argo.controller import Controller
-from strategies.argo.gate import RolloutHealth
+from strategies.argo.gate import HASH_LABEL, RolloutHealth
 from strategies.argo.rollouts import ArgoRollouts
 from strategies.kube.permissions import CONTROLLER
+from strategies.kube.pod_watch import PodWatch
 from tests.argo_standin import ABORT, ARGO, PAUSE_STEPS, PROMOTE, ArgoStandIn, canary_rollout
 from tests.conftest import PrometheusServer
 from tests.hook_server import HookReceiver
@@ -210,9 +212,14 @@ def make(
 ) -> Iterator[Any]:
     monkeypatch.setenv("PD_KEY", KEY)
     made: list[World] = []
+    watches: list[PodWatch] = []
 
     def build(
-        steps: list[dict[str, Any]], *, argocd: ArgoCDSpec | None = None, labels: Any = None
+        steps: list[dict[str, Any]],
+        *,
+        argocd: ArgoCDSpec | None = None,
+        labels: Any = None,
+        watched: bool = False,
     ) -> World:
         start = prometheus.scenarios["healthy"].start
         clock = Clock(start)
@@ -244,18 +251,29 @@ def make(
             kube.put(pod(f"checkout-c4n4ry-{i}"))
             kube.put(pod(f"checkout-s7ab1e-{i}", "s7ab1e"))
         argo.start_update(NS, "checkout", canary="c4n4ry", stable="s7ab1e")
+        pods = None
+        if watched:  # the pods kept from a watch, as `verdict serve --watch` does
+            pods = PodWatch(kube.api_client(), label=HASH_LABEL, namespaces=(NS,))
+            pods.start()
+            watches.append(pods)
+            deadline = time.monotonic() + 10
+            while not pods.live(NS):
+                assert time.monotonic() < deadline, "the pod watch did not start"
+                time.sleep(0.02)
         controller = Controller(
             service=service,
             actuator=ArgoRollouts(kube.api_client()),
             clock=clock,
             telemetry=ControllerTelemetry(CollectorRegistry()),
-            health=RolloutHealth(kube.api_client()),
+            health=RolloutHealth(kube.api_client(), watched=pods),
         )
         world = World(kube, clock, argo, store, service, controller, start, hooks, pagerduty)
         made.append(world)
         return world
 
     yield build
+    for pods in watches:
+        pods.stop()
     for world in made:
         world.service.close()
         world.store.close()
@@ -304,6 +322,42 @@ def test_an_image_that_cannot_be_pulled_aborts_the_rollout_and_the_rollback_is_v
     assert told["extra"]["health"][0]["subject"] == "pod checkout-c4n4ry-2"
     assert told["run"]["way"] == "controller"
     assert world.kube.permissions_used() <= allowed()
+
+
+def test_with_the_pods_watched_an_image_that_cannot_be_pulled_aborts_without_a_pod_list(
+    make: Any,
+) -> None:
+    world: World = make(PAUSE_STEPS, watched=True)
+    world.tick_at(0)
+    assert world.action_patches() == []
+    broken = world.at(0.5)
+    world.kube.put(pod("checkout-c4n4ry-2", ready=False, waiting="ErrImagePull"))
+    world.kube.put(
+        pod_event("checkout-c4n4ry-2", "Failed", "Failed to pull image: not found", broken)
+    )
+    health = world.controller.health
+    assert health is not None and health.watched is not None
+    deadline = time.monotonic() + 10
+    while not any(  # the watch has told the change (a tick reads what it was told)
+        p["status"]["containerStatuses"][0]["state"].get("waiting")
+        for p in health.watched.pods(NS, {"app": "checkout", HASH_LABEL: "c4n4ry"}) or []
+    ):
+        assert time.monotonic() < deadline, "the watch did not tell the broken pod"
+        time.sleep(0.02)
+    decision = world.tick_at(1)
+    assert (decision.action, decision.outcome) == ("abort", "image-pull")
+    assert world.action_patches() == [("status", ABORT, 200)]
+    assert "image-pull: pod checkout-c4n4ry-2: ErrImagePull" in (
+        world.annotations()["verdict.dev/status"]
+    )
+    selectors = {
+        r.query.get("labelSelector")
+        for r in world.kube.requests
+        if r.method == "GET" and r.path.endswith("/pods")
+    }
+    assert selectors == {HASH_LABEL}, "a tick listed its pods although they were watched"
+    used = world.kube.permissions_used()
+    assert ("", "pods", "watch") in used and used <= allowed()
 
 
 def test_a_pod_not_ready_past_its_grace_aborts_and_pages(make: Any) -> None:

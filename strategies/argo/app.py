@@ -20,12 +20,13 @@ import structlog
 from analyzer.clock import Clock
 from analyzer.runs import RunService
 from strategies.argo.controller import Controller, ControllerSettings, default_identity
-from strategies.argo.gate import RolloutHealth
+from strategies.argo.gate import HASH_LABEL, RolloutHealth
 from strategies.argo.leader import LeaseElector
 from strategies.argo.rollouts import ArgoRollouts
 from strategies.argo.shards import ShardLeases, shard_of
 from strategies.argo.telemetry import ControllerTelemetry
 from strategies.argo.watch import RolloutWatch
+from strategies.kube.pod_watch import PodWatch
 
 _log = structlog.get_logger()
 
@@ -41,6 +42,9 @@ class ControllerOptions:
     lease_duration: float = 15.0
     lease_renew: float = 5.0
     lease_retry: float = 2.0
+    watch_pods: bool = True
+    """Keep the Rollouts' pods from a watch (`watch` on pods) instead of listing them at every
+    look; a look lists them while the watch does not run."""
     shards: int = 1
     """Shards of the Rollouts, each held by a Lease, shared fairly by the replicas; 1: one
     leader for all (with `leader_elect`) or no Lease at all."""
@@ -85,6 +89,11 @@ class ControllerApp:
                 retry=options.lease_retry,
                 on_change=self._leadership,
             )
+        self.pods = (
+            PodWatch(api_client, label=HASH_LABEL, namespaces=options.namespaces)
+            if options.watch_pods
+            else None
+        )
         self.controller = Controller(
             service=service,
             actuator=ArgoRollouts(api_client, instance=options.identity),
@@ -92,7 +101,7 @@ class ControllerApp:
             telemetry=self.telemetry,
             settings=options.settings,
             is_leader=self.elector.is_leader if self.elector else (lambda: True),
-            health=RolloutHealth(api_client),
+            health=RolloutHealth(api_client, watched=self.pods),
             owns=self.shards.holds_rollout if self.shards else None,
             ready=self._shard_ready if self.shards else None,
         )
@@ -113,6 +122,8 @@ class ControllerApp:
             self.elector.start()
         else:
             self._leadership(True)
+        if self.pods is not None:
+            self.pods.start()
         self.watch.start()
         _log.info(
             "controller started",
@@ -125,6 +136,8 @@ class ControllerApp:
     def stop(self) -> None:
         self.watch.stop()
         self.controller.stop()
+        if self.pods is not None:
+            self.pods.stop()
         if self.elector is not None:
             self.elector.stop()
         if self.shards is not None:

@@ -28,6 +28,7 @@ from analyzer.gates import DEFAULT_READINESS_GRACE, ArgoCDSpec, HealthSpec
 from metrics.shared_reads import SharedReads
 from strategies.health import Health, HealthPolicy, Memory, classify_pods, with_findings
 from strategies.kube.argocd import ApplicationGate, app_of
+from strategies.kube.pod_watch import PodWatch
 from strategies.kube.pods import PodReader, events_of
 
 HASH_LABEL = "rollouts-pod-template-hash"
@@ -35,12 +36,18 @@ HASH_LABEL = "rollouts-pod-template-hash"
 _log = structlog.get_logger()
 
 
+def labels_of(rollout: dict[str, Any], pod_hash: str) -> dict[str, str]:
+    """The labels of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
+    spec = rollout.get("spec") or {}
+    matched = (spec.get("selector") or {}).get("matchLabels") or {}
+    labels = {str(k): str(v) for k, v in matched.items()}
+    labels[HASH_LABEL] = pod_hash
+    return labels
+
+
 def pods_of(rollout: dict[str, Any], pod_hash: str) -> str:
     """The label selector of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
-    spec = rollout.get("spec") or {}
-    labels = dict((spec.get("selector") or {}).get("matchLabels") or {})
-    labels[HASH_LABEL] = pod_hash
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return ",".join(f"{k}={v}" for k, v in sorted(labels_of(rollout, pod_hash).items()))
 
 
 def policy_of(health: HealthSpec) -> HealthPolicy:
@@ -54,12 +61,15 @@ def policy_of(health: HealthSpec) -> HealthPolicy:
 class RolloutHealth:
     """Reads what the gate judges for a Rollout (module docstring)."""
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, *, watched: PodWatch | None = None) -> None:
+        """`watched`: the pods kept from a watch (`strategies.kube.pod_watch`), read instead of
+        a list while its watch runs; None: every look lists its pods."""
         from kubernetes import client
 
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self.shared = SharedReads()
+        self.watched = watched
 
     def pods(
         self,
@@ -74,8 +84,11 @@ class RolloutHealth:
         listed."""
         namespace = str((rollout.get("metadata") or {}).get("namespace") or "default")
         reader = PodReader(self._core, namespace)
-        selector = pods_of(rollout, pod_hash)
-        pods = self.shared.get(("pods", namespace, selector), lambda: reader.pods(selector))
+        labels = labels_of(rollout, pod_hash)
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods = None if self.watched is None else self.watched.pods(namespace, labels)
+        if pods is None:
+            pods = self.shared.get(("pods", namespace, selector), lambda: reader.pods(selector))
         names = {str((p.get("metadata") or {}).get("name")) for p in pods}
         events = (
             events_of(self.shared.get(("events", namespace), reader.pod_events), names)

@@ -24,13 +24,14 @@ class Rule:
 
 # Controller mode: watch Argo Rollouts, promote / pause (main resource) and abort /
 # promote (the /status subresource), and record each decision as an Event; the health gate
-# reads the new version's pods, their Events and the Argo CD Application (`argoproj.io`
-# applications; a Role here covers an Application kept in a namespace Verdict acts in).
+# reads the new version's pods (kept from a watch, listed while it does not run), their Events
+# and the Argo CD Application (`argoproj.io` applications; a Role here covers an Application
+# kept in a namespace Verdict acts in).
 CONTROLLER: tuple[Rule, ...] = (
     Rule("argoproj.io", ("rollouts",), ("get", "list", "watch", "patch")),
     Rule("argoproj.io", ("rollouts/status",), ("get", "patch")),
     Rule("argoproj.io", ("applications",), ("get",)),
-    Rule("", ("pods",), ("list",)),
+    Rule("", ("pods",), ("list", "watch")),
     Rule("", ("events",), ("create", "patch", "list", "watch")),
 )
 
