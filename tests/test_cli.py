@@ -315,6 +315,10 @@ def test_an_unreachable_grafana_costs_the_demo_little_and_is_said_once(tmp_path:
     with socket.socket() as silent:  # a Grafana that never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
+        started = time.monotonic()  # the same demo without Grafana: what the machine takes now
+        alone = run_verdict("demo", "--output", "json", "--store", f"sqlite:///{tmp_path / 'a.db'}")
+        assert alone.returncode == 0, alone.stderr
+        baseline = time.monotonic() - started
         for url in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{silent.getsockname()[1]}"):
             started = time.monotonic()
             result = run_verdict(
@@ -328,7 +332,10 @@ def test_an_unreachable_grafana_costs_the_demo_little_and_is_said_once(tmp_path:
             assert len(lines) == 1, result.stderr
             assert lines[0].startswith(f"warning: grafana at {url}: ")
             assert "event(s) of this run not sent" in lines[0]
-            assert took < 8, f"the demo took {took:.1f} s with Grafana at {url}"
+            # Grafana's bounded wait (a few seconds in all), not a wait per annotation
+            assert took < baseline + 6, (
+                f"the demo took {took:.1f} s with Grafana at {url}, {baseline:.1f} s without"
+            )
 
 
 def test_canary_run_with_a_kubeconfig_that_does_not_exist_says_so(tmp_path: Path) -> None:
