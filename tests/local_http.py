@@ -27,8 +27,10 @@ def serving(
     handler: type[BaseHTTPRequestHandler], state: Any, tls: ssl.SSLContext | None = None
 ) -> Iterator[str]:
     """Serve `handler` over `state` until the block ends, over TLS with `tls`; yields the
-    base URL."""
-    server = StateServer(("127.0.0.1", 0), handler)
+    base URL. Answers go out with TCP_NODELAY: an answer written as its head and then its body
+    is not held for the client's delayed ACK (40 ms a request)."""
+    quick = type(handler.__name__, (handler,), {"disable_nagle_algorithm": True})
+    server = StateServer(("127.0.0.1", 0), quick)
     server.state = state
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)

@@ -94,6 +94,7 @@ class StoreProxy:
 class _Handler(BaseHTTPRequestHandler):
     owner: StoreProxy
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # an answer is not held for the client's delayed ACK (40 ms)
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -115,11 +115,14 @@ def drawn_panels(report: RunReport, metric: MetricHistory) -> list[Panel]:
     return panels
 
 
-def check_panels(report: RunReport) -> None:
-    """Every panel of every metric has its thresholds inside it, and data (or says why not)."""
+def check_panels(report: RunReport) -> list[list[Panel]]:
+    """Every panel of every metric has its thresholds inside it, and data (or says why not).
+    Returns each metric's panels, in the report's order (each figure drawn once)."""
     assert report.metrics
+    drawn: list[list[Panel]] = []
     for metric in report.metrics:
         panels = drawn_panels(report, metric)
+        drawn.append(panels)
         # the judge records no thresholds for a metric without data ("no data", no checks)
         judged = any(p.limits or p.share_limits or p.evidence_limits for p in metric.points)
         for i, panel in enumerate(panels):
@@ -130,10 +133,12 @@ def check_panels(report: RunReport) -> None:
             assert panel.data or no_requests, f"{where}: blank"
             if i == 0 and not panel.data:
                 assert all(p.canary is None and p.baseline is None for p in metric.points)
+    return drawn
 
 
-def evidence_panel(report: RunReport, metric: MetricHistory) -> Panel | None:
-    return next((p for p in drawn_panels(report, metric) if p.label.startswith("e-value")), None)
+def evidence_panel(panels: list[Panel]) -> Panel | None:
+    """The evidence panel among a metric's panels (`drawn_panels`), if it has one."""
+    return next((p for p in panels if p.label.startswith("e-value")), None)
 
 
 def stored_e_values(metric: MetricHistory) -> list[float]:
@@ -190,9 +195,9 @@ def test_every_panel_of_a_judged_run_is_drawn_at_any_traffic(
     assert report.deciding_look == demo.result.looks[-1].look
     pages = render_all(report)
     assert f"{looks} looks" in pages[ReportFormat.md]
-    check_panels(report)
-    for metric in report.metrics:
-        panel = evidence_panel(report, metric)
+    drawn = check_panels(report)
+    for metric, panels in zip(report.metrics, drawn, strict=True):
+        panel = evidence_panel(panels)
         e_values = stored_e_values(metric)
         assert (panel is None) == (not e_values)  # no e-values: no data, nothing judged
         if panel is not None:
@@ -283,10 +288,10 @@ def test_every_panel_is_drawn_whatever_the_stored_figures(
     report = load_report(store, run_id)
     assert [lk.look for lk in report.looks] == list(range(1, looks + 1))
     render_all(report)
-    check_panels(report)
-    for metric in report.metrics:
+    drawn = check_panels(report)
+    for metric, panels in zip(report.metrics, drawn, strict=True):
         e_values = stored_e_values(metric)
-        panel = evidence_panel(report, metric)
+        panel = evidence_panel(panels)
         if not e_values:  # every e-value NaN: no evidence to draw
             assert panel is None
             continue

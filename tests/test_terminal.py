@@ -15,6 +15,25 @@ from tests.terminal import METRICS, assert_units, flat, look_chunks, run_in_term
 WIDTHS = [80, 120]
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(store URL, run id) of a promoted demo run (`--seed 1`), read by the report tests."""
+    store = f"sqlite:///{tmp_path_factory.mktemp('terminal-report') / 'runs.sqlite'}"
+    demo = run_verdict("demo", "--seed", "1", "--output", "json", "--store", store)
+    return store, json.loads(demo.stdout)["run"]["id"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
+    """(store URL, run ids) of a healthy and an error-spike demo run, listed at each width."""
+    store = f"sqlite:///{tmp_path_factory.mktemp('terminal-runs') / 'runs.sqlite'}"
+    ids = []
+    for scenario in ("healthy", "error-spike"):
+        demo = run_verdict("demo", "--scenario", scenario, "--output", "json", "--store", store)
+        ids.append(json.loads(demo.stdout)["run"]["id"])
+    return store, ids
+
+
 @pytest.mark.parametrize("columns", WIDTHS)
 def test_demo_looks_fit_the_terminal_with_a_unit_on_every_figure(
     columns: int, tmp_path: Path
@@ -54,12 +73,8 @@ def test_the_demo_table_shows_a_success_rate_beside_its_good_requests(tmp_path: 
 
 
 @pytest.mark.parametrize("columns", WIDTHS)
-def test_runs_list_never_wraps_a_run_id(columns: int, tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
-    ids = []
-    for scenario in ("healthy", "error-spike"):
-        demo = run_verdict("demo", "--scenario", scenario, "--output", "json", "--store", store)
-        ids.append(json.loads(demo.stdout)["run"]["id"])
+def test_runs_list_never_wraps_a_run_id(columns: int, two_runs: tuple[str, list[str]]) -> None:
+    store, ids = two_runs
     screen = run_in_terminal("runs", "list", "--store", store, columns=columns)
     assert screen.code == 0, screen.text
     for run_id in ids:
@@ -69,11 +84,9 @@ def test_runs_list_never_wraps_a_run_id(columns: int, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("columns", WIDTHS)
 def test_report_on_a_terminal_is_a_short_summary_with_how_to_get_the_html(
-    columns: int, tmp_path: Path
+    columns: int, demo_run: tuple[str, str]
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
-    demo = run_verdict("demo", "--seed", "1", "--output", "json", "--store", store)
-    run_id = json.loads(demo.stdout)["run"]["id"]
+    store, run_id = demo_run
     screen = run_in_terminal("report", run_id, "--store", store, columns=columns)
     assert screen.code == 0, screen.text
     assert "<html" not in screen.text and "base64" not in screen.text
@@ -87,10 +100,10 @@ def test_report_on_a_terminal_is_a_short_summary_with_how_to_get_the_html(
     assert rows["latency-p99"].count(" ms") == 2 and rows["error-rate"].count(" %") == 2
 
 
-def test_report_refuses_to_print_html_on_a_terminal_and_says_how(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
-    demo = run_verdict("demo", "--output", "json", "--store", store)
-    run_id = json.loads(demo.stdout)["run"]["id"]
+def test_report_refuses_to_print_html_on_a_terminal_and_says_how(
+    demo_run: tuple[str, str],
+) -> None:
+    store, run_id = demo_run
     screen = run_in_terminal("report", run_id, "--output", "html", "--store", store, columns=80)
     assert screen.code == 2
     assert "<html" not in screen.text

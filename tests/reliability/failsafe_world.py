@@ -23,14 +23,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +39,9 @@ from analyzer.runs.model import Run, RunKey
 from analyzer.runs.store import EventsOf, RunStore, StoreUnavailable
 from strategies.simulated import SimulatedClock
 from tests.helpers import stop_process
-from tests.kube_server import ApiProblem, KubeServer, _Handler
+from tests.kube_server import ApiProblem, KubeServer
 from tests.promdata import Scenario, generate, write_openmetrics_file
 from tests.reliability.fault_proxy import FaultProxy
-from tests.reliability.fault_proxy import _Handler as _ProxyHandler
 
 # --- the timeline -------------------------------------------------------------------------
 
@@ -130,20 +127,7 @@ class ScheduledKube(KubeServer):
     schedule: list[ScheduledFault] = field(default_factory=list)
 
     def start(self) -> ScheduledKube:
-        """As `KubeServer.start`, with TCP_NODELAY on the answers: an answer is written as its
-        head and then its body, and without it each request of a kept-alive connection waits for
-        the client's delayed ACK (40 ms): a schedule of a few dozen requests would take seconds."""
-        server = self
-
-        class Handler(_Handler):
-            kube = server
-            disable_nagle_algorithm = True
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        super().start()  # its answers with TCP_NODELAY, as every test server's
         return self
 
     def reset(self) -> None:
@@ -296,21 +280,11 @@ class FlakyStore:
 
 
 class QuickFaultProxy(FaultProxy):
-    """`FaultProxy` answering with TCP_NODELAY (see `ScheduledKube.start`): a look's queries
-    through it take milliseconds, not 40 ms each."""
+    """`FaultProxy` (whose answers, as every test server's, go out with TCP_NODELAY: a look's
+    queries through it take milliseconds, not 40 ms each)."""
 
     def start(self) -> QuickFaultProxy:
-        proxy = self
-
-        class Handler(_ProxyHandler):
-            owner = proxy
-            disable_nagle_algorithm = True
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        super().start()
         return self
 
 

@@ -132,6 +132,7 @@ class FaultProxy:
 class _Handler(BaseHTTPRequestHandler):
     owner: FaultProxy
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # an answer is not held for the client's delayed ACK (40 ms)
 
     def log_message(self, *args: Any) -> None:
         pass
