@@ -45,9 +45,14 @@ def labels_of(rollout: dict[str, Any], pod_hash: str) -> dict[str, str]:
     return labels
 
 
+def selector_of(labels: dict[str, str]) -> str:
+    """The label selector of exactly these labels (`a=b,c=d`, sorted)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def pods_of(rollout: dict[str, Any], pod_hash: str) -> str:
     """The label selector of a Rollout's pods of one ReplicaSet (by its pod-template-hash)."""
-    return ",".join(f"{k}={v}" for k, v in sorted(labels_of(rollout, pod_hash).items()))
+    return selector_of(labels_of(rollout, pod_hash))
 
 
 def policy_of(health: HealthSpec) -> HealthPolicy:
@@ -85,7 +90,7 @@ class RolloutHealth:
         namespace = str((rollout.get("metadata") or {}).get("namespace") or "default")
         reader = PodReader(self._core, namespace)
         labels = labels_of(rollout, pod_hash)
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        selector = selector_of(labels)
         pods = None if self.watched is None else self.watched.pods(namespace, labels)
         if pods is None:
             pods = self.shared.get(("pods", namespace, selector), lambda: reader.pods(selector))
